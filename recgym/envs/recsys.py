@@ -1,0 +1,166 @@
+"""Single-session Gymnasium view of the batched simulator (a batch of one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from recgym.dynamics import LEAVE_REASONS
+from recgym.envs.core import build_simulator, session_spaces
+from recgym.world import World
+
+
+class RecSysEnv(gym.Env):
+    """## Description
+
+    One user session with a KuaiRec-style simulated user. Each step the agent recommends an item
+    (or a slate); the user consumes it, reacts, and may leave. Users have latent interests that
+    drift toward what they consume, a time-of-day preference, a static and a session-level
+    novelty-seeking propensity, boredom with repeated categories and creators, and a patience
+    budget. The agent never sees the true engagement: the observation carries the OBSERVED
+    feedback, inflated for popular items (conformity) and thinned by exposure bias. Item
+    exposure and popularity are shared across all sessions of the simulator and feed back into
+    the observed feedback (the rich-get-richer loop). Equations: ``docs/simulator.md``.
+
+    Registered ids: ``recgym/KuaiRec-v0`` (1,411 users x 3,327 items, 31 categories),
+    ``recgym/KuaiRand-v0`` (27,285 users x 7,583 real KuaiRand-Pure items with real creators and
+    tags), ``recgym/Synthetic-v0`` (200 users x 500 items, configurable via ``world_options``).
+
+    ## Action Space
+
+    ``Discrete(n_items)``: the recommended item id. With ``slate_size=S > 1``:
+    ``MultiDiscrete([n_items] * S)`` of distinct items, of which the user consumes one (softmax
+    choice on utility plus conformity). In the NX modes ``info["action_mask"]`` (and
+    :meth:`action_masks`, for sb3-contrib's MaskablePPO) marks the items not yet recommended;
+    recommending a masked item anyway earns 0 reward.
+
+    ## Observation Space
+
+    ``Dict`` with the last ``k = history_len`` (default 10) consumed items, oldest first:
+
+    | key          | space                              | meaning                               |
+    |--------------|------------------------------------|---------------------------------------|
+    | ``item_ids``   | ``Box(-1, n_items-1, (k,), int64)``  | item ids, ``-1`` for empty slots        |
+    | ``embeddings`` | ``Box(-1, 1, (k, 32), float32)``     | their unit item embeddings (0 if empty) |
+    | ``feedback``   | ``Box(0, reward_max, (k,), float32)``| observed (biased) feedback on them      |
+    | ``step``       | ``Box(0, 1, (1,), float32)``         | session step / max_turn                 |
+
+    ## Rewards
+
+    ``reward_signal="true"`` (default): the user's true engagement, watch-ratio-like, in
+    ``[0, reward_max]`` (2 for the latent worlds, 5 for the real KuaiRec matrix), as the field's
+    tables report. ``"observed"``: the biased logged feedback. ``info`` always carries both
+    (``true_reward``, ``observed_feedback``).
+
+    ## Episode End
+
+    ``terminated`` when the user leaves (``info["leave_reason"]``): DORL's category-window rule
+    (``leave_window=4``, ``leave_threshold=0``; step 0 never quits), the popular-streak rule
+    (``popular_streak=W``, off by default) or patience (``patience=3``). The leaving step's reward
+    counts, as in DORL. ``truncated`` at ``max_turn`` (default 30).
+
+    ## Arguments
+
+    ``gym.make("recgym/KuaiRec-v0", mode="NX_0", max_turn=30, ...)``: every
+    :class:`recgym.params.SimParams` field is an option (unknown names are a ``ValueError``
+    listing the valid ones). Also ``world`` (name or :class:`recgym.world.World`),
+    ``world_options`` (e.g. ``{"n_items": 100}`` for Synthetic), ``data_dir`` (real KuaiRec
+    ``small_matrix.csv``: DORL's matrix-backed protocol) and ``render_mode="ansi"``.
+
+    ``reset(seed=s)`` re-seeds and also clears the shared catalogue counts; ``reset()`` without a
+    seed keeps them, so popularity keeps accumulating across episodes.
+    ``reset(options={"user_id": u})`` starts a session for a chosen user.
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        world: str | World = "kuairec",
+        data_dir: str | Path | None = None,
+        world_options: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        **options: Any,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.sim = build_simulator(1, world, data_dir, world_options, **options)
+        self.world, self.params = self.sim.world, self.sim.params
+        self.observation_space, self.action_space = session_spaces(self.world, self.params)
+        self.render_mode = render_mode
+        self._last_info: dict[str, Any] = {}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        user = _user_option(options, self.world.n_users)
+        users = None if user is None else np.array([user])
+        if seed is not None:
+            self.sim.reset(seed, users)
+        else:
+            self.sim.reset_sessions(np.zeros(1, np.int64), users)
+        self._last_info = {"user_id": int(self.sim.user[0])}
+        return self._obs(), self._info()
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        result = self.sim.step(_as_batch_action(action, self.params.slate_size))
+        self._last_info = {
+            "user_id": int(self.sim.user[0]),
+            "item": int(result.consumed[0]),
+            "true_reward": float(result.true_reward[0]),
+            "observed_feedback": float(result.observed_feedback[0]),
+            "repeated": bool(result.repeated[0]),
+            "leave_reason": LEAVE_REASONS[result.leave_reason[0]],
+        }
+        return (
+            self._obs(), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), self._info()
+        )
+
+    def action_masks(self) -> np.ndarray:
+        """(n_items,) bool, True for items that may still be recommended this session."""
+        return self.sim.action_mask()[0]
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        return " ".join(f"{key}={value}" for key, value in self._last_info.items())
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {key: value[0] for key, value in self.sim.observe().items()}
+
+    def _info(self) -> dict[str, Any]:
+        info = dict(self._last_info)
+        if self.params.no_repeat:
+            info["action_mask"] = self.action_masks()
+        return info
+
+
+def _as_batch_action(action: Any, slate_size: int) -> np.ndarray:
+    """One session's action as a batch of one, rejecting floats, bools and wrong shapes."""
+    array = np.asarray(action)
+    expected = () if slate_size == 1 else (slate_size,)
+    if array.shape != expected:
+        raise ValueError(f"action must have shape {expected} (an item id{'s' if expected else ''}), got {array.shape}")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"action must be an integer item id, got {action!r} of type {type(action).__name__}")
+    return array[None]
+
+
+def _user_option(options: dict[str, Any] | None, n_users: int) -> int | None:
+    if not options:
+        return None
+    unknown = sorted(set(options) - {"user_id"})
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; valid options: ['user_id']")
+    user = options["user_id"]
+    if isinstance(user, bool) or not isinstance(user, (int, np.integer)) or not 0 <= user < n_users:
+        raise ValueError(f"reset option user_id must be an integer in [0, {n_users - 1}], got {user!r}")
+    return int(user)

@@ -1,0 +1,100 @@
+"""Native batched Gymnasium ``VectorEnv``: B user sessions stepped by one simulator call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from recgym.envs.core import build_simulator, session_spaces
+from recgym.world import World
+
+
+class RecSysVectorEnv(VectorEnv):
+    """``num_envs`` concurrent sessions of :class:`recgym.envs.recsys.RecSysEnv`, stepped in one batch.
+
+    This is the ``vector_entry_point`` of every recgym id::
+
+        venv = gym.make_vec("recgym/KuaiRec-v0", num_envs=1024, vectorization_mode="vector_entry_point")
+
+    All sessions share one catalogue: their consumption updates the same exposure and popularity
+    counts. Spaces, rewards and options are those of the single env, batched.
+
+    **Autoreset** (``metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``): a user who leaves or
+    reaches ``max_turn`` is replaced in the same ``step`` call by a newly drawn user; the returned
+    observation is the new user's first one, and the departing user's last observation is in
+    ``infos["final_obs"]`` (a dict of (B, ...) arrays, valid where ``infos["_final_obs"]``).
+
+    **Infos** (arrays of B, each with its ``_key`` mask): ``true_reward``, ``observed_feedback``,
+    ``leave_reason`` (int code, see :data:`recgym.dynamics.LEAVE_REASONS`), ``user_id`` (the user
+    who received the step), and ``action_mask`` (B, n_items) in the NX modes.
+
+    ``reset(seed=s)`` seeds the whole batch with one int (one generator drives all sessions).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        world: str | World = "kuairec",
+        data_dir: str | Path | None = None,
+        world_options: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+        **options: Any,
+    ) -> None:
+        if render_mode is not None:
+            raise ValueError("the vector env does not render; use the single env with render_mode='ansi'")
+        self.sim = build_simulator(num_envs, world, data_dir, world_options, **options)
+        self.world, self.params = self.sim.world, self.sim.params
+        self.num_envs = self.sim.n_sessions
+        self.single_observation_space, self.single_action_space = session_spaces(self.world, self.params)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"seed must be a single int seeding the whole batch (or None), got {seed!r}")
+        if options:
+            raise ValueError(f"unknown reset option(s) {sorted(options)}; the vector env takes none")
+        if seed is not None:
+            self.action_space.seed(int(seed))
+        self.sim.reset(seed)
+        return self.sim.observe(), self._with_action_mask({})
+
+    def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        users = self.sim.user.copy()
+        result = self.sim.step(actions)
+        observation = self.sim.observe()
+        done = result.terminated | result.truncated
+        every = np.ones(self.num_envs, bool)
+        infos: dict[str, Any] = {
+            "true_reward": result.true_reward, "_true_reward": every,
+            "observed_feedback": result.observed_feedback, "_observed_feedback": every,
+            "leave_reason": result.leave_reason, "_leave_reason": every,
+            "user_id": users, "_user_id": every,
+        }
+        if done.any():
+            slots = np.flatnonzero(done)
+            infos["final_obs"] = {key: value.copy() for key, value in observation.items()}
+            infos["_final_obs"] = done
+            self.sim.reset_sessions(slots)
+            fresh = self.sim.observe()
+            for key, value in observation.items():
+                value[slots] = fresh[key][slots]
+        return observation, result.reward, result.terminated, result.truncated, self._with_action_mask(infos)
+
+    def action_masks(self) -> np.ndarray:
+        """(B, n_items) bool mask of the items each session may still be recommended."""
+        return self.sim.action_mask()
+
+    def _with_action_mask(self, infos: dict[str, Any]) -> dict[str, Any]:
+        if self.params.no_repeat:
+            infos.update(action_mask=self.sim.action_mask(), _action_mask=np.ones(self.num_envs, bool))
+        return infos

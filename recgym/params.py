@@ -1,0 +1,155 @@
+"""Simulation parameters: one frozen, validated dataclass shared by every view of the simulator.
+
+Every user mechanism is a field with a documented default; setting its weight to ``0`` switches it
+off. :func:`SimParams.from_kwargs` is how the environments build it, so an unknown option or an
+out-of-range value is reported as a one-line ``ValueError`` naming the field and its valid range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+MODES = ("Free", "NX_0", "NX_10")
+REWARD_SIGNALS = ("true", "observed")
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """Knobs of the batched user simulator (see ``docs/simulator.md`` for the equations).
+
+    Protocol
+        max_turn: episode length cap; ``truncated`` is set when a session reaches it.
+        mode: ``"Free"`` (repeats allowed), ``"NX_0"`` (an item already recommended in the session
+            is masked; recommending it anyway earns 0 reward) or ``"NX_10"`` (no repeats, leave
+            rules off, forced length 10), as in DORL.
+        history_len: k, how many past (item, feedback) pairs the observation carries.
+        slate_size: 1 gives a ``Discrete`` action; >1 a ``MultiDiscrete`` slate from which the user
+            consumes one item (softmax choice over utility + conformity).
+        reward_signal: what ``step`` returns as reward: ``"true"`` (the user's real engagement, as
+            the literature's tables report) or ``"observed"`` (the biased logged feedback).
+
+    Leave rules (each ``0`` disables it)
+        leave_window, leave_threshold: DORL's rule: quit when a category of the new item appears
+            more than ``leave_threshold`` times among the last ``leave_window`` items. Step 0 never quits.
+        popular_streak: the fairness papers' rule: quit after W consecutive items from the top
+            ``popular_fraction`` of the catalogue (by prior popularity).
+        patience: a budget drained by ``patience_threshold - reward`` whenever the true reward is
+            below ``patience_threshold``; the user leaves when it is spent.
+
+    User mechanisms (each weight ``0`` disables it)
+        interest_drift: step size of the interest vector toward each consumed item, scaled by how
+            much the user enjoyed it; interest_walk: std of a slow Gaussian random walk per step.
+        time_of_day: amplitude of the periodic preference (items have a preferred hour);
+            minutes_per_step advances the session clock.
+        novelty_weight: how strongly the novelty propensity (static per user + session level)
+            rewards items unlike the recent history; session_novelty_volatility: std of the
+            session propensity's mean-reverting walk; boredom raises it.
+        boredom, boredom_decay: category familiarity (decayed count) lowers appeal;
+        creator_fatigue: repeats of a creator in the recent history lower appeal.
+        reward_noise: std of Gaussian noise on the true reward.
+
+    Observed feedback (what a real system logs)
+        popularity_noise: conformity: popular items get extra observed engagement regardless of taste.
+        exposure_bias: probability that feedback on the least popular item is lost (logged as 0);
+            decreases linearly to 0 for the most popular item.
+        observation_noise: std of Gaussian noise on the observed feedback.
+
+    Shared catalogue state
+        popularity_feedback: weight with which consumption adds to item popularity (the
+            rich-get-richer loop); ``0`` freezes popularity at the world's prior, decoupling users.
+    """
+
+    max_turn: int = 30
+    mode: str = "NX_0"
+    history_len: int = 10
+    slate_size: int = 1
+    reward_signal: str = "true"
+
+    leave_window: int = 4
+    leave_threshold: int = 0
+    popular_streak: int = 0
+    popular_fraction: float = 0.2
+    patience: float = 3.0
+    patience_threshold: float = 0.3
+
+    interest_drift: float = 0.05
+    interest_walk: float = 0.01
+    time_of_day: float = 0.3
+    minutes_per_step: float = 2.0
+    novelty_weight: float = 1.0
+    session_novelty_volatility: float = 0.05
+    boredom: float = 0.5
+    boredom_decay: float = 0.8
+    creator_fatigue: float = 0.5
+    reward_noise: float = 0.05
+
+    popularity_noise: float = 0.5
+    exposure_bias: float = 0.5
+    observation_noise: float = 0.05
+
+    popularity_feedback: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"{f.name} must be an integer, got {value!r}")
+            elif f.type == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{f.name} must be a number, got {value!r}")
+                if not math.isfinite(value):
+                    raise ValueError(f"{f.name} must be finite, got {value!r}")
+        _check_range("max_turn", self.max_turn, 1, 10_000)
+        _check_choice("mode", self.mode, MODES)
+        _check_range("history_len", self.history_len, 1, 1_000)
+        _check_range("slate_size", self.slate_size, 1, 1_000)
+        _check_choice("reward_signal", self.reward_signal, REWARD_SIGNALS)
+        _check_range("leave_window", self.leave_window, 0, 1_000)
+        _check_range("leave_threshold", self.leave_threshold, 0, 1_000)
+        _check_range("popular_streak", self.popular_streak, 0, 1_000)
+        _check_range("popular_fraction", self.popular_fraction, 0.0, 1.0)
+        _check_range("boredom_decay", self.boredom_decay, 0.0, 1.0)
+        _check_range("exposure_bias", self.exposure_bias, 0.0, 1.0)
+        for name in (
+            "patience", "patience_threshold", "interest_drift", "interest_walk", "time_of_day",
+            "minutes_per_step", "novelty_weight", "session_novelty_volatility", "boredom",
+            "creator_fatigue", "reward_noise", "popularity_noise", "observation_noise",
+            "popularity_feedback",
+        ):
+            _check_range(name, getattr(self, name), 0.0, 1e6)
+        if self.interest_drift > 1.0:
+            raise ValueError(f"interest_drift must be in [0, 1], got {self.interest_drift!r}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> SimParams:
+        """Build params from keyword options, rejecting unknown names with the list of valid ones.
+
+        The ``NX_10`` mode implies ``max_turn=10`` and no leave rules unless given explicitly.
+        """
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; valid options: {', '.join(valid)}")
+        if kwargs.get("mode") == "NX_10":
+            for name, value in (("max_turn", 10), ("leave_window", 0), ("popular_streak", 0), ("patience", 0.0)):
+                kwargs.setdefault(name, value)
+        return cls(**kwargs)
+
+    @property
+    def no_repeat(self) -> bool:
+        """True in the NX modes, where items already recommended in the session are masked."""
+        return self.mode != "Free"
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")

@@ -1,0 +1,268 @@
+"""The one batched simulator core: B concurrent user sessions over one shared catalogue.
+
+Every public face (``gym.Env``, the native ``VectorEnv``, the SB3 ``VecEnv`` adapter, the
+PettingZoo population) is a thin view of :class:`Simulator`; the dynamics live in
+:mod:`recgym.dynamics` and are composed here, once.
+
+A step, for all B sessions at once (one array operation per stage, no loop over users):
+
+1. the user consumes the recommended item (or picks one from a slate);
+2. true reward = base affinity (latent dot product, or the ground-truth matrix) + session terms
+   (time of day, novelty seeking, category boredom, creator fatigue); 0 for repeats in NX modes;
+3. observed feedback = true reward + popularity conformity, thinned by exposure bias, plus noise;
+4. leave rules (DORL category window, popular streak, patience) decide who quits;
+5. state update: history buffers, category fatigue, interest drift, session novelty, the clock,
+   the no-repeat mask, and the SHARED item exposure / popularity counts (rich-get-richer loop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recgym import dynamics
+from recgym.params import SimParams
+from recgym.world import World
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one batched step produced. All arrays have B rows.
+
+    consumed: (B,) item each user consumed; reward: (B,) what ``reward_signal`` selects;
+    true_reward / observed_feedback: (B,); repeated: (B,) bool repeat in an NX mode;
+    terminated: (B,) user left; truncated: (B,) reached max_turn; leave_reason: (B,) int8 code.
+    """
+
+    consumed: np.ndarray
+    reward: np.ndarray
+    true_reward: np.ndarray
+    observed_feedback: np.ndarray
+    repeated: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    leave_reason: np.ndarray
+
+
+class Simulator:
+    """Batch of ``n_sessions`` user sessions sharing one catalogue's exposure and popularity.
+
+    Args:
+        world: the catalogue and user population.
+        params: validated :class:`SimParams`.
+        n_sessions: B, the number of concurrent sessions.
+        seed: seed of the explicit ``np.random.Generator`` (``None`` draws fresh entropy).
+    """
+
+    def __init__(self, world: World, params: SimParams, n_sessions: int, seed: int | None = None) -> None:
+        if isinstance(n_sessions, bool) or not isinstance(n_sessions, (int, np.integer)) or n_sessions < 1:
+            raise ValueError(f"n_sessions must be a positive integer, got {n_sessions!r}")
+        self.world, self.params, self.n_sessions = world, params, int(n_sessions)
+        self.rng = np.random.default_rng(seed)
+        # Padded tables: index -1 (an empty history slot) reads a zero embedding / no category.
+        self._emb_padded = np.vstack([world.item_emb, np.zeros((1, world.embed_dim), np.float32)])
+        self._cats_padded = np.vstack([world.item_cats, np.zeros((1, world.n_categories), bool)])
+        self._creator_padded = np.append(world.item_creator, -1)
+        self._cats_f32 = world.item_cats.astype(np.float32)
+        self.popular = world.popular_items(params.popular_fraction)
+        self.buffer_len = max(params.history_len, params.leave_window, 1)
+        shape = (self.n_sessions,)
+        self.user = np.zeros(shape, np.int64)
+        self.step_count = np.zeros(shape, np.int32)
+        self.hour = np.zeros(shape, np.float32)
+        self.interest = np.zeros((self.n_sessions, world.embed_dim), np.float32)
+        self.recent_items = np.full((self.n_sessions, self.buffer_len), -1, np.int64)
+        self.recent_feedback = np.zeros((self.n_sessions, self.buffer_len), np.float32)
+        self.history_sum_emb = np.zeros((self.n_sessions, world.embed_dim), np.float32)
+        self.category_fatigue = np.zeros((self.n_sessions, world.n_categories), np.float32)
+        self.window_counts = np.zeros((self.n_sessions, world.n_categories), np.int16)
+        self.novelty_offset = np.zeros(shape, np.float32)
+        self.patience = np.zeros(shape, np.float32)
+        self.popular_streak = np.zeros(shape, np.int32)
+        self.seen = np.zeros((self.n_sessions, world.n_items), bool) if params.no_repeat else None
+        self.exposure = np.zeros(world.n_items, np.float64)
+        self.clicks = np.zeros(world.n_items, np.float64)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def popularity(self) -> np.ndarray:
+        """(I,) current popularity: the world's prior plus logged clicks so far."""
+        return self.world.pop_prior + self.clicks
+
+    def reset(self, seed: int | None = None, users: np.ndarray | None = None) -> None:
+        """Re-seed (if given), clear the shared catalogue counts and start B new sessions."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.exposure[:] = 0
+        self.clicks[:] = 0
+        self.reset_sessions(np.arange(self.n_sessions), users)
+
+    def reset_sessions(self, slots: np.ndarray, users: np.ndarray | None = None) -> None:
+        """Start new sessions in ``slots`` (int array) for ``users`` (default: uniform draws)."""
+        if users is None:
+            users = self.rng.integers(0, self.world.n_users, size=slots.size)
+        self.user[slots] = users
+        self.step_count[slots] = 0
+        self.hour[slots] = self.rng.uniform(0, 24, size=slots.size)
+        self.interest[slots] = self.world.user_interest[users]
+        self.recent_items[slots] = -1
+        self.recent_feedback[slots] = 0
+        self.history_sum_emb[slots] = 0
+        self.category_fatigue[slots] = 0
+        self.window_counts[slots] = 0
+        self.novelty_offset[slots] = self.rng.normal(0, 0.1, size=slots.size)
+        self.patience[slots] = self.params.patience
+        self.popular_streak[slots] = 0
+        if self.seen is not None:
+            self.seen[slots] = False
+
+    def novelty_propensity(self) -> np.ndarray:
+        """(B,) current novelty-seeking propensity: static per-user value + session offset, in [0, 1]."""
+        return np.clip(self.world.user_novelty[self.user] + self.novelty_offset, 0.0, 1.0)
+
+    def action_mask(self) -> np.ndarray:
+        """(B, I) bool, True where an item may be recommended (all True in Free mode). Fresh array."""
+        if self.seen is None:
+            return np.ones((self.n_sessions, self.world.n_items), bool)
+        return ~self.seen
+
+    def observe(self) -> dict[str, np.ndarray]:
+        """Fresh observation arrays for all B sessions (what a real platform sees).
+
+        item_ids: (B, k) int64 last k consumed item ids, oldest first, -1 for empty slots;
+        embeddings: (B, k, D) float32 their embeddings (zeros for empty slots);
+        feedback: (B, k) float32 the OBSERVED feedback on them (never the true reward);
+        step: (B, 1) float32 session step / max_turn.
+        """
+        k = self.params.history_len
+        items = self.recent_items[:, -k:].copy()
+        return {
+            "item_ids": items,
+            "embeddings": self._emb_padded[items],
+            "feedback": self.recent_feedback[:, -k:].copy(),
+            "step": (self.step_count / np.float32(self.params.max_turn)).astype(np.float32)[:, None],
+        }
+
+    # ------------------------------------------------------------------- step
+    def validate_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Check shape, type and range; return int64 actions of shape (B,) or (B, slate_size)."""
+        actions = np.asarray(actions)
+        slate = self.params.slate_size
+        expected = (self.n_sessions,) if slate == 1 else (self.n_sessions, slate)
+        if actions.shape != expected:
+            raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
+        if not np.issubdtype(actions.dtype, np.integer) or actions.dtype == bool:
+            raise ValueError(f"actions must be integer item ids, got dtype {actions.dtype}")
+        n_items = self.world.n_items
+        if actions.size and (actions.min() < 0 or actions.max() >= n_items):
+            bad = actions[(actions < 0) | (actions >= n_items)].ravel()[0]
+            raise ValueError(f"action {bad} is out of range: item ids are in [0, {n_items - 1}]")
+        if slate > 1:
+            ordered = np.sort(actions, axis=1)
+            if (ordered[:, 1:] == ordered[:, :-1]).any():
+                raise ValueError("a slate must not recommend the same item twice")
+        return actions.astype(np.int64, copy=False)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Advance every session by one recommendation. ``actions``: (B,) or (B, slate_size) item ids.
+
+        Raises ``ValueError`` (state untouched) for malformed actions.
+        """
+        actions = self.validate_actions(actions)
+        p, world, rng = self.params, self.world, self.rng
+        rows = np.arange(self.n_sessions)
+        history_mean = self.history_sum_emb / np.maximum(self._history_length(), 1)[:, None]
+        propensity = self.novelty_propensity()
+        popularity = self.popularity
+
+        def utility(items: np.ndarray, row_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            creators = self._creator_padded[self.recent_items[row_index, -p.history_len:]]
+            creator_repeats = (creators == world.item_creator[items][:, None]).mean(axis=1)
+            terms = dynamics.session_logit_terms(
+                p, world.item_emb, world.item_cats, world.item_hour, items, self.hour[row_index],
+                history_mean[row_index], propensity[row_index], self.category_fatigue[row_index], creator_repeats,
+            )
+            if world.reward_matrix is not None:
+                base = world.reward_matrix[self.user[row_index], items]
+            else:
+                affinity = np.einsum("bd,bd->b", self.interest[row_index], world.item_emb[items])
+                base = world.affinity_scale * affinity + world.affinity_bias
+            return base, terms
+
+        if p.slate_size == 1:
+            recommended = actions[:, None]
+            consumed = actions
+            base, terms = utility(consumed, rows)
+        else:
+            recommended = actions
+            flat_rows = np.repeat(rows, p.slate_size)
+            base_all, terms_all = utility(actions.ravel(), flat_rows)
+            choice = dynamics.choose_from_slate(
+                (base_all + terms_all).reshape(actions.shape),
+                dynamics.popularity_score(popularity, actions.ravel()).reshape(actions.shape), p, rng,
+            )
+            consumed = actions[rows, choice]
+            pick = rows * p.slate_size + choice
+            base, terms = base_all[pick], terms_all[pick]
+
+        reward = dynamics.true_reward(base, terms, world.reward_matrix is not None, p, world.reward_max, rng)
+        repeated = self.seen[rows, consumed] if self.seen is not None else np.zeros(self.n_sessions, bool)
+        reward[repeated] = 0.0
+        pop_score = dynamics.popularity_score(popularity, consumed)
+        observed = dynamics.observed_feedback(p, reward, pop_score, world.reward_max, rng)
+        observed[repeated] = 0.0
+
+        # Leave rules see the window BEFORE the new item, and the streak/patience after it.
+        new_cats = world.item_cats[consumed]
+        streak = np.where(self.popular[consumed], self.popular_streak + 1, 0).astype(np.int32)
+        patience = self.patience - np.maximum(p.patience_threshold - reward, 0.0)
+        reason = dynamics.leave_reason(p, new_cats, self.window_counts, self.step_count, streak, patience)
+
+        self._update_state(consumed, recommended, observed, reward, new_cats, streak, patience, rows)
+        terminated = reason != dynamics.LEAVE_NONE
+        truncated = (self.step_count >= p.max_turn) & ~terminated
+        given = reward if p.reward_signal == "true" else observed
+        return StepResult(consumed, given.copy(), reward, observed, repeated, terminated, truncated, reason)
+
+    def _history_length(self) -> np.ndarray:
+        return np.minimum(self.step_count, self.params.history_len)
+
+    def _update_state(self, consumed, recommended, observed, reward, new_cats, streak, patience, rows) -> None:
+        p, world = self.params, self.world
+        k, n = p.history_len, p.leave_window
+        # Window category counts for DORL's rule: add the new item, drop the one leaving the window.
+        if n:
+            dropped = self.recent_items[:, -n]
+            self.window_counts += new_cats
+            self.window_counts -= self._cats_padded[dropped]
+        # Mean-history embedding for novelty: add the new item, drop the one leaving the k-window.
+        self.history_sum_emb += world.item_emb[consumed] - self._emb_padded[self.recent_items[:, -k]]
+        self.recent_items[:, :-1] = self.recent_items[:, 1:]
+        self.recent_items[:, -1] = consumed
+        self.recent_feedback[:, :-1] = self.recent_feedback[:, 1:]
+        self.recent_feedback[:, -1] = observed
+
+        boredom_signal = np.zeros(self.n_sessions, np.float32)
+        if p.boredom:
+            fatigue_cap = 1.0 / (1.0 - p.boredom_decay) if p.boredom_decay < 1 else float(p.max_turn)
+            cats_f = self._cats_f32[consumed]
+            boredom_signal = (cats_f * self.category_fatigue).max(axis=1) / fatigue_cap
+            self.category_fatigue *= p.boredom_decay
+            self.category_fatigue += cats_f
+        if p.novelty_weight:
+            self.novelty_offset = dynamics.session_novelty_offset(p, self.novelty_offset, boredom_signal, self.rng)
+        if world.reward_matrix is None and (p.interest_drift or p.interest_walk):
+            self.interest = dynamics.drift_interest(
+                p, self.interest, world.item_emb[consumed], reward / world.reward_max, self.rng
+            )
+        self.popular_streak = streak
+        self.patience = patience.astype(np.float32)
+        self.step_count += 1
+        self.hour = (self.hour + p.minutes_per_step / 60.0) % 24
+        if self.seen is not None:
+            self.seen[rows[:, None], recommended] = True
+        n_items = world.n_items
+        self.exposure += np.bincount(recommended.ravel(), minlength=n_items)
+        if p.popularity_feedback:
+            self.clicks += p.popularity_feedback * np.bincount(consumed, weights=observed > 0, minlength=n_items)

@@ -1,0 +1,297 @@
+"""Worlds: the static catalogue and user population a simulator runs on.
+
+A :class:`World` is immutable. The embedded default worlds need no files:
+
+* ``kuairec_world()`` — KuaiRec scale (1,411 users x 3,327 items, 31 multi-label categories);
+* ``kuairand_world()`` — KuaiRand-Pure scale (27,285 users x 7,583 items), its catalogue built from
+  the real item features shipped as package data (real creators and tags, CC BY-SA 4.0);
+* ``synthetic_world(...)`` — small and fully configurable.
+
+With real data (``data_dir``), :func:`recgym.loaders.load_kuairec_matrix` attaches the
+fully-observed KuaiRec reward matrix, giving DORL's matrix-backed protocol.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from recgym.loaders import load_kuairec_matrix, read_kuairand_items
+
+EMBED_DIM = 32
+
+
+@dataclass(frozen=True, eq=False)
+class World:
+    """Immutable catalogue + users. Shapes: I items, U users, C categories, D embedding dims.
+
+    Attributes:
+        name: world identifier (checked when loading agent checkpoints).
+        item_emb: (I, D) float32 unit-norm item embeddings (what a platform knows of its items).
+        item_cats: (I, C) bool multi-label categories (KuaiRec ``feat`` / KuaiRand ``tag``).
+        item_creator: (I,) int64 creator index in [0, n_creators).
+        item_age: (I,) float32 days since upload.
+        item_hour: (I,) float32 preferred hour of day in [0, 24) (time-of-day preference).
+        pop_prior: (I,) float64 prior interaction counts with a long tail.
+        user_interest: (U, D) float32 unit-norm latent interests (hidden from agents).
+        user_novelty: (U,) float32 static novelty-seeking propensity in [0, 1].
+        reward_max: true rewards lie in [0, reward_max].
+        reward_matrix: optional (U, I) float32 ground-truth rewards (matrix-backed protocol).
+        positive_threshold: reward at or above which an interaction counts as positive (MCD).
+    """
+
+    name: str
+    item_emb: np.ndarray
+    item_cats: np.ndarray
+    item_creator: np.ndarray
+    item_age: np.ndarray
+    item_hour: np.ndarray
+    pop_prior: np.ndarray
+    user_interest: np.ndarray
+    user_novelty: np.ndarray
+    reward_max: float = 2.0
+    reward_matrix: np.ndarray | None = None
+    positive_threshold: float = 0.6
+    affinity_scale: float = 4.0
+    affinity_bias: float = -1.0
+
+    def __post_init__(self) -> None:
+        n_items, n_users = self.n_items, self.n_users
+        checks = {
+            "item_cats": (self.item_cats, (n_items, None)),
+            "item_creator": (self.item_creator, (n_items,)),
+            "item_age": (self.item_age, (n_items,)),
+            "item_hour": (self.item_hour, (n_items,)),
+            "pop_prior": (self.pop_prior, (n_items,)),
+            "user_interest": (self.user_interest, (None, self.embed_dim)),
+            "user_novelty": (self.user_novelty, (n_users,)),
+        }
+        if self.reward_matrix is not None:
+            checks["reward_matrix"] = (self.reward_matrix, (n_users, n_items))
+        for name, (array, shape) in checks.items():
+            if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+                raise ValueError(f"world {self.name!r}: {name} has shape {array.shape}, expected {shape}")
+        for array in (self.item_emb, self.item_cats, self.item_creator, self.pop_prior, self.user_interest):
+            array.flags.writeable = False
+
+    @property
+    def n_items(self) -> int:
+        return self.item_emb.shape[0]
+
+    @property
+    def n_users(self) -> int:
+        return self.user_interest.shape[0]
+
+    @property
+    def n_categories(self) -> int:
+        return self.item_cats.shape[1]
+
+    @property
+    def embed_dim(self) -> int:
+        return self.item_emb.shape[1]
+
+    @functools.cached_property
+    def n_creators(self) -> int:
+        return int(self.item_creator.max()) + 1
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Short hash of the catalogue, so checkpoints trained on another world are refused."""
+        digest = hashlib.sha256()
+        for array in (self.item_emb, self.item_cats, self.item_creator):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return f"{self.name}:{self.n_users}x{self.n_items}:{digest.hexdigest()[:12]}"
+
+    def popular_items(self, fraction: float) -> np.ndarray:
+        """(I,) bool: the top ``fraction`` of items by prior popularity (the 'popular' group)."""
+        n_top = int(round(fraction * self.n_items))
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[np.argsort(-self.pop_prior, kind="stable")[:n_top]] = True
+        return mask
+
+    def true_affinity(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), I) base reward of every item for the given users, no session effects.
+
+        The matrix in matrix-backed worlds; else ``reward_max * sigmoid(a * <u, e> + b)``.
+        """
+        if self.reward_matrix is not None:
+            return self.reward_matrix[users]
+        logits = self.affinity_scale * (self.user_interest[users] @ self.item_emb.T) + self.affinity_bias
+        return self.reward_max / (1.0 + np.exp(-logits))
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Long-tailed positive weights over n entries in random order."""
+    weights = 1.0 / np.arange(1, n + 1) ** exponent
+    return rng.permutation(weights)
+
+
+def build_world(
+    name: str,
+    item_cats: np.ndarray,
+    item_creator: np.ndarray,
+    item_age: np.ndarray,
+    n_users: int,
+    seed: int,
+    embed_dim: int = EMBED_DIM,
+    popularity_exponent: float = 1.1,
+    creator_weight: float = 0.5,
+    item_noise: float = 0.6,
+    reward_max: float = 2.0,
+) -> World:
+    """Give a catalogue (categories, creators, ages) latent structure and draw a user population.
+
+    Item embeddings mix their categories' centroids, a creator offset and noise; user interests mix
+    1-3 category centroids and noise; the popularity prior is a Zipf long tail drawn independently
+    of the embeddings, so popularity says nothing about any user's true taste.
+    """
+    rng = np.random.default_rng(seed)
+    n_items, n_cats = item_cats.shape
+    cat_centroids = rng.standard_normal((n_cats, embed_dim))
+    creator_offsets = rng.standard_normal((int(item_creator.max()) + 1, embed_dim))
+    cat_counts = np.maximum(item_cats.sum(axis=1, keepdims=True), 1)
+    item_emb = (
+        (item_cats @ cat_centroids) / np.sqrt(cat_counts)
+        + creator_weight * creator_offsets[item_creator]
+        + item_noise * rng.standard_normal((n_items, embed_dim))
+    )
+    cat_share = item_cats.sum(axis=0) + 1.0
+    user_cats = rng.choice(n_cats, size=(n_users, 3), p=cat_share / cat_share.sum())
+    user_mix = rng.dirichlet(np.ones(3), size=n_users)
+    user_interest = np.einsum("uk,ukd->ud", user_mix, cat_centroids[user_cats])
+    user_interest += 0.5 * rng.standard_normal((n_users, embed_dim))
+    cat_hour = rng.uniform(0, 24, size=n_cats)
+    first_cat = np.where(item_cats.any(axis=1), item_cats.argmax(axis=1), 0)
+    item_hour = (cat_hour[first_cat] + rng.normal(0, 2, size=n_items)) % 24
+    return World(
+        name=name,
+        item_emb=_unit_rows(item_emb),
+        item_cats=item_cats.astype(bool),
+        item_creator=item_creator.astype(np.int64),
+        item_age=item_age.astype(np.float32),
+        item_hour=item_hour.astype(np.float32),
+        pop_prior=np.round(1e4 * _zipf_weights(n_items, popularity_exponent, rng)) + 1.0,
+        user_interest=_unit_rows(user_interest),
+        user_novelty=rng.beta(2.0, 2.0, size=n_users).astype(np.float32),
+        reward_max=reward_max,
+    )
+
+
+def _random_catalogue(
+    n_items: int, n_categories: int, n_creators: int, max_labels: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cat_weights = _zipf_weights(n_categories, 1.0, rng)
+    cat_weights /= cat_weights.sum()
+    label_counts = rng.choice(np.arange(1, max_labels + 1), size=n_items, p=_label_count_probs(max_labels))
+    cats = np.zeros((n_items, n_categories), dtype=bool)
+    for n_labels in range(1, max_labels + 1):
+        rows = np.flatnonzero(label_counts == n_labels)
+        keys = rng.random((rows.size, n_categories)) ** (1.0 / cat_weights)  # weighted sampling w/o replacement
+        cats[rows[:, None], np.argsort(-keys, axis=1)[:, :n_labels]] = True
+    creator_weights = _zipf_weights(n_creators, 0.8, rng)
+    creators = rng.choice(n_creators, size=n_items, p=creator_weights / creator_weights.sum())
+    ages = rng.exponential(60.0, size=n_items)
+    return cats, creators, ages
+
+
+def _label_count_probs(max_labels: int) -> np.ndarray:
+    probs = 0.6 ** np.arange(max_labels)
+    return probs / probs.sum()
+
+
+@functools.lru_cache(maxsize=8)
+def synthetic_world(
+    n_users: int = 200,
+    n_items: int = 500,
+    n_categories: int = 10,
+    n_creators: int = 100,
+    max_labels: int = 3,
+    embed_dim: int = 16,
+    seed: int = 0,
+) -> World:
+    """A small, fully configurable latent world (cached per argument set)."""
+    for name, value, low in (("n_users", n_users, 1), ("n_items", n_items, 2), ("n_categories", n_categories, 1),
+                             ("n_creators", n_creators, 1), ("max_labels", max_labels, 1), ("embed_dim", embed_dim, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"synthetic world: {name} must be an integer >= {low}, got {value!r}")
+    if max_labels > n_categories:
+        raise ValueError(f"synthetic world: max_labels ({max_labels}) must be <= n_categories ({n_categories})")
+    rng = np.random.default_rng(seed)
+    cats, creators, ages = _random_catalogue(n_items, n_categories, n_creators, max_labels, rng)
+    return build_world("synthetic", cats, creators, ages, n_users, seed=seed + 1, embed_dim=embed_dim)
+
+
+@functools.lru_cache(maxsize=2)
+def kuairec_world(seed: int = 0) -> World:
+    """KuaiRec scale: 1,411 users x 3,327 items, 31 multi-label categories (up to 4 per item)."""
+    rng = np.random.default_rng(seed)
+    cats, creators, ages = _random_catalogue(3327, 31, 1200, 4, rng)
+    return build_world("kuairec", cats, creators, ages, n_users=1411, seed=seed + 1)
+
+
+@functools.lru_cache(maxsize=2)
+def kuairand_world(seed: int = 0) -> World:
+    """KuaiRand-Pure scale: 27,285 users x the 7,583 real items (real creators and tags)."""
+    path = resources.files("recgym") / "data" / "kuairand_pure_items.csv"
+    with resources.as_file(path) as csv_path:
+        items = read_kuairand_items(Path(csv_path))
+    return build_world("kuairand", items.tags, items.creator, items.age_days, n_users=27285, seed=seed + 1)
+
+
+def kuairec_matrix_world(data_dir: str | Path) -> World:
+    """The real KuaiRec small matrix as ground truth (DORL's protocol), from the user's ``data_dir``.
+
+    Rewards are ``watch_ratio`` clipped at 5; embeddings are the top singular vectors of the matrix
+    (the small matrix carries no creators, so every item is its own creator).
+    """
+    matrix = load_kuairec_matrix(Path(data_dir))
+    left, singular, right = np.linalg.svd(matrix.rewards, full_matrices=False)
+    dims = min(EMBED_DIM, singular.size)
+    scale = np.sqrt(singular[:dims])
+    n_users, n_items = matrix.rewards.shape
+    rng = np.random.default_rng(0)
+    return World(
+        name="kuairec-matrix",
+        item_emb=_unit_rows(right[:dims].T * scale),
+        item_cats=matrix.categories,
+        item_creator=np.arange(n_items),
+        item_age=np.zeros(n_items, dtype=np.float32),
+        item_hour=rng.uniform(0, 24, size=n_items).astype(np.float32),
+        pop_prior=matrix.popularity + 1.0,
+        user_interest=_unit_rows(left[:, :dims] * scale),
+        user_novelty=rng.beta(2.0, 2.0, size=n_users).astype(np.float32),
+        reward_max=5.0,
+        reward_matrix=matrix.rewards,
+    )
+
+
+WORLDS = {"kuairec": kuairec_world, "kuairand": kuairand_world, "synthetic": synthetic_world}
+
+
+def resolve_world(world: str | World, data_dir: str | Path | None = None, **world_kwargs) -> World:
+    """A World from a name in :data:`WORLDS` (or a World itself); ``data_dir`` selects real data."""
+    if isinstance(world, World):
+        if data_dir is not None or world_kwargs:
+            raise ValueError("data_dir and world options only apply when the world is given by name")
+        return world
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; valid worlds: {', '.join(WORLDS)}")
+    if data_dir is not None:
+        if world != "kuairec" or world_kwargs:
+            raise ValueError("data_dir is supported for world='kuairec' (KuaiRec small_matrix.csv) only")
+        return kuairec_matrix_world(data_dir)
+    if world != "synthetic" and set(world_kwargs) - {"seed"}:
+        raise ValueError(f"world {world!r} takes only 'seed' as world option, got {sorted(world_kwargs)}")
+    try:
+        return WORLDS[world](**world_kwargs)
+    except TypeError as error:
+        raise ValueError(f"world {world!r}: {error}") from None
