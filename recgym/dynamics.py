@@ -49,11 +49,8 @@ def session_logit_terms(
     return terms
 
 
-def true_reward(
-    base: np.ndarray, terms: np.ndarray, matrix_backed: bool, params: SimParams, reward_max: float,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """(B,) true engagement in [0, reward_max].
+def expected_reward(base: np.ndarray, terms: np.ndarray, matrix_backed: bool, reward_max: float) -> np.ndarray:
+    """Noise-free true engagement in [0, reward_max], same shape as ``base``.
 
     ``base`` is the affinity logit ``a <u, e> + b`` (latent worlds: reward_max * sigmoid(base +
     terms)) or the ground-truth matrix value (matrix worlds: value * exp(terms), exactly the matrix
@@ -63,9 +60,18 @@ def true_reward(
         reward = base * np.exp(terms)
     else:
         reward = reward_max / (1.0 + np.exp(-(base + terms)))
-    if params.reward_noise:
-        reward = reward + rng.normal(0.0, params.reward_noise, size=reward.shape)
     return np.clip(reward, 0.0, reward_max).astype(np.float32)
+
+
+def true_reward(
+    base: np.ndarray, terms: np.ndarray, matrix_backed: bool, params: SimParams, reward_max: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(B,) true engagement: :func:`expected_reward` plus N(0, reward_noise), clipped to [0, reward_max]."""
+    reward = expected_reward(base, terms, matrix_backed, reward_max)
+    if params.reward_noise:
+        reward = np.clip(reward + rng.normal(0.0, params.reward_noise, size=reward.shape), 0.0, reward_max)
+    return reward.astype(np.float32)
 
 
 def popularity_score(popularity: np.ndarray, items: np.ndarray) -> np.ndarray:

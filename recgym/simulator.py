@@ -172,23 +172,8 @@ class Simulator:
         actions = self.validate_actions(actions)
         p, world, rng = self.params, self.world, self.rng
         rows = np.arange(self.n_sessions)
-        history_mean = self.history_sum_emb / np.maximum(self._history_length(), 1)[:, None]
-        propensity = self.novelty_propensity()
         popularity = self.popularity
-
-        def utility(items: np.ndarray, row_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            creators = self._creator_padded[self.recent_items[row_index, -p.history_len:]]
-            creator_repeats = (creators == world.item_creator[items][:, None]).mean(axis=1)
-            terms = dynamics.session_logit_terms(
-                p, world.item_emb, world.item_cats, world.item_hour, items, self.hour[row_index],
-                history_mean[row_index], propensity[row_index], self.category_fatigue[row_index], creator_repeats,
-            )
-            if world.reward_matrix is not None:
-                base = world.reward_matrix[self.user[row_index], items]
-            else:
-                affinity = np.einsum("bd,bd->b", self.interest[row_index], world.item_emb[items])
-                base = world.affinity_scale * affinity + world.affinity_bias
-            return base, terms
+        utility = self._utility_parts
 
         if p.slate_size == 1:
             recommended = actions[:, None]
@@ -224,6 +209,43 @@ class Simulator:
         truncated = (self.step_count >= p.max_turn) & ~terminated
         given = reward if p.reward_signal == "true" else observed
         return StepResult(consumed, given.copy(), reward, observed, repeated, terminated, truncated, reason)
+
+    def _utility_parts(self, items: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(base, session terms) of consuming ``items`` (N,) for the sessions ``rows`` (N,)."""
+        p, world = self.params, self.world
+        history_mean = self.history_sum_emb[rows] / np.maximum(self._history_length()[rows], 1)[:, None]
+        creators = self._creator_padded[self.recent_items[rows, -p.history_len:]]
+        creator_repeats = (creators == world.item_creator[items][:, None]).mean(axis=1)
+        terms = dynamics.session_logit_terms(
+            p, world.item_emb, world.item_cats, world.item_hour, items, self.hour[rows],
+            history_mean, self.novelty_propensity()[rows], self.category_fatigue[rows], creator_repeats,
+        )
+        if world.reward_matrix is not None:
+            return world.reward_matrix[self.user[rows], items], terms
+        affinity = np.einsum("bd,bd->b", self.interest[rows], world.item_emb[items])
+        return world.affinity_scale * affinity + world.affinity_bias, terms
+
+    def expected_reward(self) -> np.ndarray:
+        """(B, I) noise-free true reward of recommending each item now (ground truth; agents must
+        not read it, oracles and evaluations may). Items masked in NX modes get 0."""
+        n, n_items = self.n_sessions, self.world.n_items
+        rows = np.repeat(np.arange(n), n_items)
+        base, terms = self._utility_parts(np.tile(np.arange(n_items), n), rows)
+        world = self.world
+        reward = dynamics.expected_reward(base, terms, world.reward_matrix is not None, world.reward_max)
+        return reward.reshape(n, n_items) * self.action_mask()
+
+    def leave_mask(self) -> np.ndarray:
+        """(B, I) bool: True where recommending the item now would trigger a deterministic leave
+        rule (category window or popular streak); patience depends on the noisy reward."""
+        p = self.params
+        leaves = np.zeros((self.n_sessions, self.world.n_items), bool)
+        if p.leave_window:
+            over = (self.window_counts > p.leave_threshold).astype(np.float32)  # (B, C)
+            leaves |= ((over @ self._cats_f32.T) > 0) & (self.step_count > 0)[:, None]
+        if p.popular_streak:
+            leaves |= (self.popular_streak + 1 >= p.popular_streak)[:, None] & self.popular[None, :]
+        return leaves
 
     def _history_length(self) -> np.ndarray:
         return np.minimum(self.step_count, self.params.history_len)
