@@ -63,7 +63,8 @@ def test_same_seed_same_trajectory_vector_env():
 
 
 def test_make_vec_uses_the_native_batched_env_with_same_step_autoreset():
-    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=16, vectorization_mode="vector_entry_point", max_turn=3)
+    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=16, vectorization_mode="vector_entry_point", max_turn=3,
+                        leave_window=0, patience=0.0)
     assert isinstance(venv, RecSysVectorEnv)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
     obs, _ = venv.reset(seed=0)
