@@ -1,13 +1,16 @@
 """recgym environments: the single-session Gymnasium env, the native vector env and the SB3 adapter.
 
 Importing :mod:`recgym` registers ``recgym/KuaiRec-v0``, ``recgym/KuaiRand-v0`` and
-``recgym/Synthetic-v0`` with Gymnasium, each with the native batched ``vector_entry_point``.
+``recgym/Synthetic-v0`` with Gymnasium, each with the native batched ``vector_entry_point``, and
+the user population ``recgym/Population-v0`` with PettingZoo (``pettingzoo.make("parallel", ...)``;
+module: ``recgym.envs.population_v0``).
 """
 
 from recgym.envs.recsys import RecSysEnv
 from recgym.envs.vector import RecSysVectorEnv
 
 ENV_IDS = {"recgym/KuaiRec-v0": "kuairec", "recgym/KuaiRand-v0": "kuairand", "recgym/Synthetic-v0": "synthetic"}
+POPULATION_ID = "recgym/Population-v0"
 
 
 def register_envs() -> None:
@@ -22,6 +25,12 @@ def register_envs() -> None:
                 vector_entry_point="recgym.envs.vector:RecSysVectorEnv",
                 kwargs={"world": world},
             )
+    import pettingzoo
+
+    registries = {"parallel": (pettingzoo.parallel_registry, "parallel_env"), "aec": (pettingzoo.aec_registry, "env")}
+    for env_type, (registry, entry_point) in registries.items():
+        if POPULATION_ID not in registry:
+            pettingzoo.register(env_type, POPULATION_ID, entry_point=f"recgym.envs.population_v0:{entry_point}")
 
 
-__all__ = ["ENV_IDS", "RecSysEnv", "RecSysVectorEnv", "register_envs"]
+__all__ = ["ENV_IDS", "POPULATION_ID", "RecSysEnv", "RecSysVectorEnv", "register_envs"]
