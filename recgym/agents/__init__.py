@@ -1,0 +1,122 @@
+"""Agents: batched baseline policies (:mod:`recgym.agents.baselines`), flat SB3 agents
+(:mod:`recgym.agents.flat`) and the registry the command line looks agents up in.
+
+Add an agent by adding an :class:`AgentSpec` to :data:`AGENTS` (or :func:`register_agent` at
+import time of a module that is imported here). Targets are ``"module:attribute"`` strings,
+imported only when the agent is used, so listing agents never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recgym.agents.baselines import (
+    UCB, EpsilonGreedy, FamiliarityDebiaser, LinUCB, MostPopular, OracleGreedy, Policy, RandomPolicy,
+)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """How the command line builds an agent.
+
+    description: one line for ``--help`` and errors.
+    policy: ``"module:callable"`` returning a ready :class:`Policy` (called with ``args``/``kwargs``;
+        a string ``base`` kwarg names another registered agent, built first). For untrained agents.
+    train: ``"module:callable"`` for trainable agents, called as ``train(*args, env_id, timesteps,
+        seed=, logdir=, num_envs=, progress_bar=, eval_episodes=, env_options=)`` and returning
+        ``(model_or_policy, checkpoint_path)``.
+    load: ``"module:callable"`` called as ``load(*args, path)`` returning a model or policy.
+    """
+
+    description: str
+    policy: str | None = None
+    train: str | None = None
+    load: str | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trainable(self) -> bool:
+        return self.train is not None
+
+
+def _sb3(algo: str, description: str) -> AgentSpec:
+    return AgentSpec(description, train="recgym.agents.flat:train", load="recgym.agents.flat:load_model", args=(algo,))
+
+
+_BASELINES = "recgym.agents.baselines"
+AGENTS: dict[str, AgentSpec] = {
+    "random": AgentSpec("uniformly random allowed item", f"{_BASELINES}:RandomPolicy"),
+    "popular": AgentSpec("most popular item by logged popularity", f"{_BASELINES}:MostPopular"),
+    "oracle": AgentSpec("leave-aware greedy on the TRUE expected reward (upper reference)", f"{_BASELINES}:OracleGreedy"),
+    "egreedy": AgentSpec("epsilon-greedy bandit over items (epsilon=0.1)", f"{_BASELINES}:EpsilonGreedy"),
+    "ucb": AgentSpec("UCB1 bandit over items", f"{_BASELINES}:UCB"),
+    "linucb": AgentSpec("contextual LinUCB on history x item features", f"{_BASELINES}:LinUCB"),
+    "time-linucb": AgentSpec("time-aware LinUCB (recency-weighted state, step-dependent popularity weight)",
+                             f"{_BASELINES}:LinUCB", kwargs={"recency": 0.7, "time_aware": True}),
+    "debias-popular": AgentSpec("familiarity-debiasing post-ranker over most-popular's top 50",
+                                f"{_BASELINES}:FamiliarityDebiaser", kwargs={"base": "popular"}),
+    "debias-linucb": AgentSpec("familiarity-debiasing post-ranker over LinUCB's top 50",
+                               f"{_BASELINES}:FamiliarityDebiaser", kwargs={"base": "linucb"}),
+    "ppo": _sb3("ppo", "flat SB3 PPO on the item action space (item-scoring head)"),
+    "a2c": _sb3("a2c", "flat SB3 A2C on the item action space (item-scoring head)"),
+    "dqn": _sb3("dqn", "flat SB3 DQN on the item action space (item-scoring Q head)"),
+    "maskable-ppo": _sb3("maskable-ppo", "sb3-contrib MaskablePPO (trains with the NX no-repeat mask)"),
+}
+
+
+def register_agent(name: str, spec: AgentSpec) -> None:
+    """Add an agent to :data:`AGENTS` (a name already taken is a ValueError)."""
+    if name in AGENTS:
+        raise ValueError(f"agent {name!r} is already registered")
+    AGENTS[name] = spec
+
+
+def get_agent(name: str) -> AgentSpec:
+    """The spec of a registered agent, or a one-line ValueError listing the valid names."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent/policy {name!r}; valid: {', '.join(AGENTS)}")
+    return AGENTS[name]
+
+
+def _resolve(target: str) -> Any:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def make_policy(name: str) -> Policy:
+    """A fresh instance of an untrained registered agent (trainable ones need :func:`train_agent`)."""
+    spec = get_agent(name)
+    if spec.policy is None:
+        raise ValueError(f"agent {name!r} must be trained (or loaded from a checkpoint) first; "
+                         f"ready-to-run agents: {', '.join(k for k, v in AGENTS.items() if v.policy)}")
+    kwargs = dict(spec.kwargs)
+    if isinstance(kwargs.get("base"), str):
+        kwargs["base"] = make_policy(kwargs["base"])
+    return _resolve(spec.policy)(*spec.args, **kwargs)
+
+
+def train_agent(name: str, env_id: str, timesteps: int, **options: Any) -> tuple[Any, Path]:
+    """Train a trainable registered agent; ``options`` as documented on :class:`AgentSpec`."""
+    spec = get_agent(name)
+    if not spec.trainable:
+        raise ValueError(f"agent {name!r} is not trainable; trainable agents: "
+                         f"{', '.join(k for k, v in AGENTS.items() if v.trainable)}")
+    return _resolve(spec.train)(*spec.args, env_id, timesteps, **options)
+
+
+def load_agent(name: str, path: str | Path) -> Any:
+    """Load a trained registered agent from a checkpoint."""
+    spec = get_agent(name)
+    if spec.load is None:
+        raise ValueError(f"agent {name!r} has no checkpoint loader; loadable agents: "
+                         f"{', '.join(k for k, v in AGENTS.items() if v.load)}")
+    return _resolve(spec.load)(*spec.args, path)
+
+
+__all__ = ["AGENTS", "UCB", "AgentSpec", "EpsilonGreedy", "FamiliarityDebiaser", "LinUCB", "MostPopular",
+           "OracleGreedy", "Policy", "RandomPolicy", "get_agent", "load_agent", "make_policy", "register_agent",
+           "train_agent"]

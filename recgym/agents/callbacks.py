@@ -1,0 +1,143 @@
+"""TensorBoard logging of recgym's metrics: an SB3 callback and a policy-comparison writer.
+
+:class:`RecMetricsCallback` logs, through SB3's own logger (so the scalars land in the run's event
+file next to SB3's losses): every metric of :data:`recgym.evaluation.METRICS` over the episodes
+completed during training (``rollout/*``) and in periodic evaluations (``eval/*``), the run's
+hyperparameters (TensorBoard's hparams plugin) and a histogram of item exposure.
+:func:`log_comparison` writes a utility-vs-exposure-equity scatter of several evaluated policies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Figure, HParam
+
+from recgym.evaluation import METRICS, EvaluationResult, evaluate, summarize
+
+TB_ONLY = ("stdout", "log", "json", "csv")
+
+
+class RecMetricsCallback(BaseCallback):
+    """Log recgym metrics during SB3 training (the env must be an ``SB3VecEnv``, possibly wrapped).
+
+    Args:
+        hparams: hyperparameters to show in TensorBoard's HPARAMS tab (scalars and strings).
+        min_episodes: training episodes to collect before a ``rollout/*`` summary is logged
+            (checked at each rollout end; off-policy algorithms end a rollout every few steps).
+        eval_env: env id (or env) for ``eval/*`` summaries via :func:`recgym.evaluate`; ``None``
+            disables them. ``eval_freq``: timesteps between evaluations (0: only at the end).
+        eval_episodes, eval_options, seed: passed to :func:`recgym.evaluate`.
+    """
+
+    def __init__(self, hparams: dict[str, Any] | None = None, min_episodes: int = 64, eval_env: Any = None,
+                 eval_freq: int = 0, eval_episodes: int = 100, eval_options: dict[str, Any] | None = None,
+                 seed: int | None = 0, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.hparams = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+                        for key, value in (hparams or {}).items()}
+        self.min_episodes = min_episodes
+        self.eval_env, self.eval_freq, self.eval_episodes = eval_env, eval_freq, eval_episodes
+        self.eval_options, self.seed = dict(eval_options or {}), seed
+        self.last_eval: EvaluationResult | None = None
+
+    def _on_training_start(self) -> None:
+        self.recgym_env = self._find_recgym_env()
+        n = self.recgym_env.num_envs
+        self._episode = np.arange(n)
+        self._next_episode = n
+        self._steps: list[tuple[np.ndarray, ...]] = []
+        self._last_eval_step = self.num_timesteps
+        metrics = {f"rollout/{key}": 0.0 for key in METRICS}
+        if self.eval_env is not None:
+            metrics.update({f"eval/{key}": 0.0 for key in METRICS})
+        self.logger.record("hparams", HParam(self.hparams, metrics), exclude=TB_ONLY)
+
+    def _find_recgym_env(self) -> Any:
+        env = self.training_env
+        while not hasattr(env, "last_infos"):
+            if not hasattr(env, "venv"):
+                raise ValueError("RecMetricsCallback needs a recgym SB3VecEnv as the training env")
+            env = env.venv
+        return env
+
+    def _on_step(self) -> bool:
+        infos = self.recgym_env.last_infos
+        actions = np.asarray(self.locals["actions"]).reshape(-1)
+        self._steps.append((self._episode.copy(), actions, infos["true_reward"], infos["user_id"]))
+        done = np.flatnonzero(self.locals["dones"])
+        self._episode[done] = self._next_episode + np.arange(done.size)
+        self._next_episode += done.size
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self._steps:
+            episode, items, rewards, users = (np.concatenate(column) for column in zip(*self._steps))
+            finished = ~np.isin(episode, self._episode)
+            ids, index = np.unique(episode[finished], return_inverse=True)
+            if ids.size >= self.min_episodes:
+                world, popular = self.recgym_env.venv.world, self.recgym_env.venv.sim.popular
+                self._record("rollout", summarize(world, index, items[finished], rewards[finished],
+                                                  users[finished], ids.size, popular))
+                keep = ~finished
+                self._steps = [(episode[keep], items[keep], rewards[keep], users[keep])]
+        if self.eval_env is not None and self.eval_freq and self.num_timesteps - self._last_eval_step >= self.eval_freq:
+            self._evaluate()
+
+    def _on_training_end(self) -> None:
+        if self.eval_env is not None:
+            self._evaluate()
+        self.logger.dump(self.num_timesteps)
+
+    def _evaluate(self) -> None:
+        self._last_eval_step = self.num_timesteps
+        self.last_eval = evaluate(self.model, self.eval_env, episodes=self.eval_episodes, seed=self.seed,
+                                  **self.eval_options)
+        self._record("eval", self.last_eval)
+
+    def _record(self, prefix: str, result: EvaluationResult) -> None:
+        for key, value in result.summary.items():
+            if np.isfinite(value):
+                self.logger.record(f"{prefix}/{key}", float(value))
+        self.logger.record(f"{prefix}/exposure", th.as_tensor(result.exposure), exclude=TB_ONLY)
+
+
+def comparison_figure(results: dict[str, EvaluationResult]) -> Any:
+    """Matplotlib scatter: utility (R_cum, with 95% CI) vs exposure equity (1 - Gini), one point per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 4))
+    for name, result in results.items():
+        equity, utility = 1.0 - result.summary["gini"], result.summary["R_cum"]
+        axes.errorbar(equity, utility, yerr=np.nan_to_num(result.ci95["R_cum"]), fmt="o", capsize=3)
+        axes.annotate(name, (equity, utility), textcoords="offset points", xytext=(5, 5))
+    axes.set_xlabel("exposure equity (1 - Gini)")
+    axes.set_ylabel("R_cum (true return per episode)")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def log_comparison(results: dict[str, EvaluationResult], logdir: str | Path, step: int = 0) -> Path:
+    """Write ``compare/<policy>/<metric>`` scalars and the utility-vs-equity scatter to an event
+    file under ``logdir/compare``; returns that directory."""
+    from stable_baselines3.common.logger import configure
+
+    directory = Path(logdir) / "compare"
+    logger = configure(str(directory), ["tensorboard"])
+    for name, result in results.items():
+        for key, value in result.summary.items():
+            if np.isfinite(value):
+                logger.record(f"compare/{name}/{key}", float(value))
+        logger.record(f"compare/{name}/exposure", th.as_tensor(result.exposure))
+    logger.record("compare/utility_vs_equity", Figure(comparison_figure(results), close=True))
+    logger.dump(step)
+    logger.close()
+    return directory

@@ -1,0 +1,190 @@
+"""Flat (one-level) SB3 agents on the item action space: PPO, A2C, DQN and sb3-contrib's MaskablePPO.
+
+The Dict observation goes through :class:`HistoryExtractor`; with ``item_head=True`` (default)
+the output layer scores every item as ``<W h, e_i> + b_i`` against the catalogue's embeddings
+(:class:`ItemScoringHead`), so what is learnt about one item transfers to similar ones instead of
+3,327 independent logits. :func:`make_model` builds a model, :func:`train` runs a logged training
+and saves a checkpoint, :class:`SB3Policy` turns any SB3 model into a masked batched policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
+from torch import nn
+
+from recgym.agents.baselines import Policy
+
+
+class HistoryExtractor(BaseFeaturesExtractor):
+    """Dict observation -> (B, features_dim): an MLP layer over the flattened history embeddings
+    (k, D), their observed feedback (k,), the feedback-weighted mean embedding (D,) and the step."""
+
+    def __init__(self, observation_space: spaces.Dict, features_dim: int = 128) -> None:
+        super().__init__(observation_space, features_dim)
+        k, dims = observation_space["embeddings"].shape
+        self.net = nn.Sequential(nn.Linear(k * dims + k + dims + 1, features_dim), nn.ReLU())
+
+    def forward(self, obs: dict[str, th.Tensor]) -> th.Tensor:
+        emb, feedback = obs["embeddings"], obs["feedback"]
+        weighted = (feedback.unsqueeze(-1) * emb).sum(1) / feedback.sum(1, keepdim=True).clamp_min(1e-6)
+        return self.net(th.cat([emb.flatten(1), feedback, weighted, obs["step"]], dim=1))
+
+
+class ItemScoringHead(nn.Module):
+    """(B, L) latent -> (B, I) item scores ``<W h, e_i> * scale + b_i`` with fixed (I, D) item embeddings."""
+
+    def __init__(self, latent_dim: int, item_emb: np.ndarray, scale: float = 5.0) -> None:
+        super().__init__()
+        self.register_buffer("item_emb", th.tensor(np.asarray(item_emb), dtype=th.float32))
+        self.query = nn.Linear(latent_dim, self.item_emb.shape[1])
+        self.bias = nn.Parameter(th.zeros(self.item_emb.shape[0]))
+        self.scale = scale
+        nn.init.orthogonal_(self.query.weight, gain=0.01)
+        nn.init.zeros_(self.query.bias)
+
+    def forward(self, latent: th.Tensor) -> th.Tensor:
+        return self.scale * self.query(latent) @ self.item_emb.T + self.bias
+
+
+class _ItemHeadMixin:
+    """Actor-critic policies whose action logits come from an :class:`ItemScoringHead`."""
+
+    def __init__(self, *args: Any, item_emb: np.ndarray, **kwargs: Any) -> None:
+        self.item_emb = item_emb
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "item_emb": self.item_emb}
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)
+        self.action_net = ItemScoringHead(self.mlp_extractor.latent_dim_pi, self.item_emb)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+
+class ItemScoringPolicy(_ItemHeadMixin, ActorCriticPolicy):
+    """PPO / A2C policy with an item-scoring action head."""
+
+
+class MaskableItemScoringPolicy(_ItemHeadMixin, MaskableActorCriticPolicy):
+    """MaskablePPO policy with an item-scoring action head."""
+
+
+class ItemQPolicy(DQNPolicy):
+    """DQN policy whose Q-values are item scores (hidden MLP, then an :class:`ItemScoringHead`)."""
+
+    def __init__(self, *args: Any, item_emb: np.ndarray, **kwargs: Any) -> None:
+        self.item_emb = item_emb
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "item_emb": self.item_emb}
+
+    def make_q_net(self) -> QNetwork:
+        q_net = super().make_q_net()
+        hidden = create_mlp(q_net.features_dim, 0, q_net.net_arch, q_net.activation_fn)
+        last = q_net.net_arch[-1] if q_net.net_arch else q_net.features_dim
+        q_net.q_net = nn.Sequential(*hidden, ItemScoringHead(last, self.item_emb)).to(self.device)
+        return q_net
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """An SB3 algorithm, its policy with and without the item head, and default hyperparameters."""
+
+    cls: type[BaseAlgorithm]
+    plain_policy: str
+    item_policy: type
+    defaults: dict[str, Any]
+
+
+ALGOS: dict[str, AlgoSpec] = {
+    "ppo": AlgoSpec(PPO, "MultiInputPolicy", ItemScoringPolicy,
+                    dict(n_steps=32, batch_size=256, n_epochs=4, learning_rate=1e-3, gamma=0.9, ent_coef=0.01)),
+    "maskable-ppo": AlgoSpec(MaskablePPO, "MultiInputPolicy", MaskableItemScoringPolicy,
+                             dict(n_steps=32, batch_size=256, n_epochs=4, learning_rate=1e-3, gamma=0.9, ent_coef=0.01)),
+    "a2c": AlgoSpec(A2C, "MultiInputPolicy", ItemScoringPolicy,
+                    dict(n_steps=8, learning_rate=1e-3, gamma=0.9, ent_coef=0.01)),
+    "dqn": AlgoSpec(DQN, "MultiInputPolicy", ItemQPolicy,
+                    dict(learning_rate=1e-3, gamma=0.9, buffer_size=50_000, learning_starts=1_000, batch_size=128,
+                         train_freq=1, gradient_steps=1, target_update_interval=500, exploration_fraction=0.3)),
+}
+
+
+def make_model(algo: str, env: Any, seed: int | None = 0, item_head: bool = True, tensorboard_log: str | None = None,
+               **hyperparams: Any) -> BaseAlgorithm:
+    """A fresh SB3 model of ``algo`` (one of :data:`ALGOS`) on an ``SB3VecEnv``; ``hyperparams``
+    override the defaults (``policy_kwargs`` merged)."""
+    if algo not in ALGOS:
+        raise ValueError(f"unknown SB3 algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+    spec = ALGOS[algo]
+    policy_kwargs = {"features_extractor_class": HistoryExtractor, **hyperparams.pop("policy_kwargs", {})}
+    if item_head:
+        policy_kwargs["item_emb"] = env.venv.world.item_emb
+    policy = spec.item_policy if item_head else spec.plain_policy
+    return spec.cls(policy, env, seed=seed, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
+                    verbose=0, **{**spec.defaults, **hyperparams})
+
+
+def load_model(algo: str, path: str | Path, env: Any = None) -> BaseAlgorithm:
+    """Load a checkpoint saved by :func:`train` (``algo`` selects the SB3 class)."""
+    if algo not in ALGOS:
+        raise ValueError(f"unknown SB3 algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+    return ALGOS[algo].cls.load(str(path), env=env, device="cpu")
+
+
+class SB3Policy(Policy):
+    """Any SB3 model as a batched policy: scores are the action logits (actor-critic) or Q-values
+    (DQN); ``act`` takes the masked argmax, or samples from the masked softmax if not ``deterministic``."""
+
+    def __init__(self, model: BaseAlgorithm, deterministic: bool = True) -> None:
+        self.model, self.deterministic = model, deterministic
+
+    def scores(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        policy = self.model.policy
+        tensor, _ = policy.obs_to_tensor(obs)
+        with th.no_grad():
+            if isinstance(policy, DQNPolicy):
+                values = policy.q_net(tensor)
+            else:
+                values = policy.get_distribution(tensor).distribution.logits
+        scores = values.cpu().numpy().astype(np.float64)
+        return scores if self.deterministic else scores + self.rng.gumbel(size=scores.shape)
+
+
+def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 64,
+          progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
+          **hyperparams: Any) -> tuple[BaseAlgorithm, Path]:
+    """Train ``algo`` on ``env_id`` for ``timesteps`` with TensorBoard logging under ``logdir``
+    (run name ``{algo}_s{seed}``) and save ``logdir/{algo}_s{seed}.zip``. Returns (model, checkpoint)."""
+    from recgym.agents.callbacks import RecMetricsCallback
+    from recgym.envs.sb3 import SB3VecEnv
+    from recgym.evaluation import make_eval_env
+
+    options = dict(env_options or {})
+    make_eval_env(env_id, 1, None, **options)  # validates the id and options with one-line errors
+    venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
+    venv.seed(seed)
+    logdir = Path(logdir)
+    model = make_model(algo, venv, seed=seed, tensorboard_log=str(logdir), **hyperparams)
+    hparams = {"algo": algo, "env": env_id, "seed": seed, "timesteps": timesteps, "num_envs": num_envs,
+               **ALGOS[algo].defaults, **hyperparams, **options}
+    callback = RecMetricsCallback(hparams=hparams, eval_env=env_id if eval_episodes else None,
+                                  eval_episodes=eval_episodes, eval_options=options, seed=seed)
+    model.learn(total_timesteps=timesteps, callback=callback, tb_log_name=f"{algo}_s{seed}", progress_bar=progress_bar)
+    path = logdir / f"{algo}_s{seed}.zip"
+    model.save(path)
+    return model, path

@@ -1,0 +1,175 @@
+"""The ``recgym`` command line: ``eval``, ``train``, ``compare``, ``demo`` and ``bench``.
+
+Agents are looked up by name in :data:`recgym.agents.AGENTS`, so a newly registered agent is
+available to every subcommand. Bad input (unknown env id, agent or mode) ends with a one-line
+``recgym: error: ...`` naming the valid choices, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from recgym.agents import AGENTS, get_agent, load_agent, make_policy, train_agent
+from recgym.envs import ENV_IDS
+from recgym.evaluation import METRICS, EvaluationResult, evaluate
+
+DEFAULT_ENV = "recgym/KuaiRec-v0"
+DEMO_POLICIES = ("random", "popular", "ucb", "debias-popular", "ppo", "oracle")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``recgym`` console script. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # forwarded untouched: recgym.bench owns its own arguments
+        from recgym import bench
+
+        return bench.main(argv[1:]) or 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except ValueError as error:
+        print(f"recgym: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recgym", description="Simulation gym for RL recommender systems.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser, episodes: int = 100) -> None:
+        sub.add_argument("--env", default=DEFAULT_ENV, help=f"env id ({', '.join(ENV_IDS)})")
+        sub.add_argument("--episodes", type=int, default=episodes, help="evaluation episodes")
+        sub.add_argument("--mode", default=None, help="Free, NX_0 (default) or NX_10")
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--num-envs", type=int, default=64, help="sessions stepped at once")
+
+    agents_help = "; ".join(f"{name}: {spec.description}" for name, spec in AGENTS.items())
+    sub = commands.add_parser("eval", help="evaluate one policy and print its metrics")
+    common(sub)
+    sub.add_argument("--policy", required=True, help=f"agent name ({', '.join(AGENTS)})")
+    sub.add_argument("--checkpoint", type=Path, help="checkpoint of a trained agent (from `recgym train`)")
+    sub.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    sub.set_defaults(run=run_eval)
+
+    sub = commands.add_parser("train", help="train an agent with TensorBoard logging and save a checkpoint",
+                              epilog=agents_help)
+    common(sub)
+    sub.add_argument("--agent", required=True, help="trainable agent name (ppo, a2c, dqn, maskable-ppo, ...)")
+    sub.add_argument("--timesteps", type=int, default=20_000)
+    sub.add_argument("--logdir", type=Path, default=Path("runs"))
+    sub.set_defaults(run=run_train)
+
+    sub = commands.add_parser("compare", help="evaluate several policies (training the trainable ones) in one table",
+                              epilog=agents_help)
+    common(sub)
+    sub.add_argument("--policies", default="random,popular,oracle,ppo", help="comma-separated agent names")
+    sub.add_argument("--timesteps", type=int, default=20_000, help="training steps for trainable agents")
+    sub.add_argument("--logdir", type=Path, default=Path("runs"))
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(run=run_compare)
+
+    sub = commands.add_parser("demo", help="train PPO briefly on KuaiRec-v0 and compare it with the baselines")
+    sub.add_argument("--timesteps", type=int, default=20_000)
+    sub.add_argument("--episodes", type=int, default=100)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--logdir", type=Path, default=Path("runs"))
+    sub.set_defaults(run=run_demo)
+
+    commands.add_parser("bench", help="benchmark suite (arguments are forwarded to recgym.bench)", add_help=False)
+    return parser
+
+
+def _env_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {} if args.mode is None else {"mode": args.mode}
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    spec = get_agent(args.policy)
+    if args.checkpoint is not None:
+        policy = load_agent(args.policy, args.checkpoint)
+    elif spec.trainable and spec.policy is None:
+        raise ValueError(f"policy {args.policy!r} needs --checkpoint (train one with `recgym train --agent {args.policy}`)")
+    else:
+        policy = make_policy(args.policy)
+    result = evaluate(policy, args.env, episodes=args.episodes, mode=args.mode, seed=args.seed, num_envs=args.num_envs)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print_table({args.policy: result}, title=f"{args.env} ({args.episodes} episodes, seed {args.seed})")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    _, path = train_agent(args.agent, args.env, args.timesteps, seed=args.seed, logdir=args.logdir,
+                          num_envs=args.num_envs, progress_bar=True, eval_episodes=args.episodes,
+                          env_options=_env_options(args))
+    print(f"checkpoint: {path}\nTensorBoard: tensorboard --logdir {args.logdir}")
+    return 0
+
+
+def compare(names: list[str], env: str, episodes: int, timesteps: int, seed: int, logdir: Path, num_envs: int,
+            env_options: dict[str, Any]) -> dict[str, EvaluationResult]:
+    """Train the trainable agents among ``names``, evaluate all on the same seed, log the comparison."""
+    from recgym.agents.callbacks import log_comparison
+
+    for name in names:
+        get_agent(name)  # fail on a typo before any training starts
+    evaluate(make_policy("random"), env, episodes=1, **env_options)  # validates env id and options
+    results = {}
+    for name in names:
+        if get_agent(name).trainable:
+            policy, _ = train_agent(name, env, timesteps, seed=seed, logdir=logdir, num_envs=num_envs,
+                                    progress_bar=True, eval_episodes=episodes, env_options=env_options)
+        else:
+            policy = make_policy(name)
+        results[name] = evaluate(policy, env, episodes=episodes, seed=seed, num_envs=num_envs, **env_options)
+    log_comparison(results, logdir)
+    return results
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    names = [name.strip() for name in args.policies.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"--policies is empty; valid: {', '.join(AGENTS)}")
+    results = compare(names, args.env, args.episodes, args.timesteps, args.seed, args.logdir, args.num_envs,
+                      _env_options(args))
+    if args.json:
+        print(json.dumps({name: result.to_dict() for name, result in results.items()}))
+    else:
+        print_table(results, title=f"{args.env} ({args.episodes} episodes, seed {args.seed})")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    print(f"recgym demo: PPO trained for {args.timesteps} steps on {DEFAULT_ENV} (64 batched sessions), "
+          f"then {', '.join(DEMO_POLICIES)} evaluated on {args.episodes} episodes (NX_0, true rewards).")
+    results = compare(list(DEMO_POLICIES), DEFAULT_ENV, args.episodes, args.timesteps, args.seed, args.logdir, 64, {})
+    print_table(results, title=f"{DEFAULT_ENV} ({args.episodes} episodes, seed {args.seed})")
+    print(f"TensorBoard logs: tensorboard --logdir {args.logdir}")
+    return 0
+
+
+def print_table(results: dict[str, EvaluationResult], title: str) -> None:
+    """One row per policy; ``±`` is the 95% CI half-width where the metric has one."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("policy")
+    for key in METRICS:
+        table.add_column(key, justify="right")
+    for name, result in results.items():
+        cells = []
+        for key in METRICS:
+            value, half = result.summary[key], result.ci95[key]
+            cells.append(f"{value:.3f}" + (f" ±{half:.2f}" if half == half else ""))
+        table.add_row(name, *cells)
+    Console(width=250).print(table)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""Batched evaluation: run a policy for N episodes on the native vector env and compute every metric.
+
+Many sessions are stepped at once; the first ``episodes`` episodes to START are recorded (chosen
+before their outcome is known, so short episodes are not over-represented), while the slots that
+have finished their share keep serving new users, as the rest of a platform would.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from recgym import metrics
+from recgym.agents.baselines import Policy
+from recgym.envs import ENV_IDS
+from recgym.envs.vector import RecSysVectorEnv
+
+#: Summary keys, in table order. Catalogue-level ones have no per-episode CI (NaN).
+METRICS = ("R_cum", "R_each", "length", "coverage", "coverage_turn", "gini", "long_tail_share",
+           "exposure_gap", "mcd", "novelty", "diversity")
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`evaluate` measured.
+
+    episodes: per-episode (N,) arrays: ``user``, ``R_cum`` (true return), ``length``,
+        ``novelty`` (mean over the episode), ``mcd`` (share of majority-category items),
+        ``diversity`` (intra-session, NaN if length < 2).
+    summary: metric -> value (means over episodes, pooled ratios, or catalogue-level values).
+    ci95: metric -> half-width of the 95% confidence interval (NaN for catalogue-level metrics).
+    exposure: (I,) how often each item was recommended in the recorded episodes.
+    """
+
+    episodes: dict[str, np.ndarray]
+    summary: dict[str, float]
+    ci95: dict[str, float]
+    exposure: np.ndarray
+
+    def records(self) -> list[dict[str, float]]:
+        """The per-episode records as a list of dicts (one per episode)."""
+        keys = list(self.episodes)
+        return [dict(zip(keys, (v.item() for v in row))) for row in zip(*self.episodes.values())]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the summary values plus ``ci95`` half-widths (NaN -> None)."""
+        clean = {key: (None if not np.isfinite(value) else value) for key, value in self.ci95.items()}
+        return {**self.summary, "ci95": clean}
+
+
+class CallablePolicy(Policy):
+    """Wrap a callable ``obs -> actions`` (or ``(obs, mask) -> actions``) returning (B,) item ids."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        try:
+            positional = [p for p in inspect.signature(fn).parameters.values()
+                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            positional = []
+        self.takes_mask = len(positional) >= 2
+
+    def act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(obs, mask) if self.takes_mask else self.fn(obs))
+
+
+def as_policy(policy: Any, deterministic: bool = True) -> Policy:
+    """A :class:`Policy` from a Policy, an SB3 model (masked argmax, or masked sampling if not
+    ``deterministic``) or a callable ``obs -> actions``."""
+    if isinstance(policy, Policy):
+        return policy
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    if isinstance(policy, BaseAlgorithm):
+        from recgym.agents.flat import SB3Policy
+
+        return SB3Policy(policy, deterministic=deterministic)
+    if callable(policy):
+        return CallablePolicy(policy)
+    raise ValueError(f"policy must be a recgym Policy, an SB3 model or a callable obs -> action, got {type(policy).__name__}")
+
+
+def make_eval_env(env: str | RecSysVectorEnv | Any, num_envs: int, mode: str | None, **options: Any) -> RecSysVectorEnv:
+    """The batched env to evaluate on: an id (built with ``mode`` and ``options``), a
+    :class:`RecSysVectorEnv`, or an :class:`~recgym.envs.sb3.SB3VecEnv` (its underlying env)."""
+    if isinstance(env, str):
+        if env not in ENV_IDS:
+            raise ValueError(f"unknown env id {env!r}; valid ids: {', '.join(ENV_IDS)}")
+        if mode is not None:
+            options["mode"] = mode
+        return gym.make_vec(env, num_envs=num_envs, vectorization_mode="vector_entry_point", **options)
+    venv = getattr(env, "venv", env)
+    if not isinstance(venv, RecSysVectorEnv):
+        raise ValueError(f"env must be a recgym id ({', '.join(ENV_IDS)}), a RecSysVectorEnv or an SB3VecEnv, "
+                         f"got {type(env).__name__}")
+    if options or (mode is not None and mode != venv.params.mode):
+        raise ValueError(f"mode/options only apply when the env is given by id (this env has mode={venv.params.mode!r})")
+    return venv
+
+
+def evaluate(
+    policy: Any,
+    env: str | RecSysVectorEnv | Any = "recgym/KuaiRec-v0",
+    episodes: int = 100,
+    mode: str | None = None,
+    seed: int | None = 0,
+    num_envs: int = 128,
+    deterministic: bool = True,
+    **options: Any,
+) -> EvaluationResult:
+    """Run ``policy`` for ``episodes`` episodes and return per-episode records and a summary.
+
+    Args:
+        policy: a :class:`~recgym.agents.baselines.Policy`, an SB3 model, or a callable
+            ``obs -> actions`` on the batched observation dict (returns (B,) item ids).
+        env: a registered id (built with ``num_envs`` sessions, ``mode`` and env ``options``) or an
+            existing :class:`RecSysVectorEnv` / ``SB3VecEnv`` (reset with ``seed``).
+        episodes: N, episodes recorded; ``mode``: ``"Free"``, ``"NX_0"`` (default) or ``"NX_10"``.
+        seed: seeds the env and the policy's generator. Rewards are the TRUE rewards.
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    venv = make_eval_env(env, min(num_envs, int(episodes)), mode, **options)
+    if venv.params.slate_size != 1:
+        raise ValueError(f"evaluate supports slate_size=1 envs, got slate_size={venv.params.slate_size}")
+    agent = as_policy(policy, deterministic)
+    obs, _ = venv.reset(seed=seed)
+    agent.bind(venv, seed)
+    episode_id = np.arange(venv.num_envs)
+    next_id = venv.num_envs
+    steps: list[tuple[np.ndarray, ...]] = []
+    while (episode_id < episodes).any():
+        actions = agent.act(obs, venv.action_masks())
+        next_obs, rewards, terminated, truncated, infos = venv.step(actions)
+        agent.update(obs, actions, rewards)
+        steps.append((episode_id.copy(), actions, infos["true_reward"], infos["user_id"]))
+        done = np.flatnonzero(terminated | truncated)
+        episode_id[done] = next_id + np.arange(done.size)
+        next_id += done.size
+        obs = next_obs
+    episode, items, rewards, users = (np.concatenate(column) for column in zip(*steps))
+    keep = episode < episodes
+    return summarize(venv.world, episode[keep], items[keep], rewards[keep], users[keep], int(episodes),
+                     venv.sim.popular)
+
+
+def summarize(world: Any, episode: np.ndarray, items: np.ndarray, rewards: np.ndarray, users: np.ndarray,
+              n_episodes: int, popular: np.ndarray) -> EvaluationResult:
+    """Metrics of T recorded recommendations: ``episode`` (T,) index in [0, N), ``items`` (T,),
+    true ``rewards`` (T,), ``users`` (T,); ``popular`` (I,) bool is the top group by prior popularity."""
+    length = np.bincount(episode, minlength=n_episodes).astype(np.float64)
+    returns = np.bincount(episode, weights=rewards, minlength=n_episodes)
+    user = np.zeros(n_episodes, np.int64)
+    user[episode] = users
+    novelty_sum = np.bincount(episode, weights=metrics.novelty(items, world.pop_prior), minlength=n_episodes)
+    majority = metrics.mcd(items, world.item_cats, metrics.majority_categories(world))
+    mcd_sum = np.bincount(episode, weights=majority, minlength=n_episodes)
+    diversity = metrics.session_diversity(episode, items, world.item_emb, n_episodes)
+    exposure = np.bincount(items, minlength=world.n_items).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        episodes = {"user": user, "R_cum": returns, "length": length, "novelty": novelty_sum / length,
+                    "mcd": mcd_sum / length, "diversity": diversity}
+    intervals = {
+        "R_cum": metrics.mean_ci95(returns),
+        "R_each": metrics.ratio_ci95(returns, length),
+        "length": metrics.mean_ci95(length),
+        "mcd": metrics.ratio_ci95(mcd_sum, length),
+        "novelty": metrics.ratio_ci95(novelty_sum, length),
+        "diversity": metrics.mean_ci95(diversity),
+    }
+    catalogue = {
+        "coverage": metrics.coverage(items, world.n_items),
+        "coverage_turn": metrics.coverage_turn(items),
+        "gini": metrics.gini(exposure),
+        "long_tail_share": metrics.long_tail_share(exposure, popular),
+        "exposure_gap": metrics.exposure_gap(exposure, popular),
+    }
+    summary = {key: intervals[key][0] if key in intervals else catalogue[key] for key in METRICS}
+    ci95 = {key: intervals[key][1] if key in intervals else float("nan") for key in METRICS}
+    return EvaluationResult(episodes, summary, ci95, exposure)
