@@ -1,0 +1,97 @@
+"""recgym.evaluate: batched episodes, per-episode records, summaries and input checks."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from conftest import MECHANISMS_OFF, hand_world
+
+import recgym
+from recgym.agents import RandomPolicy
+from recgym.evaluation import METRICS, summarize
+
+SYN = "recgym/Synthetic-v0"
+
+
+def test_summary_matches_the_per_episode_records():
+    result = recgym.evaluate(RandomPolicy(), SYN, episodes=50, seed=3, num_envs=16)
+    eps = result.episodes
+    assert all(eps[key].shape == (50,) for key in eps)
+    assert ((eps["length"] >= 1) & (eps["length"] <= 30)).all()
+    assert result.summary["R_cum"] == pytest.approx(eps["R_cum"].mean())
+    assert result.summary["length"] == pytest.approx(eps["length"].mean())
+    assert result.summary["R_each"] == pytest.approx(eps["R_cum"].sum() / eps["length"].sum())
+    assert result.exposure.sum() == eps["length"].sum()
+    assert set(result.summary) == set(METRICS) == set(result.ci95)
+    assert result.ci95["R_cum"] > 0 and np.isnan(result.ci95["gini"])
+    assert len(result.records()) == 50 and set(result.records()[0]) == set(eps)
+
+
+def test_same_seed_same_result_and_other_seed_differs():
+    first = recgym.evaluate(RandomPolicy(), SYN, episodes=30, seed=5)
+    again = recgym.evaluate(RandomPolicy(), SYN, episodes=30, seed=5)
+    other = recgym.evaluate(RandomPolicy(), SYN, episodes=30, seed=6)
+    np.testing.assert_array_equal(first.episodes["R_cum"], again.episodes["R_cum"])
+    assert not np.array_equal(first.episodes["R_cum"], other.episodes["R_cum"])
+
+
+def test_callable_policy_constant_item_has_known_catalogue_metrics():
+    n_items = 500
+    result = recgym.evaluate(lambda obs: np.zeros(len(obs["step"]), np.int64), SYN, episodes=20, mode="Free",
+                             max_turn=5, leave_window=0, patience=0.0)
+    assert result.summary["length"] == 5
+    assert result.summary["gini"] == pytest.approx(1 - 1 / n_items)
+    assert result.summary["coverage"] == pytest.approx(1 / n_items)
+    assert result.summary["coverage_turn"] == pytest.approx(1 / 100)
+    assert result.summary["diversity"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_callable_with_mask_sees_the_nx_mask_and_avoids_repeats():
+    seen_masks = []
+
+    def first_allowed(obs, mask):
+        seen_masks.append(mask)
+        return mask.argmax(axis=1)
+
+    result = recgym.evaluate(first_allowed, SYN, episodes=4, mode="NX_0", max_turn=6, leave_window=0, patience=0.0)
+    assert seen_masks[0].all() and not seen_masks[1][:, 0].any()  # item 0 masked after it was recommended
+    # items 0..5 once each per session: the true reward of a repeat would be 0, every step is a new item
+    assert result.summary["coverage"] == pytest.approx(6 / 500)
+    assert result.summary["coverage_turn"] == pytest.approx(6 / 24)
+
+
+def test_summarize_hand_made_records():
+    world = hand_world([[0], [0], [1], [2]], 3, pop_prior=[4.0, 2.0, 1.0, 1.0],
+                       reward_matrix=np.eye(3, 4, dtype=np.float32))
+    popular = np.array([True, False, False, False])
+    episode = np.array([0, 0, 1, 1, 1])
+    items = np.array([0, 1, 0, 2, 3])
+    rewards = np.array([1.0, 0.0, 0.5, 0.5, 2.0])
+    result = summarize(world, episode, items, rewards, np.array([0, 0, 2, 2, 2]), 2, popular)
+    np.testing.assert_allclose(result.episodes["R_cum"], [1.0, 3.0])
+    np.testing.assert_array_equal(result.episodes["user"], [0, 2])
+    assert result.summary["R_each"] == pytest.approx(4.0 / 5)
+    np.testing.assert_array_equal(result.exposure, [2, 1, 1, 1])
+    assert result.summary["gini"] == pytest.approx((-3 - 1 + 1 + 2 * 3) / (4 * 5))
+    assert result.summary["long_tail_share"] == pytest.approx(3 / 5)
+    assert result.summary["exposure_gap"] == pytest.approx(2 / 5 - 1 / 4)
+    np.testing.assert_allclose(result.episodes["novelty"], [np.mean(-np.log([0.5, 0.25])),
+                                                           np.mean(-np.log([0.5, 0.125, 0.125]))])
+    np.testing.assert_allclose(result.episodes["diversity"], [1.0, 1.0])
+
+
+def test_evaluates_an_existing_vector_env_and_rejects_bad_input():
+    venv = gym.make_vec(SYN, num_envs=8, vectorization_mode="vector_entry_point", **MECHANISMS_OFF)
+    result = recgym.evaluate(RandomPolicy(), venv, episodes=10)
+    assert result.episodes["R_cum"].shape == (10,)
+    with pytest.raises(ValueError, match="valid ids: recgym/KuaiRec-v0"):
+        recgym.evaluate(RandomPolicy(), "recgym/Nope-v0")
+    with pytest.raises(ValueError, match=r"mode must be one of \['Free', 'NX_0', 'NX_10'\]"):
+        recgym.evaluate(RandomPolicy(), SYN, mode="NX_5")
+    with pytest.raises(ValueError, match="only apply when the env is given by id"):
+        recgym.evaluate(RandomPolicy(), venv, mode="NX_0")
+    with pytest.raises(ValueError, match="episodes must be a positive integer"):
+        recgym.evaluate(RandomPolicy(), SYN, episodes=0)
+    with pytest.raises(ValueError, match="callable obs -> action"):
+        recgym.evaluate(42, SYN)
