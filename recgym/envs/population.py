@@ -67,7 +67,8 @@ class PopulationEnv(ParallelEnv):
     (a fixed-size population); ``arrival_rate=0`` gives a closed cohort. While arrivals remain, the
     platform is never empty (if every slot is empty, one user arrives). ``possible_agents`` has
     ``n_users + max_arrivals`` names; ``max_arrivals=None`` means ``n_users * (max_cycles - 1)``,
-    every arrival that can happen within ``max_cycles``, so the budget never binds by default.
+    every arrival that can happen within ``max_cycles``, so the budget never binds by default
+    (0 when ``arrival_rate=0``).
     The episode ends after ``max_cycles`` platform steps (all live users ``truncated``) or when
     no user is left.
 
@@ -79,8 +80,9 @@ class PopulationEnv(ParallelEnv):
 
     **Infos** per agent: ``user_id``, and after acting ``item``, ``true_reward``,
     ``observed_feedback``, ``repeated``, ``leave_reason``; ``action_mask`` (n_items,) int8 in the NX
-    modes (1 = may be recommended; the dtype gymnasium's ``Discrete.sample(mask=...)`` takes); and ``platform`` (one dict shared by all agents of the step): ``exposure_gini``,
-    ``long_tail_share``, ``active_users`` (see :class:`PlatformMonitor`), ``arrivals``, ``departures``.
+    modes (1 = may be recommended; the dtype gymnasium's ``Discrete.sample(mask=...)`` takes);
+    and, from ``step`` only, ``platform`` (one dict shared by all agents of the step):
+    ``exposure_gini``, ``long_tail_share``, ``active_users`` (see :class:`PlatformMonitor`), ``arrivals``, ``departures``.
 
     Args:
         world, data_dir, world_options, options: as for the single env (every ``SimParams`` field).
@@ -116,7 +118,9 @@ class PopulationEnv(ParallelEnv):
         self.world, self.params = self.sim.world, self.sim.params
         self._observation_space, self._action_space = session_spaces(self.world, self.params)
         self.n_users, self.max_cycles, self.arrival_rate = n_users, max_cycles, float(arrival_rate)
-        self.max_arrivals = n_users * (max_cycles - 1) if max_arrivals is None else max_arrivals
+        if max_arrivals is None:
+            max_arrivals = n_users * (max_cycles - 1) if arrival_rate > 0 else 0
+        self.max_arrivals = max_arrivals
         self.possible_agents = [f"user_{i}" for i in range(n_users + self.max_arrivals)]
         self._known_agents = frozenset(self.possible_agents)
         self.render_mode = None
@@ -152,9 +156,7 @@ class PopulationEnv(ParallelEnv):
         self.agents = self.possible_agents[: self.n_users]
         slots = np.arange(self.n_users)
         observations = self._observations(self.sim.observe(), slots)
-        platform = {"exposure_gini": 0.0, "long_tail_share": 0.0, "active_users": 0.0,
-                    "arrivals": float(self.n_users), "departures": 0.0}
-        infos = self._arrival_infos(slots, platform)
+        infos = self._arrival_infos(slots)
         return dict(zip(self.agents, observations)), dict(zip(self.agents, infos))
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
@@ -185,7 +187,7 @@ class PopulationEnv(ParallelEnv):
         infos = self._step_infos(result, slots, masks, platform)
         if arriving.size:
             observations += self._observations(self.sim.observe(), arriving)
-            infos += self._arrival_infos(arriving, platform)
+            infos += self._arrival_infos(arriving, platform=platform)
         n_new = arriving.size
         rewards = result.reward[slots].tolist() + [0.0] * n_new
         terminations = terminated.tolist() + [False] * n_new
@@ -265,8 +267,8 @@ class PopulationEnv(ParallelEnv):
                 info["action_mask"] = mask
         return infos
 
-    def _arrival_infos(self, slots: np.ndarray, platform: dict[str, float]) -> list[dict[str, Any]]:
-        infos = [{"user_id": user, "platform": platform} for user in self.sim.user[slots].tolist()]
+    def _arrival_infos(self, slots: np.ndarray, **extra: Any) -> list[dict[str, Any]]:
+        infos = [{"user_id": user, **extra} for user in self.sim.user[slots].tolist()]
         masks = self._action_masks(slots)
         if masks is not None:
             for info, mask in zip(infos, masks):
