@@ -33,8 +33,9 @@ def run_trials_on_ray(
 
     Args:
         trials: N config dicts (picklable), one per trial.
-        trial_fn: ``config -> metrics`` (a flat dict of numbers, e.g. an evaluation summary); must be
-            picklable (module-level function or closure: it is shipped to the Ray workers).
+        trial_fn: ``config -> metrics`` (a flat dict of numbers, e.g. an evaluation summary). It is
+            pickled to the Ray workers: define it in an importable module (installed on every node)
+            or register its module with ``ray.cloudpickle.register_pickle_by_value``.
         logdir: Tune's storage path; trial i writes to ``logdir/name/<trial dir>`` incl. TensorBoard events.
         address: Ray cluster to connect to when Ray is not initialised yet (``"auto"``,
             ``"ray://head:10001"``, ...); ``None`` starts a local Ray. An already initialised Ray
@@ -67,11 +68,13 @@ def run_trials_on_ray(
             run_config=tune.RunConfig(storage_path=str(Path(logdir).resolve()), name=name, verbose=0),
         )
         grid = tuner.fit()
-        results = {result.config["trial_index"]: result for result in grid}
-        failed = sorted(index for index, result in results.items() if result.error is not None)
+        failed = [result for result in grid if result.error is not None]
         if failed:
-            raise RuntimeError(f"{len(failed)} trial(s) failed, first {trials[failed[0]]!r}: {results[failed[0]].error}")
-        return [results[index].metrics["recgym"] for index in range(len(trials))]
+            first = failed[0]
+            which = trials[first.config["trial_index"]] if first.config else first.path
+            raise RuntimeError(f"{len(failed)} trial(s) failed; first: {which!r}: {first.error}")
+        metrics = {result.config["trial_index"]: result.metrics["recgym"] for result in grid}
+        return [metrics[index] for index in range(len(trials))]
     finally:
         if started:
             ray.shutdown()

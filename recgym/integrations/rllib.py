@@ -136,13 +136,28 @@ class RLlibPopulationEnv(_pettingzoo_env.ParallelPettingZooEnv):
         return observations, infos
 
     def step(self, action_dict: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        """The population's step; the episode is over (``"__all__"``) when no user is left: truncated
-        if it reached ``max_cycles`` (some user was truncated), else terminated."""
-        observations, rewards, terminateds, truncateds, infos = self.par_env.step(action_dict)
+        """The population's step. The episode is over (``"__all__"``) when no user is left: truncated
+        if it reached ``max_cycles`` (some user was truncated), else terminated.
+
+        RLlib also ends a multi-agent episode when every agent it has seen is done
+        (``MultiAgentEpisode.add_env_step``), even if new agents arrive in that step. So when all
+        the users who acted leave at once, the episode is truncated there: the arrivals are
+        dropped from the returned dicts and RLlib resets the population.
+        """
+        results = self.par_env.step(action_dict)
+        observations, rewards, terminateds, truncateds, infos = results
         self.agents = list(self.par_env.agents)
-        over = not self.agents
-        truncateds["__all__"] = over and any(truncateds.values())
-        terminateds["__all__"] = over and not truncateds["__all__"]
+        turnover = bool(action_dict) and all(terminateds[a] or truncateds[a] for a in action_dict)
+        if turnover and self.agents:
+            for arrival in self.agents:
+                for values in results:
+                    del values[arrival]
+            self.agents = []
+            truncateds["__all__"], terminateds["__all__"] = True, False
+        else:
+            over = not self.agents
+            truncateds["__all__"] = over and any(truncateds.values())
+            terminateds["__all__"] = over and not truncateds["__all__"]
         return observations, rewards, terminateds, truncateds, infos
 
 
