@@ -29,23 +29,54 @@ def session_logit_terms(
 ) -> np.ndarray:
     """(B,) additive utility terms of the session mechanisms for consuming ``items`` (B,).
 
+    Looks the items up in the catalogue tables (item_emb (I, D), item_cats (I, C) bool,
+    item_hour (I,)) and applies :func:`session_terms`.
+    """
+    cats = np.take(item_cats, items, axis=0)
+    return session_terms(
+        params, np.take(item_emb, items, axis=0), category_shares(cats), np.take(item_hour, items), hour,
+        history_mean_emb, novelty_propensity, category_fatigue, creator_repeats,
+    )
+
+
+def category_shares(cats: np.ndarray) -> np.ndarray:
+    """(N, C) float32: each item's categories weighted 1/(number of its categories), rows of bool ``cats``."""
+    counts = np.maximum(cats.sum(axis=1, keepdims=True), 1)
+    return (cats / counts).astype(np.float32)
+
+
+def session_terms(
+    params: SimParams,
+    emb: np.ndarray,
+    cat_shares: np.ndarray,
+    preferred_hour: np.ndarray,
+    hour: np.ndarray,
+    history_mean_emb: np.ndarray,
+    novelty_propensity: np.ndarray,
+    category_fatigue: np.ndarray,
+    creator_repeats: np.ndarray,
+) -> np.ndarray:
+    """(B,) session terms from the consumed items' rows: emb (B, D), cat_shares (B, C) (see
+    :func:`category_shares`), preferred_hour (B,); the session state: hour (B,),
+    history_mean_emb (B, D), novelty_propensity (B,), category_fatigue (B, C), creator_repeats (B,).
+
     time of day:  time_of_day * cos(2 pi (hour - item_hour) / 24)
     novelty:      novelty_weight * (propensity - 1/2) * (1 - <e_item, mean history embedding>)
     boredom:      -boredom * mean over the item's categories of the decayed category count
     creator:      -creator_fatigue * share of the recent history by the same creator
     """
-    terms = np.zeros(items.shape[0], dtype=np.float32)
+    terms = np.zeros(emb.shape[0], dtype=np.float32)
     if params.time_of_day:
-        terms += params.time_of_day * np.cos((2 * np.pi / 24) * (hour - item_hour[items]))
+        phase = hour - preferred_hour
+        phase *= np.float32(2 * np.pi / 24)
+        terms += np.float32(params.time_of_day) * np.cos(phase)
     if params.novelty_weight:
-        novelty = 1.0 - np.einsum("bd,bd->b", item_emb[items], history_mean_emb)
-        terms += params.novelty_weight * (novelty_propensity - 0.5) * novelty
+        novelty = 1.0 - np.einsum("bd,bd->b", emb, history_mean_emb)
+        terms += np.float32(params.novelty_weight) * (novelty_propensity - np.float32(0.5)) * novelty
     if params.boredom:
-        cats = item_cats[items]
-        familiarity = np.einsum("bc,bc->b", cats, category_fatigue) / np.maximum(cats.sum(axis=1), 1)
-        terms -= params.boredom * familiarity
+        terms -= np.float32(params.boredom) * np.einsum("bc,bc->b", cat_shares, category_fatigue)
     if params.creator_fatigue:
-        terms -= params.creator_fatigue * creator_repeats
+        terms -= np.float32(params.creator_fatigue) * creator_repeats
     return terms
 
 
@@ -59,8 +90,16 @@ def expected_reward(base: np.ndarray, terms: np.ndarray, matrix_backed: bool, re
     if matrix_backed:
         reward = base * np.exp(terms)
     else:
-        reward = reward_max / (1.0 + np.exp(-(base + terms)))
-    return np.clip(reward, 0.0, reward_max).astype(np.float32)
+        reward = np.exp(-(base + terms))
+        reward += 1.0
+        np.divide(reward_max, reward, out=reward)
+    return _clip(reward.astype(np.float32, copy=False), reward_max)
+
+
+def _clip(x: np.ndarray, high: float) -> np.ndarray:
+    """``x`` clipped to [0, high] in place (np.clip's Python wrapper costs more than the work)."""
+    np.maximum(x, 0.0, out=x)
+    return np.minimum(x, high, out=x)
 
 
 def true_reward(
@@ -70,13 +109,21 @@ def true_reward(
     """(B,) true engagement: :func:`expected_reward` plus N(0, reward_noise), clipped to [0, reward_max]."""
     reward = expected_reward(base, terms, matrix_backed, reward_max)
     if params.reward_noise:
-        reward = np.clip(reward + rng.normal(0.0, params.reward_noise, size=reward.shape), 0.0, reward_max)
-    return reward.astype(np.float32)
+        reward += np.float32(params.reward_noise) * rng.standard_normal(reward.shape, dtype=np.float32)
+        _clip(reward, reward_max)
+    return reward
 
 
-def popularity_score(popularity: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """(B,) log-popularity of ``items`` scaled to [0, 1] by the catalogue's most popular item."""
-    return (np.log1p(popularity[items]) / np.log1p(popularity.max())).astype(np.float32)
+def popularity_score(popularity: np.ndarray, items: np.ndarray, log_max: float | None = None) -> np.ndarray:
+    """(B,) log-popularity of ``items`` scaled to [0, 1] by the catalogue's most popular item.
+
+    ``log_max``: ``log1p(popularity.max())`` when the caller already knows it.
+    """
+    if log_max is None:
+        log_max = np.log1p(popularity.max())
+    score = np.log1p(np.take(popularity, items))
+    score /= log_max
+    return score.astype(np.float32)
 
 
 def observed_feedback(
@@ -87,13 +134,14 @@ def observed_feedback(
     observed = logged * (reward + popularity_noise * reward_max/2 * pop_score) + N(0, observation_noise)
     with logged ~ Bernoulli(1 - exposure_bias * (1 - pop_score)), clipped to [0, reward_max].
     """
-    observed = reward + params.popularity_noise * (reward_max / 2) * pop_score
+    observed = np.float32(params.popularity_noise * reward_max / 2) * pop_score
+    observed += reward
     if params.exposure_bias:
-        logged = rng.random(reward.shape[0]) >= params.exposure_bias * (1.0 - pop_score)
-        observed = observed * logged
+        lost = np.float32(params.exposure_bias) * (1.0 - pop_score)
+        observed[rng.random(reward.shape[0], dtype=np.float32) < lost] = 0.0
     if params.observation_noise:
-        observed = observed + rng.normal(0.0, params.observation_noise, size=reward.shape)
-    return np.clip(observed, 0.0, reward_max).astype(np.float32)
+        observed += np.float32(params.observation_noise) * rng.standard_normal(reward.shape, dtype=np.float32)
+    return _clip(observed, reward_max)
 
 
 def leave_reason(
@@ -126,22 +174,27 @@ def drift_interest(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """(B, D) unit interests moved toward consumed items (by enjoyment in [0, 1]) plus a random walk."""
-    moved = interest
+    moved = interest.copy()
     if params.interest_drift:
-        moved = moved + (params.interest_drift * enjoyment)[:, None] * (consumed_emb - interest)
+        step = consumed_emb - interest
+        step *= (np.float32(params.interest_drift) * enjoyment)[:, None]
+        moved += step
     if params.interest_walk:
-        moved = moved + rng.normal(0.0, params.interest_walk, size=interest.shape).astype(np.float32)
-    return (moved / np.linalg.norm(moved, axis=1, keepdims=True)).astype(np.float32)
+        walk = rng.standard_normal(interest.shape, dtype=np.float32)
+        walk *= np.float32(params.interest_walk)
+        moved += walk
+    moved /= np.sqrt(np.einsum("bd,bd->b", moved, moved))[:, None]
+    return moved
 
 
 def session_novelty_offset(
     params: SimParams, offset: np.ndarray, boredom_signal: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
     """(B,) session-level novelty offset: mean-reverting walk pushed up by boredom (in [0, 1])."""
-    offset = 0.8 * offset + 0.2 * boredom_signal
+    offset = np.float32(0.8) * offset + np.float32(0.2) * boredom_signal
     if params.session_novelty_volatility:
-        offset = offset + rng.normal(0.0, params.session_novelty_volatility, size=offset.shape)
-    return offset.astype(np.float32)
+        offset += np.float32(params.session_novelty_volatility) * rng.standard_normal(offset.shape, dtype=np.float32)
+    return offset
 
 
 def choose_from_slate(

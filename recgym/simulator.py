@@ -65,6 +65,7 @@ class Simulator:
         self._cats_padded = np.vstack([world.item_cats, np.zeros((1, world.n_categories), bool)])
         self._creator_padded = np.append(world.item_creator, -1)
         self._cats_f32 = world.item_cats.astype(np.float32)
+        self._cat_shares = dynamics.category_shares(world.item_cats)
         self.popular = world.popular_items(params.popular_fraction)
         self.buffer_len = max(params.history_len, params.leave_window, 1)
         shape = (self.n_sessions,)
@@ -127,8 +128,8 @@ class Simulator:
             return np.ones((self.n_sessions, self.world.n_items), bool)
         return ~self.seen
 
-    def observe(self) -> dict[str, np.ndarray]:
-        """Fresh observation arrays for all B sessions (what a real platform sees).
+    def observe(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Fresh observation arrays for all B sessions, or for the sessions ``rows`` (R,) only.
 
         item_ids: (B, k) int64 last k consumed item ids, oldest first, -1 for empty slots;
         embeddings: (B, k, D) float32 their embeddings (zeros for empty slots);
@@ -136,12 +137,15 @@ class Simulator:
         step: (B, 1) float32 session step / max_turn.
         """
         k = self.params.history_len
-        items = self.recent_items[:, -k:].copy()
+        rows = slice(None) if rows is None else rows
+        items = self.recent_items[rows, -k:].copy()
+        step = self.step_count[rows, None].astype(np.float32)
+        step /= np.float32(self.params.max_turn)
         return {
             "item_ids": items,
-            "embeddings": self._emb_padded[items],
-            "feedback": self.recent_feedback[:, -k:].copy(),
-            "step": (self.step_count / np.float32(self.params.max_turn)).astype(np.float32)[:, None],
+            "embeddings": np.take(self._emb_padded, items, axis=0),
+            "feedback": self.recent_feedback[rows, -k:].copy(),
+            "step": step,
         }
 
     # ------------------------------------------------------------------- step
@@ -173,64 +177,70 @@ class Simulator:
         p, world, rng = self.params, self.world, self.rng
         rows = np.arange(self.n_sessions)
         popularity = self.popularity
-        utility = self._utility_parts
+        log_max_popularity = np.log1p(popularity.max())
 
         if p.slate_size == 1:
             recommended = actions[:, None]
             consumed = actions
-            base, terms = utility(consumed, rows)
+            base, terms, consumed_emb = self._utility_parts(consumed, slice(None))
         else:
             recommended = actions
             flat_rows = np.repeat(rows, p.slate_size)
-            base_all, terms_all = utility(actions.ravel(), flat_rows)
+            base_all, terms_all, emb_all = self._utility_parts(actions.ravel(), flat_rows)
+            slate_pop = dynamics.popularity_score(popularity, actions.ravel(), log_max_popularity)
             choice = dynamics.choose_from_slate(
-                (base_all + terms_all).reshape(actions.shape),
-                dynamics.popularity_score(popularity, actions.ravel()).reshape(actions.shape), p, rng,
+                (base_all + terms_all).reshape(actions.shape), slate_pop.reshape(actions.shape), p, rng
             )
             consumed = actions[rows, choice]
             pick = rows * p.slate_size + choice
-            base, terms = base_all[pick], terms_all[pick]
+            base, terms, consumed_emb = base_all[pick], terms_all[pick], emb_all[pick]
 
         reward = dynamics.true_reward(base, terms, world.reward_matrix is not None, p, world.reward_max, rng)
         repeated = self.seen[rows, consumed] if self.seen is not None else np.zeros(self.n_sessions, bool)
         reward[repeated] = 0.0
-        pop_score = dynamics.popularity_score(popularity, consumed)
+        pop_score = dynamics.popularity_score(popularity, consumed, log_max_popularity)
         observed = dynamics.observed_feedback(p, reward, pop_score, world.reward_max, rng)
         observed[repeated] = 0.0
 
         # Leave rules see the window BEFORE the new item, and the streak/patience after it.
-        new_cats = world.item_cats[consumed]
-        streak = np.where(self.popular[consumed], self.popular_streak + 1, 0).astype(np.int32)
-        patience = self.patience - np.maximum(p.patience_threshold - reward, 0.0)
+        new_cats = np.take(world.item_cats, consumed, axis=0)
+        streak = np.where(np.take(self.popular, consumed), self.popular_streak + 1, 0).astype(np.int32)
+        patience = self.patience - np.maximum(np.float32(p.patience_threshold) - reward, np.float32(0.0))
         reason = dynamics.leave_reason(p, new_cats, self.window_counts, self.step_count, streak, patience)
 
-        self._update_state(consumed, recommended, observed, reward, new_cats, streak, patience, rows)
+        self._update_state(consumed, consumed_emb, recommended, observed, reward, new_cats, streak, patience, rows)
         terminated = reason != dynamics.LEAVE_NONE
         truncated = (self.step_count >= p.max_turn) & ~terminated
         given = reward if p.reward_signal == "true" else observed
         return StepResult(consumed, given.copy(), reward, observed, repeated, terminated, truncated, reason)
 
-    def _utility_parts(self, items: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(base, session terms) of consuming ``items`` (N,) for the sessions ``rows`` (N,)."""
+    def _utility_parts(
+        self, items: np.ndarray, rows: np.ndarray | slice
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(base (N,), session terms (N,), item embeddings (N, D)) of consuming ``items`` (N,) for the
+        sessions ``rows`` (N,), or for every session in order when ``rows`` is ``slice(None)``."""
         p, world = self.params, self.world
+        emb = np.take(world.item_emb, items, axis=0)
         history_mean = self.history_sum_emb[rows] / np.maximum(self._history_length()[rows], 1)[:, None]
-        creators = self._creator_padded[self.recent_items[rows, -p.history_len:]]
-        creator_repeats = (creators == world.item_creator[items][:, None]).mean(axis=1)
-        terms = dynamics.session_logit_terms(
-            p, world.item_emb, world.item_cats, world.item_hour, items, self.hour[rows],
+        creators = np.take(self._creator_padded, self.recent_items[rows, -p.history_len:])
+        creator_repeats = (creators == np.take(world.item_creator, items)[:, None]).mean(axis=1, dtype=np.float32)
+        terms = dynamics.session_terms(
+            p, emb, np.take(self._cat_shares, items, axis=0), np.take(world.item_hour, items), self.hour[rows],
             history_mean, self.novelty_propensity()[rows], self.category_fatigue[rows], creator_repeats,
         )
         if world.reward_matrix is not None:
-            return world.reward_matrix[self.user[rows], items], terms
-        affinity = np.einsum("bd,bd->b", self.interest[rows], world.item_emb[items])
-        return world.affinity_scale * affinity + world.affinity_bias, terms
+            return world.reward_matrix[self.user[rows], items], terms, emb
+        affinity = np.einsum("bd,bd->b", self.interest[rows], emb)
+        affinity *= np.float32(world.affinity_scale)
+        affinity += np.float32(world.affinity_bias)
+        return affinity, terms, emb
 
     def expected_reward(self) -> np.ndarray:
         """(B, I) noise-free true reward of recommending each item now (ground truth; agents must
         not read it, oracles and evaluations may). Items masked in NX modes get 0."""
         n, n_items = self.n_sessions, self.world.n_items
         rows = np.repeat(np.arange(n), n_items)
-        base, terms = self._utility_parts(np.tile(np.arange(n_items), n), rows)
+        base, terms, _ = self._utility_parts(np.tile(np.arange(n_items), n), rows)
         world = self.world
         reward = dynamics.expected_reward(base, terms, world.reward_matrix is not None, world.reward_max)
         return reward.reshape(n, n_items) * self.action_mask()
@@ -250,16 +260,18 @@ class Simulator:
     def _history_length(self) -> np.ndarray:
         return np.minimum(self.step_count, self.params.history_len)
 
-    def _update_state(self, consumed, recommended, observed, reward, new_cats, streak, patience, rows) -> None:
+    def _update_state(
+        self, consumed, consumed_emb, recommended, observed, reward, new_cats, streak, patience, rows
+    ) -> None:
         p, world = self.params, self.world
         k, n = p.history_len, p.leave_window
         # Window category counts for DORL's rule: add the new item, drop the one leaving the window.
         if n:
-            dropped = self.recent_items[:, -n]
             self.window_counts += new_cats
-            self.window_counts -= self._cats_padded[dropped]
+            self.window_counts -= np.take(self._cats_padded, self.recent_items[:, -n], axis=0)
         # Mean-history embedding for novelty: add the new item, drop the one leaving the k-window.
-        self.history_sum_emb += world.item_emb[consumed] - self._emb_padded[self.recent_items[:, -k]]
+        self.history_sum_emb += consumed_emb
+        self.history_sum_emb -= np.take(self._emb_padded, self.recent_items[:, -k], axis=0)
         self.recent_items[:, :-1] = self.recent_items[:, 1:]
         self.recent_items[:, -1] = consumed
         self.recent_feedback[:, :-1] = self.recent_feedback[:, 1:]
@@ -268,20 +280,22 @@ class Simulator:
         boredom_signal = np.zeros(self.n_sessions, np.float32)
         if p.boredom:
             fatigue_cap = 1.0 / (1.0 - p.boredom_decay) if p.boredom_decay < 1 else float(p.max_turn)
-            cats_f = self._cats_f32[consumed]
-            boredom_signal = (cats_f * self.category_fatigue).max(axis=1) / fatigue_cap
-            self.category_fatigue *= p.boredom_decay
+            cats_f = new_cats.astype(np.float32)
+            boredom_signal = (cats_f * self.category_fatigue).max(axis=1)
+            boredom_signal /= np.float32(fatigue_cap)
+            self.category_fatigue *= np.float32(p.boredom_decay)
             self.category_fatigue += cats_f
         if p.novelty_weight:
             self.novelty_offset = dynamics.session_novelty_offset(p, self.novelty_offset, boredom_signal, self.rng)
         if world.reward_matrix is None and (p.interest_drift or p.interest_walk):
             self.interest = dynamics.drift_interest(
-                p, self.interest, world.item_emb[consumed], reward / world.reward_max, self.rng
+                p, self.interest, consumed_emb, reward / np.float32(world.reward_max), self.rng
             )
         self.popular_streak = streak
-        self.patience = patience.astype(np.float32)
+        self.patience = patience.astype(np.float32, copy=False)
         self.step_count += 1
-        self.hour = (self.hour + p.minutes_per_step / 60.0) % 24
+        self.hour += np.float32(p.minutes_per_step / 60.0)
+        self.hour %= 24
         if self.seen is not None:
             self.seen[rows[:, None], recommended] = True
         n_items = world.n_items

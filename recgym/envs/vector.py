@@ -26,7 +26,7 @@ class RecSysVectorEnv(VectorEnv):
     **Autoreset** (``metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``): a user who leaves or
     reaches ``max_turn`` is replaced in the same ``step`` call by a newly drawn user; the returned
     observation is the new user's first one, and the departing user's last observation is in
-    ``infos["final_obs"]`` (a dict of (B, ...) arrays, valid where ``infos["_final_obs"]``).
+    ``infos["final_obs"]`` (a dict of (B, ...) arrays, valid where ``infos["_final_obs"]``; zero elsewhere).
 
     **Infos** (arrays of B, each with its ``_key`` mask): ``true_reward``, ``observed_feedback``,
     ``leave_reason`` (int code, see :data:`recgym.dynamics.LEAVE_REASONS`), ``user_id`` (the user
@@ -71,24 +71,23 @@ class RecSysVectorEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         users = self.sim.user.copy()
         result = self.sim.step(actions)
-        observation = self.sim.observe()
         done = result.terminated | result.truncated
-        every = np.ones(self.num_envs, bool)
         infos: dict[str, Any] = {
-            "true_reward": result.true_reward, "_true_reward": every,
-            "observed_feedback": result.observed_feedback, "_observed_feedback": every,
-            "leave_reason": result.leave_reason, "_leave_reason": every,
-            "user_id": users, "_user_id": every,
+            "true_reward": result.true_reward, "_true_reward": np.ones(self.num_envs, bool),
+            "observed_feedback": result.observed_feedback, "_observed_feedback": np.ones(self.num_envs, bool),
+            "leave_reason": result.leave_reason, "_leave_reason": np.ones(self.num_envs, bool),
+            "user_id": users, "_user_id": np.ones(self.num_envs, bool),
         }
         if done.any():
+            # Only the finished sessions' last observations are gathered; other rows stay zero.
             slots = np.flatnonzero(done)
-            infos["final_obs"] = {key: value.copy() for key, value in observation.items()}
-            infos["_final_obs"] = done
+            final = {}
+            for key, value in self.sim.observe(slots).items():
+                final[key] = np.zeros((self.num_envs, *value.shape[1:]), value.dtype)
+                final[key][slots] = value
+            infos["final_obs"], infos["_final_obs"] = final, done
             self.sim.reset_sessions(slots)
-            fresh = self.sim.observe()
-            for key, value in observation.items():
-                value[slots] = fresh[key][slots]
-        return observation, result.reward, result.terminated, result.truncated, self._with_action_mask(infos)
+        return self.sim.observe(), result.reward, result.terminated, result.truncated, self._with_action_mask(infos)
 
     def action_masks(self) -> np.ndarray:
         """(B, n_items) bool mask of the items each session may still be recommended."""

@@ -1,0 +1,326 @@
+"""``recgym bench``: simulator and training throughput, measured in one process.
+
+Everything runs on ``recgym/KuaiRec-v0`` with every user mechanism on (the defaults, plus the
+popular-streak leave rule, off by default, switched on too) and uniformly random actions drawn
+before the clock starts. Figures are user-steps per second unless named otherwise:
+
+* ``single``: one ``gym.make`` env (with the wrappers ``gym.make`` adds);
+* ``native_<B>``: the native batched :class:`recgym.envs.RecSysVectorEnv` with B sessions;
+* ``sync_<B>``: gymnasium's ``SyncVectorEnv`` of B single envs (what users would build);
+* ``lean_<B>``: :func:`lean_reference`, a minimal numpy loop doing only gather-reward, interest
+  update, popularity update and history observation (the practical floor);
+* ``ppo_native_fps`` / ``ppo_dummy_fps``: SB3 PPO training frames/s on :class:`recgym.envs.sb3.SB3VecEnv`
+  vs on SB3's ``DummyVecEnv`` of single envs (same PPO settings);
+* ``dsrm_us_per_state``: microseconds per state of DSRM's denoising (``purify``) forward on CPU,
+  ``None`` when :mod:`recgym.agents.dsrm` is not available;
+* ``rss_growth_mb``: resident memory growth of the largest native env over ``memory_user_steps``.
+
+:func:`main` prints a table, then one JSON line with every figure and the ratios
+``native_vs_sync`` (native / SyncVectorEnv at ``sync_size``) and ``native_vs_lean`` (native /
+lean reference at the largest size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import recgym  # noqa: F401  (registers the env ids)
+from recgym.world import World
+
+ENV_ID = "recgym/KuaiRec-v0"
+# Every mechanism on: the defaults already enable all user mechanisms, patience and DORL's
+# category window; the popular-streak leave rule is off by default, so switch it on as well.
+ALL_MECHANISMS = {"popular_streak": 5}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What :func:`run` measures and for how long.
+
+    sizes: batch sizes B of the native env and the lean reference; sync_size: B of the
+    SyncVectorEnv baseline (the native/sync ratio uses the native figure at the same B);
+    seconds: time spent timing each throughput figure; ppo_envs / ppo_timesteps: sessions and
+    frames of each PPO run; dsrm_batch: states per DSRM forward; memory_user_steps: user-steps
+    of the largest native env between the two RSS readings; env_id: the env measured; timer:
+    ``"wall"`` (elapsed time) or ``"cpu"`` (this process's CPU time, all its threads).
+    """
+
+    sizes: tuple[int, ...] = (256, 1024, 4096)
+    sync_size: int = 1024
+    seconds: float = 3.0
+    ppo_envs: int = 64
+    ppo_timesteps: int = 16_384
+    dsrm_batch: int = 256
+    memory_user_steps: int = 10_000_000
+    env_id: str = ENV_ID
+    timer: str = "wall"
+
+    def __post_init__(self) -> None:
+        if not self.sizes or any(b < 1 for b in self.sizes):
+            raise ValueError(f"sizes must be positive batch sizes, got {self.sizes!r}")
+        if self.sync_size not in self.sizes:
+            raise ValueError(f"sync_size {self.sync_size} must be one of sizes {self.sizes}")
+        if self.timer not in TIMERS:
+            raise ValueError(f"timer must be one of {list(TIMERS)}, got {self.timer!r}")
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return TIMERS[self.timer]
+
+
+# "cpu" (this process's CPU time) makes figures comparable on a machine shared with other jobs.
+TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+QUICK = BenchConfig(seconds=0.5, ppo_timesteps=2048, dsrm_batch=64, memory_user_steps=400_000)
+
+
+def _rate(step: Callable[[int], None], n_per_call: int, config: BenchConfig, seconds: float | None = None) -> float:
+    """Calls ``step(i)`` for about ``seconds`` (after one warm-up call); returns n_per_call * calls/s."""
+    seconds = config.seconds if seconds is None else seconds
+    step(0)
+    clock = config.clock
+    calls, start = 0, clock()
+    elapsed = 0.0
+    while elapsed < seconds:
+        step(calls + 1)
+        calls += 1
+        elapsed = clock() - start
+    return n_per_call * calls / elapsed
+
+
+def _random_actions(n_items: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n_items, size=shape)
+
+
+def bench_single(config: BenchConfig) -> float:
+    """Steps/s of one ``gym.make`` env, resetting when a session ends."""
+    env = gym.make(config.env_id, **ALL_MECHANISMS)
+    env.reset(seed=0)
+    actions = _random_actions(env.action_space.n, (256,)).tolist()
+
+    def step(i: int) -> None:
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+
+    rate = _rate(step, len(actions), config)
+    env.close()
+    return rate
+
+
+def bench_native(config: BenchConfig, n_envs: int) -> float:
+    """User-steps/s of the native batched vector env with ``n_envs`` sessions (autoreset inside)."""
+    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **ALL_MECHANISMS)
+    venv.reset(seed=0)
+    actions = _random_actions(venv.single_action_space.n, (16, n_envs))
+    rate = _rate(lambda i: venv.step(actions[i % 16]), n_envs, config)
+    venv.close()
+    return rate
+
+
+def bench_sync(config: BenchConfig, n_envs: int) -> float:
+    """User-steps/s of gymnasium's SyncVectorEnv over ``n_envs`` single envs."""
+    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode="sync", **ALL_MECHANISMS)
+    venv.reset(seed=0)
+    actions = _random_actions(venv.single_action_space.n, (4, n_envs))
+    rate = _rate(lambda i: venv.step(actions[i % 4]), n_envs, config)
+    venv.close()
+    return rate
+
+
+def lean_reference(world: World, n_envs: int, history_len: int, seed: int = 0) -> Callable[[np.ndarray], dict]:
+    """A minimal batched step (the practical floor): returns ``step(actions (B,)) -> observation``.
+
+    Only gather-reward (sigmoid of the interest/item dot product), interest update (drift toward
+    the consumed item, renormalised), popularity update (bincount) and the history observation
+    (item ids, their embeddings, feedback), with preallocated state and no mechanisms, checks,
+    leave rules or infos.
+    """
+    rng = np.random.default_rng(seed)
+    emb = np.vstack([world.item_emb, np.zeros((1, world.embed_dim), np.float32)])
+    interest = world.user_interest[rng.integers(0, world.n_users, n_envs)].copy()
+    items = np.full((n_envs, history_len), -1, np.int64)
+    feedback = np.zeros((n_envs, history_len), np.float32)
+    popularity = world.pop_prior.copy()
+
+    def step(actions: np.ndarray) -> dict[str, np.ndarray]:
+        nonlocal interest
+        consumed = np.take(emb, actions, axis=0)
+        reward = world.reward_max / (1.0 + np.exp(-(4.0 * np.einsum("bd,bd->b", interest, consumed) - 1.0)))
+        interest += (0.05 * reward / world.reward_max)[:, None] * (consumed - interest)
+        interest /= np.linalg.norm(interest, axis=1, keepdims=True)
+        popularity[:] += np.bincount(actions, minlength=world.n_items)
+        items[:, :-1] = items[:, 1:]
+        items[:, -1] = actions
+        feedback[:, :-1] = feedback[:, 1:]
+        feedback[:, -1] = reward
+        return {"item_ids": items.copy(), "embeddings": np.take(emb, items, axis=0), "feedback": feedback.copy()}
+
+    return step
+
+
+def bench_lean(config: BenchConfig, n_envs: int) -> float:
+    """User-steps/s of :func:`lean_reference` at ``n_envs``."""
+    env = gym.make(config.env_id)
+    world, history_len = env.unwrapped.world, env.unwrapped.params.history_len
+    env.close()
+    step = lean_reference(world, n_envs, history_len)
+    actions = _random_actions(world.n_items, (16, n_envs))
+    return _rate(lambda i: step(actions[i % 16]), n_envs, config)
+
+
+def bench_ppo(config: BenchConfig) -> tuple[float, float]:
+    """PPO training frames/s on SB3VecEnv (native batch) and on DummyVecEnv of single envs.
+
+    Same PPO settings for both (32 steps per env per rollout, 4 epochs, one torch thread).
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from recgym.envs.sb3 import SB3VecEnv
+
+    def fps(env: Any) -> float:
+        n_steps = 32
+        model = PPO(
+            "MultiInputPolicy", env, n_steps=n_steps, batch_size=min(512, n_steps * config.ppo_envs), n_epochs=4,
+            seed=0, device="cpu", verbose=0,
+        )
+        start = config.clock()
+        model.learn(total_timesteps=config.ppo_timesteps)
+        rate = model.num_timesteps / (config.clock() - start)
+        env.close()
+        return rate
+
+    native = fps(SB3VecEnv(config.env_id, num_envs=config.ppo_envs, **ALL_MECHANISMS))
+    dummy = fps(DummyVecEnv([lambda: gym.make(config.env_id, **ALL_MECHANISMS)] * config.ppo_envs))
+    return native, dummy
+
+
+def bench_dsrm(config: BenchConfig) -> float | None:
+    """Microseconds per state of DSRM's default denoising forward (``purify``) on CPU, or None."""
+    try:
+        import torch
+
+        from recgym.agents.dsrm import DSRM, DSRMConfig
+    except ImportError:
+        return None
+    venv = gym.make_vec(config.env_id, num_envs=config.dsrm_batch, vectorization_mode="vector_entry_point")
+    venv.reset(seed=0)
+    for actions in _random_actions(venv.single_action_space.n, (5, config.dsrm_batch)):
+        obs, *_ = venv.step(actions)
+    world, params = venv.world, venv.params
+    venv.close()
+    model = DSRM(DSRMConfig(embed_dim=world.embed_dim, history_len=params.history_len), world.fingerprint, world.n_items)
+    model.eval()
+    with torch.no_grad():
+        seconds = _rate(lambda i: model.purify(obs), 1, config, config.seconds / 2) ** -1
+    return 1e6 * seconds / config.dsrm_batch
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+def bench_memory(config: BenchConfig) -> float:
+    """RSS growth (MB) of the largest native env over ``memory_user_steps`` user-steps (after warm-up)."""
+    n_envs = max(config.sizes)
+    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **ALL_MECHANISMS)
+    venv.reset(seed=0)
+    actions = _random_actions(venv.single_action_space.n, (16, n_envs))
+    for i in range(50):
+        venv.step(actions[i % 16])
+    gc.collect()
+    before = _rss_mb()
+    for i in range(max(1, config.memory_user_steps // n_envs)):
+        venv.step(actions[i % 16])
+    gc.collect()
+    growth = _rss_mb() - before
+    venv.close()
+    return growth
+
+
+def run(config: BenchConfig = BenchConfig(), progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every figure; returns the flat dict :func:`main` prints as JSON.
+
+    Torch runs on one thread meanwhile (two threads on two shared cores were several times slower).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure(config, progress or (lambda message: None))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
+    results: dict[str, Any] = {"env_id": config.env_id, "options": ALL_MECHANISMS, "timer": config.timer}
+    say("single env")
+    results["single"] = bench_single(config)
+    for n_envs in config.sizes:
+        say(f"native vector env, {n_envs} users")
+        results[f"native_{n_envs}"] = bench_native(config, n_envs)
+    say(f"SyncVectorEnv, {config.sync_size} users")
+    results[f"sync_{config.sync_size}"] = bench_sync(config, config.sync_size)
+    for n_envs in config.sizes:
+        say(f"lean reference, {n_envs} users")
+        results[f"lean_{n_envs}"] = bench_lean(config, n_envs)
+    say("PPO on SB3VecEnv and DummyVecEnv")
+    results["ppo_native_fps"], results["ppo_dummy_fps"] = bench_ppo(config)
+    say("DSRM forward")
+    results["dsrm_us_per_state"] = bench_dsrm(config)
+    say(f"memory over {config.memory_user_steps:,} user-steps")
+    results["rss_growth_mb"] = bench_memory(config)
+    largest = max(config.sizes)
+    results["native_vs_sync"] = results[f"native_{config.sync_size}"] / results[f"sync_{config.sync_size}"]
+    results["native_vs_lean"] = results[f"native_{largest}"] / results[f"lean_{largest}"]
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Human-readable table of :func:`run`'s figures."""
+    units = {"ppo_native_fps": "frames/s", "ppo_dummy_fps": "frames/s", "dsrm_us_per_state": "us/state",
+             "rss_growth_mb": "MB", "native_vs_sync": "x", "native_vs_lean": "x"}
+    lines = [
+        f"recgym bench on {results['env_id']} (options {results['options']}, {results['timer']} clock)",
+        f"{'figure':<20} {'value':>14}  unit",
+    ]
+    for key, value in results.items():
+        if key in ("env_id", "options", "timer"):
+            continue
+        text = "n/a" if value is None else f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        lines.append(f"{key:<20} {text:>14}  {units.get(key, 'user-steps/s')}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``recgym bench [--quick]`` and ``benchmarks/bench_env.py``."""
+    parser = argparse.ArgumentParser(prog="recgym bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter timings and PPO runs (same keys, < 40 s)")
+    parser.add_argument("--seconds", type=float, default=None, help="time spent on each throughput figure")
+    parser.add_argument("--timer", choices=list(TIMERS), default="wall",
+                        help="wall clock, or this process's CPU time (for a machine shared with other jobs)")
+    args = parser.parse_args(argv)
+    config = replace(QUICK if args.quick else BenchConfig(), timer=args.timer)
+    if args.seconds is not None:
+        if args.seconds <= 0:
+            parser.error(f"--seconds must be positive, got {args.seconds}")
+        config = replace(config, seconds=args.seconds)
+    results = run(config, progress=lambda message: print(f"... {message}", flush=True))
+    print(format_table(results))
+    print(json.dumps(results))
+    return 0

@@ -1,0 +1,50 @@
+"""The benchmark runs end to end and reports every figure (timings themselves are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recgym import bench
+from recgym.world import synthetic_world
+
+
+def test_run_reports_every_figure_for_its_sizes():
+    config = bench.BenchConfig(
+        sizes=(4, 16), sync_size=16, seconds=0.01, ppo_envs=4, ppo_timesteps=128, dsrm_batch=4,
+        memory_user_steps=64, env_id="recgym/Synthetic-v0",
+    )
+    results = bench.run(config)
+    figures = ["single", "native_4", "native_16", "sync_16", "lean_4", "lean_16", "ppo_native_fps", "ppo_dummy_fps",
+               "rss_growth_mb", "native_vs_sync", "native_vs_lean"]
+    assert all(results[key] > 0 for key in figures if key != "rss_growth_mb")
+    assert np.isfinite(results["rss_growth_mb"])
+    assert results["native_vs_sync"] == pytest.approx(results["native_16"] / results["sync_16"])
+    assert results["native_vs_lean"] == pytest.approx(results["native_16"] / results["lean_16"])
+    assert results["dsrm_us_per_state"] is None or results["dsrm_us_per_state"] > 0
+    assert json.loads(json.dumps(results)) == results  # the JSON line round-trips
+
+
+def test_default_config_uses_the_documented_keys():
+    config = bench.BenchConfig()
+    assert config.sizes == (256, 1024, 4096) and config.sync_size == 1024
+    assert bench.QUICK.sizes == config.sizes and bench.QUICK.sync_size == config.sync_size
+
+
+def test_lean_reference_observes_the_last_items_oldest_first():
+    world = synthetic_world()
+    step = bench.lean_reference(world, n_envs=3, history_len=2)
+    step(np.array([1, 2, 3]))
+    obs = step(np.array([4, 5, 6]))
+    np.testing.assert_array_equal(obs["item_ids"], [[1, 4], [2, 5], [3, 6]])
+    np.testing.assert_array_equal(obs["embeddings"][:, -1], world.item_emb[[4, 5, 6]])
+    assert ((obs["feedback"] >= 0) & (obs["feedback"] <= world.reward_max)).all()
+
+
+@pytest.mark.parametrize("argv, message", [(["--timer", "gpu"], "invalid choice"), (["--seconds", "0"], "positive")])
+def test_cli_rejects_bad_options(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+    assert message in capsys.readouterr().err
