@@ -1,0 +1,273 @@
+"""DSRM networks: the history encoder, the conditional DDPM in item-embedding space, and the wrapper.
+
+Shapes: B states, k history slots, D item-embedding dims, K diffusion steps.
+
+The raw state ``s~_t`` is the encoder's output, a D-vector in ITEM-EMBEDDING space (``<s~_t, e_i>``
+scores item i), so it can be compared with the simulator's true interest. The DDPM generates the
+purified state ``s^_t`` in the same space, conditioned on ``s~_t``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recgym.world import World
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: CUDA when present, CPU otherwise; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class DSRMConfig:
+    """Architecture of a DSRM model.
+
+    embed_dim: D, the world's item-embedding size; history_len: k, the longest history accepted;
+    d_model / n_heads / n_layers: the history Transformer; hidden: width of the noise predictor;
+    k_steps: K diffusion steps; beta_min / beta_max: ends of the linear noise schedule (DDPM's).
+    The schedule is fixed per step, so a larger K noises the raw state more before denoising it.
+    """
+
+    embed_dim: int
+    history_len: int
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    hidden: int = 256
+    k_steps: int = 20
+    beta_min: float = 1e-4
+    beta_max: float = 0.02
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"DSRMConfig.{f.name} must be a positive integer, got {value!r}")
+        if not 0 < self.beta_min <= self.beta_max < 1:
+            raise ValueError(f"DSRMConfig needs 0 < beta_min <= beta_max < 1, got {self.beta_min}, {self.beta_max}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"DSRMConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+
+class HistoryEncoder(nn.Module):
+    """Transformer over the last k (item embedding, observed feedback, position) tokens -> s~_t (B, D).
+
+    A learned summary token is always present, so an empty history (session start) still has a state.
+    """
+
+    def __init__(self, config: DSRMConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.item_proj = nn.Linear(config.embed_dim, d)
+        self.feedback_proj = nn.Linear(1, d)
+        self.position = nn.Embedding(config.history_len, d)
+        self.summary = nn.Parameter(torch.zeros(1, 1, d))
+        layer = nn.TransformerEncoderLayer(d, config.n_heads, dim_feedforward=2 * d, dropout=0.0, batch_first=True)
+        self.transformer = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.out = nn.Linear(d, config.embed_dim)
+
+    def forward(self, embeddings: torch.Tensor, feedback: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """embeddings (B, k, D), feedback (B, k), valid (B, k) bool -> raw state (B, D)."""
+        k = embeddings.shape[1]
+        positions = torch.arange(k, device=embeddings.device)
+        tokens = self.item_proj(embeddings) + self.feedback_proj(feedback[..., None]) + self.position(positions)
+        tokens = torch.cat([self.summary.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        padding = torch.cat([torch.zeros_like(valid[:, :1]), ~valid], dim=1)
+        return self.out(self.transformer(tokens, src_key_padding_mask=padding)[:, 0])
+
+
+def timestep_embedding(steps: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B,) integer steps -> (B, dim) sinusoidal features."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=steps.device) / half)
+    angles = steps.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class NoisePredictor(nn.Module):
+    """eps_theta(x_k, k, s~_t): MLP on [x_k, sinusoidal(k), condition] -> predicted noise (B, D)."""
+
+    time_dim = 32
+
+    def __init__(self, config: DSRMConfig) -> None:
+        super().__init__()
+        d, h = config.embed_dim, config.hidden
+        self.net = nn.Sequential(
+            nn.Linear(2 * d + self.time_dim, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, d)
+        )
+
+    def forward(self, x: torch.Tensor, steps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, timestep_embedding(steps, self.time_dim), condition], dim=1))
+
+
+def linear_alpha_bar(config: DSRMConfig) -> torch.Tensor:
+    """(K+1,) cumulative signal level alpha_bar_k, k = 0..K, of linear betas in [beta_min, beta_max]."""
+    betas = torch.linspace(config.beta_min, config.beta_max, config.k_steps, dtype=torch.float64)
+    return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)]).float()
+
+
+class DSRM(nn.Module):
+    """Diffusion-based state representation: encoder + conditional DDPM, with world metadata.
+
+    Args:
+        config: the architecture.
+        world_fingerprint: ``World.fingerprint`` of the world it was trained on.
+        n_items: that world's catalogue size (checked against observation spaces).
+
+    The DDPM models ``sqrt(D)`` x unit states, so their coordinates have unit variance. As in
+    DiffRec/DSRM, the reverse chain starts from the FORWARD-NOISED raw state
+    ``x_K = sqrt(alpha_bar_K) s~ + sqrt(1 - alpha_bar_K) eps`` (not from pure noise), so K sets
+    how much of the raw state is destroyed before the model restores a clean one.
+    """
+
+    def __init__(self, config: DSRMConfig, world_fingerprint: str, n_items: int) -> None:
+        super().__init__()
+        self.config, self.world_fingerprint, self.n_items = config, world_fingerprint, int(n_items)
+        self.encoder = HistoryEncoder(config)
+        self.denoiser = NoisePredictor(config)
+        self.feedback_bias = nn.Parameter(torch.zeros(()))
+        self.target_scale = math.sqrt(config.embed_dim)
+        self.register_buffer("alpha_bar", linear_alpha_bar(config), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.feedback_bias.device
+
+    # ----------------------------------------------------------------- checks
+    def check_world(self, world: World) -> None:
+        """Raise ``ValueError`` unless ``world`` is the one this model was trained on."""
+        if world.fingerprint != self.world_fingerprint:
+            raise ValueError(
+                f"DSRM checkpoint was trained on world {self.world_fingerprint!r}, not {world.fingerprint!r}"
+            )
+
+    def _check_history(self, embeddings: torch.Tensor) -> None:
+        if embeddings.ndim != 3 or embeddings.shape[-1] != self.config.embed_dim:
+            raise ValueError(
+                f"history embeddings must have shape (B, k, {self.config.embed_dim}), got {tuple(embeddings.shape)}"
+            )
+        if embeddings.shape[1] > self.config.history_len:
+            raise ValueError(
+                f"history length {embeddings.shape[1]} exceeds the model's history_len {self.config.history_len}"
+            )
+
+    # ---------------------------------------------------------------- states
+    def raw_state(self, obs: dict[str, Any]) -> torch.Tensor:
+        """s~_t (B, D) from a batched recgym observation (numpy arrays or tensors)."""
+        embeddings = torch.as_tensor(obs["embeddings"], dtype=torch.float32, device=self.device)
+        self._check_history(embeddings)
+        feedback = torch.as_tensor(obs["feedback"], dtype=torch.float32, device=self.device)
+        valid = torch.as_tensor(obs["item_ids"], device=self.device) >= 0
+        return self.encoder(embeddings, feedback, valid)
+
+    def _scaled_unit(self, state: torch.Tensor) -> torch.Tensor:
+        return self.target_scale * state / state.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+    def diffusion_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """E ||eps - eps_theta(x_k, k, s~)||^2 for raw states (B, D), clean targets (B, D), k ~ U{1..K}."""
+        condition = self._scaled_unit(raw)
+        x0 = self.target_scale * target
+        steps = torch.randint(1, self.config.k_steps + 1, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        alpha_bar = self.alpha_bar[steps][:, None]
+        noisy = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+        return ((noise - self.denoiser(noisy, steps, condition)) ** 2).mean()
+
+    def sample(
+        self, raw: torch.Tensor, sampler: str = "ddpm", steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Run the reverse chain from the forward-noised raw state: (B, D) s~ -> (B, D) s^ (unit scale).
+
+        Differentiable (a fine-tuned feature extractor back-propagates through it).
+
+        ``sampler="ddpm"`` walks all K ancestral steps; ``"ddim"`` takes ``steps`` (default K)
+        deterministic DDIM (eta = 0) jumps, the fast sampler.
+        """
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        big_k = self.config.k_steps
+        n_jumps = big_k if steps is None else steps
+        if isinstance(n_jumps, bool) or not isinstance(n_jumps, int) or not 1 <= n_jumps <= big_k:
+            raise ValueError(f"steps must be an integer in [1, {big_k}], got {steps!r}")
+        condition = self._scaled_unit(raw)
+        noise = torch.randn(raw.shape, generator=generator, device=raw.device)
+        x = self.alpha_bar[big_k].sqrt() * condition + (1 - self.alpha_bar[big_k]).sqrt() * noise
+        if sampler == "ddpm":
+            schedule = list(range(big_k, 0, -1))
+        else:
+            schedule = sorted({int(round(v)) for v in np.linspace(big_k, 1, n_jumps)}, reverse=True)
+        for i, k in enumerate(schedule):
+            prev = schedule[i + 1] if i + 1 < len(schedule) else 0
+            ab, ab_prev = self.alpha_bar[k], self.alpha_bar[prev]
+            eps = self.denoiser(x, torch.full((x.shape[0],), k, device=x.device), condition)
+            x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-3 * self.target_scale, 3 * self.target_scale)
+            if sampler == "ddim" or prev == 0:
+                x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps if prev else x0
+            else:  # ancestral step: posterior q(x_prev | x_k, x0)
+                beta = 1 - ab / ab_prev
+                mean = (ab_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - ab_prev) * x) / (1 - ab)
+                std = (beta * (1 - ab_prev) / (1 - ab)).sqrt()
+                x = mean + std * torch.randn(x.shape, generator=generator, device=x.device)
+        return x / self.target_scale
+
+    @torch.no_grad()
+    def purify(
+        self, obs: dict[str, Any], sampler: str = "ddpm", steps: int | None = None, n_samples: int = 8,
+        seed: int | None = 0,
+    ) -> torch.Tensor:
+        """s^_t (B, D): the mean of ``n_samples`` reverse-chain samples from (and conditioned on) s~_t."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        return self.purify_state(self.raw_state(obs), sampler, steps, n_samples, seed)
+
+    def purify_state(
+        self, raw: torch.Tensor, sampler: str = "ddpm", steps: int | None = None, n_samples: int = 8,
+        seed: int | None = 0,
+    ) -> torch.Tensor:
+        """Like :meth:`purify` from an already encoded raw state (B, D)."""
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=raw.device).manual_seed(seed)
+        repeated = raw.repeat(n_samples, 1)
+        samples = self.sample(repeated, sampler, steps, generator)
+        return samples.view(n_samples, *raw.shape).mean(dim=0)
+
+    # ----------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write config, world fingerprint, catalogue size and weights to ``path`` (a ``.pt`` file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "config": dataclasses.asdict(self.config),
+                "world_fingerprint": self.world_fingerprint,
+                "n_items": self.n_items,
+                "state_dict": {key: value.cpu() for key, value in self.state_dict().items()},
+            },
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, world: World | None = None, device: str = "auto") -> DSRM:
+        """Load a checkpoint; with ``world`` given, refuse one trained on another world (``ValueError``)."""
+        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+        model = cls(DSRMConfig(**checkpoint["config"]), checkpoint["world_fingerprint"], checkpoint["n_items"])
+        model.load_state_dict(checkpoint["state_dict"])
+        if world is not None:
+            model.check_world(world)
+        return model.to(resolve_device(device)).eval()
