@@ -1,0 +1,76 @@
+"""The ``recgym`` command line: tables, JSON, training, comparison, bench forwarding and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+import recgym
+from recgym import cli
+
+SYN = "recgym/Synthetic-v0"
+JSON_KEYS = {"R_cum", "R_each", "length", "coverage", "gini", "long_tail_share", "mcd", "novelty", "diversity"}
+
+
+def test_eval_json_has_the_documented_keys(capsys):
+    assert cli.main(["eval", "--env", SYN, "--policy", "random", "--episodes", "20", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert JSON_KEYS <= set(result)
+    assert 1 <= result["length"] <= 30 and 0 < result["gini"] < 1
+    # same numbers as the Python API with the same seed
+    assert result["R_cum"] == pytest.approx(recgym.evaluate(recgym.agents.make_policy("random"), SYN,
+                                                            episodes=20, num_envs=64).summary["R_cum"])
+
+
+def test_eval_table_lists_every_metric(capsys):
+    assert cli.main(["eval", "--env", SYN, "--policy", "popular", "--episodes", "10", "--mode", "Free"]) == 0
+    out = capsys.readouterr().out
+    assert "popular" in out and all(key in out for key in JSON_KEYS)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["eval", "--env", "recgym/Nope-v0", "--policy", "random"], "valid ids: recgym/KuaiRec-v0, recgym/KuaiRand-v0"),
+    (["eval", "--env", SYN, "--policy", "nope"], "valid: random, popular, oracle"),
+    (["eval", "--env", SYN, "--policy", "random", "--mode", "NX_5"], "mode must be one of ['Free', 'NX_0', 'NX_10']"),
+    (["eval", "--env", SYN, "--policy", "ppo"], "needs --checkpoint"),
+    (["train", "--env", SYN, "--agent", "oracle"], "trainable agents: ppo, a2c, dqn"),
+    (["compare", "--env", SYN, "--policies", "random,nope"], "valid: random, popular"),
+])
+def test_bad_input_is_a_one_line_error_listing_valid_choices(capsys, argv, expected):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("recgym: error:") and expected in err
+
+
+def test_train_then_eval_the_checkpoint(tmp_path, capsys):
+    argv = ["train", "--env", SYN, "--agent", "a2c", "--timesteps", "512", "--logdir", str(tmp_path),
+            "--episodes", "10", "--num-envs", "16"]
+    assert cli.main(argv) == 0
+    checkpoint = tmp_path / "a2c_s0.zip"
+    assert checkpoint.exists() and list((tmp_path / "a2c_s0_1").glob("events.out.tfevents.*"))
+    capsys.readouterr()
+    assert cli.main(["eval", "--env", SYN, "--policy", "a2c", "--checkpoint", str(checkpoint),
+                     "--episodes", "10", "--json"]) == 0
+    assert JSON_KEYS <= set(json.loads(capsys.readouterr().out))
+
+
+def test_compare_prints_one_table_and_logs_the_scatter(tmp_path, capsys):
+    argv = ["compare", "--env", SYN, "--policies", "random,popular,ucb", "--episodes", "20",
+            "--logdir", str(tmp_path), "--json"]
+    assert cli.main(argv) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert list(results) == ["random", "popular", "ucb"]
+    assert results["popular"]["gini"] > results["random"]["gini"]
+    assert list((tmp_path / "compare").glob("events.out.tfevents.*"))
+
+
+def test_bench_forwards_its_arguments(monkeypatch):
+    calls = []
+    fake = types.SimpleNamespace(main=lambda argv: calls.append(argv) or 0)
+    monkeypatch.setitem(sys.modules, "recgym.bench", fake)
+    monkeypatch.setattr(recgym, "bench", fake, raising=False)
+    assert cli.main(["bench", "--suite", "quick", "--help"]) == 0
+    assert calls == [["--suite", "quick", "--help"]]
