@@ -64,6 +64,13 @@ def test_parallel_api_and_seed_tests_pass_with_arrivals_and_departures():
     parallel_seed_test(lambda: small_env(arrival_rate=0.5, max_arrivals=12))
 
 
+def test_a_seed_reproduces_the_whole_run_including_arrivals():
+    # PettingZoo's parallel_seed_test stops after one step (``any(dict)`` is true), so check a whole run.
+    first, again, other = (run(small_env(arrival_rate=0.5), uniform_actions, seed=s) for s in (4, 4, 5))
+    assert first == again and first != other
+    assert sum(p["arrivals"] for p in first) > 0 and sum(p["departures"] for p in first) > 0
+
+
 def test_aec_api_and_seed_tests_pass():
     api_test(population_v0.env(**SMALL, n_users=4, max_cycles=30, max_arrivals=8), num_cycles=100)
     seed_test(lambda: population_v0.env(**SMALL, n_users=4, max_cycles=30, max_arrivals=8))
