@@ -38,6 +38,12 @@ class DSRMExtractor(BaseFeaturesExtractor):
         self.sampler, self.steps, self.n_samples = sampler, steps, n_samples
         self.dsrm.requires_grad_(not freeze)
 
+    def apply(self, fn):
+        """Apply ``fn`` to this module only: SB3 policies ``apply`` an orthogonal re-initialisation to
+        their features extractor, which must not overwrite DSRM's pretrained weights."""
+        fn(self)
+        return self
+
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             raw = self.dsrm.raw_state(observations)
