@@ -32,9 +32,9 @@ def session_logit_terms(
     Looks the items up in the catalogue tables (item_emb (I, D), item_cats (I, C) bool,
     item_hour (I,)) and applies :func:`session_terms`.
     """
-    cats = np.take(item_cats, items, axis=0)
+    cats = item_cats.take(items, axis=0)
     return session_terms(
-        params, np.take(item_emb, items, axis=0), category_shares(cats), np.take(item_hour, items), hour,
+        params, item_emb.take(items, axis=0), category_shares(cats), item_hour.take(items), hour,
         history_mean_emb, novelty_propensity, category_fatigue, creator_repeats,
     )
 
@@ -121,7 +121,7 @@ def popularity_score(popularity: np.ndarray, items: np.ndarray, log_max: float |
     """
     if log_max is None:
         log_max = np.log1p(popularity.max())
-    score = np.log1p(np.take(popularity, items))
+    score = np.log1p(popularity.take(items))
     score /= log_max
     return score.astype(np.float32)
 

@@ -143,7 +143,7 @@ class Simulator:
         step /= np.float32(self.params.max_turn)
         return {
             "item_ids": items,
-            "embeddings": np.take(self._emb_padded, items, axis=0),
+            "embeddings": self._emb_padded.take(items, axis=0),
             "feedback": self.recent_feedback[rows, -k:].copy(),
             "step": step,
         }
@@ -156,7 +156,7 @@ class Simulator:
         expected = (self.n_sessions,) if slate == 1 else (self.n_sessions, slate)
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
-        if not np.issubdtype(actions.dtype, np.integer) or actions.dtype == bool:
+        if actions.dtype.kind not in "iu":  # integer kinds only (bool is kind "b")
             raise ValueError(f"actions must be integer item ids, got dtype {actions.dtype}")
         n_items = self.world.n_items
         if actions.size and (actions.min() < 0 or actions.max() >= n_items):
@@ -203,8 +203,8 @@ class Simulator:
         observed[repeated] = 0.0
 
         # Leave rules see the window BEFORE the new item, and the streak/patience after it.
-        new_cats = np.take(world.item_cats, consumed, axis=0)
-        streak = np.where(np.take(self.popular, consumed), self.popular_streak + 1, 0).astype(np.int32)
+        new_cats = world.item_cats.take(consumed, axis=0)
+        streak = np.where(self.popular.take(consumed), self.popular_streak + 1, 0).astype(np.int32)
         patience = self.patience - np.maximum(np.float32(p.patience_threshold) - reward, np.float32(0.0))
         reason = dynamics.leave_reason(p, new_cats, self.window_counts, self.step_count, streak, patience)
 
@@ -220,12 +220,13 @@ class Simulator:
         """(base (N,), session terms (N,), item embeddings (N, D)) of consuming ``items`` (N,) for the
         sessions ``rows`` (N,), or for every session in order when ``rows`` is ``slice(None)``."""
         p, world = self.params, self.world
-        emb = np.take(world.item_emb, items, axis=0)
+        emb = world.item_emb.take(items, axis=0)
         history_mean = self.history_sum_emb[rows] / np.maximum(self._history_length()[rows], 1)[:, None]
-        creators = np.take(self._creator_padded, self.recent_items[rows, -p.history_len:])
-        creator_repeats = (creators == np.take(world.item_creator, items)[:, None]).mean(axis=1, dtype=np.float32)
+        creators = self._creator_padded.take(self.recent_items[rows, -p.history_len:])
+        creator_repeats = np.add.reduce(creators == world.item_creator.take(items)[:, None], axis=1, dtype=np.float32)
+        creator_repeats /= np.float32(p.history_len)
         terms = dynamics.session_terms(
-            p, emb, np.take(self._cat_shares, items, axis=0), np.take(world.item_hour, items), self.hour[rows],
+            p, emb, self._cat_shares.take(items, axis=0), world.item_hour.take(items), self.hour[rows],
             history_mean, self.novelty_propensity()[rows], self.category_fatigue[rows], creator_repeats,
         )
         if world.reward_matrix is not None:
@@ -268,10 +269,10 @@ class Simulator:
         # Window category counts for DORL's rule: add the new item, drop the one leaving the window.
         if n:
             self.window_counts += new_cats
-            self.window_counts -= np.take(self._cats_padded, self.recent_items[:, -n], axis=0)
+            self.window_counts -= self._cats_padded.take(self.recent_items[:, -n], axis=0)
         # Mean-history embedding for novelty: add the new item, drop the one leaving the k-window.
         self.history_sum_emb += consumed_emb
-        self.history_sum_emb -= np.take(self._emb_padded, self.recent_items[:, -k], axis=0)
+        self.history_sum_emb -= self._emb_padded.take(self.recent_items[:, -k], axis=0)
         self.recent_items[:, :-1] = self.recent_items[:, 1:]
         self.recent_items[:, -1] = consumed
         self.recent_feedback[:, :-1] = self.recent_feedback[:, 1:]
