@@ -15,7 +15,7 @@ from typing import Any
 
 from recgym.agents import AGENTS, get_agent, load_agent, make_policy, train_agent
 from recgym.envs import ENV_IDS
-from recgym.evaluation import METRICS, EvaluationResult, evaluate
+from recgym.evaluation import METRICS, EvaluationResult, evaluate, make_eval_env
 
 DEFAULT_ENV = "recgym/KuaiRec-v0"
 DEMO_POLICIES = ("random", "popular", "ucb", "debias-popular", "ppo", "oracle")
@@ -114,11 +114,11 @@ def run_train(args: argparse.Namespace) -> int:
 def compare(names: list[str], env: str, episodes: int, timesteps: int, seed: int, logdir: Path, num_envs: int,
             env_options: dict[str, Any]) -> dict[str, EvaluationResult]:
     """Train the trainable agents among ``names``, evaluate all on the same seed, log the comparison."""
-    from recgym.agents.callbacks import log_comparison
-
     for name in names:
         get_agent(name)  # fail on a typo before any training starts
-    evaluate(make_policy("random"), env, episodes=1, **env_options)  # validates env id and options
+    make_eval_env(env, 1, None, **env_options)  # and on a bad env id or option
+    from recgym.agents.callbacks import log_comparison
+
     results = {}
     for name in names:
         if get_agent(name).trainable:

@@ -109,7 +109,7 @@ def evaluate(
     episodes: int = 100,
     mode: str | None = None,
     seed: int | None = 0,
-    num_envs: int = 128,
+    num_envs: int = 64,
     deterministic: bool = True,
     **options: Any,
 ) -> EvaluationResult:

@@ -83,6 +83,7 @@ class RecMetricsCallback(BaseCallback):
                 world, popular = self.recgym_env.venv.world, self.recgym_env.venv.sim.popular
                 self._record("rollout", summarize(world, index, items[finished], rewards[finished],
                                                   users[finished], ids.size, popular))
+                self.logger.dump(self.num_timesteps)  # algorithms dump every log_interval rollouts only
                 keep = ~finished
                 self._steps = [(episode[keep], items[keep], rewards[keep], users[keep])]
         if self.eval_env is not None and self.eval_freq and self.num_timesteps - self._last_eval_step >= self.eval_freq:
