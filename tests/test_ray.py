@@ -22,7 +22,9 @@ from recgym.envs.recsys import RecSysEnv  # noqa: E402
 from recgym.envs.vector import RecSysVectorEnv  # noqa: E402
 from recgym.evaluation import evaluate  # noqa: E402
 from recgym.integrations.ray_tune import run_trials_on_ray  # noqa: E402
-from recgym.integrations.rllib import RLLIB_ENV_IDS, SHARED_POLICY, RLlibVectorEnv, make_env, ppo_config  # noqa: E402
+from recgym.integrations.rllib import (  # noqa: E402
+    RLLIB_ENV_IDS, SHARED_POLICY, RLlibVectorEnv, make_env, make_population_env, ppo_config,
+)
 
 # A session lasts exactly max_turn steps: leave rules and noise off.
 FIXED_LENGTH = dict(max_turn=3, leave_window=0, patience=0.0, mode="Free", world_options={"n_items": 50})
@@ -77,6 +79,33 @@ def test_next_step_autoreset_matches_native_env_and_leaves_no_trace():
     assert exposure.sum() == 12
     _, rew, _, _, _ = rllib.step(actions)
     assert (rew > 0).all() and rllib.sim.exposure.sum() == 16
+
+
+def test_population_episodes_end_the_way_rllib_expects():
+    """RLlib's MultiAgentEpisode is over once every agent it has seen (before this step) is done; the
+    wrapper must signal ``__all__`` exactly then and leave no live agent behind."""
+    env = make_population_env({"world": "synthetic", "n_users": 3, "max_cycles": 12, "world_options": {"n_items": 40}})
+    rng = np.random.default_rng(0)
+    endings = {"terminated": 0, "truncated": 0, "turnover": 0}
+    env.reset(seed=0)
+    seen, finished = set(env.agents), set()
+    for _ in range(400):
+        live_before = list(env.par_env.agents)
+        obs, _, terminated, truncated, _ = env.step({a: int(rng.integers(40)) for a in env.agents})
+        finished |= {a for a in obs if terminated[a] or truncated[a]}
+        over = terminated["__all__"] or truncated["__all__"]
+        assert over == (seen <= finished) == (not env.agents)
+        assert set(env.agents) == set(obs) - finished
+        seen |= set(obs)
+        if over:
+            if truncated["__all__"] and env.par_env.agents:
+                endings["turnover"] += 1  # everyone who acted left at once; arrivals were dropped
+                assert not set(obs) - set(live_before)
+            else:
+                endings["truncated" if truncated["__all__"] else "terminated"] += 1
+            env.reset(seed=sum(endings.values()))
+            seen, finished = set(env.agents), set()
+    assert endings["turnover"] > 0 and endings["truncated"] + endings["terminated"] > 0, endings
 
 
 def _ppo_one_iteration(env_id: str, env_config: dict) -> dict:

@@ -36,7 +36,9 @@ def run_trials_on_ray(
         trial_fn: ``config -> metrics`` (a flat dict of numbers, e.g. an evaluation summary). It is
             pickled to the Ray workers: define it in an importable module (installed on every node)
             or register its module with ``ray.cloudpickle.register_pickle_by_value``.
-        logdir: Tune's storage path; trial i writes to ``logdir/name/<trial dir>`` incl. TensorBoard events.
+        logdir: Tune's storage path, a local directory or a URI (``s3://...``; on a multi-node cluster
+            it must be storage every node reaches); each trial writes to ``logdir/name/<trial dir>``,
+            TensorBoard events included.
         address: Ray cluster to connect to when Ray is not initialised yet (``"auto"``,
             ``"ray://head:10001"``, ...); ``None`` starts a local Ray. An already initialised Ray
             (``ray.init`` done by the caller) is used as is and left running.
@@ -65,7 +67,7 @@ def run_trials_on_ray(
             trainable,
             param_space={"trial_index": tune.grid_search(list(range(len(trials))))},
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials),
-            run_config=tune.RunConfig(storage_path=str(Path(logdir).resolve()), name=name, verbose=0),
+            run_config=tune.RunConfig(storage_path=_storage_path(logdir), name=name, verbose=0),
         )
         grid = tuner.fit()
         failed = [result for result in grid if result.error is not None]
@@ -78,6 +80,11 @@ def run_trials_on_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+def _storage_path(logdir: str | Path) -> str:
+    """Tune's ``storage_path``: URIs as given, local directories made absolute (Tune requires it)."""
+    return str(logdir) if "://" in str(logdir) else str(Path(logdir).resolve())
 
 
 def _function_trainable(
