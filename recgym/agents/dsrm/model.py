@@ -200,6 +200,8 @@ class DSRM(nn.Module):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
         big_k = self.config.k_steps
+        if sampler == "ddpm" and steps not in (None, big_k):
+            raise ValueError(f"steps only applies to the 'ddim' sampler (ddpm walks all {big_k} steps), got {steps!r}")
         n_jumps = big_k if steps is None else steps
         if isinstance(n_jumps, bool) or not isinstance(n_jumps, int) or not 1 <= n_jumps <= big_k:
             raise ValueError(f"steps must be an integer in [1, {big_k}], got {steps!r}")
@@ -215,8 +217,8 @@ class DSRM(nn.Module):
             ab, ab_prev = self.alpha_bar[k], self.alpha_bar[prev]
             eps = self.denoiser(x, torch.full((x.shape[0],), k, device=x.device), condition)
             x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-3 * self.target_scale, 3 * self.target_scale)
-            if sampler == "ddim" or prev == 0:
-                x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps if prev else x0
+            if sampler == "ddim" or prev == 0:  # at prev = 0, alpha_bar = 1: x becomes the predicted x0
+                x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
             else:  # ancestral step: posterior q(x_prev | x_k, x0)
                 beta = 1 - ab / ab_prev
                 mean = (ab_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - ab_prev) * x) / (1 - ab)
@@ -230,15 +232,15 @@ class DSRM(nn.Module):
         seed: int | None = 0,
     ) -> torch.Tensor:
         """s^_t (B, D): the mean of ``n_samples`` reverse-chain samples from (and conditioned on) s~_t."""
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         return self.purify_state(self.raw_state(obs), sampler, steps, n_samples, seed)
 
     def purify_state(
         self, raw: torch.Tensor, sampler: str = "ddpm", steps: int | None = None, n_samples: int = 8,
         seed: int | None = 0,
     ) -> torch.Tensor:
-        """Like :meth:`purify` from an already encoded raw state (B, D)."""
+        """Like :meth:`purify` from an already encoded raw state (B, D); ``seed`` fixes the chains' noise."""
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         generator = None
         if seed is not None:
             generator = torch.Generator(device=raw.device).manual_seed(seed)
