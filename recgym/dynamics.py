@@ -174,15 +174,16 @@ def drift_interest(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """(B, D) unit interests moved toward consumed items (by enjoyment in [0, 1]) plus a random walk."""
-    moved = interest.copy()
+    if params.interest_walk:
+        moved = rng.standard_normal(interest.shape, dtype=np.float32)
+        moved *= np.float32(params.interest_walk)
+        moved += interest
+    else:
+        moved = interest.copy()
     if params.interest_drift:
         step = consumed_emb - interest
         step *= (np.float32(params.interest_drift) * enjoyment)[:, None]
         moved += step
-    if params.interest_walk:
-        walk = rng.standard_normal(interest.shape, dtype=np.float32)
-        walk *= np.float32(params.interest_walk)
-        moved += walk
     moved /= np.sqrt(np.einsum("bd,bd->b", moved, moved))[:, None]
     return moved
 

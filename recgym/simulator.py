@@ -204,7 +204,7 @@ class Simulator:
 
         # Leave rules see the window BEFORE the new item, and the streak/patience after it.
         new_cats = world.item_cats.take(consumed, axis=0)
-        streak = np.where(self.popular.take(consumed), self.popular_streak + 1, 0).astype(np.int32)
+        streak = np.where(self.popular.take(consumed), self.popular_streak + 1, 0).astype(np.int32, copy=False)
         patience = self.patience - np.maximum(np.float32(p.patience_threshold) - reward, np.float32(0.0))
         reason = dynamics.leave_reason(p, new_cats, self.window_counts, self.step_count, streak, patience)
 
