@@ -49,8 +49,10 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: the summary values plus ``ci95`` half-widths (NaN -> None)."""
-        clean = {key: (None if not np.isfinite(value) else value) for key, value in self.ci95.items()}
-        return {**self.summary, "ci95": clean}
+        def clean(values: dict[str, float]) -> dict[str, float | None]:
+            return {key: (value if np.isfinite(value) else None) for key, value in values.items()}
+
+        return {**clean(self.summary), "ci95": clean(self.ci95)}
 
 
 class CallablePolicy(Policy):
