@@ -108,9 +108,9 @@ def test_population_episodes_end_the_way_rllib_expects():
     assert endings["turnover"] > 0 and endings["truncated"] + endings["terminated"] > 0, endings
 
 
-def _ppo_one_iteration(env_id: str, env_config: dict) -> dict:
+def _ppo_one_iteration(env_id: str, env_config: dict, **options) -> dict:
     algo = ppo_config(env_id, env_config=env_config, num_envs_per_env_runner=8, rollout_fragment_length=16,
-                      minibatch_size=64, num_epochs=1, hidden=(32,)).build_algo()
+                      minibatch_size=64, num_epochs=1, hidden=(32,), **options).build_algo()
     try:
         return algo.train()
     finally:
@@ -132,6 +132,12 @@ def test_ppo_trains_one_iteration_on_population(local_ray):
     assert runners["num_episodes"] > 0 and runners["episode_return_mean"] > 0
     learner = result["learners"][SHARED_POLICY]
     assert math.isfinite(learner["total_loss"]) and learner["num_module_steps_trained"] > 0
+
+
+def test_ppo_on_a_remote_env_runner_is_seeded(local_ray):
+    first, second = (_ppo_one_iteration("recgym/Synthetic-v0", {}, num_env_runners=1, seed=5) for _ in range(2))
+    assert first["env_runners"]["num_env_steps_sampled"] >= 8 * 16
+    assert first["env_runners"]["episode_return_mean"] == second["env_runners"]["episode_return_mean"]
 
 
 def _baseline_trial(trial: dict) -> dict:

@@ -43,6 +43,7 @@ from recgym.integrations import import_optional
 tune = import_optional("ray.tune", "ray")
 _ppo = import_optional("ray.rllib.algorithms.ppo", "ray")
 _connectors = import_optional("ray.rllib.connectors.env_to_module", "ray")
+_env = import_optional("ray.rllib.env", "ray")
 _pettingzoo_env = import_optional("ray.rllib.env.wrappers.pettingzoo_env", "ray")
 
 #: Every id :func:`register_rllib_envs` registers.
@@ -243,13 +244,13 @@ def ppo_config(
 
 
 def _flatten_observations(env: Any, spaces: Any = None, device: Any = None, *, multi_agent: bool = False) -> Any:
-    """RLlib's ``FlattenObservations`` for ``env`` (a vector env or a vector of population envs), without ``item_ids``."""
-    if not multi_agent:
-        return _connectors.FlattenObservations(env.single_observation_space, env.single_action_space,
-                                               keys_to_remove=["item_ids"])
-    population = env.envs[0].unwrapped
-    return _connectors.FlattenObservations(population.observation_space, population.action_space,
-                                           multi_agent=True, keys_to_remove=["item_ids"])
+    """RLlib's ``FlattenObservations`` without ``item_ids``, for the env runner's (vector) ``env`` or,
+    on a runner without env (the driver when ``num_env_runners > 0``), its ``spaces``."""
+    if env is not None:
+        observation, action = env.single_observation_space, env.single_action_space
+    else:
+        observation, action = spaces[_env.INPUT_ENV_SINGLE_SPACES]
+    return _connectors.FlattenObservations(observation, action, multi_agent=multi_agent, keys_to_remove=["item_ids"])
 
 
 def _to_shared_policy(agent_id: str, episode: Any, **kwargs: Any) -> str:
