@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message="rich is experimental")  # SB3's tqdm.rich progress bar
     try:
         return args.run(args) or 0
     except ValueError as error:
