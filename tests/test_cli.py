@@ -37,6 +37,7 @@ def test_eval_table_lists_every_metric(capsys):
     (["eval", "--env", SYN, "--policy", "random", "--mode", "NX_5"], "mode must be one of ['Free', 'NX_0', 'NX_10']"),
     (["eval", "--env", SYN, "--policy", "ppo"], "needs --checkpoint"),
     (["train", "--env", SYN, "--agent", "oracle"], "trainable agents: ppo, a2c, dqn"),
+    (["train", "--env", SYN, "--agent", "ppo", "--timesteps", "0"], "timesteps must be a positive integer"),
     (["compare", "--env", SYN, "--policies", "random,nope"], "valid: random, popular"),
 ])
 def test_bad_input_is_a_one_line_error_listing_valid_choices(capsys, argv, expected):

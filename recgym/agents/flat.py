@@ -174,6 +174,8 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     from recgym.envs.sb3 import SB3VecEnv
     from recgym.evaluation import make_eval_env
 
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
     options = dict(env_options or {})
     make_eval_env(env_id, 1, None, **options)  # validates the id and options with one-line errors
     venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
