@@ -244,7 +244,7 @@ def bench_memory(config: BenchConfig) -> float:
         venv.step(actions[i % 16])
     gc.collect()
     before = _rss_mb()
-    for i in range(max(1, config.memory_user_steps // n_envs)):
+    for i in range(-(-config.memory_user_steps // n_envs)):  # ceil: at least memory_user_steps
         venv.step(actions[i % 16])
     gc.collect()
     growth = _rss_mb() - before

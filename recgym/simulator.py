@@ -106,7 +106,7 @@ class Simulator:
         self.user[slots] = users
         self.step_count[slots] = 0
         self.hour[slots] = self.rng.uniform(0, 24, size=slots.size)
-        self.interest[slots] = self.world.user_interest[users]
+        self.interest[slots] = self.world.user_interest.take(users, axis=0)
         self.recent_items[slots] = -1
         self.recent_feedback[slots] = 0
         self.history_sum_emb[slots] = 0
@@ -223,7 +223,8 @@ class Simulator:
         emb = world.item_emb.take(items, axis=0)
         history_mean = self.history_sum_emb[rows] / np.maximum(self._history_length()[rows], 1)[:, None]
         creators = self._creator_padded.take(self.recent_items[rows, -p.history_len:])
-        creator_repeats = np.add.reduce(creators == world.item_creator.take(items)[:, None], axis=1, dtype=np.float32)
+        same_creator = creators == world.item_creator.take(items)[:, None]
+        creator_repeats = dynamics.reduce_rows(np.add, same_creator, dtype=np.float32)
         creator_repeats /= np.float32(p.history_len)
         terms = dynamics.session_terms(
             p, emb, self._cat_shares.take(items, axis=0), world.item_hour.take(items), self.hour[rows],
@@ -273,16 +274,16 @@ class Simulator:
         # Mean-history embedding for novelty: add the new item, drop the one leaving the k-window.
         self.history_sum_emb += consumed_emb
         self.history_sum_emb -= self._emb_padded.take(self.recent_items[:, -k], axis=0)
-        self.recent_items[:, :-1] = self.recent_items[:, 1:]
-        self.recent_items[:, -1] = consumed
-        self.recent_feedback[:, :-1] = self.recent_feedback[:, 1:]
-        self.recent_feedback[:, -1] = observed
+        for buffer, new in ((self.recent_items, consumed), (self.recent_feedback, observed)):
+            flat = buffer.reshape(-1)  # one contiguous shift left; each row's last slot is then overwritten
+            flat[:-1] = flat[1:]
+            buffer[:, -1] = new
 
         boredom_signal = np.zeros(self.n_sessions, np.float32)
         if p.boredom:
             fatigue_cap = 1.0 / (1.0 - p.boredom_decay) if p.boredom_decay < 1 else float(p.max_turn)
             cats_f = new_cats.astype(np.float32)
-            boredom_signal = (cats_f * self.category_fatigue).max(axis=1)
+            boredom_signal = dynamics.reduce_rows(np.maximum, cats_f * self.category_fatigue)
             boredom_signal /= np.float32(fatigue_cap)
             self.category_fatigue *= np.float32(p.boredom_decay)
             self.category_fatigue += cats_f
