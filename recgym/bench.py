@@ -155,7 +155,8 @@ def lean_reference(world: World, n_envs: int, history_len: int, seed: int = 0) -
     def step(actions: np.ndarray) -> dict[str, np.ndarray]:
         nonlocal interest
         consumed = np.take(emb, actions, axis=0)
-        reward = world.reward_max / (1.0 + np.exp(-(4.0 * np.einsum("bd,bd->b", interest, consumed) - 1.0)))
+        logit = world.affinity_scale * np.einsum("bd,bd->b", interest, consumed) + world.affinity_bias
+        reward = world.reward_max / (1.0 + np.exp(-logit))
         interest += (0.05 * reward / world.reward_max)[:, None] * (consumed - interest)
         interest /= np.linalg.norm(interest, axis=1, keepdims=True)
         popularity[:] += np.bincount(actions, minlength=world.n_items)
