@@ -128,8 +128,8 @@ class Simulator:
             return np.ones((self.n_sessions, self.world.n_items), bool)
         return ~self.seen
 
-    def observe(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Fresh observation arrays for all B sessions, or for the sessions ``rows`` (R,) only.
+    def observe(self) -> dict[str, np.ndarray]:
+        """Fresh observation arrays for all B sessions (what a real platform sees).
 
         item_ids: (B, k) int64 last k consumed item ids, oldest first, -1 for empty slots;
         embeddings: (B, k, D) float32 their embeddings (zeros for empty slots);
@@ -137,14 +137,13 @@ class Simulator:
         step: (B, 1) float32 session step / max_turn.
         """
         k = self.params.history_len
-        rows = slice(None) if rows is None else rows
-        items = self.recent_items[rows, -k:].copy()
-        step = self.step_count[rows, None].astype(np.float32)
+        items = self.recent_items[:, -k:].copy()
+        step = self.step_count[:, None].astype(np.float32)
         step /= np.float32(self.params.max_turn)
         return {
             "item_ids": items,
             "embeddings": self._emb_padded.take(items, axis=0),
-            "feedback": self.recent_feedback[rows, -k:].copy(),
+            "feedback": self.recent_feedback[:, -k:].copy(),
             "step": step,
         }
 

@@ -26,7 +26,7 @@ class RecSysVectorEnv(VectorEnv):
     **Autoreset** (``metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``): a user who leaves or
     reaches ``max_turn`` is replaced in the same ``step`` call by a newly drawn user; the returned
     observation is the new user's first one, and the departing user's last observation is in
-    ``infos["final_obs"]`` (a dict of (B, ...) arrays, valid where ``infos["_final_obs"]``; zero elsewhere).
+    ``infos["final_obs"]`` (a dict of (B, ...) arrays, valid where ``infos["_final_obs"]``).
 
     **Infos** (arrays of B, each with its ``_key`` mask): ``true_reward``, ``observed_feedback``,
     ``leave_reason`` (int code, see :data:`recgym.dynamics.LEAVE_REASONS`), ``user_id`` (the user
@@ -79,14 +79,9 @@ class RecSysVectorEnv(VectorEnv):
             "user_id": users, "_user_id": np.ones(self.num_envs, bool),
         }
         if done.any():
-            # Only the finished sessions' last observations are gathered; other rows stay zero.
-            slots = np.flatnonzero(done)
-            final = {}
-            for key, value in self.sim.observe(slots).items():
-                final[key] = np.zeros((self.num_envs, *value.shape[1:]), value.dtype)
-                final[key][slots] = value
-            infos["final_obs"], infos["_final_obs"] = final, done
-            self.sim.reset_sessions(slots)
+            # final_obs: every session's observation before the resets (the returned one is built after).
+            infos["final_obs"], infos["_final_obs"] = self.sim.observe(), done
+            self.sim.reset_sessions(np.flatnonzero(done))
         return self.sim.observe(), result.reward, result.terminated, result.truncated, self._with_action_mask(infos)
 
     def action_masks(self) -> np.ndarray:
