@@ -14,6 +14,7 @@ import recgym  # noqa: F401  (registers the env ids)
 from recgym.agents.dsrm import DSRM, DSRMConfig, DSRMExtractor, evaluate, pretrain
 from recgym.agents.dsrm.evaluate import cosine, ndcg_at
 from recgym.agents.dsrm.model import resolve_device
+from recgym.agents.dsrm.train import load_model, train_cli
 from recgym.envs.sb3 import SB3VecEnv
 from recgym.world import kuairec_world, synthetic_world
 
@@ -146,3 +147,15 @@ def test_scores_on_hand_made_cases():
     assert perfect[0] == pytest.approx(1.0)
     assert swapped[0] == pytest.approx((2 + 3 / np.log2(3)) / (3 + 2 / np.log2(3)))
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_cli_training_hook_saves_a_checkpoint_and_logs_scores(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, path = train_cli(ENV, 1_000, seed=3, logdir=tmp_path, num_envs=100, eval_episodes=5)
+    assert path == tmp_path / "dsrm_s3.pt"
+    assert load_model(path).world_fingerprint == model.world_fingerprint == synthetic_world().fingerprint
+    events = EventAccumulator(str(tmp_path / "dsrm_s3"))
+    events.Reload()
+    assert {"stage1/encoder_loss", "stage1/diffusion_loss", "dsrm/ratio", "dsrm/cosine_purified"} <= set(
+        events.Tags()["scalars"])

@@ -165,7 +165,10 @@ def pretrain(
     return model.eval()
 
 
-def _fit(params, lr, epochs, n_rows, batch_size, seed, writer, tag, bar, loss_fn) -> None:
+def _fit(
+    params: list[torch.nn.Parameter], lr: float, epochs: int, n_rows: int, batch_size: int, seed: int,
+    writer: SummaryWriter | None, tag: str, bar: tqdm, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
     """Adam over shuffled mini-batches of row indices; logs the mean loss per epoch to TensorBoard."""
     optimizer = torch.optim.Adam(params, lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * -(-n_rows // batch_size))
@@ -209,3 +212,31 @@ def _raw_states(model: DSRM, log: Log, emb_padded: torch.Tensor, batch_size: int
               for rows in torch.arange(len(log.user)).split(4 * batch_size)]
     model.train()
     return torch.cat(states)
+
+
+def train_cli(
+    env_id: str, timesteps: int, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 256,
+    progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
+) -> tuple[DSRM, Path]:
+    """``recgym train --agent dsrm-pretrain``: :func:`pretrain` with TensorBoard run ``logdir/dsrm_s{seed}``,
+    checkpoint ``logdir/dsrm_s{seed}.pt``; with ``eval_episodes``, the denoising scores of
+    ``eval_episodes * max_turn`` fresh transitions are logged too (``dsrm/*`` scalars).
+    Returns (model, checkpoint path)."""
+    from recgym.agents.dsrm.evaluate import evaluate
+
+    run_dir = Path(logdir) / f"dsrm_s{seed}"
+    model = pretrain(env_id, timesteps=timesteps, num_envs=num_envs, logdir=run_dir, seed=seed,
+                     progress=progress_bar, env_options=env_options)
+    if eval_episodes:
+        max_turn = make_venv(env_id, 1, env_options).params.max_turn
+        scores = evaluate(model, env_id, timesteps=eval_episodes * max_turn, num_envs=num_envs, seed=seed + 1,
+                          env_options=env_options)
+        with SummaryWriter(str(run_dir)) as writer:
+            for name, value in scores.as_dict().items():
+                writer.add_scalar(f"dsrm/{name}", value)
+    return model, model.save(Path(logdir) / f"dsrm_s{seed}.pt")
+
+
+def load_model(path: str | Path) -> DSRM:
+    """Load a checkpoint saved by :func:`train_cli` (the CLI's loader hook)."""
+    return DSRM.load(path)
