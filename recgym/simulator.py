@@ -120,7 +120,10 @@ class Simulator:
 
     def novelty_propensity(self) -> np.ndarray:
         """(B,) current novelty-seeking propensity: static per-user value + session offset, in [0, 1]."""
-        return np.clip(self.world.user_novelty[self.user] + self.novelty_offset, 0.0, 1.0)
+        propensity = self.world.user_novelty.take(self.user)
+        propensity += self.novelty_offset
+        np.maximum(propensity, 0.0, out=propensity)
+        return np.minimum(propensity, 1.0, out=propensity)
 
     def action_mask(self) -> np.ndarray:
         """(B, I) bool, True where an item may be recommended (all True in Free mode). Fresh array."""
