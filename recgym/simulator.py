@@ -26,6 +26,13 @@ from recgym.params import SimParams
 from recgym.world import World
 
 
+#: Per-session state arrays (B rows each): what a new session resets and an idle row keeps.
+SESSION_STATE = (
+    "user", "step_count", "hour", "interest", "recent_items", "recent_feedback", "history_sum_emb",
+    "category_fatigue", "window_counts", "novelty_offset", "patience", "popular_streak", "seen",
+)
+
+
 @dataclass(frozen=True)
 class StepResult:
     """What one batched step produced. All arrays have B rows.
@@ -52,14 +59,16 @@ class Simulator:
         world: the catalogue and user population.
         params: validated :class:`SimParams`.
         n_sessions: B, the number of concurrent sessions.
-        seed: seed of the explicit ``np.random.Generator`` (``None`` draws fresh entropy).
+        seed: seeds two explicit ``np.random.Generator`` streams (``None`` draws fresh entropy):
+            ``rng`` for the step dynamics (draws sized by B, so one session's fate never shifts
+            another's draws) and ``session_rng`` for starting sessions (user, hour, novelty offset).
     """
 
     def __init__(self, world: World, params: SimParams, n_sessions: int, seed: int | None = None) -> None:
         if isinstance(n_sessions, bool) or not isinstance(n_sessions, (int, np.integer)) or n_sessions < 1:
             raise ValueError(f"n_sessions must be a positive integer, got {n_sessions!r}")
         self.world, self.params, self.n_sessions = world, params, int(n_sessions)
-        self.rng = np.random.default_rng(seed)
+        self._seed_generators(seed)
         # Padded tables: index -1 (an empty history slot) reads a zero embedding / no category.
         self._emb_padded = np.vstack([world.item_emb, np.zeros((1, world.embed_dim), np.float32)])
         self._cats_padded = np.vstack([world.item_cats, np.zeros((1, world.n_categories), bool)])
@@ -91,10 +100,15 @@ class Simulator:
         """(I,) current popularity: the world's prior plus logged clicks so far."""
         return self.world.pop_prior + self.clicks
 
+    def _seed_generators(self, seed: int | None) -> None:
+        step_seed, session_seed = np.random.SeedSequence(seed).spawn(2)
+        self.rng = np.random.default_rng(step_seed)
+        self.session_rng = np.random.default_rng(session_seed)
+
     def reset(self, seed: int | None = None, users: np.ndarray | None = None) -> None:
         """Re-seed (if given), clear the shared catalogue counts and start B new sessions."""
         if seed is not None:
-            self.rng = np.random.default_rng(seed)
+            self._seed_generators(seed)
         self.exposure[:] = 0
         self.clicks[:] = 0
         self.reset_sessions(np.arange(self.n_sessions), users)
@@ -102,17 +116,17 @@ class Simulator:
     def reset_sessions(self, slots: np.ndarray, users: np.ndarray | None = None) -> None:
         """Start new sessions in ``slots`` (int array) for ``users`` (default: uniform draws)."""
         if users is None:
-            users = self.rng.integers(0, self.world.n_users, size=slots.size)
+            users = self.session_rng.integers(0, self.world.n_users, size=slots.size)
         self.user[slots] = users
         self.step_count[slots] = 0
-        self.hour[slots] = self.rng.uniform(0, 24, size=slots.size)
+        self.hour[slots] = self.session_rng.uniform(0, 24, size=slots.size)
         self.interest[slots] = self.world.user_interest.take(users, axis=0)
         self.recent_items[slots] = -1
         self.recent_feedback[slots] = 0
         self.history_sum_emb[slots] = 0
         self.category_fatigue[slots] = 0
         self.window_counts[slots] = 0
-        self.novelty_offset[slots] = self.rng.normal(0, 0.1, size=slots.size)
+        self.novelty_offset[slots] = self.session_rng.normal(0, 0.1, size=slots.size)
         self.patience[slots] = self.params.patience
         self.popular_streak[slots] = 0
         if self.seen is not None:
@@ -170,12 +184,27 @@ class Simulator:
                 raise ValueError("a slate must not recommend the same item twice")
         return actions.astype(np.int64, copy=False)
 
-    def step(self, actions: np.ndarray) -> StepResult:
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
         """Advance every session by one recommendation. ``actions``: (B,) or (B, slate_size) item ids.
 
-        Raises ``ValueError`` (state untouched) for malformed actions.
+        ``active``: optional (B,) bool; rows marked False are idle this step (an empty population
+        slot, a session waiting for others, a session about to restart): their state is kept, they
+        add nothing to the shared exposure/click counts, and their results are 0 / not done. Their
+        actions must still be valid ids (any placeholder). Random draws are made for all B rows, so
+        which rows are idle never shifts another row's draws.
+
+        Raises ``ValueError`` (state untouched) for malformed actions or ``active``.
         """
         actions = self.validate_actions(actions)
+        if active is not None:
+            active = np.asarray(active)
+            if active.shape != (self.n_sessions,) or active.dtype != bool:
+                raise ValueError(f"active must be a bool array of shape ({self.n_sessions},), "
+                                 f"got {active.dtype} of shape {active.shape}")
+            if active.all():
+                active = None
+        idle = None if active is None else ~active
+        kept = None if idle is None else self._session_rows(idle)
         p, world, rng = self.params, self.world, self.rng
         rows = np.arange(self.n_sessions)
         popularity = self.popularity
@@ -210,11 +239,37 @@ class Simulator:
         patience = self.patience - np.maximum(np.float32(p.patience_threshold) - reward, np.float32(0.0))
         reason = dynamics.leave_reason(p, new_cats, self.window_counts, self.step_count, streak, patience)
 
+        counted = (recommended, consumed, observed) if active is None else (
+            recommended[active], consumed[active], observed[active])
         self._update_state(consumed, consumed_emb, recommended, observed, reward, new_cats, streak, patience, rows)
+        self._count_shared(*counted)
+        if idle is not None:
+            self._restore_session_rows(idle, kept)
+            for array in (reward, observed, reason):
+                array[idle] = 0
+            repeated = repeated & active
         terminated = reason != dynamics.LEAVE_NONE
         truncated = (self.step_count >= p.max_turn) & ~terminated
+        if idle is not None:
+            truncated &= active
         given = reward if p.reward_signal == "true" else observed
         return StepResult(consumed, given.copy(), reward, observed, repeated, terminated, truncated, reason)
+
+    def _session_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Copies of the per-session state at ``rows`` (bool mask)."""
+        return {name: getattr(self, name)[rows] for name in SESSION_STATE if getattr(self, name) is not None}
+
+    def _restore_session_rows(self, rows: np.ndarray, kept: dict[str, np.ndarray]) -> None:
+        for name, values in kept.items():
+            getattr(self, name)[rows] = values
+
+    def _count_shared(self, recommended: np.ndarray, consumed: np.ndarray, observed: np.ndarray) -> None:
+        """Add one step's recommendations and clicks to the SHARED catalogue counts."""
+        n_items = self.world.n_items
+        self.exposure += np.bincount(recommended.ravel(), minlength=n_items)
+        if self.params.popularity_feedback:
+            clicks = np.bincount(consumed, weights=observed > 0, minlength=n_items)
+            self.clicks += self.params.popularity_feedback * clicks
 
     def _utility_parts(
         self, items: np.ndarray, rows: np.ndarray | slice
@@ -302,7 +357,3 @@ class Simulator:
         self.hour %= 24
         if self.seen is not None:
             self.seen[rows[:, None], recommended] = True
-        n_items = world.n_items
-        self.exposure += np.bincount(recommended.ravel(), minlength=n_items)
-        if p.popularity_feedback:
-            self.clicks += p.popularity_feedback * np.bincount(consumed, weights=observed > 0, minlength=n_items)

@@ -178,3 +178,59 @@ def test_render_ansi_describes_the_last_step():
     env.reset(seed=0)
     env.step(4)
     assert "item=4" in env.render() and "true_reward=" in env.render()
+
+
+def test_idle_rows_keep_their_state_and_add_nothing_to_the_shared_counts():
+    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=4, vectorization_mode="vector_entry_point",
+                        leave_window=0, patience=0.0)
+    venv.reset(seed=0)
+    venv.step(np.array([1, 2, 3, 4]))
+    before = venv.sim.observe()
+    exposure = venv.sim.exposure.copy()
+    active = np.array([True, False, True, False])
+    obs, reward, terminated, truncated, _ = venv.step(np.array([5, 6, 7, 8]), active=active)
+    for key in before:
+        np.testing.assert_array_equal(obs[key][~active], before[key][~active])
+    assert (obs["item_ids"][active, -1] == [5, 7]).all()
+    assert (reward[~active] == 0).all() and not (terminated | truncated)[~active].any()
+    assert venv.sim.exposure.sum() - exposure.sum() == 2 and venv.sim.exposure[[6, 8]].tolist() == exposure[[6, 8]].tolist()
+
+
+def test_one_sessions_fate_never_shifts_anothers_random_draws():
+    """Within a session, row 0's rewards are identical whether row 1 idles, leaves and restarts, or
+    carries on (new sessions draw their user from a separate generator)."""
+    order = np.argsort(recgym.world.synthetic_world().pop_prior)
+    tail, popular = order[:12], int(order[-1])
+
+    def row0_rewards(row1_actions, row1_active):
+        venv = gym.make_vec("recgym/Synthetic-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                            popularity_feedback=0.0, popular_streak=1, leave_window=0, patience=0.0, mode="Free")
+        venv.reset(seed=11)
+        out = []
+        for step in range(12):
+            _, reward, _, _, _ = venv.step(np.array([tail[step], row1_actions[step]]),
+                                           active=np.array([True, row1_active[step]]))
+            out.append(reward[0])
+        return np.array(out)
+
+    always = [True] * 12
+    baseline = row0_rewards(tail, always)
+    np.testing.assert_array_equal(baseline, row0_rewards([popular] * 12, always))  # row 1 leaves every step
+    np.testing.assert_array_equal(baseline, row0_rewards(tail, [i % 3 == 0 for i in range(12)]))
+
+
+def test_next_step_autoreset_returns_the_last_observation_then_restarts():
+    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                        autoreset_mode="NextStep", max_turn=3, leave_window=0, patience=0.0)
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    obs, _ = venv.reset(seed=0)
+    lengths, steps = np.zeros(3, int), []
+    for t in range(8):
+        obs, reward, terminated, truncated, _ = venv.step(np.full(3, t))
+        steps.append(obs["step"][0, 0] * 3)
+        if t == 3:  # the step after the end: new sessions, reward 0, not done, action ignored
+            assert (reward == 0).all() and not (terminated | truncated).any() and (obs["item_ids"] == -1).all()
+        lengths += ~(terminated | truncated) & (reward != 0) | truncated
+    assert steps == [1, 2, 3, 0, 1, 2, 3, 0]
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        gym.make_vec("recgym/Synthetic-v0", num_envs=2, vectorization_mode="vector_entry_point", autoreset_mode="x")
