@@ -81,7 +81,7 @@ class SimParams:
     minutes_per_step: float = 2.0
     novelty_weight: float = 1.0
     session_novelty_volatility: float = 0.05
-    boredom: float = 0.5
+    boredom: float = 0.2
     boredom_decay: float = 0.8
     creator_fatigue: float = 0.5
     reward_noise: float = 0.05

@@ -65,6 +65,17 @@ AGENTS: dict[str, AgentSpec] = {
     "a2c": _sb3("a2c", "flat SB3 A2C on the item action space (item-scoring head)"),
     "dqn": _sb3("dqn", "flat SB3 DQN on the item action space (item-scoring Q head)"),
     "maskable-ppo": _sb3("maskable-ppo", "sb3-contrib MaskablePPO (trains with the NX no-repeat mask)"),
+    "dsrm-pretrain": AgentSpec("DSRM stage I: diffusion denoiser of the user state (random behaviour logs)",
+                               train="recgym.agents.dsrm.train:train_cli", load="recgym.agents.dsrm.train:load_model"),
+    **{name: AgentSpec(description, train="recgym.agents.hrl_agents:train", load="recgym.agents.hrl_agents:load",
+                       args=(name,))
+       for name, description in (
+           ("dsrm-hrl", "DSRM-HRL: DSRM-purified state, high-level fairness goal, low-level engagement (PPO x2)"),
+           ("dsrm-flat", "DSRM-HRL ablation FLAT: DSRM state, one-level PPO (fixed goal)"),
+           ("hrl-no-dsrm", "DSRM-HRL ablation: both levels on the raw history state, no DSRM"),
+           ("hrl4pfg", "HRL4PFG: macro virtual long-tail goal item, micro choice among its nearest items"),
+           ("novelty-hrl", "novelty-seeking HRL: inferred novelty propensity as the low level's goal"),
+       )},
 }
 
 

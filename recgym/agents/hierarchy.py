@@ -1,0 +1,413 @@
+"""Two-level recommenders trained with Stable-Baselines3, on one batched simulator.
+
+Each level is an ordinary SB3 model on its own goal-conditioned ``VecEnv`` view of ONE
+:class:`~recgym.envs.vector.RecSysVectorEnv`; a :class:`Method` (one readable module per method:
+``dsrm_hrl``, ``hrl4pfg``, ``novelty_hrl``) says what each level sees, does and earns::
+
+      obs ──► Method.high_observation ──► HIGH policy ──► goal g   (every M = option_length steps)
+                                                            │
+      obs, g ──► Method.low_observation ──► LOW policy ──► low action
+                                                            │
+               Method.select_items(low action, obs, g, mask) ──► item ──► simulator ──► reward
+
+* :class:`LowLevelVecEnv`: one step = one recommendation. Goals come from the frozen high policy
+  (random goals before the first high-level round); reward = ``Method.low_reward``.
+* :class:`HighLevelVecEnv`: one step = one option: the frozen low policy recommends until the
+  session's option ends (M steps, or the user leaves); sessions that finish early wait (the
+  simulator's ``active`` mask), so every option starts at a session step that is a multiple of M.
+  Reward = ``Method.high_reward`` of the option.
+* :func:`train_hierarchy` alternates ``low.learn`` and ``high.learn`` for ``rounds`` rounds,
+  logs both to TensorBoard, saves a checkpoint after every round and resumes from one.
+* :class:`HierarchicalPolicy` runs both levels as a :class:`~recgym.agents.baselines.Policy` for
+  :func:`recgym.evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv
+
+from recgym.agents.baselines import Policy
+from recgym.envs.vector import RecSysVectorEnv
+from recgym.metrics import gini
+
+Obs = dict[str, np.ndarray]
+
+
+class Method(Protocol):
+    """What a two-level method defines. Arrays have B rows (one per session)."""
+
+    name: str
+    option_length: int
+    goal_space: spaces.Box
+    high_observation_space: spaces.Box
+    low_observation_space: spaces.Box
+    low_action_space: spaces.Space
+    high_policy_kwargs: dict[str, Any]  # SB3 policy_kwargs of each level (e.g. a features extractor)
+    low_policy_kwargs: dict[str, Any]
+
+    def bind(self, venv: RecSysVectorEnv) -> None:
+        """Attach to the batched env (world, simulator) before use."""
+
+    def high_observation(self, obs: Obs) -> np.ndarray:
+        """(B, H) what the high level sees."""
+
+    def low_observation(self, obs: Obs, goal: np.ndarray) -> np.ndarray:
+        """(B, L) what the low level sees, given the (B, G) goals."""
+
+    def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(B,) item ids from the low level's (B, ...) actions; must respect the (B, I) mask."""
+
+    def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(B,) low-level reward of one step."""
+
+    def high_reward(self, option_reward: np.ndarray, option_items: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """(B,) high-level reward of one option: (B,) summed env reward, (B, M) items (-1 unused)."""
+
+
+def session_step(obs: Obs, max_turn: int) -> np.ndarray:
+    """(B,) int session step recovered from the observation's ``step`` fraction."""
+    return np.rint(obs["step"][:, 0] * max_turn).astype(np.int64)
+
+
+def feedback_state(obs: Obs) -> np.ndarray:
+    """(B, D) raw user state: observed-feedback-weighted mean of the history embeddings, unit norm
+    (zeros for an empty history). What a system without a denoiser would use."""
+    state = np.einsum("bk,bkd->bd", obs["feedback"], obs["embeddings"])
+    norm = np.linalg.norm(state, axis=1, keepdims=True)
+    return (state / np.maximum(norm, 1e-8)).astype(np.float32)
+
+
+def top_candidates(scores: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """(B, n) ids of the n best allowed items of (B, I) ``scores``, best first."""
+    allowed = np.where(mask, scores, -np.inf)
+    best = np.argpartition(-allowed, n - 1, axis=1)[:, :n]
+    order = np.argsort(-np.take_along_axis(allowed, best, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(best, order, axis=1)
+
+
+def exposure_gini_gradient(exposure: np.ndarray) -> np.ndarray:
+    """(I,) first-order change of the catalogue's exposure Gini per extra exposure of each item,
+    times the total exposure: ``(2 r_i - n - 1) / n - G`` with r_i the ascending rank.
+
+    Negative for rarely exposed items (exposing them lowers the Gini), positive for the most exposed.
+    Summed over a window's items, its negative is that window's fairness ``Fair(L_t)``.
+    """
+    n = exposure.size
+    ranks = np.empty(n)
+    ranks[np.argsort(exposure, kind="stable")] = np.arange(1, n + 1)
+    current = gini(exposure) if exposure.sum() > 0 else 0.0
+    return (2 * ranks - n - 1) / n - current
+
+
+class _GoalVecEnv(VecEnv):
+    """SB3 ``VecEnv`` plumbing shared by both levels: one batched env, attributes shared by all rows."""
+
+    def __init__(self, method: Method, venv: RecSysVectorEnv, level: str) -> None:
+        self.method, self.venv = method, venv
+        self.render_mode = None
+        method.bind(venv)
+        if level == "low":
+            observation_space, action_space = method.low_observation_space, method.low_action_space
+        else:
+            observation_space, action_space = method.high_observation_space, method.goal_space
+        self.env_obs: Obs = {}
+        self.goal = np.zeros((venv.num_envs, method.goal_space.shape[0]), np.float32)
+        self._actions: np.ndarray | None = None
+        super().__init__(venv.num_envs, observation_space, action_space)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        result = getattr(self, method_name)(*args, **kwargs)
+        return [result for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def _reset_env(self) -> Obs:
+        self.env_obs, _ = self.venv.reset(seed=self._seeds[0])
+        self._reset_seeds()
+        return self.env_obs
+
+
+class LowLevelVecEnv(_GoalVecEnv):
+    """One step = one recommendation under the current goal; goals refresh every ``option_length`` steps.
+
+    Args:
+        method: the two-level method.
+        venv: the batched env.
+        high_policy: (B, H) high observations -> (B, G) goals; ``None`` draws goals uniformly.
+    """
+
+    def __init__(self, method: Method, venv: RecSysVectorEnv,
+                 high_policy: Callable[[np.ndarray], np.ndarray] | None = None, seed: int = 0) -> None:
+        super().__init__(method, venv, "low")
+        self.high_policy = high_policy
+        self.goal_rng = np.random.default_rng(seed)
+
+    def _refresh_goals(self, rows: np.ndarray) -> None:
+        if not rows.any():
+            return
+        if self.high_policy is None:
+            space = self.method.goal_space
+            fresh = self.goal_rng.uniform(space.low, space.high, size=self.goal.shape).astype(np.float32)
+        else:
+            fresh = self.high_policy(self.method.high_observation(self.env_obs))
+        self.goal[rows] = fresh[rows]
+
+    def reset(self) -> np.ndarray:
+        self._reset_env()
+        self._refresh_goals(np.ones(self.num_envs, bool))
+        return self.method.low_observation(self.env_obs, self.goal)
+
+    def step_wait(self):
+        method, obs = self.method, self.env_obs
+        items = method.select_items(self._actions, obs, self.goal, self.venv.action_masks())
+        next_obs, reward, terminated, truncated, info = self.venv.step(items)
+        done = terminated | truncated
+        final_obs = info["final_obs"] if done.any() else next_obs
+        rewards = method.low_reward(reward, obs, final_obs, self.goal, items)
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if done.any():
+            terminal = method.low_observation(final_obs, self.goal)
+            for i in np.flatnonzero(done):
+                infos[i] = {"terminal_observation": terminal[i],
+                            "TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
+        self.env_obs = next_obs
+        self._refresh_goals(session_step(next_obs, self.venv.params.max_turn) % method.option_length == 0)
+        return method.low_observation(next_obs, self.goal), rewards.astype(np.float32), done, infos
+
+
+class HighLevelVecEnv(_GoalVecEnv):
+    """One step = one option: the frozen ``low_policy`` recommends until every session's option ends.
+
+    Args:
+        low_policy: (B, L) low observations -> (B, ...) low actions (deterministic, frozen).
+    """
+
+    def __init__(self, method: Method, venv: RecSysVectorEnv,
+                 low_policy: Callable[[np.ndarray], np.ndarray]) -> None:
+        super().__init__(method, venv, "high")
+        self.low_policy = low_policy
+
+    def reset(self) -> np.ndarray:
+        return self.method.high_observation(self._reset_env())
+
+    def step_wait(self):
+        method, m = self.method, self.method.option_length
+        space = method.goal_space
+        self.goal = np.clip(self._actions, space.low, space.high).astype(np.float32)
+        n = self.num_envs
+        active = np.ones(n, bool)
+        option_reward = np.zeros(n, np.float32)
+        option_items = np.full((n, m), -1, np.int64)
+        done = np.zeros(n, bool)
+        timeout = np.zeros(n, bool)
+        terminal_obs: Obs = {}
+        for j in range(m):
+            obs = self.env_obs
+            low_action = self.low_policy(method.low_observation(obs, self.goal))
+            items = method.select_items(low_action, obs, self.goal, self.venv.action_masks())
+            next_obs, reward, terminated, truncated, info = self.venv.step(items, active=active)
+            option_reward += np.where(active, reward, 0.0)
+            option_items[active, j] = items[active]
+            ended = (terminated | truncated) & active
+            if ended.any():
+                if not terminal_obs:
+                    terminal_obs = {key: value.copy() for key, value in info["final_obs"].items()}
+                for key, value in info["final_obs"].items():
+                    terminal_obs[key][ended] = value[ended]
+                done |= ended
+                timeout |= truncated & ~terminated & active
+            self.env_obs = next_obs
+            active &= ~ended & (session_step(next_obs, self.venv.params.max_turn) % m != 0)
+            if not active.any():
+                break
+        rewards = method.high_reward(option_reward, option_items, self.goal)
+        infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        if done.any():
+            terminal = method.high_observation(terminal_obs)
+            for i in np.flatnonzero(done):
+                infos[i] = {"terminal_observation": terminal[i], "TimeLimit.truncated": bool(timeout[i])}
+        return method.high_observation(self.env_obs), rewards.astype(np.float32), done, infos
+
+
+def _predictor(model: PPO | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    if model is None:
+        return None
+    return lambda observation: model.predict(observation, deterministic=True)[0]
+
+
+class HierarchicalPolicy(Policy):
+    """Both trained levels as a batched :class:`~recgym.agents.baselines.Policy` for :func:`recgym.evaluate`.
+
+    ``world``: fingerprint of the world it was trained on; binding it to another world's env is refused.
+    """
+
+    def __init__(self, method: Method, high: PPO | None, low: PPO, world: str) -> None:
+        self.method, self.high, self.low, self.world_fingerprint = method, high, low, world
+
+    def bind(self, env: Any, seed: int | None = None) -> None:
+        if env.world.fingerprint != self.world_fingerprint:
+            raise ValueError(f"this {self.method.name} policy was trained on world {self.world_fingerprint!r}, "
+                             f"not on this env's world {env.world.fingerprint!r}")
+        super().bind(env, seed)
+        self.method.bind(env)
+        self.goal = np.zeros((env.num_envs, self.method.goal_space.shape[0]), np.float32)
+        self.max_turn = env.params.max_turn
+
+    def act(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
+        refresh = session_step(obs, self.max_turn) % self.method.option_length == 0
+        if refresh.any():
+            if self.high is None:  # flat ablation: the method's fixed goal
+                self.goal[refresh] = self.method.goal_space.high
+            else:
+                self.goal[refresh] = self.high.predict(self.method.high_observation(obs), deterministic=True)[0][refresh]
+        low_action = self.low.predict(self.method.low_observation(obs, self.goal), deterministic=True)[0]
+        return self.method.select_items(low_action, obs, self.goal, mask)
+
+
+@dataclass
+class HierarchyConfig:
+    """Alternating two-level PPO training.
+
+    rounds: alternations (low then high); low_steps / high_steps: timesteps per round per level;
+    n_sessions: B sessions simulated in parallel; flat: train the low level only (fixed goal =
+    ``goal_space.high``: the one-level ablation); ppo: extra kwargs for both SB3 PPO models.
+    """
+
+    rounds: int = 3
+    low_steps: int = 8_192
+    high_steps: int = 2_048
+    n_sessions: int = 64
+    flat: bool = False
+    seed: int = 0
+    device: str = "auto"
+    ppo: dict[str, Any] = field(default_factory=lambda: {"n_steps": 64, "batch_size": 256, "n_epochs": 4,
+                                                          "learning_rate": 3e-4, "gamma": 0.9})
+
+
+@dataclass
+class TrainedHierarchy:
+    """Result of :func:`train_hierarchy`: the two SB3 models and where they were saved."""
+
+    method: Method
+    high: PPO | None
+    low: PPO
+    checkpoint: Path
+    rounds_done: int
+    world: str
+
+    def policy(self) -> HierarchicalPolicy:
+        return HierarchicalPolicy(self.method, self.high, self.low, self.world)
+
+
+def _fixed_goal_policy(method: Method) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda high_obs: np.broadcast_to(method.goal_space.high, (high_obs.shape[0], method.goal_space.shape[0]))
+
+
+def train_hierarchy(
+    method: Method,
+    env_id: str,
+    config: HierarchyConfig,
+    logdir: str | Path = "runs",
+    run_name: str | None = None,
+    resume: str | Path | None = None,
+    progress_bar: bool = False,
+    env_options: dict[str, Any] | None = None,
+    callbacks: Callable[[str], Any] | None = None,
+) -> TrainedHierarchy:
+    """Alternate low- and high-level PPO on ``env_id``; checkpoint to ``logdir/run_name/`` each round.
+
+    ``resume``: a checkpoint directory written by this function for the same method and world;
+    training continues from its models until ``config.rounds`` rounds are done.
+    ``callbacks(level)`` may return an SB3 callback for the ``"low"`` / ``"high"`` learn calls.
+    """
+    run_name = run_name or f"{method.name}_seed{config.seed}"
+    checkpoint = Path(logdir) / run_name
+    options = dict(env_options or {})
+    low_venv = gym.make_vec(env_id, num_envs=config.n_sessions, vectorization_mode="vector_entry_point", **options)
+    high_venv = gym.make_vec(env_id, num_envs=config.n_sessions, vectorization_mode="vector_entry_point", **options)
+    low_env = LowLevelVecEnv(method, low_venv, None, seed=config.seed)
+    low_env.seed(config.seed)
+    ppo_kwargs = dict(config.ppo, seed=config.seed, device=config.device, tensorboard_log=str(checkpoint))
+    rounds_done = 0
+    if resume is not None:
+        high, low, rounds_done = load_hierarchy(method, resume, low_venv.world.fingerprint, low_env, config.device)
+    else:
+        low = PPO("MlpPolicy", low_env, policy_kwargs=method.low_policy_kwargs, **ppo_kwargs)
+        high = None
+    high_env = None
+    if not config.flat:
+        high_env = HighLevelVecEnv(method, high_venv, _predictor(low))
+        high_env.seed(config.seed + 1)
+        if high is None:
+            high = PPO("MlpPolicy", high_env, policy_kwargs=method.high_policy_kwargs, **ppo_kwargs)
+        else:
+            high.set_env(high_env)
+    for round_index in range(rounds_done, config.rounds):
+        low_env.high_policy = _fixed_goal_policy(method) if config.flat else _predictor(high) if round_index else None
+        low.learn(config.low_steps, tb_log_name="low", reset_num_timesteps=round_index == 0,
+                  progress_bar=progress_bar, callback=callbacks("low") if callbacks else None)
+        if high is not None:
+            high_env.low_policy = _predictor(low)
+            high.learn(config.high_steps, tb_log_name="high", reset_num_timesteps=round_index == 0,
+                       progress_bar=progress_bar, callback=callbacks("high") if callbacks else None)
+        rounds_done = round_index + 1
+        save_hierarchy(checkpoint, method, low_venv.world.fingerprint, high, low, config, rounds_done)
+    return TrainedHierarchy(method, high, low, checkpoint, rounds_done, low_venv.world.fingerprint)
+
+
+def save_hierarchy(path: Path, method: Method, fingerprint: str, high: PPO | None, low: PPO,
+                   config: HierarchyConfig, rounds_done: int) -> None:
+    """Write ``low.zip`` (+ ``high.zip``) and ``meta.json`` (method, world fingerprint, config, rounds)."""
+    path.mkdir(parents=True, exist_ok=True)
+    low.save(path / "low.zip")
+    if high is not None:
+        high.save(path / "high.zip")
+    meta = {"method": method.name, "world": fingerprint, "rounds_done": rounds_done, "config": asdict(config)}
+    (path / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def read_meta(method: Method, path: str | Path) -> dict[str, Any]:
+    """The checkpoint's ``meta.json``, refusing a directory that is not one or holds another agent."""
+    meta_path = Path(path) / "meta.json"
+    if not meta_path.is_file():
+        raise ValueError(f"{path}: not a recgym hierarchical checkpoint (no meta.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("method") != method.name:
+        raise ValueError(f"{path}: checkpoint is for agent {meta.get('method')!r}, not {method.name!r}")
+    return meta
+
+
+def load_hierarchy(method: Method, path: str | Path, world: str | None = None, env: VecEnv | None = None,
+                   device: str = "auto") -> tuple[PPO | None, PPO, int]:
+    """Load (high, low, rounds_done) from a checkpoint, refusing another method or (if given) world fingerprint."""
+    path = Path(path)
+    meta = read_meta(method, path)
+    if world is not None and meta.get("world") != world:
+        raise ValueError(f"{path}: checkpoint was trained on world {meta.get('world')!r}, "
+                         f"this env's world is {world!r}")
+    low = PPO.load(path / "low.zip", env=env, device=device)
+    high = PPO.load(path / "high.zip", device=device) if (path / "high.zip").is_file() else None
+    return high, low, int(meta["rounds_done"])

@@ -1,0 +1,110 @@
+"""Command-line entry points of the hierarchical agents (registered in :data:`recgym.agents.AGENTS`).
+
+``recgym train --agent dsrm-hrl|hrl4pfg|novelty-hrl|dsrm-flat|hrl-no-dsrm``. The DSRM agents run
+stage I (:func:`recgym.agents.dsrm.pretrain`, saved as ``dsrm.pt`` in the run directory and reused
+when resuming) before stage II (:func:`recgym.agents.hierarchy.train_hierarchy`, DSRM frozen).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recgym.agents.dsrm_hrl import DSRMHRL
+from recgym.agents.hierarchy import (
+    HierarchicalPolicy, HierarchyConfig, Method, Obs, load_hierarchy, read_meta, train_hierarchy,
+)
+from recgym.agents.hrl4pfg import HRL4PFG
+from recgym.agents.novelty_hrl import NoveltyHRL
+
+#: agent name -> (uses DSRM, one level only)
+HRL_AGENTS = {
+    "dsrm-hrl": (True, False),
+    "dsrm-flat": (True, True),
+    "hrl-no-dsrm": (False, False),
+    "hrl4pfg": (False, False),
+    "novelty-hrl": (False, False),
+}
+DSRM_FILE = "dsrm.pt"
+
+
+def dsrm_state(model: Any) -> Any:
+    """(B, ...) obs -> (B, D) DSRM-purified state (fast DDIM sampler: 5 jumps, 2 chains)."""
+
+    def state(obs: Obs) -> np.ndarray:
+        return model.purify(obs, sampler="ddim", steps=5, n_samples=2).cpu().numpy()
+
+    return state
+
+
+def build_method(agent: str, dsrm_model: Any = None) -> Method:
+    """The :class:`Method` behind a registered hierarchical agent name."""
+    if agent not in HRL_AGENTS:
+        raise ValueError(f"unknown hierarchical agent {agent!r}; valid: {', '.join(HRL_AGENTS)}")
+    if agent == "hrl4pfg":
+        return HRL4PFG()
+    if agent == "novelty-hrl":
+        return NoveltyHRL()
+    if HRL_AGENTS[agent][0]:
+        return DSRMHRL(state_fn=dsrm_state(dsrm_model), name=agent)
+    return DSRMHRL(name=agent)
+
+
+def train(
+    agent: str, env_id: str, timesteps: int, *, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 64,
+    progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
+    device: str = "auto", rounds: int = 3,
+) -> tuple[HierarchicalPolicy, Path]:
+    """Train ``agent`` for about ``timesteps`` simulator steps; returns (policy, checkpoint directory).
+
+    Budget split: DSRM stage I logs ``timesteps // 2`` transitions (DSRM agents only); stage II gives
+    60% of ``timesteps`` to the low level and 40% to the high level (each option is up to M steps).
+    A checkpoint directory already holding this agent's rounds is resumed, not redone.
+    """
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+    uses_dsrm, flat = HRL_AGENTS.get(agent, (False, False))
+    run_dir = Path(logdir) / f"{agent}_s{seed}"
+    dsrm_model = _stage_one(env_id, timesteps, seed, run_dir, device, progress_bar, env_options) if uses_dsrm else None
+    method = build_method(agent, dsrm_model)
+    option_length = method.option_length
+    config = HierarchyConfig(
+        rounds=rounds, low_steps=max(1, int(0.6 * timesteps / rounds)),
+        high_steps=max(1, int(0.4 * timesteps / rounds / option_length)), n_sessions=num_envs, flat=flat,
+        seed=seed, device=device,
+    )
+    resume = run_dir if (run_dir / "meta.json").is_file() else None
+    trained = train_hierarchy(method, env_id, config, logdir=logdir, run_name=run_dir.name, resume=resume,
+                              progress_bar=progress_bar, env_options=env_options)
+    return trained.policy(), trained.checkpoint
+
+
+def _stage_one(env_id: str, timesteps: int, seed: int, run_dir: Path, device: str, progress: bool,
+               env_options: dict[str, Any] | None) -> Any:
+    from recgym.agents.dsrm import DSRM, pretrain
+
+    path = run_dir / DSRM_FILE
+    if path.is_file():
+        return DSRM.load(path, device=device)
+    model = pretrain(env_id, timesteps=max(1_000, timesteps // 2), num_envs=64, encoder_epochs=2,
+                     diffusion_epochs=10, logdir=run_dir / "stage1", seed=seed, device=device, progress=progress,
+                     env_options=env_options)
+    model.save(path)
+    return model
+
+
+def load(agent: str, path: str | Path) -> HierarchicalPolicy:
+    """Load a checkpoint directory written by :func:`train` (refused for another agent; the world is
+    checked when the policy is bound to an env)."""
+    path = Path(path)
+    dsrm_model = None
+    if HRL_AGENTS.get(agent, (False, False))[0]:
+        from recgym.agents.dsrm import DSRM
+
+        dsrm_model = DSRM.load(path / DSRM_FILE)
+    method = build_method(agent, dsrm_model)
+    world = read_meta(method, path)["world"]
+    high, low, _ = load_hierarchy(method, path)
+    return HierarchicalPolicy(method, high, low, world)

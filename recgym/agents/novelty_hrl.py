@@ -1,0 +1,125 @@
+"""Novelty-seeking HRL: the high level infers the user's novelty-seeking propensity, the low level serves it.
+
+Spec (``../shared/reference/simulators.md``): the high level models a user's static novelty-seeking
+preference plus a dynamic session propensity and emits it as a goal; the low level recommends
+conditioned on it; the reward adds diversity and novelty terms.
+
+recgym's concrete choices (``docs/hrl.md``):
+
+* high-level observation: the raw history state plus novelty-response statistics of the session
+  (how the observed feedback varies with each item's novelty relative to what came before);
+* goal ``nu`` in [0, 1]: the inferred propensity. The simulator's own propensity
+  (``Simulator.novelty_propensity()``: static + session) is the ground truth it is scored against;
+* low level: items are scored ``<s, e_i> + novelty_gain * (nu - 1/2) * (1 - <e_i, h>)`` with ``s``
+  the raw history state and ``h`` the mean history embedding (mirroring how simulated users value
+  novelty); the low level's ``Discrete(L)`` action picks one of the L best, seeing each one's
+  similarity, novelty and popularity;
+* the low level's reward adds EasyRL4Rec's intrinsic terms: ``lambda_div * mean(1 - sim(history, a)) +
+  lambda_nov * (-log pop_a)`` (log-popularity scaled to [0, 1]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from recgym.agents.hierarchy import Obs, feedback_state, top_candidates
+
+
+def history_novelty(obs: Obs) -> np.ndarray:
+    """(B, k) novelty of each history item w.r.t. the items before it: 1 - <e_j, mean(e_<j)>; NaN if none."""
+    emb = obs["embeddings"]
+    valid = (obs["item_ids"] >= 0).astype(np.float32)
+    before_sum = np.cumsum(emb, axis=1) - emb
+    before_n = np.cumsum(valid, axis=1) - valid
+    mean_before = before_sum / np.maximum(before_n, 1)[..., None]
+    novelty = 1.0 - np.einsum("bkd,bkd->bk", emb, mean_before)
+    return np.where((valid > 0) & (before_n > 0), novelty, np.nan)
+
+
+@dataclass
+class NoveltyHRL:
+    """The novelty-seeking HRL method (see module docstring)."""
+
+    name: str = "novelty-hrl"
+    option_length: int = 3
+    novelty_gain: float = 1.0
+    diversity_weight: float = 0.2
+    novelty_weight: float = 0.1
+    n_candidates: int = 20
+    high_policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    low_policy_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def bind(self, venv: Any) -> None:
+        self.sim, self.item_emb = venv.sim, venv.world.item_emb
+        dim = self.item_emb.shape[1]
+        self.goal_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+        self.high_observation_space = spaces.Box(-np.inf, np.inf, shape=(dim + 4,), dtype=np.float32)
+        n_cand = self.n_candidates
+        self.low_observation_space = spaces.Box(-np.inf, np.inf, shape=(dim + 1 + 3 * n_cand,), dtype=np.float32)
+        self.low_action_space = spaces.Discrete(n_cand)
+
+    def novelty_response(self, obs: Obs) -> np.ndarray:
+        """(B, 3): [slope of observed feedback on item novelty, mean novelty, mean feedback] of the session.
+
+        A novelty seeker gives more feedback to novel items (positive slope); 0 where undefined.
+        """
+        novelty = history_novelty(obs)
+        has = np.isfinite(novelty)
+        count = np.maximum(has.sum(axis=1), 1)
+        nov = np.where(has, novelty, 0.0)
+        feedback = np.where(has, obs["feedback"], 0.0)
+        mean_nov, mean_fb = nov.sum(axis=1) / count, feedback.sum(axis=1) / count
+        centred = np.where(has, nov - mean_nov[:, None], 0.0)
+        covariance = (centred * (feedback - mean_fb[:, None])).sum(axis=1)
+        variance = (centred**2).sum(axis=1)
+        slope = np.where(variance > 1e-6, covariance / np.maximum(variance, 1e-6), 0.0)
+        return np.stack([np.clip(slope, -5, 5), mean_nov, mean_fb], axis=1)
+
+    def high_observation(self, obs: Obs) -> np.ndarray:
+        parts = [feedback_state(obs), self.novelty_response(obs), obs["step"]]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def candidates(self, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(B, L) the allowed items with the best novelty-conditioned score, best first."""
+        scores = feedback_state(obs) @ self.item_emb.T + self.novelty_gain * (goal - 0.5) * self.item_novelty(obs)
+        return top_candidates(scores, mask, self.n_candidates)
+
+    def low_observation(self, obs: Obs, goal: np.ndarray) -> np.ndarray:
+        state = feedback_state(obs)
+        cands = self.candidates(obs, goal, self.sim.action_mask())
+        rows = np.arange(cands.shape[0])[:, None]
+        similarity = np.einsum("bd,bld->bl", state, self.item_emb[cands])
+        log_pop = np.log1p(self.sim.popularity)
+        parts = [state, goal, similarity, self.item_novelty(obs)[rows, cands], log_pop[cands] / log_pop.max()]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def item_novelty(self, obs: Obs) -> np.ndarray:
+        """(B, I) 1 - <e_i, h>, h the mean history embedding (1 for an empty history)."""
+        valid = (obs["item_ids"] >= 0).astype(np.float32)
+        mean = obs["embeddings"].sum(axis=1) / np.maximum(valid.sum(axis=1), 1)[:, None]
+        return 1.0 - mean @ self.item_emb.T
+
+    def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        cands = self.candidates(obs, goal, mask)
+        return cands[np.arange(cands.shape[0]), np.asarray(low_action, np.int64).reshape(-1)]
+
+    def intrinsic(self, obs: Obs, items: np.ndarray) -> np.ndarray:
+        """(B,) EasyRL4Rec's bonus for recommending ``items`` (B,) after ``obs``'s history:
+        diversity_weight * mean(1 - sim(history, a)) + novelty_weight * (1 - log-popularity score)."""
+        valid = obs["item_ids"] >= 0
+        similarity = np.einsum("bkd,bd->bk", obs["embeddings"], self.item_emb[items])
+        diversity = np.where(valid, 1.0 - similarity, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+        log_pop = np.log1p(self.sim.popularity)
+        novelty = 1.0 - log_pop[items] / log_pop.max()
+        return self.diversity_weight * diversity + self.novelty_weight * novelty
+
+    def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return reward + self.intrinsic(obs, items)
+
+    def high_reward(self, option_reward: np.ndarray, option_items: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """The option's engagement: the high level is judged on serving the user's true appetite for novelty."""
+        return option_reward
