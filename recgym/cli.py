@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--mode", default=None, help="Free, NX_0 (default) or NX_10")
         sub.add_argument("--seed", type=int, default=0)
         sub.add_argument("--num-envs", type=int, default=64, help="sessions stepped at once")
+        sub.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
+                         help="simulator option (any SimParams field), e.g. --option popular_streak=3; repeatable")
 
     agents_help = "; ".join(f"{name}: {spec.description}" for name, spec in AGENTS.items())
     sub = commands.add_parser("eval", help="evaluate one policy and print its metrics")
@@ -85,8 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, int | float | str value); SimParams validates names and ranges."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for convert in (int, float):
+        try:
+            return key, convert(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def _env_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {} if args.mode is None else {"mode": args.mode}
+    options = dict(args.option)
+    if args.mode is not None:
+        options["mode"] = args.mode
+    return options
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -97,7 +115,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"policy {args.policy!r} needs --checkpoint (train one with `recgym train --agent {args.policy}`)")
     else:
         policy = make_policy(args.policy)
-    result = evaluate(policy, args.env, episodes=args.episodes, mode=args.mode, seed=args.seed, num_envs=args.num_envs)
+    result = evaluate(policy, args.env, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs,
+                      **_env_options(args))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

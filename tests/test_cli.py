@@ -75,3 +75,13 @@ def test_bench_forwards_its_arguments(monkeypatch):
     monkeypatch.setattr(recgym, "bench", fake, raising=False)
     assert cli.main(["bench", "--suite", "quick", "--help"]) == 0
     assert calls == [["--suite", "quick", "--help"]]
+
+
+def test_option_flag_sets_simulator_options_and_rejects_unknown_ones(capsys):
+    from recgym.cli import main
+
+    assert main(["eval", "--env", "recgym/Synthetic-v0", "--policy", "popular", "--episodes", "10",
+                 "--option", "popular_streak=2", "--option", "leave_window=0", "--option", "patience=0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["length"] == 2.0  # two popular items in a row end every session
+    assert main(["eval", "--policy", "random", "--option", "popular_streek=2"]) == 2
+    assert "unknown option(s) ['popular_streek']" in capsys.readouterr().err
