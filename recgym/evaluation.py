@@ -72,10 +72,15 @@ class CallablePolicy(Policy):
 
 
 def as_policy(policy: Any, deterministic: bool = True) -> Policy:
-    """A :class:`Policy` from a Policy, an SB3 model (masked argmax, or masked sampling if not
-    ``deterministic``) or a callable ``obs -> actions``."""
+    """A :class:`Policy` from a Policy, the name of a ready-to-run registered agent (``"popular"``),
+    an SB3 model (masked argmax, or masked sampling if not ``deterministic``) or a callable
+    ``obs -> actions``."""
     if isinstance(policy, Policy):
         return policy
+    if isinstance(policy, str):
+        from recgym.agents import make_policy
+
+        return make_policy(policy)
     from stable_baselines3.common.base_class import BaseAlgorithm
 
     if isinstance(policy, BaseAlgorithm):
@@ -84,7 +89,8 @@ def as_policy(policy: Any, deterministic: bool = True) -> Policy:
         return SB3Policy(policy, deterministic=deterministic)
     if callable(policy):
         return CallablePolicy(policy)
-    raise ValueError(f"policy must be a recgym Policy, an SB3 model or a callable obs -> action, got {type(policy).__name__}")
+    raise ValueError(f"policy must be a recgym Policy, an agent name, an SB3 model or a callable obs -> action, "
+                     f"got {type(policy).__name__}")
 
 
 def make_eval_env(env: str | RecSysVectorEnv | Any, num_envs: int, mode: str | None, **options: Any) -> RecSysVectorEnv:

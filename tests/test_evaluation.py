@@ -95,3 +95,10 @@ def test_evaluates_an_existing_vector_env_and_rejects_bad_input():
         recgym.evaluate(RandomPolicy(), SYN, episodes=0)
     with pytest.raises(ValueError, match="callable obs -> action"):
         recgym.evaluate(42, SYN)
+
+
+def test_a_registered_agent_name_is_a_policy():
+    by_name = recgym.evaluate("popular", "recgym/Synthetic-v0", episodes=20, seed=0).summary
+    assert by_name["gini"] > 0.99 and by_name["exposure_gap"] > 0.7  # always the same few popular items
+    with pytest.raises(ValueError, match="unknown agent/policy 'populr'"):
+        recgym.evaluate("populr", "recgym/Synthetic-v0", episodes=5)
