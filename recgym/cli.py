@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=run_compare)
 
     sub = commands.add_parser("demo", help="train PPO briefly on KuaiRec-v0 and compare it with the baselines")
-    sub.add_argument("--timesteps", type=int, default=20_000)
+    sub.add_argument("--timesteps", type=int, default=60_000)
     sub.add_argument("--episodes", type=int, default=100)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--logdir", type=Path, default=Path("runs"))
