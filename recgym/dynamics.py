@@ -15,30 +15,6 @@ LEAVE_NONE, LEAVE_CATEGORY_WINDOW, LEAVE_POPULAR_STREAK, LEAVE_PATIENCE = 0, 1, 
 LEAVE_REASONS = ("none", "category_window", "popular_streak", "patience")
 
 
-def session_logit_terms(
-    params: SimParams,
-    item_emb: np.ndarray,
-    item_cats: np.ndarray,
-    item_hour: np.ndarray,
-    items: np.ndarray,
-    hour: np.ndarray,
-    history_mean_emb: np.ndarray,
-    novelty_propensity: np.ndarray,
-    category_fatigue: np.ndarray,
-    creator_repeats: np.ndarray,
-) -> np.ndarray:
-    """(B,) additive utility terms of the session mechanisms for consuming ``items`` (B,).
-
-    Looks the items up in the catalogue tables (item_emb (I, D), item_cats (I, C) bool,
-    item_hour (I,)) and applies :func:`session_terms`.
-    """
-    cats = item_cats.take(items, axis=0)
-    return session_terms(
-        params, item_emb.take(items, axis=0), category_shares(cats), item_hour.take(items), hour,
-        history_mean_emb, novelty_propensity, category_fatigue, creator_repeats,
-    )
-
-
 def category_shares(cats: np.ndarray) -> np.ndarray:
     """(N, C) float32: each item's categories weighted 1/(number of its categories), rows of bool ``cats``."""
     counts = np.maximum(cats.sum(axis=1, keepdims=True), 1)

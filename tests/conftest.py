@@ -49,5 +49,11 @@ def hand_sim(world: World, n_sessions: int = 1, seed: int = 0, **options) -> Sim
 
 
 @pytest.fixture
-def mechanisms_off() -> dict:
-    return dict(MECHANISMS_OFF)
+def one_torch_thread():
+    """Tiny torch models train fastest on one thread; restore the caller's setting afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,14 +21,9 @@ from recgym.world import kuairec_world, synthetic_world
 ENV = "recgym/Synthetic-v0"
 TINY = {"d_model": 32, "n_heads": 4, "n_layers": 1, "hidden": 128}
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread; restore the caller's setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 @pytest.fixture(scope="module")

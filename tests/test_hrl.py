@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import recgym
 from recgym.agents.dsrm_hrl import DSRMHRL
@@ -19,13 +18,9 @@ from recgym.metrics import gini
 
 FAIRNESS_PROTOCOL = {"leave_window": 0, "popular_streak": 3, "patience": 0.0}
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def test_exposure_gini_gradient_is_the_first_order_change_of_the_gini():
