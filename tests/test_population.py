@@ -107,7 +107,7 @@ def test_closed_cohort_only_shrinks_and_idle_slots_leave_no_trace():
     platform = run(env, uniform_actions, seed=2)
     active = [p["active_users"] for p in platform]
     assert active[0] == 8 and all(a >= b for a, b in zip(active, active[1:])) and active[-1] < 8
-    # Idle (empty) slots are stepped by the batch but removed from the shared counts.
+    # Empty slots are idle rows of the batched step: nothing reaches the shared counts.
     assert env.sim.exposure.sum() == sum(active)
 
 
@@ -116,7 +116,7 @@ def test_a_platform_step_is_one_batched_simulator_call(monkeypatch):
     _, infos = env.reset(seed=0)
     calls = []
     step = env.sim.step
-    monkeypatch.setattr(env.sim, "step", lambda actions: calls.append(np.shape(actions)) or step(actions))
+    monkeypatch.setattr(env.sim, "step", lambda actions, active=None: calls.append(np.shape(actions)) or step(actions, active))
     env.step(uniform_actions(env, infos, np.random.default_rng(0)))
     assert calls == [(32,)]
 
@@ -139,25 +139,26 @@ def test_popularity_greedy_concentrates_exposure_and_uniform_does_not():
 
 @pytest.mark.parametrize("feedback", [0.0, 1.0])
 def test_other_users_rewards_depend_on_one_users_actions_only_through_coupling(feedback):
-    """Two runs differ only in user_0's actions; the others' (observed-feedback) rewards are compared."""
-    rewards = []
+    """Two runs differ only in user_0's actions, which also change when user_0 leaves (leave rules on);
+    the others' (observed-feedback) rewards are compared. Closed cohort: no arrival fills the slot."""
+    runs = []
     for user_0_item in (0, None):
         env = small_env(mode="Free", reward_signal="observed", popularity_feedback=feedback, max_arrivals=0,
-                        max_cycles=20, max_turn=20, **NO_LEAVING)
-        _, infos = env.reset(seed=3)
-        rng, others = np.random.default_rng(3), []
+                        max_cycles=20, max_turn=20)
+        env.reset(seed=5)
+        rng, others, user_0_steps = np.random.default_rng(5), [], 0
         while env.agents:
-            actions = uniform_actions(env, infos, rng)
-            if user_0_item is not None:
+            items = rng.integers(0, env.world.n_items, size=env.n_users)  # by user number: fixed-shape draws
+            actions = {agent: int(items[int(agent.split("_")[1])]) for agent in env.agents}
+            if user_0_item is not None and "user_0" in actions:
                 actions["user_0"] = user_0_item
-            _, reward, _, _, infos = env.step(actions)
-            others.append([reward[a] for a in sorted(reward) if a != "user_0"])
-        rewards.append(np.array(others))
-    assert rewards[0].shape == (20, 5)
-    if feedback:
-        assert not np.array_equal(rewards[0], rewards[1])
-    else:
-        np.testing.assert_array_equal(rewards[0], rewards[1])
+            user_0_steps += "user_0" in actions
+            _, reward, _, _, _ = env.step(actions)
+            others.append({agent: value for agent, value in reward.items() if agent != "user_0"})
+        runs.append((others, user_0_steps))
+    (fixed, fixed_steps), (uniform, uniform_steps) = runs
+    assert (fixed_steps, uniform_steps) == (2, 5)  # user_0 leaves at a different step
+    assert (fixed == uniform) == (feedback == 0.0)
 
 
 # ------------------------------------------------------------------ bad input

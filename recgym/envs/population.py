@@ -76,7 +76,8 @@ class PopulationEnv(ParallelEnv):
 
     **Coupling.** All users share the simulator's item ``exposure``/``clicks``/``popularity``;
     ``popularity_feedback=0`` freezes popularity, so one user's actions cannot change another's
-    rewards (per-step random draws are by batch shape, not by content).
+    rewards (per-step random draws are by batch shape, not by content; new sessions draw from the
+    simulator's separate ``session_rng``). Empty slots are idle rows of the batched step.
 
     **Infos** per agent: ``user_id``, and after acting ``item``, ``true_reward``,
     ``observed_feedback``, ``repeated``, ``leave_reason``; ``action_mask`` (n_items,) int8 in the NX
@@ -167,9 +168,7 @@ class PopulationEnv(ParallelEnv):
         slots = np.flatnonzero(live)
         acting = [self.possible_agents[i] for i in self._slot_agent[slots]]
         batch = self._batch_actions(actions, acting, slots)
-        result = self.sim.step(batch)
-        if not live.all():
-            self._uncount_idle(batch, result, ~live)
+        result = self.sim.step(batch, active=live)
         self._cycle += 1
         platform = self.monitor.update()
         observation = self.sim.observe()
@@ -204,7 +203,8 @@ class PopulationEnv(ParallelEnv):
             raise ValueError(f"unknown agent {agent!r}; agents are 'user_0' .. {self.possible_agents[-1]!r}")
 
     def _batch_actions(self, actions: dict[str, Any], acting: list[str], slots: np.ndarray) -> np.ndarray:
-        """(B,) or (B, slate_size) simulator actions: the live agents' in their slots, idle elsewhere."""
+        """(B,) or (B, slate_size) simulator actions: the live agents' in their slots, a placeholder in
+        empty slots (idle in the simulator step)."""
         missing = [agent for agent in acting if agent not in actions]
         extra = sorted(set(actions) - set(acting))
         if missing or extra:
@@ -220,16 +220,6 @@ class PopulationEnv(ParallelEnv):
         batch = self._idle_action.copy()
         batch[slots] = given
         return batch
-
-    def _uncount_idle(self, batch: np.ndarray, result: StepResult, idle: np.ndarray) -> None:
-        """Remove the idle slots' placeholder steps from the shared counts (the simulator steps all B rows)."""
-        n_items = self.world.n_items
-        self.sim.exposure -= np.bincount(batch[idle].ravel(), minlength=n_items)
-        if self.params.popularity_feedback:
-            clicked = result.observed_feedback[idle] > 0
-            self.sim.clicks -= self.params.popularity_feedback * np.bincount(
-                result.consumed[idle], weights=clicked, minlength=n_items
-            )
 
     def _arrive(self, horizon: bool) -> np.ndarray:
         """Slots (int array) that receive a new user now; starts their sessions and names their agents."""
