@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 
 pytest.importorskip("ray")
 
@@ -23,7 +24,7 @@ from recgym.envs.vector import RecSysVectorEnv  # noqa: E402
 from recgym.evaluation import evaluate  # noqa: E402
 from recgym.integrations.ray_tune import run_trials_on_ray  # noqa: E402
 from recgym.integrations.rllib import (  # noqa: E402
-    RLLIB_ENV_IDS, SHARED_POLICY, RLlibVectorEnv, make_env, make_population_env, ppo_config,
+    RLLIB_ENV_IDS, SHARED_POLICY, make_env, make_population_env, ppo_config,
 )
 
 # A session lasts exactly max_turn steps: leave rules and noise off.
@@ -48,28 +49,29 @@ def test_recgym_never_imports_ray_and_missing_ray_names_the_extra():
     assert 'pip install "recgym[ray]"' in out
 
 
-def test_rllib_creator_builds_one_batched_env_or_one_session():
+def test_rllib_creator_builds_one_next_step_batched_env_or_one_session():
     venv = make_env("synthetic", {"num_envs": 4, "max_turn": 5})
-    assert isinstance(venv, RLlibVectorEnv) and isinstance(venv.venv, RecSysVectorEnv)
+    assert isinstance(venv, RecSysVectorEnv) and venv.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
     assert venv.num_envs == venv.sim.n_sessions == 4 and venv.params.max_turn == 5
     assert isinstance(make_env("synthetic", {"max_turn": 5}), RecSysEnv)
 
 
-def test_next_step_autoreset_matches_native_env_and_leaves_no_trace():
-    """RLlib's NEXT_STEP view: same transitions as the native SAME_STEP env while sessions run; after
-    the done step, one restart step (reward 0, first observation) that recommends nothing."""
-    native = RecSysVectorEnv(4, world="synthetic", **FIXED_LENGTH)
+def test_rllibs_next_step_env_matches_same_step_semantics_and_leaves_no_trace():
+    """The creator's NEXT_STEP env: same transitions as the default SAME_STEP env while sessions run;
+    after the done step, one restart step (reward 0, first observation) that recommends nothing."""
+    same_step = RecSysVectorEnv(4, world="synthetic", **FIXED_LENGTH)
     rllib = make_env("synthetic", {"num_envs": 4, **FIXED_LENGTH})
-    native.reset(seed=3)
+    same_step.reset(seed=3)
     rllib.reset(seed=3)
     actions = np.array([1, 2, 3, 4])
     for step in range(1, 4):
-        obs_n, rew_n, _, trunc_n, infos_n = native.step(actions)
+        _, rew_s, _, _, infos_s = same_step.step(actions)
         obs, rew, term, trunc, infos = rllib.step(actions)
-        np.testing.assert_array_equal(rew, rew_n)
+        np.testing.assert_array_equal(rew, rew_s)
+        np.testing.assert_array_equal(infos["user_id"], infos_s["user_id"])
         assert trunc.all() == (step == 3) and not term.any()
-    # NEXT_STEP: the done step returns the departing users' last observation (native: infos["final_obs"]).
-    np.testing.assert_array_equal(obs["item_ids"], infos_n["final_obs"]["item_ids"])
+    # NEXT_STEP: the done step returns the departing users' last observation (SAME_STEP: infos["final_obs"]).
+    np.testing.assert_array_equal(obs["item_ids"], infos_s["final_obs"]["item_ids"])
     np.testing.assert_allclose(obs["step"], 1.0)
     exposure = rllib.sim.exposure.copy()
     obs, rew, term, trunc, infos = rllib.step(np.array([9, 9, 9, 9]))
@@ -124,6 +126,13 @@ def test_ppo_trains_one_iteration_on_kuairec(local_ray):
     assert runners["num_episodes"] > 0 and 0 < runners["episode_return_mean"] <= 5 * 10  # reward_max 5 x max_turn
     learner = result["learners"]["default_policy"]
     assert math.isfinite(learner["total_loss"]) and learner["num_module_steps_trained"] >= 8 * 16
+
+
+def test_rllib_records_full_length_episodes(local_ray):
+    """Every session lasts max_turn=3 steps; with SAME_STEP autoreset RLlib would record 2-step episodes."""
+    runners = _ppo_one_iteration("recgym/Synthetic-v0", FIXED_LENGTH)["env_runners"]
+    assert runners["num_episodes"] > 8
+    assert runners["episode_len_min"] == runners["episode_len_max"] == 3
 
 
 def test_ppo_trains_one_iteration_on_population(local_ray):

@@ -11,11 +11,11 @@
 **Single-session ids** (``recgym/KuaiRec-v0``, ``recgym/KuaiRand-v0``, ``recgym/Synthetic-v0``).
 RLlib's ``SingleAgentEnvRunner`` builds its env with ``gym.make_vec(name, num_envs=N,
 vectorization_mode=config.gym_env_vectorize_mode)``; :func:`ppo_config` sets
-``"vector_entry_point"``, so each env runner holds ONE :class:`RLlibVectorEnv`: N sessions stepped
+``"vector_entry_point"``, so each env runner holds ONE :class:`RecSysVectorEnv`: N sessions stepped
 by one batched simulator call, no per-env copies. RLlib's episode bookkeeping assumes gymnasium's
 ``NEXT_STEP`` autoreset (after a done step, the next ``step`` returns the new episode's first
-observation with reward 0, ignoring that env's action), whereas :class:`RecSysVectorEnv` uses
-``SAME_STEP``; :class:`RLlibVectorEnv` provides ``NEXT_STEP`` over the same simulator.
+observation with reward 0, ignoring that env's action), so the creator builds it with
+``autoreset_mode=AutoresetMode.NEXT_STEP`` (the native default is ``SAME_STEP``).
 
 **Population** (``recgym/Population-v0``): the PettingZoo ``ParallelEnv`` through RLlib's
 ``ParallelPettingZooEnv`` (:class:`RLlibPopulationEnv`); every user session is an agent and all are
@@ -31,9 +31,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 
 from recgym.envs import ENV_IDS, POPULATION_ID
 from recgym.envs.recsys import RecSysEnv
@@ -50,68 +49,6 @@ _pettingzoo_env = import_optional("ray.rllib.env.wrappers.pettingzoo_env", "ray"
 RLLIB_ENV_IDS = (*ENV_IDS, POPULATION_ID)
 #: The module id every population agent is mapped to.
 SHARED_POLICY = "recommender"
-
-
-class RLlibVectorEnv(VectorEnv):
-    """``NEXT_STEP``-autoreset view of a :class:`RecSysVectorEnv`'s simulator (B sessions, one call per step).
-
-    After a step in which session b ended, the NEXT ``step`` starts a new user in slot b: its
-    action is ignored, its returned observation is the new user's first one, reward 0, not done.
-    The simulator steps all B rows at once, so the ignored rows' placeholder step is removed from
-    the shared exposure/click counts and their sessions are restarted afterwards (the
-    placeholder never reaches the observation, the reward or the catalogue).
-
-    Infos (arrays of B with ``_key`` masks): ``true_reward``, ``observed_feedback``,
-    ``leave_reason`` (int code) and ``user_id`` (who received the step), as in the native env.
-    """
-
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
-
-    def __init__(self, venv: RecSysVectorEnv) -> None:
-        self.venv, self.sim = venv, venv.sim
-        self.world, self.params, self.num_envs = venv.world, venv.params, venv.num_envs
-        self.single_observation_space, self.single_action_space = venv.single_observation_space, venv.single_action_space
-        self.observation_space, self.action_space = venv.observation_space, venv.action_space
-        self.render_mode = None
-        self._restart = np.zeros(self.num_envs, bool)
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._restart[:] = False
-        return self.venv.reset(seed=seed, options=options)
-
-    def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        sim, restart = self.sim, self._restart
-        users = sim.user.copy()
-        actions = sim.validate_actions(actions)
-        result = sim.step(actions)
-        reward, terminated, truncated = result.reward, result.terminated, result.truncated
-        if restart.any():
-            self._uncount(actions, result, restart)
-            sim.reset_sessions(np.flatnonzero(restart))
-            users[restart] = sim.user[restart]
-            reward[restart] = 0.0
-            terminated, truncated = terminated & ~restart, truncated & ~restart
-        self._restart = terminated | truncated
-        every = np.ones(self.num_envs, bool)
-        infos = {
-            "true_reward": np.where(restart, 0.0, result.true_reward), "_true_reward": every,
-            "observed_feedback": np.where(restart, 0.0, result.observed_feedback), "_observed_feedback": every,
-            "leave_reason": np.where(restart, 0, result.leave_reason), "_leave_reason": every,
-            "user_id": users, "_user_id": every,
-        }
-        return sim.observe(), reward, terminated, truncated, infos
-
-    def _uncount(self, actions: np.ndarray, result: Any, rows: np.ndarray) -> None:
-        """Remove ``rows``' placeholder recommendations and clicks from the shared (I,) counts."""
-        n_items = self.world.n_items
-        self.sim.exposure -= np.bincount(actions[rows].ravel(), minlength=n_items)
-        if self.params.popularity_feedback:
-            clicked = result.observed_feedback[rows] > 0
-            self.sim.clicks -= self.params.popularity_feedback * np.bincount(
-                result.consumed[rows], weights=clicked, minlength=n_items
-            )
 
 
 class RLlibPopulationEnv(_pettingzoo_env.ParallelPettingZooEnv):
@@ -162,15 +99,15 @@ class RLlibPopulationEnv(_pettingzoo_env.ParallelPettingZooEnv):
         return observations, rewards, terminateds, truncateds, infos
 
 
-def make_env(world: str, config: dict[str, Any]) -> RecSysEnv | RLlibVectorEnv:
+def make_env(world: str, config: dict[str, Any]) -> RecSysEnv | RecSysVectorEnv:
     """RLlib env creator of a single-session id: with ``num_envs`` in ``config`` (RLlib's
-    ``vector_entry_point`` call) one :class:`RLlibVectorEnv`, else one :class:`RecSysEnv`.
-    Every other key of ``config`` (RLlib's ``env_config``) is an env option."""
+    ``vector_entry_point`` call) one ``NEXT_STEP``-autoreset :class:`RecSysVectorEnv`, else one
+    :class:`RecSysEnv`. Every other key of ``config`` (RLlib's ``env_config``) is an env option."""
     options = dict(config)
     num_envs = options.pop("num_envs", None)
     if num_envs is None:
         return RecSysEnv(world=world, **options)
-    return RLlibVectorEnv(RecSysVectorEnv(num_envs, world=world, **options))
+    return RecSysVectorEnv(num_envs, world=world, autoreset_mode=AutoresetMode.NEXT_STEP, **options)
 
 
 def make_population_env(config: dict[str, Any]) -> RLlibPopulationEnv:
