@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--logdir", type=Path, default=Path("runs"))
     sub.set_defaults(run=run_demo)
 
+    sub = commands.add_parser("experiment", help="run an experiment grid (methods x seeds x envs) from a YAML config")
+    sub.add_argument("config", type=Path, help="experiments/NAME.yaml")
+    sub.add_argument("--size", default="smoke", help="smoke (CI) or full")
+    sub.add_argument("--outdir", type=Path, default=None, help="default results/NAME/SIZE")
+    sub.add_argument("--backend", default="local", help="local or ray (one Ray Tune trial per cell)")
+    sub.add_argument("--address", default=None, help="Ray cluster address (ray backend)")
+    sub.add_argument("--methods", default=None, help="comma-separated subset of the config's methods")
+    sub.add_argument("--envs", default=None, help="comma-separated subset of the config's envs")
+    sub.set_defaults(run=run_experiment)
+
     commands.add_parser("bench", help="benchmark suite (arguments are forwarded to recgym.bench)", add_help=False)
     return parser
 
@@ -162,6 +172,18 @@ def run_compare(args: argparse.Namespace) -> int:
         print(json.dumps({name: result.to_dict() for name, result in results.items()}))
     else:
         print_table(results, title=f"{args.env} ({args.episodes} episodes, seed {args.seed})")
+    return 0
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    from recgym.experiments import run_experiment as run
+
+    ray_options = {"address": args.address} if args.backend == "ray" else {}
+    subsets = {key: getattr(args, key).split(",") for key in ("methods", "envs") if getattr(args, key)}
+    rows = run(args.config, size=args.size, outdir=args.outdir, backend=args.backend, **subsets, **ray_options)
+    outdir = args.outdir or Path("results") / args.config.stem / args.size
+    print((outdir / "results.md").read_text(), end="")
+    print(f"{len(rows)} rows; tables, pareto.png and TensorBoard logs in {outdir}")
     return 0
 
 

@@ -1,0 +1,274 @@
+"""Declarative experiment grids: methods x seeds x envs x settings under one protocol.
+
+A config is an :class:`ExperimentConfig` loaded from YAML (:func:`load_config`). :func:`run_experiment`
+runs every cell of the grid (training the trainable agents), writes ``OUTDIR/<cell-id>.json`` per
+cell (skipped when present: runs are resumable), logs the cell's summary as TensorBoard scalars,
+then aggregates over seeds (mean and 95% t-interval) into ``results.md`` / ``results.csv`` and a
+Pareto plot (R_cum vs 1 - Gini) ``pareto.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from recgym.envs import ENV_IDS
+from recgym.params import SimParams
+
+#: Summary columns written per cell and aggregated over seeds.
+COLUMNS = ("R_cum", "R_each", "length", "gini", "exposure_gap", "coverage", "novelty")
+SIZES = ("smoke", "full")
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big one run is: seeds, training timesteps, evaluation episodes, sessions stepped at once."""
+
+    seeds: int = 3
+    timesteps: int = 20_000
+    episodes: int = 200
+    num_envs: int = 64
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment grid.
+
+    methods: registered agent names (:data:`recgym.agents.AGENTS`).
+    envs: env ids. settings: named simulator-option sets (each a dict of SimParams fields); the grid
+        is methods x seeds x envs x settings. options: simulator options shared by every setting.
+    smoke, full: :class:`Size` per ``--size``.
+    """
+
+    name: str
+    methods: tuple[str, ...]
+    envs: tuple[str, ...]
+    settings: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
+    options: dict[str, Any] = field(default_factory=dict)
+    smoke: Size = Size(seeds=2, timesteps=2_048, episodes=32, num_envs=16)
+    full: Size = Size()
+    description: str = ""
+
+    def size(self, name: str) -> Size:
+        if name not in SIZES:
+            raise ValueError(f"unknown size {name!r}; valid: {', '.join(SIZES)}")
+        return getattr(self, name)
+
+
+def _fail(source: str, key: str, problem: str) -> ValueError:
+    return ValueError(f"{source}: {key}: {problem}")
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML config; any problem is a one-line ValueError naming file and key."""
+    from recgym.agents import AGENTS
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"experiment config {str(path)!r} not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    source = str(path)
+    if not isinstance(raw, dict):
+        raise _fail(source, "<top>", "must be a mapping")
+    valid = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    for key in raw:
+        if key not in valid:
+            raise _fail(source, key, f"unknown key; valid: {', '.join(sorted(valid))}")
+    raw.setdefault("name", path.stem)
+    for key in ("methods", "envs"):
+        if not isinstance(raw.get(key), list) or not raw[key]:
+            raise _fail(source, key, "must be a non-empty list")
+        raw[key] = tuple(raw[key])
+    for method in raw["methods"]:
+        if method not in AGENTS:
+            raise _fail(source, "methods", f"unknown agent {method!r}; valid: {', '.join(AGENTS)}")
+    for env in raw["envs"]:
+        if env not in ENV_IDS:
+            raise _fail(source, "envs", f"unknown env {env!r}; valid: {', '.join(ENV_IDS)}")
+    settings = raw.get("settings", {"default": {}})
+    if not isinstance(settings, dict) or not settings:
+        raise _fail(source, "settings", "must be a non-empty mapping name -> simulator options")
+    for name, opts in settings.items():
+        try:
+            SimParams.from_kwargs(**{**raw.get("options", {}), **(opts or {})})
+        except (TypeError, ValueError) as error:
+            raise _fail(source, f"settings.{name}", str(error)) from None
+    raw["settings"] = {str(k): dict(v or {}) for k, v in settings.items()}
+    size_fields = {f.name for f in dataclasses.fields(Size)}
+    for size in SIZES:
+        if size in raw:
+            given = raw[size]
+            if not isinstance(given, dict) or set(given) - size_fields:
+                raise _fail(source, size, f"must be a mapping with keys from {', '.join(sorted(size_fields))}")
+            for key, value in given.items():
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise _fail(source, f"{size}.{key}", f"must be a positive integer, got {value!r}")
+            raw[size] = Size(**given)
+    return ExperimentConfig(**raw)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    method: str
+    env: str
+    setting: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.method}__{self.env.split('/')[-1]}__{self.setting}__s{self.seed}"
+
+
+def cells(config: ExperimentConfig, size: Size) -> list[Cell]:
+    """Every cell of the grid, methods x envs x settings x seeds."""
+    return [Cell(*combo) for combo in itertools.product(config.methods, config.envs, config.settings, range(size.seeds))]
+
+
+def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
+    """Train (if trainable) and evaluate one cell; returns the JSON-ready record written to disk."""
+    from recgym.agents import get_agent, make_policy, train_agent
+    from recgym.evaluation import evaluate
+
+    options = {**config.options, **config.settings[cell.setting]}
+    logdir = outdir / "tb" / cell.id
+    if get_agent(cell.method).trainable:
+        policy, _ = train_agent(cell.method, cell.env, size.timesteps, seed=cell.seed, logdir=logdir,
+                                num_envs=size.num_envs, env_options=options)
+    else:
+        policy = make_policy(cell.method)
+    result = evaluate(policy, cell.env, episodes=size.episodes, seed=10_000 + cell.seed, num_envs=size.num_envs,
+                      **options)
+    record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(),
+              "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(logdir / "eval")) as writer:
+        for key in COLUMNS:
+            writer.add_scalar(f"eval/{key}", result.summary[key], 0)
+    return record
+
+
+def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Path, progress: bool = True) -> None:
+    """Run the cells without a JSON result yet, locally, with a progress bar over the grid."""
+    from tqdm import tqdm
+
+    for cell in tqdm(todo, desc=config.name, disable=not progress):
+        record = run_cell(config, size, cell, outdir)
+        (outdir / f"{cell.id}.json").write_text(json.dumps(record))
+
+
+def t_ci95(values: np.ndarray) -> tuple[float, float]:
+    """(mean, half-width of the Student-t 95% interval) over seeds; NaN half-width for one seed."""
+    from scipy import stats
+
+    values = np.asarray(values, np.float64)
+    if values.size < 2:
+        return float(values.mean()), float("nan")
+    return float(values.mean()), float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows method/env/setting with ``<metric>`` mean and ``<metric>_ci`` t-interval half-width over seeds."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["method"], record["env"], record["setting"]), []).append(record)
+    rows = []
+    for (method, env, setting), group in groups.items():
+        row: dict[str, Any] = {"method": method, "env": env, "setting": setting, "seeds": len(group)}
+        for key in COLUMNS:
+            row[key], row[f"{key}_ci"] = t_ci95(np.array([g[key] for g in group], np.float64))
+        rows.append(row)
+    return rows
+
+
+def write_tables(rows: list[dict[str, Any]], outdir: Path) -> str:
+    """Write ``results.csv`` and ``results.md``; returns the Markdown table."""
+    header = ["method", "env", "setting", "seeds", *(c for key in COLUMNS for c in (key, f"{key}_ci"))]
+    with open(outdir / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| method | env | setting | seeds | " + " | ".join(COLUMNS) + " |",
+             "|" + "---|" * (4 + len(COLUMNS))]
+    for row in rows:
+        cells_ = [f"{row[k]:.3f} ± {row[k + '_ci']:.3f}" for k in COLUMNS]
+        lines.append(f"| {row['method']} | {row['env'].split('/')[-1]} | {row['setting']} | {row['seeds']} | "
+                     + " | ".join(cells_) + " |")
+    table = "\n".join(lines) + "\n"
+    (outdir / "results.md").write_text(table)
+    return table
+
+
+def pareto_plot(records: list[dict[str, Any]], path: Path) -> None:
+    """Utility (R_cum) vs exposure equity (1 - Gini), one point per method and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for method in dict.fromkeys(r["method"] for r in records):
+        points = np.array([(1 - r["gini"], r["R_cum"]) for r in records if r["method"] == method])
+        ax.scatter(points[:, 0], points[:, 1], label=method, alpha=0.8)
+    ax.set_xlabel("exposure equity (1 - Gini)")
+    ax.set_ylabel("R_cum")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def ray_trial(trial: dict[str, Any]) -> dict[str, float]:
+    """One Ray Tune trial: run the cell described by ``trial`` (plain dicts), write its JSON, return its summary."""
+    raw = dict(trial["config"])
+    raw.update(smoke=Size(**raw["smoke"]), full=Size(**raw["full"]), methods=tuple(raw["methods"]), envs=tuple(raw["envs"]))
+    cell, outdir = Cell(**trial["cell"]), Path(trial["outdir"])
+    record = run_cell(ExperimentConfig(**raw), Size(**trial["size"]), cell, outdir)
+    (outdir / f"{cell.id}.json").write_text(json.dumps(record))
+    return {key: record[key] for key in COLUMNS}
+
+
+def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", outdir: str | Path | None = None,
+                   backend: str = "local", progress: bool = True, methods: list[str] | None = None,
+                   envs: list[str] | None = None, **ray_options: Any) -> list[dict[str, Any]]:
+    """Run the grid (resumable), aggregate and write tables and the Pareto plot; returns the table rows.
+    ``methods`` / ``envs`` restrict the grid to a subset of the config's."""
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config)
+    for key, subset in (("methods", methods), ("envs", envs)):
+        if subset:
+            unknown = [x for x in subset if x not in getattr(config, key)]
+            if unknown:
+                raise ValueError(f"{key} {unknown} not in config {config.name!r}; valid: {', '.join(getattr(config, key))}")
+            config = dataclasses.replace(config, **{key: tuple(subset)})
+    if backend not in ("local", "ray"):
+        raise ValueError(f"unknown backend {backend!r}; valid: local, ray")
+    chosen = config.size(size)
+    out = Path(outdir or Path("results") / config.name / size)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = cells(config, chosen)
+    todo = [cell for cell in grid if not (out / f"{cell.id}.json").exists()]
+    if backend == "ray":
+        from recgym.integrations.ray_tune import run_trials_on_ray
+
+        if todo:
+            trials = [{"config": dataclasses.asdict(config), "size": dataclasses.asdict(chosen),
+                       "cell": dataclasses.asdict(cell), "outdir": str(out.resolve())} for cell in todo]
+            run_trials_on_ray(trials, ray_trial, str((out / "ray").resolve()), **ray_options)
+    else:
+        run_cells(config, chosen, todo, out, progress=progress)
+    records = [json.loads((out / f"{cell.id}.json").read_text()) for cell in grid]
+    rows = aggregate(records)
+    write_tables(rows, out)
+    pareto_plot(records, out / "pareto.png")
+    return rows
