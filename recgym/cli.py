@@ -147,7 +147,7 @@ def compare(names: list[str], env: str, episodes: int, timesteps: int, seed: int
     """Train the trainable agents among ``names``, evaluate all on the same seed, log the comparison."""
     for name in names:
         get_agent(name)  # fail on a typo before any training starts
-    make_eval_env(env, 1, None, **env_options)  # and on a bad env id or option
+    make_eval_env(env, 1, **env_options)  # and on a bad env id or option
     from recgym.agents.callbacks import log_comparison
 
     results = {}

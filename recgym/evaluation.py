@@ -93,7 +93,7 @@ def as_policy(policy: Any, deterministic: bool = True) -> Policy:
                      f"got {type(policy).__name__}")
 
 
-def make_eval_env(env: str | RecSysVectorEnv | Any, num_envs: int, mode: str | None, **options: Any) -> RecSysVectorEnv:
+def make_eval_env(env: str | RecSysVectorEnv | Any, num_envs: int, mode: str | None = None, **options: Any) -> RecSysVectorEnv:
     """The batched env to evaluate on: an id (built with ``mode`` and ``options``), a
     :class:`RecSysVectorEnv`, or an :class:`~recgym.envs.sb3.SB3VecEnv` (its underlying env)."""
     if isinstance(env, str):

@@ -85,3 +85,11 @@ def test_option_flag_sets_simulator_options_and_rejects_unknown_ones(capsys):
     assert json.loads(capsys.readouterr().out)["length"] == 2.0  # two popular items in a row end every session
     assert main(["eval", "--policy", "random", "--option", "popular_streek=2"]) == 2
     assert "unknown option(s) ['popular_streek']" in capsys.readouterr().err
+
+
+def test_compare_with_a_mode_trains_and_evaluates_in_that_mode(tmp_path, capsys):
+    from recgym.cli import main
+
+    assert main(["compare", "--env", "recgym/Synthetic-v0", "--policies", "random,ppo", "--episodes", "5",
+                 "--timesteps", "256", "--mode", "Free", "--logdir", str(tmp_path), "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == {"random", "ppo"}

@@ -177,7 +177,7 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
         raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
     options = dict(env_options or {})
-    make_eval_env(env_id, 1, None, **options)  # validates the id and options with one-line errors
+    make_eval_env(env_id, 1, **options)  # validates the id and options with one-line errors
     venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
     venv.seed(seed)
     logdir = Path(logdir)
