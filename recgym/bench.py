@@ -117,22 +117,14 @@ def bench_single(config: BenchConfig) -> float:
     return rate
 
 
-def bench_native(config: BenchConfig, n_envs: int) -> float:
-    """User-steps/s of the native batched vector env with ``n_envs`` sessions (autoreset inside)."""
-    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **ALL_MECHANISMS)
+def bench_vector(config: BenchConfig, n_envs: int, mode: str = "vector_entry_point", n_batches: int = 16) -> float:
+    """User-steps/s of a vector env with ``n_envs`` sessions (autoreset inside): recgym's native
+    batched env (``mode="vector_entry_point"``) or gymnasium's ``SyncVectorEnv`` of single envs
+    (``mode="sync"``), cycling through ``n_batches`` pre-drawn action batches."""
+    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode=mode, **ALL_MECHANISMS)
     venv.reset(seed=0)
-    actions = _random_actions(venv.single_action_space.n, (16, n_envs))
-    rate = _rate(lambda i: venv.step(actions[i % 16]), n_envs, config)
-    venv.close()
-    return rate
-
-
-def bench_sync(config: BenchConfig, n_envs: int) -> float:
-    """User-steps/s of gymnasium's SyncVectorEnv over ``n_envs`` single envs."""
-    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode="sync", **ALL_MECHANISMS)
-    venv.reset(seed=0)
-    actions = _random_actions(venv.single_action_space.n, (4, n_envs))
-    rate = _rate(lambda i: venv.step(actions[i % 4]), n_envs, config)
+    actions = _random_actions(venv.single_action_space.n, (n_batches, n_envs))
+    rate = _rate(lambda i: venv.step(actions[i % n_batches]), n_envs, config)
     venv.close()
     return rate
 
@@ -274,9 +266,9 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     results["single"] = bench_single(config)
     for n_envs in config.sizes:
         say(f"native vector env, {n_envs} users")
-        results[f"native_{n_envs}"] = bench_native(config, n_envs)
+        results[f"native_{n_envs}"] = bench_vector(config, n_envs)
     say(f"SyncVectorEnv, {config.sync_size} users")
-    results[f"sync_{config.sync_size}"] = bench_sync(config, config.sync_size)
+    results[f"sync_{config.sync_size}"] = bench_vector(config, config.sync_size, mode="sync", n_batches=4)
     for n_envs in config.sizes:
         say(f"lean reference, {n_envs} users")
         results[f"lean_{n_envs}"] = bench_lean(config, n_envs)

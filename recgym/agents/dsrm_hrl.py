@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recgym.agents.hierarchy import Obs, exposure_gini_gradient, feedback_state, top_candidates
+from recgym.agents.hierarchy import Obs, exposure_gini_gradient, feedback_state, pick, top_candidates
 
 StateFn = Callable[[Obs], np.ndarray]
 
@@ -90,8 +90,7 @@ class DSRMHRL:
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        cands = self.candidates(obs, goal, mask)
-        return cands[np.arange(cands.shape[0]), np.asarray(low_action, np.int64).reshape(-1)]
+        return pick(self.candidates(obs, goal, mask), low_action)
 
     def fairness(self, items: np.ndarray) -> np.ndarray:
         """(B,) or (B, M): -dGini/dx of each item (0 for -1 padding): > 0 for under-exposed items."""

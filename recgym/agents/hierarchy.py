@@ -95,6 +95,11 @@ def top_candidates(scores: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
     return np.take_along_axis(best, order, axis=1)
 
 
+def pick(candidates: np.ndarray, low_action: np.ndarray) -> np.ndarray:
+    """(B,) the item each row's ``Discrete(L)`` low action chooses among its (B, L) candidates."""
+    return candidates[np.arange(candidates.shape[0]), np.asarray(low_action, np.int64).reshape(-1)]
+
+
 def exposure_gini_gradient(exposure: np.ndarray) -> np.ndarray:
     """(I,) first-order change of the catalogue's exposure Gini per extra exposure of each item,
     times the total exposure: ``(2 r_i - n - 1) / n - G`` with r_i the ascending rank.

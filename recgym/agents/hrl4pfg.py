@@ -26,7 +26,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from recgym.agents.hierarchy import Obs, top_candidates
+from recgym.agents.hierarchy import Obs, pick, top_candidates
 
 
 class HistoryAttention(BaseFeaturesExtractor):
@@ -108,8 +108,7 @@ class HRL4PFG:
         return np.concatenate([preference, self.virtual_item(goal), similarity, log_pop], axis=1).astype(np.float32)
 
     def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        cands = self.candidates(obs, goal, mask)
-        return cands[np.arange(cands.shape[0]), np.asarray(low_action, np.int64).reshape(-1)]
+        return pick(self.candidates(obs, goal, mask), low_action)
 
     def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
         target = self.virtual_item(goal)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recgym.agents.hierarchy import Obs, feedback_state, top_candidates
+from recgym.agents.hierarchy import Obs, feedback_state, pick, top_candidates
 
 
 def history_novelty(obs: Obs) -> np.ndarray:
@@ -104,8 +104,7 @@ class NoveltyHRL:
         return 1.0 - mean @ self.item_emb.T
 
     def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        cands = self.candidates(obs, goal, mask)
-        return cands[np.arange(cands.shape[0]), np.asarray(low_action, np.int64).reshape(-1)]
+        return pick(self.candidates(obs, goal, mask), low_action)
 
     def intrinsic(self, obs: Obs, items: np.ndarray) -> np.ndarray:
         """(B,) EasyRL4Rec's bonus for recommending ``items`` (B,) after ``obs``'s history:
