@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recgym.agents.hierarchy import Obs, exposure_gini_gradient, feedback_state, pick, top_candidates
+from recgym.agents.hierarchy import Obs, exposure_gini_gradient, feedback_state, top_candidates
 
 StateFn = Callable[[Obs], np.ndarray]
 
@@ -83,14 +83,11 @@ class DSRMHRL:
         psi = goal[:, :1] * (self.state(obs) @ self.item_emb.T) - goal[:, 1:] * self.popularity_score()[None, :]
         return top_candidates(psi, mask, self.n_candidates)
 
-    def low_observation(self, obs: Obs, goal: np.ndarray) -> np.ndarray:
-        cands = self.candidates(obs, goal, self.sim.action_mask())
+    def low_observation(self, obs: Obs, goal: np.ndarray, cands: np.ndarray) -> np.ndarray:
         similarity = np.einsum("bd,bld->bl", self.state(obs), self.item_emb[cands])
         parts = [self.state(obs), goal, similarity, self.popularity_score()[cands], self.fairness(cands)]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
-    def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return pick(self.candidates(obs, goal, mask), low_action)
 
     def fairness(self, items: np.ndarray) -> np.ndarray:
         """(B,) or (B, M): -dGini/dx of each item (0 for -1 padding): > 0 for under-exposed items."""

@@ -6,9 +6,9 @@ Each level is an ordinary SB3 model on its own goal-conditioned ``VecEnv`` view 
 
       obs ──► Method.high_observation ──► HIGH policy ──► goal g   (every M = option_length steps)
                                                             │
-      obs, g ──► Method.low_observation ──► LOW policy ──► low action
+      obs, g ──► Method.candidates ──► (B, L) candidates ──► Method.low_observation ──► LOW policy
                                                             │
-               Method.select_items(low action, obs, g, mask) ──► item ──► simulator ──► reward
+               low action j picks the j-th candidate ──► item ──► simulator ──► reward
 
 * :class:`LowLevelVecEnv`: one step = one recommendation. Goals come from the frozen high policy
   (random goals before the first high-level round); reward = ``Method.low_reward``.
@@ -61,11 +61,11 @@ class Method(Protocol):
     def high_observation(self, obs: Obs) -> np.ndarray:
         """(B, H) what the high level sees."""
 
-    def low_observation(self, obs: Obs, goal: np.ndarray) -> np.ndarray:
-        """(B, L) what the low level sees, given the (B, G) goals."""
+    def candidates(self, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(B, L) ids of the items the low level chooses among, given the (B, G) goals; allowed by the (B, I) mask."""
 
-    def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """(B,) item ids from the low level's (B, ...) actions; must respect the (B, I) mask."""
+    def low_observation(self, obs: Obs, goal: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """(B, F) what the low level sees, given the (B, G) goals and the (B, L) candidates."""
 
     def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(B,) low-level reward of one step."""
@@ -98,6 +98,12 @@ def top_candidates(scores: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
 def pick(candidates: np.ndarray, low_action: np.ndarray) -> np.ndarray:
     """(B,) the item each row's ``Discrete(L)`` low action chooses among its (B, L) candidates."""
     return candidates[np.arange(candidates.shape[0]), np.asarray(low_action, np.int64).reshape(-1)]
+
+
+def low_view(method: Method, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, F) low observation and (B, L) candidates, ranked once per step for both uses."""
+    candidates = method.candidates(obs, goal, mask)
+    return method.low_observation(obs, goal, candidates), candidates
 
 
 def exposure_gini_gradient(exposure: np.ndarray) -> np.ndarray:
@@ -169,6 +175,11 @@ class LowLevelVecEnv(_GoalVecEnv):
         super().__init__(method, venv, "low")
         self.high_policy = high_policy
         self.goal_rng = np.random.default_rng(seed)
+        self.candidates = np.zeros((venv.num_envs, 0), np.int64)
+
+    def _low_observation(self) -> np.ndarray:
+        observation, self.candidates = low_view(self.method, self.env_obs, self.goal, self.venv.action_masks())
+        return observation
 
     def _refresh_goals(self, rows: np.ndarray) -> None:
         if not rows.any():
@@ -183,24 +194,24 @@ class LowLevelVecEnv(_GoalVecEnv):
     def reset(self) -> np.ndarray:
         self._reset_env()
         self._refresh_goals(np.ones(self.num_envs, bool))
-        return self.method.low_observation(self.env_obs, self.goal)
+        return self._low_observation()
 
     def step_wait(self):
         method, obs = self.method, self.env_obs
-        items = method.select_items(self._actions, obs, self.goal, self.venv.action_masks())
+        items = pick(self.candidates, self._actions)
         next_obs, reward, terminated, truncated, info = self.venv.step(items)
         done = terminated | truncated
         final_obs = info["final_obs"] if done.any() else next_obs
         rewards = method.low_reward(reward, obs, final_obs, self.goal, items)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if done.any():
-            terminal = method.low_observation(final_obs, self.goal)
+            terminal, _ = low_view(method, final_obs, self.goal, self.venv.action_masks())
             for i in np.flatnonzero(done):
                 infos[i] = {"terminal_observation": terminal[i],
                             "TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
         self.env_obs = next_obs
         self._refresh_goals(session_step(next_obs, self.venv.params.max_turn) % method.option_length == 0)
-        return method.low_observation(next_obs, self.goal), rewards.astype(np.float32), done, infos
+        return self._low_observation(), rewards.astype(np.float32), done, infos
 
 
 class HighLevelVecEnv(_GoalVecEnv):
@@ -231,8 +242,8 @@ class HighLevelVecEnv(_GoalVecEnv):
         terminal_obs: Obs = {}
         for j in range(m):
             obs = self.env_obs
-            low_action = self.low_policy(method.low_observation(obs, self.goal))
-            items = method.select_items(low_action, obs, self.goal, self.venv.action_masks())
+            low_observation, candidates = low_view(method, obs, self.goal, self.venv.action_masks())
+            items = pick(candidates, self.low_policy(low_observation))
             next_obs, reward, terminated, truncated, info = self.venv.step(items, active=active)
             option_reward += np.where(active, reward, 0.0)
             option_items[active, j] = items[active]
@@ -288,8 +299,8 @@ class HierarchicalPolicy(Policy):
                 self.goal[refresh] = self.method.goal_space.high
             else:
                 self.goal[refresh] = self.high.predict(self.method.high_observation(obs), deterministic=True)[0][refresh]
-        low_action = self.low.predict(self.method.low_observation(obs, self.goal), deterministic=True)[0]
-        return self.method.select_items(low_action, obs, self.goal, mask)
+        low_observation, candidates = low_view(self.method, obs, self.goal, mask)
+        return pick(candidates, self.low.predict(low_observation, deterministic=True)[0])
 
 
 @dataclass

@@ -26,7 +26,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from recgym.agents.hierarchy import Obs, pick, top_candidates
+from recgym.agents.hierarchy import Obs, top_candidates
 
 
 class HistoryAttention(BaseFeaturesExtractor):
@@ -100,15 +100,12 @@ class HRL4PFG:
         valid = (obs["item_ids"] >= 0).astype(np.float32)
         return np.concatenate([obs["embeddings"], obs["feedback"][..., None], valid[..., None]], axis=2)
 
-    def low_observation(self, obs: Obs, goal: np.ndarray) -> np.ndarray:
+    def low_observation(self, obs: Obs, goal: np.ndarray, cands: np.ndarray) -> np.ndarray:
         preference = self.preference(obs)
-        cands = self.candidates(obs, goal, self.sim.action_mask())
         similarity = np.einsum("bd,bld->bl", preference, self.item_emb[cands])
         log_pop = np.log(self.popularity(cands))
         return np.concatenate([preference, self.virtual_item(goal), similarity, log_pop], axis=1).astype(np.float32)
 
-    def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return pick(self.candidates(obs, goal, mask), low_action)
 
     def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
         target = self.virtual_item(goal)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recgym.agents.hierarchy import Obs, feedback_state, pick, top_candidates
+from recgym.agents.hierarchy import Obs, feedback_state, top_candidates
 
 
 def history_novelty(obs: Obs) -> np.ndarray:
@@ -88,9 +88,8 @@ class NoveltyHRL:
         scores = feedback_state(obs) @ self.item_emb.T + self.novelty_gain * (goal - 0.5) * self.item_novelty(obs)
         return top_candidates(scores, mask, self.n_candidates)
 
-    def low_observation(self, obs: Obs, goal: np.ndarray) -> np.ndarray:
+    def low_observation(self, obs: Obs, goal: np.ndarray, cands: np.ndarray) -> np.ndarray:
         state = feedback_state(obs)
-        cands = self.candidates(obs, goal, self.sim.action_mask())
         rows = np.arange(cands.shape[0])[:, None]
         similarity = np.einsum("bd,bld->bl", state, self.item_emb[cands])
         log_pop = np.log1p(self.sim.popularity)
@@ -103,8 +102,6 @@ class NoveltyHRL:
         mean = obs["embeddings"].sum(axis=1) / np.maximum(valid.sum(axis=1), 1)[:, None]
         return 1.0 - mean @ self.item_emb.T
 
-    def select_items(self, low_action: np.ndarray, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return pick(self.candidates(obs, goal, mask), low_action)
 
     def intrinsic(self, obs: Obs, items: np.ndarray) -> np.ndarray:
         """(B,) EasyRL4Rec's bonus for recommending ``items`` (B,) after ``obs``'s history:
