@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recgym.agents.hierarchy import Obs, feedback_state, top_candidates
+from recgym.agents.hierarchy import Obs, feedback_state, session_step, top_candidates
 
 
 def history_novelty(obs: Obs) -> np.ndarray:
@@ -119,3 +119,63 @@ class NoveltyHRL:
     def high_reward(self, option_reward: np.ndarray, option_items: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """The option's engagement: the high level is judged on serving the user's true appetite for novelty."""
         return option_reward
+
+
+@dataclass(frozen=True)
+class PropensityAgreement:
+    """How well a trained high level's goal ``nu`` tracks the simulator's TRUE novelty propensity.
+
+    Scored at every high-level decision after the session's first option (the history is empty before):
+    Pearson correlations of ``nu`` with the true propensity (static + session), with the static part
+    alone, and, as a reference for how much the observation reveals, of the high level's input feature
+    ``slope`` (feedback-on-novelty slope, :meth:`NoveltyHRL.novelty_response`) with the truth.
+    """
+
+    r_inferred_total: float
+    r_inferred_static: float
+    r_slope_total: float
+    mean_inferred: float
+    std_inferred: float
+    mean_true: float
+    n_decisions: int
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if x.std() < 1e-9 or y.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def propensity_agreement(policy: Any, env: str, episodes: int = 200, seed: int = 0, num_envs: int = 64,
+                         **options: Any) -> PropensityAgreement:
+    """Roll a trained novelty-HRL ``HierarchicalPolicy`` out for ``episodes`` sessions of ``env`` and
+    compare its inferred propensity with the simulator's ground truth (which the agent never reads)."""
+    from recgym.evaluation import make_eval_env
+
+    if not isinstance(getattr(policy, "method", None), NoveltyHRL):
+        raise ValueError(f"propensity_agreement needs a trained novelty-hrl policy, got {type(policy).__name__}")
+    venv = make_eval_env(env, min(num_envs, episodes), **options)
+    obs, _ = venv.reset(seed=seed)
+    policy.bind(venv, seed)
+    method, sim = policy.method, venv.sim
+    started = 0
+    inferred, total, static, slope = [], [], [], []
+    while started < episodes:
+        decide = session_step(obs, venv.params.max_turn)
+        decide = (decide % method.option_length == 0) & (decide > 0)
+        truth = sim.novelty_propensity()
+        response = method.novelty_response(obs)
+        actions = policy.act(obs, venv.action_masks())
+        inferred.append(policy.goal[decide, 0].copy())
+        total.append(truth[decide])
+        static.append(venv.world.user_novelty[sim.user[decide]])
+        slope.append(response[decide, 0])
+        obs, _, terminated, truncated, _ = venv.step(actions)
+        started += int((terminated | truncated).sum())
+    nu, truth_total, truth_static, slopes = (np.concatenate(x).astype(np.float64) for x in (inferred, total, static, slope))
+    if nu.size < 2:
+        raise ValueError("too few high-level decisions after a session's first option; raise episodes")
+    return PropensityAgreement(
+        r_inferred_total=_pearson(nu, truth_total), r_inferred_static=_pearson(nu, truth_static),
+        r_slope_total=_pearson(slopes, truth_total), mean_inferred=float(nu.mean()), std_inferred=float(nu.std()),
+        mean_true=float(truth_total.mean()), n_decisions=int(nu.size))
