@@ -191,3 +191,83 @@ def summarize(world: Any, episode: np.ndarray, items: np.ndarray, rewards: np.nd
     summary = {key: intervals[key][0] if key in intervals else catalogue[key] for key in METRICS}
     ci95 = {key: intervals[key][1] if key in intervals else float("nan") for key in METRICS}
     return EvaluationResult(episodes, summary, ci95, exposure)
+
+
+#: Per-platform-step series recorded by :func:`population_rollout`, in plot order.
+PLATFORM_SERIES = ("exposure_gini", "popularity_gini", "long_tail_share", "active_users")
+
+
+@dataclass(frozen=True)
+class PopulationResult:
+    """What :func:`population_rollout` measured over T platform steps.
+
+    series: key of :data:`PLATFORM_SERIES` -> (T,) value after each platform step (``exposure_gini``,
+        ``long_tail_share``, ``active_users`` as the env's ``infos[agent]["platform"]``; ``popularity_gini``
+        the Gini of the shared (I,) popularity, prior + logged clicks).
+    summary: ``R_each`` mean true reward per user-step, ``user_steps``, ``sessions`` (sessions that ended
+        within the run), ``length`` (their mean length), ``gini`` / ``popularity_gini`` / ``long_tail_share``
+        (the series' final value; long-tail share averaged over the steps).
+    """
+
+    series: dict[str, np.ndarray]
+    summary: dict[str, float]
+
+
+def population_rollout(policy: Any, steps: int, seed: int = 0, n_users: int = 64, world: str = "kuairec",
+                       arrival_rate: float = 1.0, deterministic: bool = True, **options: Any) -> PopulationResult:
+    """Run ``policy`` as the recommender of every present user of ``recgym/Population-v0`` for ``steps``
+    platform steps and record the platform's fairness over time and its utility.
+
+    The population is driven through its PettingZoo parallel API: arrivals and departures exist only in
+    :class:`~recgym.envs.population.PopulationEnv.step` (its batched core is the one simulator call per
+    step). The per-agent dicts are stacked into one (B_t, ...) batch of the B_t live users, so the
+    policy acts once per step on the batch; a departed user's final observation is dropped and an
+    arriving user acts from the next step, as the env defines.
+
+    Args:
+        policy: as for :func:`evaluate` (bound to the population env: its ``world`` and shared ``sim``).
+        steps: T platform steps; the env's horizon is ``steps + 1`` so no session is cut by it.
+        seed: seeds the population (users, arrivals, noise) and the policy's generator.
+        n_users, world, arrival_rate: :class:`~recgym.envs.population.PopulationEnv` arguments.
+        options: ``SimParams`` fields. Rewards recorded are the TRUE rewards.
+    """
+    from recgym.envs import population_v0
+    from recgym.metrics import gini
+
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    env = population_v0.parallel_env(world=world, n_users=n_users, max_cycles=int(steps) + 1,
+                                     arrival_rate=arrival_rate, **options)
+    if env.params.slate_size != 1:
+        raise ValueError(f"population_rollout supports slate_size=1, got slate_size={env.params.slate_size}")
+    agent = as_policy(policy, deterministic)
+    observations, infos = env.reset(seed=seed)
+    agent.bind(env, seed)
+    series = {key: np.zeros(int(steps)) for key in PLATFORM_SERIES}
+    served = np.zeros(len(env.possible_agents), np.int64)  # steps served per agent index (user_k -> k)
+    ended = np.zeros(len(env.possible_agents), bool)
+    reward_sum = 0.0
+    for t in range(int(steps)):
+        acting = list(env.agents)
+        obs = {key: np.stack([observations[name][key] for name in acting]) for key in observations[acting[0]]}
+        mask = (np.stack([infos[name]["action_mask"] for name in acting]).astype(bool) if env.params.no_repeat
+                else np.ones((len(acting), env.world.n_items), bool))
+        actions = agent.act(obs, mask)
+        observations, rewards, terminations, truncations, infos = env.step(dict(zip(acting, actions.tolist())))
+        agent.update(obs, actions, np.array([rewards[name] for name in acting]))
+        index = np.array([int(name[5:]) for name in acting])  # "user_<k>"
+        served[index] += 1
+        ended[index] = [terminations[name] or truncations[name] for name in acting]
+        reward_sum += sum(infos[name]["true_reward"] for name in acting)
+        platform = infos[acting[0]]["platform"]
+        for key in ("exposure_gini", "long_tail_share", "active_users"):
+            series[key][t] = platform[key]
+        series["popularity_gini"][t] = gini(env.sim.popularity)
+        if not env.agents:
+            raise ValueError(f"the population emptied at step {t + 1} of {steps}; use arrival_rate > 0")
+    user_steps = float(served.sum())
+    summary = {"R_each": reward_sum / user_steps, "user_steps": user_steps, "sessions": float(ended.sum()),
+               "length": float(served[ended].mean()) if ended.any() else float("nan"),
+               "gini": float(series["exposure_gini"][-1]), "popularity_gini": float(series["popularity_gini"][-1]),
+               "long_tail_share": float(series["long_tail_share"].mean())}
+    return PopulationResult(series, summary)

@@ -4,7 +4,13 @@ A config is an :class:`ExperimentConfig` loaded from YAML (:func:`load_config`).
 runs every cell of the grid (training the trainable agents), writes ``OUTDIR/<cell-id>.json`` per
 cell (skipped when present: runs are resumable), logs the cell's summary as TensorBoard scalars,
 then aggregates over seeds (mean and 95% t-interval) into ``results.md`` / ``results.csv`` and a
-Pareto plot (R_cum vs 1 - Gini) ``pareto.png``.
+Pareto plot (utility vs 1 - Gini) ``pareto.png``.
+
+A cell on the env id ``recgym/Population-v0`` is a population rollout instead of an episode evaluation
+(:func:`recgym.evaluation.population_rollout`): trainable methods train on the world's vector env with the
+same options, then serve every present user of the population for ``platform_steps`` steps; the cell
+records the platform's fairness over time (JSON, TensorBoard scalars per step, ``fairness_over_time.png``)
+and the table gets :data:`POPULATION_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -20,22 +26,28 @@ from typing import Any
 import numpy as np
 import yaml
 
-from recgym.envs import ENV_IDS
+from recgym.envs import ENV_IDS, POPULATION_ID
 from recgym.params import SimParams
 
 #: Summary columns written per cell and aggregated over seeds.
 COLUMNS = ("R_cum", "R_each", "length", "gini", "exposure_gap", "coverage", "novelty")
+#: Summary columns of population cells (:class:`recgym.evaluation.PopulationResult` summary).
+POPULATION_COLUMNS = ("R_each", "sessions", "length", "gini", "popularity_gini", "long_tail_share")
+#: Keys of a config's ``population:`` mapping (:class:`recgym.envs.population.PopulationEnv` arguments).
+POPULATION_KEYS = ("world", "arrival_rate")
 SIZES = ("smoke", "full")
 
 
 @dataclass(frozen=True)
 class Size:
-    """How big one run is: seeds, training timesteps, evaluation episodes, sessions stepped at once."""
+    """How big one run is: seeds, training timesteps, evaluation episodes, sessions stepped at once
+    (the population's concurrent user slots), platform steps of a population rollout."""
 
     seeds: int = 3
     timesteps: int = 20_000
     episodes: int = 200
     num_envs: int = 64
+    platform_steps: int = 100
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class ExperimentConfig:
     methods: registered agent names (:data:`recgym.agents.AGENTS`).
     envs: env ids. settings: named simulator-option sets (each a dict of SimParams fields); the grid
         is methods x seeds x envs x settings. options: simulator options shared by every setting.
+    population: ``world`` and ``arrival_rate`` of ``recgym/Population-v0`` cells.
     smoke, full: :class:`Size` per ``--size``.
     """
 
@@ -53,6 +66,7 @@ class ExperimentConfig:
     envs: tuple[str, ...]
     settings: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
     options: dict[str, Any] = field(default_factory=dict)
+    population: dict[str, Any] = field(default_factory=lambda: {"world": "kuairec", "arrival_rate": 1.0})
     smoke: Size = Size(seeds=2, timesteps=2_048, episodes=32, num_envs=16)
     full: Size = Size()
     description: str = ""
@@ -61,6 +75,20 @@ class ExperimentConfig:
         if name not in SIZES:
             raise ValueError(f"unknown size {name!r}; valid: {', '.join(SIZES)}")
         return getattr(self, name)
+
+    @property
+    def is_population(self) -> bool:
+        return POPULATION_ID in self.envs
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return POPULATION_COLUMNS if self.is_population else COLUMNS
+
+    def training_env(self, env: str) -> str:
+        """The Gymnasium id a cell on ``env`` trains on (the population's world's vector env)."""
+        if env != POPULATION_ID:
+            return env
+        return next(env_id for env_id, world in ENV_IDS.items() if world == self.population["world"])
 
 
 def _fail(source: str, key: str, problem: str) -> ValueError:
@@ -90,9 +118,22 @@ def load_config(path: str | Path) -> ExperimentConfig:
     for method in raw["methods"]:
         if method not in AGENTS:
             raise _fail(source, "methods", f"unknown agent {method!r}; valid: {', '.join(AGENTS)}")
+    valid_envs = (*ENV_IDS, POPULATION_ID)
     for env in raw["envs"]:
-        if env not in ENV_IDS:
-            raise _fail(source, "envs", f"unknown env {env!r}; valid: {', '.join(ENV_IDS)}")
+        if env not in valid_envs:
+            raise _fail(source, "envs", f"unknown env {env!r}; valid: {', '.join(valid_envs)}")
+    if POPULATION_ID in raw["envs"] and len(raw["envs"]) > 1:
+        raise _fail(source, "envs", f"{POPULATION_ID} has its own table columns; put it in a config of its own")
+    population = {"world": "kuairec", "arrival_rate": 1.0, **(raw.get("population") or {})}
+    if set(population) - set(POPULATION_KEYS):
+        raise _fail(source, "population", f"unknown keys {sorted(set(population) - set(POPULATION_KEYS))}; "
+                                          f"valid: {', '.join(POPULATION_KEYS)}")
+    if population["world"] not in ENV_IDS.values():
+        raise _fail(source, "population.world", f"unknown world {population['world']!r}; valid: {', '.join(ENV_IDS.values())}")
+    rate = population["arrival_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+        raise _fail(source, "population.arrival_rate", f"must be in (0, 1], got {rate!r}")
+    raw["population"] = population
     settings = raw.get("settings", {"default": {}})
     if not isinstance(settings, dict) or not settings:
         raise _fail(source, "settings", "must be a non-empty mapping name -> simulator options")
@@ -135,26 +176,38 @@ def cells(config: ExperimentConfig, size: Size) -> list[Cell]:
 
 
 def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
-    """Train (if trainable) and evaluate one cell; returns the JSON-ready record written to disk."""
+    """Train (if trainable) and evaluate one cell; returns the JSON-ready record written to disk.
+    Population cells also record ``series`` (platform metric -> per-step list) and log it per step."""
+    from torch.utils.tensorboard import SummaryWriter
+
     from recgym.agents import get_agent, make_policy, train_agent
-    from recgym.evaluation import evaluate
+    from recgym.evaluation import evaluate, population_rollout
 
     options = {**config.options, **config.settings[cell.setting]}
     logdir = outdir / "tb" / cell.id
     if get_agent(cell.method).trainable:
-        policy, _ = train_agent(cell.method, cell.env, size.timesteps, seed=cell.seed, logdir=logdir,
-                                num_envs=size.num_envs, env_options=options)
+        policy, _ = train_agent(cell.method, config.training_env(cell.env), size.timesteps, seed=cell.seed,
+                                logdir=logdir, num_envs=size.num_envs, env_options=options)
     else:
         policy = make_policy(cell.method)
-    result = evaluate(policy, cell.env, episodes=size.episodes, seed=10_000 + cell.seed, num_envs=size.num_envs,
-                      **options)
-    record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(),
-              "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
-    from torch.utils.tensorboard import SummaryWriter
-
+    if config.is_population:
+        rollout = population_rollout(policy, size.platform_steps, seed=10_000 + cell.seed, n_users=size.num_envs,
+                                     **config.population, **options)
+        summary = rollout.summary
+        record = {**dataclasses.asdict(cell), "id": cell.id, **summary,
+                  "series": {key: [float(v) for v in values] for key, values in rollout.series.items()}}
+    else:
+        result = evaluate(policy, cell.env, episodes=size.episodes, seed=10_000 + cell.seed,
+                          num_envs=size.num_envs, **options)
+        summary = result.summary
+        record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(),
+                  "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
     with SummaryWriter(str(logdir / "eval")) as writer:
-        for key in COLUMNS:
-            writer.add_scalar(f"eval/{key}", result.summary[key], 0)
+        for key in config.columns:
+            writer.add_scalar(f"eval/{key}", summary[key], 0)
+        for key, values in record.get("series", {}).items():
+            for step, value in enumerate(values, start=1):
+                writer.add_scalar(f"population/{key}", value, step)
     return record
 
 
@@ -167,17 +220,19 @@ def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
         (outdir / f"{cell.id}.json").write_text(json.dumps(record))
 
 
-def t_ci95(values: np.ndarray) -> tuple[float, float]:
-    """(mean, half-width of the Student-t 95% interval) over seeds; NaN half-width for one seed."""
+def t_ci95(values: np.ndarray) -> tuple[Any, Any]:
+    """(mean, half-width of the Student-t 95% interval) over seeds, the first axis of ``values``
+    ((S,) -> floats, (S, T) -> (T,) arrays); NaN half-width for one seed."""
     from scipy import stats
 
     values = np.asarray(values, np.float64)
-    if values.size < 2:
-        return float(values.mean()), float("nan")
-    return float(values.mean()), float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+    n, mean = values.shape[0], values.mean(axis=0)
+    if n < 2:
+        return mean, np.full_like(mean, np.nan)
+    return mean, stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
 
 
-def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def aggregate(records: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> list[dict[str, Any]]:
     """Rows method/env/setting with ``<metric>`` mean and ``<metric>_ci`` t-interval half-width over seeds."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for record in records:
@@ -185,23 +240,24 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (method, env, setting), group in groups.items():
         row: dict[str, Any] = {"method": method, "env": env, "setting": setting, "seeds": len(group)}
-        for key in COLUMNS:
-            row[key], row[f"{key}_ci"] = t_ci95(np.array([g[key] for g in group], np.float64))
+        for key in columns:
+            mean, half = t_ci95(np.array([g[key] for g in group], np.float64))
+            row[key], row[f"{key}_ci"] = float(mean), float(half)
         rows.append(row)
     return rows
 
 
-def write_tables(rows: list[dict[str, Any]], outdir: Path) -> str:
+def write_tables(rows: list[dict[str, Any]], outdir: Path, columns: tuple[str, ...] = COLUMNS) -> str:
     """Write ``results.csv`` and ``results.md``; returns the Markdown table."""
-    header = ["method", "env", "setting", "seeds", *(c for key in COLUMNS for c in (key, f"{key}_ci"))]
+    header = ["method", "env", "setting", "seeds", *(c for key in columns for c in (key, f"{key}_ci"))]
     with open(outdir / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=header)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| method | env | setting | seeds | " + " | ".join(COLUMNS) + " |",
-             "|" + "---|" * (4 + len(COLUMNS))]
+    lines = ["| method | env | setting | seeds | " + " | ".join(columns) + " |",
+             "|" + "---|" * (4 + len(columns))]
     for row in rows:
-        cells_ = [f"{row[k]:.3f} ± {row[k + '_ci']:.3f}" for k in COLUMNS]
+        cells_ = [f"{row[k]:.3f} ± {row[k + '_ci']:.3f}" for k in columns]
         lines.append(f"| {row['method']} | {row['env'].split('/')[-1]} | {row['setting']} | {row['seeds']} | "
                      + " | ".join(cells_) + " |")
     table = "\n".join(lines) + "\n"
@@ -209,8 +265,8 @@ def write_tables(rows: list[dict[str, Any]], outdir: Path) -> str:
     return table
 
 
-def pareto_plot(records: list[dict[str, Any]], path: Path) -> None:
-    """Utility (R_cum) vs exposure equity (1 - Gini), one point per method and seed."""
+def pareto_plot(records: list[dict[str, Any]], path: Path, utility: str = "R_cum") -> None:
+    """Utility (``utility``, R_cum by default) vs exposure equity (1 - Gini), one point per method and seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,11 +274,41 @@ def pareto_plot(records: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for method in dict.fromkeys(r["method"] for r in records):
-        points = np.array([(1 - r["gini"], r["R_cum"]) for r in records if r["method"] == method])
+        points = np.array([(1 - r["gini"], r[utility]) for r in records if r["method"] == method])
         ax.scatter(points[:, 0], points[:, 1], label=method, alpha=0.8)
     ax.set_xlabel("exposure equity (1 - Gini)")
-    ax.set_ylabel("R_cum")
+    ax.set_ylabel(utility)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def fairness_over_time_plot(records: list[dict[str, Any]], path: Path,
+                            keys: tuple[str, ...] = ("exposure_gini", "popularity_gini")) -> None:
+    """Population cells: each of ``keys`` (rows) vs platform step per setting (columns), one line per
+    method, the mean over seeds with its shaded 95% t-interval (none for one seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    settings = list(dict.fromkeys(r["setting"] for r in records))
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    fig, axes = plt.subplots(len(keys), len(settings), figsize=(4.5 * len(settings), 3.2 * len(keys)),
+                             squeeze=False, sharex=True)
+    for col, setting in enumerate(settings):
+        for row, key in enumerate(keys):
+            ax = axes[row, col]
+            for method in methods:
+                runs = np.array([r["series"][key] for r in records if r["method"] == method and r["setting"] == setting])
+                steps = np.arange(1, runs.shape[1] + 1)
+                mean, half = t_ci95(runs)
+                (line,) = ax.plot(steps, mean, label=method)
+                if len(runs) > 1:
+                    ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+            ax.set_title(f"{setting}: {key}", fontsize=9)
+            ax.set_xlabel("platform step")
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -233,9 +319,10 @@ def ray_trial(trial: dict[str, Any]) -> dict[str, float]:
     raw = dict(trial["config"])
     raw.update(smoke=Size(**raw["smoke"]), full=Size(**raw["full"]), methods=tuple(raw["methods"]), envs=tuple(raw["envs"]))
     cell, outdir = Cell(**trial["cell"]), Path(trial["outdir"])
-    record = run_cell(ExperimentConfig(**raw), Size(**trial["size"]), cell, outdir)
+    config = ExperimentConfig(**raw)
+    record = run_cell(config, Size(**trial["size"]), cell, outdir)
     (outdir / f"{cell.id}.json").write_text(json.dumps(record))
-    return {key: record[key] for key in COLUMNS}
+    return {key: record[key] for key in config.columns}
 
 
 def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", outdir: str | Path | None = None,
@@ -268,7 +355,9 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
     else:
         run_cells(config, chosen, todo, out, progress=progress)
     records = [json.loads((out / f"{cell.id}.json").read_text()) for cell in grid]
-    rows = aggregate(records)
-    write_tables(rows, out)
-    pareto_plot(records, out / "pareto.png")
+    rows = aggregate(records, config.columns)
+    write_tables(rows, out, config.columns)
+    pareto_plot(records, out / "pareto.png", config.columns[0])
+    if config.is_population:
+        fairness_over_time_plot(records, out / "fairness_over_time.png")
     return rows
