@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--env", default="recgym/KuaiRec-v0")
     parser.add_argument("--timesteps", type=int, default=50_000, help="logged transitions for stage I")
     parser.add_argument("--eval-timesteps", type=int, default=10_000)
-    parser.add_argument("--levels", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    parser.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
     parser.add_argument("--k-values", type=int, nargs="+", default=[5, 10, 20, 30, 100, 300])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")

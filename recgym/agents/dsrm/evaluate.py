@@ -107,7 +107,7 @@ def evaluate(
             continue
         with torch.no_grad():
             raw = model.raw_state(obs)
-            purified = model.purify_state(raw, sampler, steps, n_samples, seed)
+            purified = model.purify_state(raw, sampler, steps, n_samples, seed, context=model.history_context(obs))
         states = {"history": history_state(obs), "raw": raw.cpu().numpy(), "purified": purified.cpu().numpy()}
         for name, state in states.items():
             sums[f"cosine_{name}"] += cosine(state[scored], interest[scored]).sum()

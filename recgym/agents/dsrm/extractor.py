@@ -47,7 +47,8 @@ class DSRMExtractor(BaseFeaturesExtractor):
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             raw = self.dsrm.raw_state(observations)
-            return self.dsrm.purify_state(raw, self.sampler, self.steps, self.n_samples, seed=0)
+            return self.dsrm.purify_state(raw, self.sampler, self.steps, self.n_samples, seed=0,
+                                          context=self.dsrm.history_context(observations))
 
 
 def _check_space(space: spaces.Space, model: DSRM) -> None:

@@ -4,7 +4,8 @@ Shapes: B states, k history slots, D item-embedding dims, K diffusion steps.
 
 The raw state ``s~_t`` is the encoder's output, a D-vector in ITEM-EMBEDDING space (``<s~_t, e_i>``
 scores item i), so it can be compared with the simulator's true interest. The DDPM generates the
-purified state ``s^_t`` in the same space, conditioned on ``s~_t``.
+purified state ``s^_t`` in the same space, conditioned on ``s~_t`` and on the history's popularity
+context (:meth:`DSRM.history_context`: which history items were logged, and how popular they are).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from torch import nn
 from recgym.world import World
 
 SAMPLERS = ("ddpm", "ddim")
+#: Checkpoint format: 2 added the logged item popularity and the popularity-conditioned denoiser.
+FORMAT_VERSION = 2
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -98,7 +101,8 @@ def timestep_embedding(steps: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class NoisePredictor(nn.Module):
-    """eps_theta(x_k, k, s~_t): MLP on [x_k, sinusoidal(k), condition] -> predicted noise (B, D)."""
+    """eps_theta(x_k, k, c): MLP on [x_k, sinusoidal(k), c] -> predicted noise (B, D); the condition c
+    (B, 4D) is the scaled unit raw state and the (B, 3D) history popularity context."""
 
     time_dim = 32
 
@@ -106,7 +110,7 @@ class NoisePredictor(nn.Module):
         super().__init__()
         d, h = config.embed_dim, config.hidden
         self.net = nn.Sequential(
-            nn.Linear(2 * d + self.time_dim, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, d)
+            nn.Linear(5 * d + self.time_dim, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(), nn.Linear(h, d)
         )
 
     def forward(self, x: torch.Tensor, steps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
@@ -126,6 +130,8 @@ class DSRM(nn.Module):
         config: the architecture.
         world_fingerprint: ``World.fingerprint`` of the world it was trained on.
         n_items: that world's catalogue size (checked against observation spaces).
+        item_popularity: (n_items,) logged popularity score of each item in [0, 1] (what the
+            platform's logs say; stage I fills it in), read by :meth:`history_context`; zeros if omitted.
 
     The DDPM models ``sqrt(D)`` x unit states, so their coordinates have unit variance. As in
     DiffRec/DSRM, the reverse chain starts from the FORWARD-NOISED raw state
@@ -133,7 +139,9 @@ class DSRM(nn.Module):
     how much of the raw state is destroyed before the model restores a clean one.
     """
 
-    def __init__(self, config: DSRMConfig, world_fingerprint: str, n_items: int) -> None:
+    def __init__(
+        self, config: DSRMConfig, world_fingerprint: str, n_items: int, item_popularity: np.ndarray | None = None
+    ) -> None:
         super().__init__()
         self.config, self.world_fingerprint, self.n_items = config, world_fingerprint, int(n_items)
         self.encoder = HistoryEncoder(config)
@@ -141,6 +149,11 @@ class DSRM(nn.Module):
         self.feedback_bias = nn.Parameter(torch.zeros(()))
         self.target_scale = math.sqrt(config.embed_dim)
         self.register_buffer("alpha_bar", linear_alpha_bar(config), persistent=False)
+        popularity = np.zeros(self.n_items) if item_popularity is None else np.asarray(item_popularity)
+        if popularity.shape != (self.n_items,) or not np.all((popularity >= 0) & (popularity <= 1)):
+            raise ValueError(f"item_popularity must have shape ({self.n_items},) with values in [0, 1], "
+                             f"got shape {popularity.shape}")
+        self.register_buffer("item_popularity", torch.as_tensor(popularity, dtype=torch.float32))
 
     @property
     def device(self) -> torch.device:
@@ -173,12 +186,42 @@ class DSRM(nn.Module):
         valid = torch.as_tensor(obs["item_ids"], device=self.device) >= 0
         return self.encoder(embeddings, feedback, valid)
 
+    def history_context(self, obs: dict[str, Any]) -> torch.Tensor:
+        """(B, 3D) popularity context of a batched observation, the denoiser's side information.
+
+        Means over the valid history slots of ``y_k e_k``, ``logged_k e_k`` and
+        ``logged_k pop_k e_k`` (``logged_k``: feedback > 0, i.e. not lost to exposure bias;
+        ``pop_k``: the item's logged popularity score), scaled by sqrt(D) to unit-size coordinates.
+        With it the denoiser can tell the popularity-driven part of the feedback from taste.
+        """
+        embeddings = torch.as_tensor(obs["embeddings"], dtype=torch.float32, device=self.device)
+        self._check_history(embeddings)
+        feedback = torch.as_tensor(obs["feedback"], dtype=torch.float32, device=self.device)
+        item_ids = torch.as_tensor(obs["item_ids"], device=self.device).long()
+        valid = item_ids >= 0
+        logged = (feedback > 0) & valid
+        popularity = self.item_popularity[item_ids.clamp(min=0)] * logged
+        weights = torch.stack([feedback * valid, logged.float(), popularity], dim=1)  # (B, 3, k)
+        count = valid.sum(dim=1).clamp(min=1)[:, None, None]
+        return (self.target_scale * weights @ embeddings / count).flatten(1)
+
     def _scaled_unit(self, state: torch.Tensor) -> torch.Tensor:
         return self.target_scale * state / state.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
-    def diffusion_loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """E ||eps - eps_theta(x_k, k, s~)||^2 for raw states (B, D), clean targets (B, D), k ~ U{1..K}."""
-        condition = self._scaled_unit(raw)
+    def _check_context(self, raw: torch.Tensor, context: torch.Tensor) -> None:
+        if context.shape != (raw.shape[0], 3 * self.config.embed_dim):
+            raise ValueError(f"context must have shape ({raw.shape[0]}, {3 * self.config.embed_dim}) "
+                             f"(DSRM.history_context of the same observation), got {tuple(context.shape)}")
+
+    def _condition(self, raw: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """(B, 4D) denoiser condition: scaled unit raw state (B, D) and history context (B, 3D)."""
+        self._check_context(raw, context)
+        return torch.cat([self._scaled_unit(raw), context], dim=1)
+
+    def diffusion_loss(self, raw: torch.Tensor, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """E ||eps - eps_theta(x_k, k, c)||^2 for raw states (B, D), their history contexts (B, 3D) and
+        unit clean targets (B, D), k ~ U{1..K}."""
+        condition = self._condition(raw, context)
         x0 = self.target_scale * target
         steps = torch.randint(1, self.config.k_steps + 1, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
@@ -187,10 +230,11 @@ class DSRM(nn.Module):
         return ((noise - self.denoiser(noisy, steps, condition)) ** 2).mean()
 
     def sample(
-        self, raw: torch.Tensor, sampler: str = "ddpm", steps: int | None = None,
+        self, raw: torch.Tensor, context: torch.Tensor, sampler: str = "ddpm", steps: int | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Run the reverse chain from the forward-noised raw state: (B, D) s~ -> (B, D) s^ (unit scale).
+        """Run the reverse chain from the forward-noised raw state: (B, D) s~ and its (B, 3D) history
+        context -> (B, D) s^ (unit scale).
 
         Differentiable (a fine-tuned feature extractor back-propagates through it).
 
@@ -205,9 +249,9 @@ class DSRM(nn.Module):
         n_jumps = big_k if steps is None else steps
         if isinstance(n_jumps, bool) or not isinstance(n_jumps, int) or not 1 <= n_jumps <= big_k:
             raise ValueError(f"steps must be an integer in [1, {big_k}], got {steps!r}")
-        condition = self._scaled_unit(raw)
+        condition = self._condition(raw, context)
         noise = torch.randn(raw.shape, generator=generator, device=raw.device)
-        x = self.alpha_bar[big_k].sqrt() * condition + (1 - self.alpha_bar[big_k]).sqrt() * noise
+        x = self.alpha_bar[big_k].sqrt() * condition[:, :self.config.embed_dim] + (1 - self.alpha_bar[big_k]).sqrt() * noise
         if sampler == "ddpm":
             schedule = list(range(big_k, 0, -1))
         else:
@@ -231,30 +275,35 @@ class DSRM(nn.Module):
         self, obs: dict[str, Any], sampler: str = "ddpm", steps: int | None = None, n_samples: int = 8,
         seed: int | None = 0,
     ) -> torch.Tensor:
-        """s^_t (B, D): the mean of ``n_samples`` reverse-chain samples from (and conditioned on) s~_t."""
-        return self.purify_state(self.raw_state(obs), sampler, steps, n_samples, seed)
+        """s^_t (B, D): the mean of ``n_samples`` reverse-chain samples from (and conditioned on) s~_t
+        and the observation's history context."""
+        return self.purify_state(self.raw_state(obs), sampler, steps, n_samples, seed,
+                                 context=self.history_context(obs))
 
     def purify_state(
         self, raw: torch.Tensor, sampler: str = "ddpm", steps: int | None = None, n_samples: int = 8,
-        seed: int | None = 0,
+        seed: int | None = 0, *, context: torch.Tensor,
     ) -> torch.Tensor:
-        """Like :meth:`purify` from an already encoded raw state (B, D); ``seed`` fixes the chains' noise."""
+        """Like :meth:`purify` from an already encoded raw state (B, D) and its history context (B, 3D)
+        (:meth:`history_context` of the same observation); ``seed`` fixes the chains' noise."""
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        self._check_context(raw, context)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=raw.device).manual_seed(seed)
-        repeated = raw.repeat(n_samples, 1)
-        samples = self.sample(repeated, sampler, steps, generator)
+        samples = self.sample(raw.repeat(n_samples, 1), context.repeat(n_samples, 1), sampler, steps, generator)
         return samples.view(n_samples, *raw.shape).mean(dim=0)
 
     # ----------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write config, world fingerprint, catalogue size and weights to ``path`` (a ``.pt`` file)."""
+        """Write format version, config, world fingerprint, catalogue size and weights (with the logged
+        item popularity) to ``path`` (a ``.pt`` file)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
             {
+                "format_version": FORMAT_VERSION,
                 "config": dataclasses.asdict(self.config),
                 "world_fingerprint": self.world_fingerprint,
                 "n_items": self.n_items,
@@ -266,8 +315,13 @@ class DSRM(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, world: World | None = None, device: str = "auto") -> DSRM:
-        """Load a checkpoint; with ``world`` given, refuse one trained on another world (``ValueError``)."""
+        """Load a checkpoint; with ``world`` given, refuse one trained on another world (``ValueError``).
+        Checkpoints of another format version are refused too (retrain them with ``pretrain``)."""
         checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+        version = checkpoint.get("format_version", 1)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"DSRM checkpoint {str(path)!r} has format version {version}, this code reads version "
+                             f"{FORMAT_VERSION} (popularity-conditioned denoiser); retrain it with pretrain()")
         model = cls(DSRMConfig(**checkpoint["config"]), checkpoint["world_fingerprint"], checkpoint["n_items"])
         model.load_state_dict(checkpoint["state_dict"])
         if world is not None:

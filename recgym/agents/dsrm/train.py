@@ -1,19 +1,26 @@
 """Stage-I pretraining of DSRM from logged trajectories of a behaviour policy in a recgym env.
 
-Only LOGGED data is used for training: observations, recommended items, observed feedback and the
-user id a platform knows. The two targets:
+Only LOGGED data is used for training: observations, recommended items, observed feedback, the
+user id and the items' logged popularity, all of which a platform knows. Two sequential
+recommenders of the same architecture, from the same initial weights, read the same histories:
 
-* encoder (raw state): ``<s~_t, e_next> + b`` regresses the next OBSERVED feedback -- what a
-  sequential recommender fitted naively on biased logs learns;
-* DDPM (purified state): the user's CLEAN profile, pooled over every session of that user in the
-  log: ``unit(sum_j (y_j - y_bar) e_j)`` over the logged (non-zero) feedback y_j, with y_bar the
-  log's mean logged feedback. Pooling many sessions averages away conformity noise, exposure
-  dropouts and observation noise that a k-item history carries; dropped feedback (0) is treated as
-  missing, not as dislike.
+* encoder (raw state s~_t): ``<s~_t, e_next> + b`` regresses the next OBSERVED feedback -- what a
+  sequential recommender fitted naively on biased logs learns (a lost feedback counts as 0);
+* debiased teacher: regresses the DEBIASED next feedback (:meth:`Log.debiased_feedback`):
+  popularity deconfounding as in PDA (Zhang et al. 2021: ``y ~ user + beta * pop``, the fitted
+  ``beta * pop`` removed) and inverse-propensity weighting of the exposure-bias dropouts (a lost
+  feedback is missing, not 0; the logged rows are weighted by 1 / P(logged | pop)).
+
+The DDPM (purified state s^_t) is trained toward the teacher's unit state, conditioned on the raw
+state and the history's popularity context. With the noise switched off, beta = 0 and the
+propensities are flat, so the two recommenders are fitted to the same targets and the purified
+state equals the raw one: the denoiser removes what the noise adds and nothing else.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +32,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from recgym.agents.dsrm.model import DSRM, DSRMConfig, resolve_device
+from recgym.agents.dsrm.model import DSRM, DSRMConfig, HistoryEncoder, resolve_device
+from recgym.dynamics import popularity_score
 from recgym.envs.vector import RecSysVectorEnv
 from recgym.simulator import Simulator
 
@@ -71,26 +79,67 @@ def rollout(
         obs = next_obs
 
 
+#: Smallest propensity P(logged | popularity) used in inverse-propensity weights (caps a weight at 20).
+MIN_PROPENSITY = 0.05
+
+
+@dataclass(frozen=True)
+class Debiasing:
+    """The fitted noise model of a log: conformity slope ``beta`` (feedback per unit popularity score)
+    and the exposure propensity ``P(logged | pop) = clip(intercept + slope * pop, MIN_PROPENSITY, 1)``."""
+
+    beta: float
+    propensity_intercept: float
+    propensity_slope: float
+
+
 @dataclass(frozen=True)
 class Log:
     """Logged transitions (N rows): history item_ids (N, k) and observed feedback (N, k) before the
-    step, the recommended item (N,), its observed feedback (N,), and the user id (N,)."""
+    step, the recommended item (N,), its observed feedback (N,), the user id (N,), and the logged
+    popularity score of every item (I,) in [0, 1] at the end of logging."""
 
     item_ids: np.ndarray
     feedback: np.ndarray
     next_item: np.ndarray
     next_feedback: np.ndarray
     user: np.ndarray
+    item_popularity: np.ndarray
 
-    def clean_targets(self, item_emb: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-        """(N, D) unit clean profile of each row's user and (N,) bool rows whose user has one."""
+    def fit_debiasing(self) -> Debiasing:
+        """Fit the noise model from the log alone.
+
+        beta: within-user least squares of the logged (non-zero) feedback on the item's popularity
+        score (``y ~ user + beta * pop``, PDA's deconfounding); the propensity: least squares of the
+        logged indicator on the popularity score over all rows.
+        """
+        pop = self.item_popularity[self.next_item]
         logged = self.next_feedback > 0
-        weights = np.where(logged, self.next_feedback - self.next_feedback[logged].mean(), 0.0)
-        profiles = np.zeros((n_users, item_emb.shape[1]))
-        np.add.at(profiles, self.user, weights[:, None] * item_emb[self.next_item])
-        norms = np.linalg.norm(profiles, axis=1, keepdims=True)
-        unit = (profiles / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit[self.user], norms[self.user, 0] > 0
+        n_users = int(self.user.max()) + 1
+        counts = np.maximum(np.bincount(self.user, weights=logged, minlength=n_users), 1)
+        dy = (self.next_feedback - np.bincount(self.user, self.next_feedback * logged, n_users)[self.user]
+              / counts[self.user])[logged]
+        dp = (pop - np.bincount(self.user, pop * logged, n_users)[self.user] / counts[self.user])[logged]
+        beta = float(dy @ dp / max(dp @ dp, 1e-12))
+        design = np.stack([np.ones_like(pop), pop], axis=1)
+        intercept, slope = np.linalg.lstsq(design, logged.astype(np.float64), rcond=None)[0]
+        return Debiasing(beta, float(intercept), float(slope))
+
+    def debiased_feedback(self, debiasing: Debiasing) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) debiased next feedback ``y - beta * (pop - pop_bar)`` and (N,) inverse-propensity row
+        weights: ``1 / P(logged | pop)`` on logged rows (normalised to mean 1 over them), 0 on lost ones.
+
+        Only the popularity-DEPENDENT part of the conformity is removed (``pop_bar``: the mean score of
+        the logged rows), so the feedback keeps its level and the two recommenders' targets differ by
+        the noise alone.
+        """
+        pop = self.item_popularity[self.next_item]
+        logged = self.next_feedback > 0
+        pop = pop - pop[logged].mean()
+        propensity = np.clip(debiasing.propensity_intercept + debiasing.propensity_slope * pop, MIN_PROPENSITY, 1.0)
+        weights = np.where(logged, 1.0 / propensity, 0.0)
+        weights /= weights[logged].mean()
+        return (self.next_feedback - debiasing.beta * pop).astype(np.float32), weights.astype(np.float32)
 
 
 def collect(
@@ -102,7 +151,8 @@ def collect(
     steps = rollout(venv, n_steps, behaviour, seed)
     for obs, actions, infos, _ in tqdm(steps, total=n_steps, desc="DSRM logging", disable=not progress):
         parts.append((obs["item_ids"], obs["feedback"], actions, infos["observed_feedback"], infos["user_id"]))
-    return Log(*(np.concatenate(column) for column in zip(*parts)))
+    popularity = popularity_score(venv.sim.popularity, np.arange(venv.world.n_items))
+    return Log(*(np.concatenate(column) for column in zip(*parts)), item_popularity=popularity)
 
 
 def pretrain(
@@ -140,28 +190,37 @@ def pretrain(
     torch.manual_seed(seed)
     venv = make_venv(env_id, num_envs, env_options)
     world = venv.world
+    log = collect(venv, timesteps, behaviour, seed, progress)
+    venv.close()
     model = DSRM(
         DSRMConfig(embed_dim=world.embed_dim, history_len=venv.params.history_len, k_steps=k_steps, **config),
-        world.fingerprint, world.n_items,
+        world.fingerprint, world.n_items, log.item_popularity,
     ).to(resolve_device(device))
-    log = collect(venv, timesteps, behaviour, seed, progress)
-    targets, has_target = log.clean_targets(world.item_emb, world.n_users)
+    teacher = copy.deepcopy(model.encoder)  # same initial weights: at zero noise it learns what the encoder learns
+    teacher_bias = torch.nn.Parameter(torch.zeros((), device=model.device))
+    debiasing = log.fit_debiasing()
+    debiased, ipw = log.debiased_feedback(debiasing)
+    observed = (log.next_feedback, np.ones_like(log.next_feedback))
     writer = SummaryWriter(str(logdir)) if logdir is not None else None
+    if writer is not None:
+        for name, value in dataclasses.asdict(debiasing).items():
+            writer.add_scalar(f"stage1/{name}", value)
     emb_padded = torch.as_tensor(np.vstack([world.item_emb, np.zeros((1, world.embed_dim), np.float32)]))
     n_rows = len(log.user)
-    n_batches = -(-n_rows // batch_size) * encoder_epochs + -(-int(has_target.sum()) // batch_size) * diffusion_epochs
+    n_batches = -(-n_rows // batch_size) * (2 * encoder_epochs + diffusion_epochs)
     with tqdm(total=n_batches, desc="DSRM stage I", disable=not progress) as bar:
         model.train()
-        params = list(model.encoder.parameters()) + [model.feedback_bias]
-        _fit(params, lr, encoder_epochs, n_rows, batch_size, seed, writer, "stage1/encoder_loss", bar,
-             lambda rows: _encoder_loss(model, log, emb_padded, rows))
-        raw = _raw_states(model, log, emb_padded, batch_size)
-        condition, target = raw[has_target], torch.as_tensor(targets[has_target], device=model.device)
-        _fit(list(model.denoiser.parameters()), lr, diffusion_epochs, len(target), batch_size, seed + 1, writer,
-             "stage1/diffusion_loss", bar, lambda rows: model.diffusion_loss(condition[rows], target[rows]))
+        for encoder, bias, (targets, weights), tag in ((model.encoder, model.feedback_bias, observed, "encoder"),
+                                                       (teacher, teacher_bias, (debiased, ipw), "teacher")):
+            _fit(list(encoder.parameters()) + [bias], lr, encoder_epochs, n_rows, batch_size, seed, writer,
+                 f"stage1/{tag}_loss", bar,
+                 lambda rows, encoder=encoder, bias=bias, targets=targets, weights=weights: _feedback_loss(
+                     model, encoder, bias, log, emb_padded, targets, weights, rows))
+        raw, context, clean = _states(model, teacher, log, emb_padded, batch_size)
+        _fit(list(model.denoiser.parameters()), lr, diffusion_epochs, n_rows, batch_size, seed + 1, writer,
+             "stage1/diffusion_loss", bar, lambda rows: model.diffusion_loss(raw[rows], context[rows], clean[rows]))
     if writer is not None:
         writer.close()
-    venv.close()
     return model.eval()
 
 
@@ -189,6 +248,7 @@ def _fit(
 
 
 def _history(log: Log, emb_padded: torch.Tensor, rows: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+    """The batched observation (item_ids, embeddings, feedback) of logged ``rows``."""
     item_ids = torch.as_tensor(log.item_ids[rows.numpy()])
     return {
         "item_ids": item_ids.to(device),
@@ -197,21 +257,37 @@ def _history(log: Log, emb_padded: torch.Tensor, rows: torch.Tensor, device: tor
     }
 
 
-def _encoder_loss(model: DSRM, log: Log, emb_padded: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    raw = model.raw_state(_history(log, emb_padded, rows, model.device))
+def _encode(encoder: HistoryEncoder, history: dict[str, torch.Tensor]) -> torch.Tensor:
+    return encoder(history["embeddings"], history["feedback"], history["item_ids"] >= 0)
+
+
+def _feedback_loss(
+    model: DSRM, encoder: HistoryEncoder, bias: torch.Tensor, log: Log, emb_padded: torch.Tensor,
+    targets: np.ndarray, weights: np.ndarray, rows: torch.Tensor,
+) -> torch.Tensor:
+    """Weighted MSE of ``<encoder(history), e_next> + bias`` against the (N,) next-feedback ``targets``."""
+    state = _encode(encoder, _history(log, emb_padded, rows, model.device))
     next_emb = emb_padded[torch.as_tensor(log.next_item[rows.numpy()])].to(model.device)
-    predicted = (raw * next_emb).sum(dim=1) + model.feedback_bias
-    return ((predicted - torch.as_tensor(log.next_feedback[rows.numpy()], device=model.device)) ** 2).mean()
+    error = (state * next_emb).sum(dim=1) + bias - torch.as_tensor(targets[rows.numpy()], device=model.device)
+    return (torch.as_tensor(weights[rows.numpy()], device=model.device) * error**2).mean()
 
 
 @torch.no_grad()
-def _raw_states(model: DSRM, log: Log, emb_padded: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """(N, D) encoder states of every logged row (the frozen condition of the DDPM)."""
+def _states(
+    model: DSRM, teacher: HistoryEncoder, log: Log, emb_padded: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Of every logged row: raw states (N, D) and history contexts (N, 3D), the DDPM's condition, and
+    the teacher's unit states (N, D), its clean target."""
     model.eval()
-    states = [model.raw_state(_history(log, emb_padded, rows, model.device))
-              for rows in torch.arange(len(log.user)).split(4 * batch_size)]
+    teacher.eval()
+    parts = []
+    for rows in torch.arange(len(log.user)).split(4 * batch_size):
+        history = _history(log, emb_padded, rows, model.device)
+        clean = _encode(teacher, history)
+        parts.append((model.raw_state(history), model.history_context(history),
+                      clean / clean.norm(dim=1, keepdim=True).clamp(min=1e-12)))
     model.train()
-    return torch.cat(states)
+    return tuple(torch.cat(column) for column in zip(*parts))
 
 
 def train_cli(
