@@ -8,8 +8,9 @@ purified state s^_t. Three experiments:
 2. noise curve: noise level L scales the three observation-noise knobs of SimParams
    (popularity_noise = 0.5 L, exposure_bias = min(0.5 L, 0.95), observation_noise = 0.05 L;
    L = 0 switches them off, L = 1 is the default);
-3. K sweep at level 1: number of diffusion steps (the linear schedule is per step, so a larger K
-   noises the raw state more before restoring it), plus the DDIM fast sampler.
+3. K sweep at ``--sweep-level`` (default 2, where the denoising gain is clearly above the seed
+   noise): number of diffusion steps (the linear schedule is per step, so a larger K noises the raw
+   state more before restoring it), plus the DDIM fast sampler.
 
 Prints tables, then one JSON line. ``python benchmarks/bench_dsrm.py [--quick]``.
 """
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--eval-timesteps", type=int, default=10_000)
     parser.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
     parser.add_argument("--k-values", type=int, nargs="+", default=[5, 10, 20, 30, 100, 300])
+    parser.add_argument("--sweep-level", type=float, default=2.0, help="noise level of the K sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny models: 1 is fastest)")
@@ -68,28 +70,27 @@ def main() -> None:
 
     print(f"DSRM on {args.env}: {args.timesteps} logged transitions (random behaviour), seed {args.seed}")
     print("\nNoise curve (K = 20, DDPM sampler, mean of 8 chains):\n" + HEADER)
-    curve, default_model = [], None
-    for level in sorted(set(args.levels) | {1.0}):
-        scores, model = run(args, level, 20)
-        if level == 1.0:
-            default_model, headline = model, scores
-        curve.append({"level": level, **noise_options(level), **scores.as_dict()})
-        print(row(f"level {level:g}", scores))
+    curve, by_level = [], {}
+    for level in sorted(set(args.levels) | {1.0, args.sweep_level}):
+        by_level[level] = run(args, level, 20)
+        curve.append({"level": level, **noise_options(level), **by_level[level][0].as_dict()})
+        print(row(f"level {level:g}", by_level[level][0]))
+    headline = by_level[1.0][0]
 
-    print("\nK sweep (noise level 1):\n" + HEADER)
+    print(f"\nK sweep (noise level {args.sweep_level:g}):\n" + HEADER)
     sweep = []
     for k_steps in sorted(set(args.k_values) | {20}):
-        scores = headline if k_steps == 20 else run(args, 1.0, k_steps)[0]
+        scores = by_level[args.sweep_level][0] if k_steps == 20 else run(args, args.sweep_level, k_steps)[0]
         sweep.append({"k_steps": k_steps, **scores.as_dict()})
         print(row(f"K={k_steps} ddpm", scores))
-    ddim = evaluate(default_model, args.env, timesteps=args.eval_timesteps, seed=args.seed + 1000,
-                    env_options=noise_options(1.0), sampler="ddim", steps=5)
+    ddim = evaluate(by_level[args.sweep_level][1], args.env, timesteps=args.eval_timesteps, seed=args.seed + 1000,
+                    env_options=noise_options(args.sweep_level), sampler="ddim", steps=5)
     print(row("K=20 ddim/5", ddim))
 
     result = {
         "env": args.env, "timesteps": args.timesteps, "eval_timesteps": args.eval_timesteps, "seed": args.seed,
         "denoising_ratio": headline.ratio, "headline": headline.as_dict(), "noise_curve": curve,
-        "k_sweep": sweep, "ddim_5_steps": ddim.as_dict(), "seconds": round(time.perf_counter() - start, 1),
+        "sweep_level": args.sweep_level, "k_sweep": sweep, "ddim_5_steps": ddim.as_dict(), "seconds": round(time.perf_counter() - start, 1),
     }
     print(json.dumps(result, default=float))
 
