@@ -32,6 +32,9 @@ SESSION_STATE = (
     "category_fatigue", "window_counts", "novelty_offset", "patience", "popular_streak", "seen",
 )
 
+#: Keys of an observation dict, in the order of the observation space.
+OBSERVATION_KEYS = ("item_ids", "embeddings", "feedback", "step")
+
 
 @dataclass(frozen=True)
 class StepResult:
@@ -153,16 +156,47 @@ class Simulator:
         feedback: (B, k) float32 the OBSERVED feedback on them (never the true reward);
         step: (B, 1) float32 session step / max_turn.
         """
-        k = self.params.history_len
-        items = self.recent_items[:, -k:].copy()
-        step = self.step_count[:, None].astype(np.float32)
-        step /= np.float32(self.params.max_turn)
+        views = self._observation_buffers(1)
+        self._record_observation(views, 0)
+        return self._finish_observations(views)[0]
+
+    def observe_around_reset(self, slots: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(before, after): fresh observations of all B sessions before and after
+        :meth:`reset_sessions` of ``slots`` (int array), which this call performs.
+
+        Both are built by one gather into one (2, B, ...) allocation per key: a vector env's
+        ``final_obs`` and returned observation cost one embedding gather, and the allocator reuses
+        one large block step after step instead of faulting in fresh pages for two 5 MB arrays
+        (~1,250 page faults per step at B = 4,096).
+        """
+        views = self._observation_buffers(2)
+        self._record_observation(views, 0)
+        self.reset_sessions(slots)
+        self._record_observation(views, 1)
+        before, after = self._finish_observations(views)
+        return before, after
+
+    def _observation_buffers(self, n_views: int) -> dict[str, np.ndarray]:
+        """Empty (n_views, B, ...) item ids (int64, k), feedback (float32, k) and step (float32, 1)."""
+        k, n = self.params.history_len, self.n_sessions
         return {
-            "item_ids": items,
-            "embeddings": self._emb_padded.take(items, axis=0),
-            "feedback": self.recent_feedback[:, -k:].copy(),
-            "step": step,
+            "item_ids": np.empty((n_views, n, k), np.int64),
+            "feedback": np.empty((n_views, n, k), np.float32),
+            "step": np.empty((n_views, n, 1), np.float32),
         }
+
+    def _record_observation(self, views: dict[str, np.ndarray], view: int) -> None:
+        """Copy the current history and step counts into row ``view`` of :meth:`_observation_buffers`."""
+        k = self.params.history_len
+        views["item_ids"][view] = self.recent_items[:, -k:]
+        views["feedback"][view] = self.recent_feedback[:, -k:]
+        views["step"][view, :, 0] = self.step_count
+
+    def _finish_observations(self, views: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """One observation dict per view: step scaled to [0, 1], embeddings gathered once for all views."""
+        views["step"] /= np.float32(self.params.max_turn)
+        views["embeddings"] = self._emb_padded.take(views["item_ids"], axis=0)
+        return [{key: views[key][view] for key in OBSERVATION_KEYS} for view in range(len(views["step"]))]
 
     # ------------------------------------------------------------------- step
     def validate_actions(self, actions: np.ndarray) -> np.ndarray:

@@ -110,9 +110,10 @@ class RecSysVectorEnv(VectorEnv):
         if next_step:
             self._restart = done
         elif done.any():
-            # final_obs: every session's observation before the resets (the returned one is built after).
-            infos["final_obs"], infos["_final_obs"] = self.sim.observe(), done
-            self.sim.reset_sessions(np.flatnonzero(done))
+            # final_obs: every session's observation before the resets; the returned one after them.
+            infos["final_obs"], observation = self.sim.observe_around_reset(np.flatnonzero(done))
+            infos["_final_obs"] = done
+            return observation, result.reward, result.terminated, result.truncated, infos
         return self.sim.observe(), result.reward, result.terminated, result.truncated, infos
 
     def action_masks(self) -> np.ndarray:
