@@ -58,17 +58,19 @@ class RecMetricsCallback(BaseCallback):
         self.logger.record("hparams", HParam(self.hparams, metrics), exclude=TB_ONLY)
 
     def _find_recgym_env(self) -> Any:
-        env = self.training_env
-        while not hasattr(env, "last_infos"):
-            if not hasattr(env, "venv"):
-                raise ValueError("RecMetricsCallback needs a recgym SB3VecEnv as the training env")
-            env = env.venv
+        env = self.training_env.unwrapped  # below any VecEnvWrapper (e.g. a RewardShaper)
+        if not hasattr(env, "last_infos"):
+            raise ValueError("RecMetricsCallback needs a recgym SB3VecEnv as the training env")
         return env
 
     def _on_step(self) -> bool:
         infos = self.recgym_env.last_infos
         actions = np.asarray(self.locals["actions"]).reshape(-1)
         self._steps.append((self._episode.copy(), actions, infos["true_reward"], infos["user_id"]))
+        shaped = getattr(self.training_env, "last_shaped_reward", None)  # set by a RewardShaper wrapper
+        if shaped is not None:
+            self.logger.record_mean("rollout/shaped_reward", float(np.mean(shaped)))
+            self.logger.record_mean("rollout/env_reward", float(np.mean(self.training_env.last_env_reward)))
         done = np.flatnonzero(self.locals["dones"])
         self._episode[done] = self._next_episode + np.arange(done.size)
         self._next_episode += done.size

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch as th
@@ -133,7 +133,7 @@ def make_model(algo: str, env: Any, seed: int | None = 0, item_head: bool = True
     spec = ALGOS[algo]
     policy_kwargs = {"features_extractor_class": HistoryExtractor, **hyperparams.pop("policy_kwargs", {})}
     if item_head:
-        policy_kwargs["item_emb"] = env.venv.world.item_emb
+        policy_kwargs["item_emb"] = env.unwrapped.venv.world.item_emb
     policy = spec.item_policy if item_head else spec.plain_policy
     return spec.cls(policy, env, seed=seed, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
                     verbose=0, **{**spec.defaults, **hyperparams})
@@ -167,9 +167,14 @@ class SB3Policy(Policy):
 
 def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 64,
           progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
+          wrap_env: Callable[[Any], Any] | None = None, run_name: str | None = None,
           **hyperparams: Any) -> tuple[BaseAlgorithm, Path]:
     """Train ``algo`` on ``env_id`` for ``timesteps`` with TensorBoard logging under ``logdir``
-    (run name ``{algo}_s{seed}``) and save ``logdir/{algo}_s{seed}.zip``. Returns (model, checkpoint)."""
+    (run name ``run_name or {algo}_s{seed}``) and save ``logdir/{run name}.zip``. Returns (model, checkpoint).
+
+    ``wrap_env`` turns the ``SB3VecEnv`` into the env the learner trains on, e.g. a
+    :class:`recgym.agents.rewards.RewardShaper` that rewrites the reward; the metric callback still
+    reports the simulator's true reward (and the shaped reward separately as ``rollout/shaped_reward``)."""
     from recgym.agents.callbacks import RecMetricsCallback
     from recgym.envs.sb3 import SB3VecEnv
     from recgym.evaluation import make_eval_env
@@ -180,13 +185,15 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     make_eval_env(env_id, 1, **options)  # validates the id and options with one-line errors
     venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
     venv.seed(seed)
+    train_env = wrap_env(venv) if wrap_env is not None else venv
     logdir = Path(logdir)
-    model = make_model(algo, venv, seed=seed, tensorboard_log=str(logdir), **hyperparams)
+    name = run_name or f"{algo}_s{seed}"
+    model = make_model(algo, train_env, seed=seed, tensorboard_log=str(logdir), **hyperparams)
     hparams = {"algo": algo, "env": env_id, "seed": seed, "timesteps": timesteps, "num_envs": num_envs,
                **ALGOS[algo].defaults, **hyperparams, **options}
     callback = RecMetricsCallback(hparams=hparams, eval_env=env_id if eval_episodes else None,
                                   eval_episodes=eval_episodes, eval_options=options, seed=seed)
-    model.learn(total_timesteps=timesteps, callback=callback, tb_log_name=f"{algo}_s{seed}", progress_bar=progress_bar)
-    path = logdir / f"{algo}_s{seed}.zip"
+    model.learn(total_timesteps=timesteps, callback=callback, tb_log_name=name, progress_bar=progress_bar)
+    path = logdir / f"{name}.zip"
     model.save(path)
     return model, path

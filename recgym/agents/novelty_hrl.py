@@ -106,12 +106,11 @@ class NoveltyHRL:
     def intrinsic(self, obs: Obs, items: np.ndarray) -> np.ndarray:
         """(B,) EasyRL4Rec's bonus for recommending ``items`` (B,) after ``obs``'s history:
         diversity_weight * mean(1 - sim(history, a)) + novelty_weight * (1 - log-popularity score)."""
-        valid = obs["item_ids"] >= 0
-        similarity = np.einsum("bkd,bd->bk", obs["embeddings"], self.item_emb[items])
-        diversity = np.where(valid, 1.0 - similarity, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
-        log_pop = np.log1p(self.sim.popularity)
-        novelty = 1.0 - log_pop[items] / log_pop.max()
-        return self.diversity_weight * diversity + self.novelty_weight * novelty
+        from recgym.agents.rewards import diversity_novelty_bonus, log_popularity_score
+
+        return diversity_novelty_bonus(obs["embeddings"], obs["item_ids"] >= 0, self.item_emb[items],
+                                       log_popularity_score(self.sim.popularity)[items],
+                                       self.diversity_weight, self.novelty_weight)
 
     def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
         return reward + self.intrinsic(obs, items)
