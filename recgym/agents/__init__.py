@@ -67,6 +67,8 @@ AGENTS: dict[str, AgentSpec] = {
     "ppo-novelty": AgentSpec("DNaIR-style PPO trained on reward + EasyRL4Rec diversity/novelty bonus",
                              train="recgym.agents.rewards:train_ppo_novelty",
                              load="recgym.agents.rewards:load_ppo_novelty"),
+    "dorl": AgentSpec("DORL-style A2C on an uncertainty-penalised ensemble reward model (simulator transitions)",
+                      train="recgym.agents.dorl:train_dorl", load="recgym.agents.dorl:load_dorl"),
     "maskable-ppo": _sb3("maskable-ppo", "sb3-contrib MaskablePPO (trains with the NX no-repeat mask)"),
     "dsrm-pretrain": AgentSpec("DSRM stage I: diffusion denoiser of the user state (random behaviour logs)",
                                train="recgym.agents.dsrm.train:train_cli", load="recgym.agents.dsrm.train:load_model"),

@@ -1,0 +1,176 @@
+"""``dorl``: a DORL-style agent (Gao et al., "Alleviating Matthew Effect of Offline RL in Interactive
+Recommendation", SIGIR'23): model-based reward from an ensemble world model fitted on logged feedback,
+penalised by uncertainty and rewarded for entropy, then A2C (gamma 0.9, lr 1e-3, DORL's settings).
+
+recgym's version is "model-based reward, simulator transitions": the learner steps the recgym
+simulator (its leave rule and state transitions, as DORL keeps the known exit rule in its simulated
+env) but never sees the simulator's reward; it trains on
+
+    r~ = max(0, mean_e r^_e(u, a) - var_penalty * max_var(u, a) + entropy_weight * H - min_reward)
+
+where r^_e are E reward models fitted on logs of a random behaviour policy (observed feedback only,
+never the truth). Because transitions and leaving come from the simulator, this is NOT fully offline.
+
+Differences from the paper, said plainly: ``max_var`` is the ensemble disagreement (variance of the E
+predicted means), not the max of per-member Gaussian variances; ``H`` is the normalised entropy of the
+items in the current history window (k slots) - DORL's entropy term rewards the state's item-spread
+under the behaviour policy; our behaviour policy is uniform, so the window's own spread is used.
+Each member is a user-id embedding dot item-id embedding plus biases (DSRM stage I keys users by
+``infos["user_id"]`` as well).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from torch import nn
+
+from recgym.agents.flat import SB3Policy, load_model, train
+from recgym.agents.rewards import RewardShaper
+
+
+@dataclass(frozen=True)
+class DORLConfig:
+    """log_fraction: logged random-policy steps as a fraction of the A2C timesteps; ensemble: E;
+    dim: embedding size; epochs/lr: reward-model fit; var_penalty, entropy_weight, min_reward: r~'s terms."""
+
+    log_fraction: float = 0.25
+    ensemble: int = 5
+    dim: int = 16
+    epochs: int = 30
+    lr: float = 0.01
+    var_penalty: float = 1.0
+    entropy_weight: float = 0.05
+    min_reward: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.log_fraction <= 1:
+            raise ValueError(f"log_fraction must be in (0, 1], got {self.log_fraction!r}")
+        if self.ensemble < 2:
+            raise ValueError(f"ensemble must be >= 2, got {self.ensemble!r}")
+
+
+class RewardEnsemble(nn.Module):
+    """E reward models: (N,) users, (N,) items -> (E, N) predicted observed feedback."""
+
+    def __init__(self, n_users: int, n_items: int, ensemble: int, dim: int) -> None:
+        super().__init__()
+        self.user = nn.Parameter(0.3 * th.randn(ensemble, n_users, dim))
+        self.item = nn.Parameter(0.3 * th.randn(ensemble, n_items, dim))
+        self.user_bias = nn.Parameter(th.zeros(ensemble, n_users))
+        self.item_bias = nn.Parameter(0.3 * th.randn(ensemble, n_items))
+
+    def forward(self, users: th.Tensor, items: th.Tensor) -> th.Tensor:
+        return ((self.user[:, users] * self.item[:, items]).sum(-1)
+                + self.user_bias[:, users] + self.item_bias[:, items])
+
+    def mean_and_var(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) mean and (N,) ensemble variance of the predicted feedback."""
+        with th.no_grad():
+            pred = self(th.as_tensor(users, dtype=th.long), th.as_tensor(items, dtype=th.long)).numpy()
+        return pred.mean(0), pred.var(0)
+
+
+def log_random(env_id: str, steps: int, seed: int, num_envs: int, options: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    """(users, items, observed feedback), each (N,), from a uniformly random behaviour policy."""
+    from recgym.envs.sb3 import SB3VecEnv
+
+    venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
+    venv.seed(seed)
+    venv.reset()
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(max(1, steps // num_envs)):
+        actions = rng.integers(0, venv.action_space.n, size=num_envs)
+        venv.step(actions)
+        parts.append((venv.last_infos["user_id"], actions, venv.last_infos["observed_feedback"]))
+    return tuple(np.concatenate(column) for column in zip(*parts))
+
+
+def fit_ensemble(users: np.ndarray, items: np.ndarray, feedback: np.ndarray, n_users: int, n_items: int,
+                 config: DORLConfig, seed: int) -> RewardEnsemble:
+    """Fit each member on its own bootstrap of the logs (MSE, Adam, full batch)."""
+    th.manual_seed(seed)
+    model = RewardEnsemble(n_users, n_items, config.ensemble, config.dim)
+    rng = np.random.default_rng(seed)
+    boot = rng.integers(0, users.size, size=(config.ensemble, users.size))
+    u, i = th.as_tensor(users[boot], dtype=th.long), th.as_tensor(items[boot], dtype=th.long)
+    y = th.as_tensor(feedback[boot], dtype=th.float32)
+    members = th.arange(config.ensemble).unsqueeze(1)
+    optimizer = th.optim.Adam(model.parameters(), lr=config.lr)
+    for _ in range(config.epochs):
+        pred = ((model.user[members, u] * model.item[members, i]).sum(-1)
+                + model.user_bias[members, u] + model.item_bias[members, i])
+        loss = ((pred - y) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+class PenalisedModelReward(RewardShaper):
+    """Replaces the env reward by DORL's r~ (see the module docstring)."""
+
+    def __init__(self, venv: Any, model: RewardEnsemble, config: DORLConfig) -> None:
+        super().__init__(venv)
+        self.model, self.config = model, config
+
+    def shape(self, reward: np.ndarray, obs: dict[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
+        users = self.venv.unwrapped.last_infos["user_id"]
+        mean, var = self.model.mean_and_var(users, actions)
+        c = self.config
+        return np.maximum(0.0, mean - c.var_penalty * var + c.entropy_weight * window_entropy(obs["item_ids"])
+                          - c.min_reward)
+
+
+def window_entropy(item_ids: np.ndarray) -> np.ndarray:
+    """(B,) entropy of the item distribution in each (B, k) history window (-1 = empty), divided by log k."""
+    k = item_ids.shape[1]
+    valid = item_ids >= 0
+    same = (item_ids[:, :, None] == item_ids[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    n = np.maximum(valid.sum(1, keepdims=True), 1)
+    p = same.sum(2) / n  # (B, k) share of each slot's item in the window
+    entropy = -np.where(valid, np.log(np.where(valid, p, 1.0)), 0.0).sum(1) / n[:, 0]
+    return entropy / np.log(k)
+
+
+class DORLPolicy(SB3Policy):
+    """The trained A2C actor, bound only to the world it was trained on."""
+
+    def __init__(self, model: Any, world: str) -> None:
+        super().__init__(model)
+        self.world_fingerprint = world
+
+    def bind(self, env: Any, seed: int | None = None) -> None:
+        if env.world.fingerprint != self.world_fingerprint:
+            raise ValueError(f"this dorl policy was trained on world {self.world_fingerprint!r}, "
+                             f"not on this env's world {env.world.fingerprint!r}")
+        super().bind(env, seed)
+
+
+def train_dorl(env_id: str, timesteps: int, seed: int = 0, num_envs: int = 64, config: DORLConfig | None = None,
+               env_options: dict[str, Any] | None = None, **options: Any) -> tuple[DORLPolicy, Path]:
+    """Log a random policy for ``log_fraction * timesteps`` steps, fit the ensemble, then train A2C
+    on r~ for ``timesteps``; checkpoint ``dorl_s{seed}.zip`` (the A2C model plus the world fingerprint)."""
+    from recgym.evaluation import make_eval_env
+
+    config = config or DORLConfig()
+    env_options = dict(env_options or {})
+    world = make_eval_env(env_id, 1, **env_options).world
+    users, items, feedback = log_random(env_id, int(config.log_fraction * timesteps), seed, num_envs, env_options)
+    ensemble = fit_ensemble(users, items, feedback, world.n_users, world.n_items, config, seed)
+    model, path = train("a2c", env_id, timesteps, seed=seed, num_envs=num_envs, env_options=env_options,
+                        run_name=f"dorl_s{seed}", wrap_env=lambda venv: PenalisedModelReward(venv, ensemble, config),
+                        **options)
+    model.world_fingerprint, model.dorl_config = world.fingerprint, asdict(config)
+    model.save(path)
+    return DORLPolicy(model, world.fingerprint), path
+
+
+def load_dorl(path: str | Path) -> DORLPolicy:
+    model = load_model("a2c", path)
+    return DORLPolicy(model, model.world_fingerprint)
