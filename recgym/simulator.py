@@ -30,7 +30,11 @@ from recgym.world import World
 SESSION_STATE = (
     "user", "step_count", "hour", "interest", "recent_items", "recent_feedback", "history_sum_emb",
     "category_fatigue", "window_counts", "novelty_offset", "patience", "popular_streak", "seen",
+    "recommended_log",
 )
+
+#: At most this many items (steps x slate size) of a session are logged for clearing its no-repeat row.
+RECOMMENDED_LOG_ITEMS = 256
 
 #: Keys of an observation dict, in the order of the observation space.
 OBSERVATION_KEYS = ("item_ids", "embeddings", "feedback", "step")
@@ -75,7 +79,7 @@ class Simulator:
         # Padded tables: index -1 (an empty history slot) reads a zero embedding / no category.
         self._emb_padded = np.vstack([world.item_emb, np.zeros((1, world.embed_dim), np.float32)])
         self._cats_padded = np.vstack([world.item_cats, np.zeros((1, world.n_categories), bool)])
-        self._creator_padded = np.append(world.item_creator, -1)
+        self._creator_padded = np.append(world.item_creator, -1).astype(np.int32)
         self._cats_f32 = world.item_cats.astype(np.float32)
         self._cat_shares = dynamics.category_shares(world.item_cats)
         self.popular = world.popular_items(params.popular_fraction)
@@ -94,6 +98,14 @@ class Simulator:
         self.patience = np.zeros(shape, np.float32)
         self.popular_streak = np.zeros(shape, np.int32)
         self.seen = np.zeros((self.n_sessions, world.n_items), bool) if params.no_repeat else None
+        # The items each session was recommended, by step (B, log_steps, slate_size): a new session
+        # clears only these entries of its ``seen`` row (a few cache lines) instead of all I bytes;
+        # sessions longer than log_steps clear the whole row.
+        self.log_steps = min(params.max_turn, max(1, RECOMMENDED_LOG_ITEMS // params.slate_size))
+        self.recommended_log = (
+            np.zeros((self.n_sessions, self.log_steps, params.slate_size), np.int32) if params.no_repeat else None
+        )
+        self._seen_row_start = np.arange(self.n_sessions, dtype=np.int64) * world.n_items
         self.exposure = np.zeros(world.n_items, np.float64)
         self.clicks = np.zeros(world.n_items, np.float64)
 
@@ -118,6 +130,8 @@ class Simulator:
 
     def reset_sessions(self, slots: np.ndarray, users: np.ndarray | None = None) -> None:
         """Start new sessions in ``slots`` (int array) for ``users`` (default: uniform draws)."""
+        if self.seen is not None:
+            self._clear_seen(slots)
         if users is None:
             users = self.session_rng.integers(0, self.world.n_users, size=slots.size)
         self.user[slots] = users
@@ -132,8 +146,17 @@ class Simulator:
         self.novelty_offset[slots] = self.session_rng.normal(0, 0.1, size=slots.size)
         self.patience[slots] = self.params.patience
         self.popular_streak[slots] = 0
-        if self.seen is not None:
-            self.seen[slots] = False
+
+    def _clear_seen(self, slots: np.ndarray) -> None:
+        """Clear the no-repeat rows of ``slots`` (int array): the logged items of sessions that fit
+        the log (every True entry of such a row is one), the whole (I,) row of longer ones."""
+        steps = self.step_count.take(slots)
+        per_row = np.minimum(steps, self.log_steps) * self.params.slate_size  # logged entries per slot
+        first = np.cumsum(per_row) - per_row  # where each slot's entries start in the compacted list
+        log_index = np.arange(per_row.sum()) + np.repeat(slots * self.recommended_log[0].size - first, per_row)
+        items = self.recommended_log.reshape(-1).take(log_index)
+        self.seen.reshape(-1)[items + np.repeat(self._seen_row_start.take(slots), per_row)] = False
+        self.seen[slots[steps > self.log_steps]] = False
 
     def novelty_propensity(self) -> np.ndarray:
         """(B,) current novelty-seeking propensity: static per-user value + session offset, in [0, 1]."""
@@ -261,7 +284,10 @@ class Simulator:
             base, terms, consumed_emb = base_all[pick], terms_all[pick], emb_all[pick]
 
         reward = dynamics.true_reward(base, terms, world.reward_matrix is not None, p, world.reward_max, rng)
-        repeated = self.seen[rows, consumed] if self.seen is not None else np.zeros(self.n_sessions, bool)
+        repeated = (
+            self.seen.reshape(-1).take(self._seen_row_start + consumed) if self.seen is not None
+            else np.zeros(self.n_sessions, bool)
+        )
         reward[repeated] = 0.0
         pop_score = dynamics.popularity_score(popularity, consumed, log_max_popularity)
         observed = dynamics.observed_feedback(p, reward, pop_score, world.reward_max, rng)
@@ -384,10 +410,12 @@ class Simulator:
             self.interest = dynamics.drift_interest(
                 p, self.interest, consumed_emb, reward / np.float32(world.reward_max), self.rng
             )
+        if self.seen is not None:
+            self.seen.reshape(-1)[self._seen_row_start[:, None] + recommended] = True
+            log_slot = np.minimum(self.step_count, self.log_steps - 1)  # longer sessions clear their whole row
+            self.recommended_log[rows, log_slot] = recommended
         self.popular_streak = streak
         self.patience = patience.astype(np.float32, copy=False)
         self.step_count += 1
         self.hour += np.float32(p.minutes_per_step / 60.0)
         self.hour %= 24
-        if self.seen is not None:
-            self.seen[rows[:, None], recommended] = True
