@@ -41,8 +41,8 @@ class DORLConfig:
     log_fraction: float = 0.25
     ensemble: int = 5
     dim: int = 16
-    epochs: int = 30
-    lr: float = 0.01
+    epochs: int = 100
+    lr: float = 0.05
     var_penalty: float = 1.0
     entropy_weight: float = 0.05
     min_reward: float = 0.0
@@ -57,12 +57,13 @@ class DORLConfig:
 class RewardEnsemble(nn.Module):
     """E reward models: (N,) users, (N,) items -> (E, N) predicted observed feedback."""
 
-    def __init__(self, n_users: int, n_items: int, ensemble: int, dim: int) -> None:
+    def __init__(self, n_users: int, n_items: int, ensemble: int, dim: int, prior_std: float = 0.5) -> None:
         super().__init__()
-        self.user = nn.Parameter(0.3 * th.randn(ensemble, n_users, dim))
-        self.item = nn.Parameter(0.3 * th.randn(ensemble, n_items, dim))
+        self.user = nn.Parameter(0.05 * th.randn(ensemble, n_users, dim))
+        self.item = nn.Parameter(0.05 * th.randn(ensemble, n_items, dim))
         self.user_bias = nn.Parameter(th.zeros(ensemble, n_users))
-        self.item_bias = nn.Parameter(0.3 * th.randn(ensemble, n_items))
+        # a wide prior on the item bias: members disagree on items the logs never showed them
+        self.item_bias = nn.Parameter(prior_std * th.randn(ensemble, n_items))
 
     def forward(self, users: th.Tensor, items: th.Tensor) -> th.Tensor:
         return ((self.user[:, users] * self.item[:, items]).sum(-1)
