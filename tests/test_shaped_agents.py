@@ -53,3 +53,16 @@ def test_ppo_novelty_trains_saves_and_loads(tmp_path):
     loaded = load_agent("ppo-novelty", path)
     assert type(loaded).__name__ == "PPO"
     assert loaded.policy.action_net.item_emb.shape[0] == model.policy.action_net.item_emb.shape[0]
+
+
+def test_ppo_novelty_covers_more_of_the_catalogue_than_ppo(tmp_path):
+    from recgym.evaluation import evaluate
+
+    options = {"popular_streak": 3, "leave_window": 0}
+    coverage = {}
+    for name in ("ppo", "ppo-novelty"):
+        model, _ = train_agent(name, "recgym/KuaiRec-v0", 6144, seed=0, logdir=str(tmp_path), num_envs=64,
+                               env_options=options)
+        coverage[name] = evaluate(model, "recgym/KuaiRec-v0", episodes=50, seed=0, **options).summary["coverage"]
+    # measured: ppo 0.0604, ppo-novelty 0.0730 (at 30k steps / 200 episodes: 0.145 vs 0.205)
+    assert coverage["ppo-novelty"] > 1.1 * coverage["ppo"]
