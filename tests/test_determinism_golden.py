@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 
 import recgym  # noqa: F401  (registers the env ids)
+from recgym import simulator
+from recgym.envs.core import build_simulator
 from recgym.envs.population import PopulationEnv
 from recgym.envs.vector import RecSysVectorEnv
 from recgym.world import World, synthetic_world
@@ -138,6 +140,38 @@ def compute(key: tuple) -> str:
 @pytest.mark.parametrize("key", list(GOLDEN), ids=["-".join(map(str, key)) for key in GOLDEN])
 def test_trajectory_matches_golden_fingerprint(key):
     assert compute(key) == GOLDEN[key]
+
+
+@pytest.mark.parametrize("key", [key for key in GOLDEN if key[0] != "single"],
+                         ids=["-".join(map(str, key)) for key in GOLDEN if key[0] != "single"])
+def test_trajectory_matches_golden_fingerprint_when_resets_clear_logged_items(key, monkeypatch):
+    """The same trajectories when every reset clears the no-repeat mask through the recommendation log."""
+    monkeypatch.setattr(simulator, "ROW_CLEAR_BYTES", 0)
+    assert compute(key) == GOLDEN[key]
+
+
+@pytest.mark.parametrize("max_turn, slate_size, longer_than_log", [(30, 1, False), (30, 100, True), (3, 1, True)])
+def test_reset_clears_exactly_the_sessions_seen_items(max_turn, slate_size, longer_than_log, monkeypatch):
+    """A reset row's no-repeat mask ends all False, other rows keep theirs; also for sessions longer than
+    the log (slate 100: 2 logged steps) and sessions stepped past max_turn without a reset."""
+    monkeypatch.setattr(simulator, "ROW_CLEAR_BYTES", 0)
+    sim = build_simulator(16, "kuairec", seed=0, mode="NX_0", max_turn=max_turn, slate_size=slate_size,
+                          leave_window=0, patience=0.0)
+    sim.reset(seed=0)
+    shadow = np.zeros_like(sim.seen)
+    rng = np.random.default_rng(1)
+    n_items = sim.world.n_items
+    overflowed = False
+    for t in range(12):
+        actions = np.argsort(rng.random((16, n_items)), axis=1)[:, :slate_size]
+        sim.step(actions[:, 0] if slate_size == 1 else actions)
+        shadow[np.arange(16)[:, None], actions] = True
+        slots = np.flatnonzero(rng.random(16) < 0.3)
+        overflowed |= bool((sim.step_count[slots] > sim.log_steps).any())
+        sim.reset_sessions(slots)
+        shadow[slots] = False
+        assert np.array_equal(sim.seen, shadow), f"step {t}"
+    assert shadow.sum() > 0 and overflowed == longer_than_log
 
 
 def test_fingerprint_detects_a_one_bit_change():
