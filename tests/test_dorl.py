@@ -31,7 +31,7 @@ def test_window_entropy_by_hand():
 
 
 def test_dorl_trains_evaluates_and_refuses_another_world(tmp_path):
-    policy, path = train_agent("dorl", "recgym/KuaiRec-v0", 1024, seed=0, logdir=str(tmp_path), num_envs=32)
+    _, path = train_agent("dorl", "recgym/KuaiRec-v0", 1024, seed=0, logdir=str(tmp_path), num_envs=32)
     result = evaluate(load_agent("dorl", path), "recgym/KuaiRec-v0", episodes=10, seed=0)
     assert result.summary["length"] >= 1 and np.isfinite(result.summary["R_cum"])
     with pytest.raises(ValueError, match="trained on world"):

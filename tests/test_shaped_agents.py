@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from recgym.agents import load_agent, train_agent
-from recgym.agents.rewards import NoveltyBonusShaper, diversity_novelty_bonus, log_popularity_score
+from recgym.agents.rewards import (
+    NoveltyBonusShaper,
+    diversity_novelty_bonus,
+    log_popularity_score,
+)
 from recgym.envs.sb3 import SB3VecEnv
 
 torch.set_num_threads(1)
@@ -34,7 +38,7 @@ def test_shaper_rewrites_reward_and_keeps_true_reward():
         pop = wrapped.pop_score[actions]
         expected_bonus = diversity_novelty_bonus(obs["embeddings"], obs["item_ids"] >= 0,
                                                  wrapped.item_emb[actions], pop)
-        obs_p, reward_p, *_ = plain.step(actions)
+        _, reward_p, *_ = plain.step(actions)
         obs, shaped, *_ = wrapped.step(actions)
         np.testing.assert_allclose(wrapped.last_env_reward, reward_p)
         np.testing.assert_allclose(shaped, reward_p + expected_bonus, rtol=1e-5, atol=1e-6)
