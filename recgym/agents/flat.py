@@ -9,9 +9,9 @@ and saves a checkpoint, :class:`SB3Policy` turns any SB3 model into a masked bat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
