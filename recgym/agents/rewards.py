@@ -27,8 +27,8 @@ def diversity_novelty_bonus(history_emb: np.ndarray, history_valid: np.ndarray, 
     history_emb: (B, k, D) embeddings of the last k recommended items; history_valid: (B, k) bool;
     item_emb: (B, D) embedding of the recommended item; log_popularity_score: (B,) ``log1p(pop) / max log1p(pop)``
     of the recommended item, in [0, 1] (EasyRL4Rec's ``-log pop_a`` rescaled so the bonus is >= 0).
-    Defaults (0.2, 0.1) are NoveltyHRL's; DNaIR weights novelty and diversity similarly small next to
-    the engagement reward, so the bonus never outweighs a click (max 0.3 vs reward in [0, 1]).
+    Defaults (0.2, 0.1) are NoveltyHRL's (DNaIR's own weights were not consulted): the bonus is at most
+    0.3, so it never outweighs engagement (reward in [0, 1]).
     """
     similarity = np.einsum("bkd,bd->bk", history_emb, item_emb)
     diversity = np.where(history_valid, 1.0 - similarity, 0.0).sum(axis=1) / np.maximum(history_valid.sum(axis=1), 1)
