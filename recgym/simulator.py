@@ -91,6 +91,7 @@ class Simulator:
         self.step_count = np.zeros(shape, np.int32)
         self.hour = np.zeros(shape, np.float32)
         self.interest = np.zeros((self.n_sessions, world.embed_dim), np.float32)
+        self._spare_interest = np.zeros_like(self.interest)  # receives the next step's interests
         self.recent_items = np.full((self.n_sessions, self.buffer_len), -1, np.int64)
         self.recent_feedback = np.zeros((self.n_sessions, self.buffer_len), np.float32)
         self.history_sum_emb = np.zeros((self.n_sessions, world.embed_dim), np.float32)
@@ -412,9 +413,10 @@ class Simulator:
         if p.novelty_weight:
             self.novelty_offset = dynamics.session_novelty_offset(p, self.novelty_offset, boredom_signal, self.rng)
         if world.reward_matrix is None and (p.interest_drift or p.interest_walk):
-            self.interest = dynamics.drift_interest(
-                p, self.interest, consumed_emb, reward / np.float32(world.reward_max), self.rng
-            )
+            # Double buffer: the new interests go into the spare array, the old one becomes the spare.
+            self.interest, self._spare_interest = dynamics.drift_interest(
+                p, self.interest, consumed_emb, reward / np.float32(world.reward_max), self.rng, out=self._spare_interest
+            ), self.interest
         if self.seen is not None:
             self.seen.reshape(-1)[self._seen_row_start[:, None] + recommended] = True
             log_slot = np.minimum(self.step_count, self.log_steps - 1)  # longer sessions clear their whole row
