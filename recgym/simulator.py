@@ -25,7 +25,6 @@ from recgym import dynamics
 from recgym.params import SimParams
 from recgym.world import World
 
-
 #: Per-session state arrays (B rows each): what a new session resets and an idle row keeps.
 SESSION_STATE = (
     "user", "step_count", "hour", "interest", "recent_items", "recent_feedback", "history_sum_emb",
@@ -344,7 +343,9 @@ class Simulator:
         sessions ``rows`` (N,), or for every session in order when ``rows`` is ``slice(None)``."""
         p, world = self.params, self.world
         emb = world.item_emb.take(items, axis=0)
-        history_mean = self.history_sum_emb[rows] / np.maximum(self._history_length()[rows], 1)[:, None]
+        # float64 mean, as float32 sums / int counts always gave; casting the counts first skips
+        # numpy's slower mixed int/float loop (same values).
+        history_mean = self.history_sum_emb[rows] / np.maximum(self._history_length()[rows], 1).astype(np.float64)[:, None]
         creators = self._creator_padded.take(self.recent_items[rows, -p.history_len:])
         same_creator = creators == world.item_creator.take(items)[:, None]
         creator_repeats = dynamics.reduce_rows(np.add, same_creator, dtype=np.float32)

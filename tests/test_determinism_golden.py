@@ -30,7 +30,7 @@ from recgym.world import World, synthetic_world
 ALL_MECHANISMS = {"popular_streak": 5}
 
 
-def _feed(digest: "hashlib._Hash", value: Any) -> None:
+def _feed(digest: hashlib._Hash, value: Any) -> None:
     """Hash ``value`` (nested dicts/lists/tuples of arrays and scalars) with types and shapes."""
     if isinstance(value, dict):
         for key in sorted(value):
