@@ -80,7 +80,7 @@ class Simulator:
         # Padded tables: index -1 (an empty history slot) reads a zero embedding / no category.
         self._emb_padded = np.vstack([world.item_emb, np.zeros((1, world.embed_dim), np.float32)])
         self._cats_padded = np.vstack([world.item_cats, np.zeros((1, world.n_categories), bool)])
-        self._creator_padded = np.append(world.item_creator, -1).astype(np.int32)
+        self._creator_padded = np.append(world.item_creator, -1).astype(np.int32)  # int32: half the gather
         self._cats_f32 = world.item_cats.astype(np.float32)
         self._cat_shares = dynamics.category_shares(world.item_cats)
         self.popular = world.popular_items(params.popular_fraction)
@@ -347,7 +347,7 @@ class Simulator:
         # numpy's slower mixed int/float loop (same values).
         history_mean = self.history_sum_emb[rows] / np.maximum(self._history_length()[rows], 1).astype(np.float64)[:, None]
         creators = self._creator_padded.take(self.recent_items[rows, -p.history_len:])
-        same_creator = creators == world.item_creator.take(items)[:, None]
+        same_creator = creators == self._creator_padded.take(items)[:, None]
         creator_repeats = dynamics.reduce_rows(np.add, same_creator, dtype=np.float32)
         creator_repeats /= np.float32(p.history_len)
         terms = dynamics.session_terms(
