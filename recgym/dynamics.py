@@ -21,6 +21,21 @@ def category_shares(cats: np.ndarray) -> np.ndarray:
     return (cats / counts).astype(np.float32)
 
 
+def category_lists(cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse form of bool ``cats`` (N, C): ((N, M) int64 each item's category indices, M = the most
+    any item has, padded by repeating its first one (0 for an item without categories);
+    (N,) bool whether it has any). Repeats change no max or any over an item's categories."""
+    counts = cats.sum(axis=1)
+    lists = np.zeros((cats.shape[0], max(int(counts.max(initial=0)), 1)), np.int64)
+    items, labels = np.nonzero(cats)  # row-major: each item's categories in increasing order
+    slot = np.arange(items.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    lists[items, slot] = labels
+    has_category = counts > 0
+    padding = np.arange(lists.shape[1]) >= counts[:, None]
+    lists[padding] = np.broadcast_to(lists[:, :1], lists.shape)[padding]
+    return lists, has_category
+
+
 def session_terms(
     params: SimParams,
     emb: np.ndarray,
@@ -131,17 +146,18 @@ def observed_feedback(
 
 def leave_reason(
     params: SimParams,
-    new_cats: np.ndarray,
-    window_category_counts: np.ndarray,
+    new_item_window_counts: np.ndarray,
+    has_category: np.ndarray,
     step: np.ndarray,
     popular_streak: np.ndarray,
     patience: np.ndarray,
 ) -> np.ndarray:
     """(B,) int leave code (``LEAVE_*``) after the new item; the first rule that fires wins.
 
-    new_cats: (B, C) bool categories of the new item; window_category_counts: (B, C) how often
-    each category appears among the last ``leave_window`` items before it; popular_streak and
-    patience: (B,) values already updated with the new item.
+    new_item_window_counts: (B, M) how often each of the new item's categories (its row of
+    :func:`category_lists`) appears among the last ``leave_window`` items before it;
+    has_category: (B,) bool the new item has any category; popular_streak and patience: (B,)
+    values already updated with the new item.
     """
     reason = np.zeros(step.shape[0], dtype=np.int8)
     if params.patience:
@@ -149,8 +165,8 @@ def leave_reason(
     if params.popular_streak:
         reason[popular_streak >= params.popular_streak] = LEAVE_POPULAR_STREAK
     if params.leave_window:
-        over = new_cats & (window_category_counts > params.leave_threshold)
-        repeated = reduce_rows(np.logical_or, over) & (step > 0)
+        over = reduce_rows(np.logical_or, new_item_window_counts > params.leave_threshold)
+        repeated = over & has_category & (step > 0)
         reason[repeated] = LEAVE_CATEGORY_WINDOW
     return reason
 

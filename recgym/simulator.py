@@ -83,6 +83,8 @@ class Simulator:
         self._creator_padded = np.append(world.item_creator, -1).astype(np.int32)  # int32: half the gather
         self._cats_f32 = world.item_cats.astype(np.float32)
         self._cat_shares = dynamics.category_shares(world.item_cats)
+        self._cat_lists, self._has_category = dynamics.category_lists(world.item_cats)
+        self._category_row_start = np.arange(self.n_sessions, dtype=np.int64)[:, None] * world.n_categories
         self.popular = world.popular_items(params.popular_fraction)
         self.buffer_len = max(params.history_len, params.leave_window, 1)
         shape = (self.n_sessions,)
@@ -302,11 +304,19 @@ class Simulator:
         new_cats = world.item_cats.take(consumed, axis=0)
         streak = np.where(self.popular.take(consumed), self.popular_streak + 1, 0).astype(np.int32, copy=False)
         patience = self.patience - np.maximum(np.float32(p.patience_threshold) - reward, np.float32(0.0))
-        reason = dynamics.leave_reason(p, new_cats, self.window_counts, self.step_count, streak, patience)
+        # Flat (B, M) indices of the new items' categories into the (B, C) per-session arrays.
+        new_cat_index = self._category_row_start + self._cat_lists.take(consumed, axis=0)
+        has_category = self._has_category.take(consumed)
+        reason = dynamics.leave_reason(
+            p, self.window_counts.reshape(-1).take(new_cat_index), has_category, self.step_count, streak, patience
+        )
 
         counted = (recommended, consumed, observed) if active is None else (
             recommended[active], consumed[active], observed[active])
-        self._update_state(consumed, consumed_emb, recommended, observed, reward, new_cats, streak, patience, rows)
+        self._update_state(
+            consumed, consumed_emb, recommended, observed, reward, new_cats, new_cat_index, has_category, streak,
+            patience, rows,
+        )
         self._count_shared(*counted)
         if idle is not None:
             self._restore_session_rows(idle, kept)
@@ -387,7 +397,8 @@ class Simulator:
         return np.minimum(self.step_count, self.params.history_len)
 
     def _update_state(
-        self, consumed, consumed_emb, recommended, observed, reward, new_cats, streak, patience, rows
+        self, consumed, consumed_emb, recommended, observed, reward, new_cats, new_cat_index, has_category, streak,
+        patience, rows,
     ) -> None:
         p, world = self.params, self.world
         k, n = p.history_len, p.leave_window
@@ -407,7 +418,9 @@ class Simulator:
         if p.boredom:
             fatigue_cap = 1.0 / (1.0 - p.boredom_decay) if p.boredom_decay < 1 else float(p.max_turn)
             cats_f = new_cats.astype(np.float32)
-            boredom_signal = dynamics.reduce_rows(np.maximum, cats_f * self.category_fatigue)
+            # max of the fatigue over the item's categories (0 without any), as max over C of cats * fatigue
+            boredom_signal = dynamics.reduce_rows(np.maximum, self.category_fatigue.reshape(-1).take(new_cat_index))
+            boredom_signal *= has_category
             boredom_signal /= np.float32(fatigue_cap)
             self.category_fatigue *= np.float32(p.boredom_decay)
             self.category_fatigue += cats_f

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import recgym  # noqa: F401  (registers the env ids)
-from recgym import simulator
+from recgym import dynamics, simulator
 from recgym.envs.core import build_simulator
 from recgym.envs.population import PopulationEnv
 from recgym.envs.vector import RecSysVectorEnv
@@ -182,3 +182,10 @@ def test_fingerprint_detects_a_one_bit_change():
     _feed(first, {"reward": reward})
     _feed(second, {"reward": flipped.view(np.float32)})
     assert first.hexdigest() != second.hexdigest()
+
+
+def test_category_lists_pad_each_item_with_its_first_category():
+    cats = np.array([[0, 1, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0]], bool)
+    lists, has_category = dynamics.category_lists(cats)
+    assert lists.tolist() == [[1, 3], [0, 0], [2, 2]]
+    assert has_category.tolist() == [True, False, True]
