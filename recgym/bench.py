@@ -13,7 +13,10 @@ before the clock starts. Figures are user-steps per second unless named otherwis
   vs on SB3's ``DummyVecEnv`` of single envs (same PPO settings);
 * ``dsrm_us_per_state``: microseconds per state of DSRM's denoising (``purify``) forward on CPU,
   ``None`` when :mod:`recgym.agents.dsrm` is not available;
-* ``rss_growth_mb``: resident memory growth of the largest native env over ``memory_user_steps``.
+* ``rss_growth_mb``: resident memory growth of the largest native env over ``memory_user_steps``;
+* ``load_average``: the machine's 1-minute load average at the start and the end of the run
+  (``[start, end]``, ``None`` where the OS has none): the figures are only comparable between runs
+  at similar load on a shared machine.
 
 :func:`main` prints a table, then one JSON line with every figure and the ratios
 ``native_vs_sync`` (native / SyncVectorEnv at ``sync_size``) and ``native_vs_lean`` (native /
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -260,8 +264,17 @@ def run(config: BenchConfig = BenchConfig(), progress: Callable[[str], None] | N
         torch.set_num_threads(threads)
 
 
+def _load_average() -> float | None:
+    """The 1-minute load average, or None where ``os.getloadavg`` is unavailable."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     results: dict[str, Any] = {"env_id": config.env_id, "options": ALL_MECHANISMS, "timer": config.timer}
+    load_at_start = _load_average()
     say("single env")
     results["single"] = bench_single(config)
     for n_envs in config.sizes:
@@ -281,6 +294,7 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     largest = max(config.sizes)
     results["native_vs_sync"] = results[f"native_{config.sync_size}"] / results[f"sync_{config.sync_size}"]
     results["native_vs_lean"] = results[f"native_{largest}"] / results[f"lean_{largest}"]
+    results["load_average"] = [load_at_start, _load_average()]
     return results
 
 
@@ -288,12 +302,14 @@ def format_table(results: dict[str, Any]) -> str:
     """Human-readable table of :func:`run`'s figures."""
     units = {"ppo_native_fps": "frames/s", "ppo_dummy_fps": "frames/s", "dsrm_us_per_state": "us/state",
              "rss_growth_mb": "MB", "native_vs_sync": "x", "native_vs_lean": "x"}
+    loads = ", ".join("n/a" if load is None else f"{load:.2f}" for load in results["load_average"])
     lines = [
         f"recgym bench on {results['env_id']} (options {results['options']}, {results['timer']} clock)",
+        f"1-minute load average at start, end: {loads} on {os.cpu_count()} CPUs",
         f"{'figure':<20} {'value':>14}  unit",
     ]
     for key, value in results.items():
-        if key in ("env_id", "options", "timer"):
+        if key in ("env_id", "options", "timer", "load_average"):
             continue
         text = "n/a" if value is None else f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
         lines.append(f"{key:<20} {text:>14}  {units.get(key, 'user-steps/s')}")

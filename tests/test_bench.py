@@ -24,6 +24,8 @@ def test_run_reports_every_figure_for_its_sizes():
     assert results["native_vs_sync"] == pytest.approx(results["native_16"] / results["sync_16"])
     assert results["native_vs_lean"] == pytest.approx(results["native_16"] / results["lean_16"])
     assert results["dsrm_us_per_state"] is None or results["dsrm_us_per_state"] > 0
+    assert len(results["load_average"]) == 2 and all(load is None or load >= 0 for load in results["load_average"])
+    assert "load average" in bench.format_table(results)
     assert json.loads(json.dumps(results)) == results  # the JSON line round-trips
 
 
