@@ -37,9 +37,6 @@ RECOMMENDED_LOG_ITEMS = 256
 #: Resets touching fewer mask bytes than this clear whole rows (a memset beats the log's ~10 calls).
 ROW_CLEAR_BYTES = 1 << 18
 
-#: Keys of an observation dict, in the order of the observation space.
-OBSERVATION_KEYS = ("item_ids", "embeddings", "feedback", "step")
-
 
 @dataclass(frozen=True)
 class StepResult:
@@ -104,12 +101,15 @@ class Simulator:
         self.seen = np.zeros((self.n_sessions, world.n_items), bool) if params.no_repeat else None
         # The items each session was recommended, by step (B, log_steps, slate_size): a new session
         # clears only these entries of its ``seen`` row (a few cache lines) instead of all I bytes;
-        # sessions longer than log_steps clear the whole row.
+        # sessions longer than log_steps clear the whole row. Small batches always clear whole rows
+        # (see ROW_CLEAR_BYTES) and keep no log.
         self.log_steps = min(params.max_turn, max(1, RECOMMENDED_LOG_ITEMS // params.slate_size))
+        logged = params.no_repeat and self.n_sessions * world.n_items > ROW_CLEAR_BYTES
         self.recommended_log = (
-            np.zeros((self.n_sessions, self.log_steps, params.slate_size), np.int32) if params.no_repeat else None
+            np.zeros((self.n_sessions, self.log_steps, params.slate_size), np.int32) if logged else None
         )
-        self._seen_row_start = np.arange(self.n_sessions, dtype=np.int64) * world.n_items
+        self._rows = np.arange(self.n_sessions)
+        self._seen_row_start = self._rows * world.n_items
         self.exposure = np.zeros(world.n_items, np.float64)
         self.clicks = np.zeros(world.n_items, np.float64)
 
@@ -154,7 +154,7 @@ class Simulator:
     def _clear_seen(self, slots: np.ndarray) -> None:
         """Clear the no-repeat rows of ``slots`` (int array): the logged items of sessions that fit
         the log (every True entry of such a row is one), the whole (I,) row of longer ones."""
-        if slots.size * self.world.n_items <= ROW_CLEAR_BYTES:
+        if self.recommended_log is None or slots.size * self.world.n_items <= ROW_CLEAR_BYTES:
             self.seen[slots] = False
             return
         steps = self.step_count.take(slots)
@@ -186,9 +186,8 @@ class Simulator:
         feedback: (B, k) float32 the OBSERVED feedback on them (never the true reward);
         step: (B, 1) float32 session step / max_turn.
         """
-        views = self._observation_buffers(1)
-        self._record_observation(views, 0)
-        return self._finish_observations(views)[0]
+        k = self.params.history_len
+        return self._observation(self.recent_items[:, -k:].copy(), self.recent_feedback[:, -k:].copy(), self.step_count)
 
     def observe_around_reset(self, slots: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(before, after): fresh observations of all B sessions before and after
@@ -199,34 +198,26 @@ class Simulator:
         one large block step after step instead of faulting in fresh pages for two 5 MB arrays
         (~1,250 page faults per step at B = 4,096).
         """
-        views = self._observation_buffers(2)
-        self._record_observation(views, 0)
+        k, n = self.params.history_len, self.n_sessions
+        items, feedback = np.empty((2, n, k), np.int64), np.empty((2, n, k), np.float32)
+        step_count = np.empty((2, n), np.int32)
+
+        def record(view: int) -> None:
+            items[view], feedback[view] = self.recent_items[:, -k:], self.recent_feedback[:, -k:]
+            step_count[view] = self.step_count
+
+        record(0)
         self.reset_sessions(slots)
-        self._record_observation(views, 1)
-        before, after = self._finish_observations(views)
+        record(1)
+        both = self._observation(items, feedback, step_count)
+        before, after = ({key: value[view] for key, value in both.items()} for view in (0, 1))
         return before, after
 
-    def _observation_buffers(self, n_views: int) -> dict[str, np.ndarray]:
-        """Empty (n_views, B, ...) item ids (int64, k), feedback (float32, k) and step (float32, 1)."""
-        k, n = self.params.history_len, self.n_sessions
-        return {
-            "item_ids": np.empty((n_views, n, k), np.int64),
-            "feedback": np.empty((n_views, n, k), np.float32),
-            "step": np.empty((n_views, n, 1), np.float32),
-        }
-
-    def _record_observation(self, views: dict[str, np.ndarray], view: int) -> None:
-        """Copy the current history and step counts into row ``view`` of :meth:`_observation_buffers`."""
-        k = self.params.history_len
-        views["item_ids"][view] = self.recent_items[:, -k:]
-        views["feedback"][view] = self.recent_feedback[:, -k:]
-        views["step"][view, :, 0] = self.step_count
-
-    def _finish_observations(self, views: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """One observation dict per view: step scaled to [0, 1], embeddings gathered once for all views."""
-        views["step"] /= np.float32(self.params.max_turn)
-        views["embeddings"] = self._emb_padded.take(views["item_ids"], axis=0)
-        return [{key: views[key][view] for key in OBSERVATION_KEYS} for view in range(len(views["step"]))]
+    def _observation(self, items: np.ndarray, feedback: np.ndarray, step_count: np.ndarray) -> dict[str, np.ndarray]:
+        """The observation dict of (..., k) item ids and feedback and (...,) step counts (fresh arrays, owned)."""
+        step = step_count[..., None].astype(np.float32)
+        step /= np.float32(self.params.max_turn)
+        return {"item_ids": items, "embeddings": self._emb_padded.take(items, axis=0), "feedback": feedback, "step": step}
 
     # ------------------------------------------------------------------- step
     def validate_actions(self, actions: np.ndarray) -> np.ndarray:
@@ -270,7 +261,7 @@ class Simulator:
         idle = None if active is None else ~active
         kept = None if idle is None else self._session_rows(idle)
         p, world, rng = self.params, self.world, self.rng
-        rows = np.arange(self.n_sessions)
+        rows = self._rows
         popularity = self.popularity
         log_max_popularity = np.log1p(popularity.max())
 
@@ -433,6 +424,7 @@ class Simulator:
             ), self.interest
         if self.seen is not None:
             self.seen.reshape(-1)[self._seen_row_start[:, None] + recommended] = True
+        if self.recommended_log is not None:
             log_slot = np.minimum(self.step_count, self.log_steps - 1)  # longer sessions clear their whole row
             self.recommended_log[rows, log_slot] = recommended
         self.popular_streak = streak
