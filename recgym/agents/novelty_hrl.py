@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.agents.hierarchy import Obs, feedback_state, session_step, top_candidates
+from recgym.agents.rewards import diversity_novelty_bonus, log_popularity_score
 
 
 def history_novelty(obs: Obs) -> np.ndarray:
@@ -106,8 +107,6 @@ class NoveltyHRL:
     def intrinsic(self, obs: Obs, items: np.ndarray) -> np.ndarray:
         """(B,) EasyRL4Rec's bonus for recommending ``items`` (B,) after ``obs``'s history:
         diversity_weight * mean(1 - sim(history, a)) + novelty_weight * (1 - log-popularity score)."""
-        from recgym.agents.rewards import diversity_novelty_bonus, log_popularity_score
-
         return diversity_novelty_bonus(obs["embeddings"], obs["item_ids"] >= 0, self.item_emb[items],
                                        log_popularity_score(self.sim.popularity)[items],
                                        self.diversity_weight, self.novelty_weight)
