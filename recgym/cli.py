@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(sub)
     sub.add_argument("--policies", default="random,popular,oracle,ppo", help="comma-separated agent names")
     sub.add_argument("--timesteps", type=int, default=20_000, help="training steps for trainable agents")
+    sub.add_argument("--seeds", type=int, default=1,
+                     help="seeds 0..N-1, each trained and evaluated; N > 1 reports mean ± t-interval over seeds")
     sub.add_argument("--logdir", type=Path, default=Path("runs"))
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run=run_compare)
@@ -166,12 +168,38 @@ def run_compare(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.policies.split(",") if name.strip()]
     if not names:
         raise ValueError(f"--policies is empty; valid: {', '.join(AGENTS)}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
+    if args.seeds > 1:
+        return compare_over_seeds(names, args)
     results = compare(names, args.env, args.episodes, args.timesteps, args.seed, args.logdir, args.num_envs,
                       _env_options(args))
     if args.json:
         print(json.dumps({name: result.to_dict() for name, result in results.items()}))
     else:
         print_table(results, title=f"{args.env} ({args.episodes} episodes, seed {args.seed})")
+    return 0
+
+
+def compare_over_seeds(names: list[str], args: argparse.Namespace) -> int:
+    """``compare --seeds N``: the same comparison as an experiment grid (policies x seeds 0..N-1), aggregated
+    with t-intervals over seeds; cells land in ``LOGDIR/compare/<digest of env, options and sizes>``."""
+    import hashlib
+
+    from recgym.experiments import ExperimentConfig, Size
+    from recgym.experiments import run_experiment as run
+
+    options = _env_options(args)
+    size = Size(seeds=args.seeds, timesteps=args.timesteps, episodes=args.episodes, num_envs=args.num_envs)
+    digest = hashlib.sha1(json.dumps([args.env, options, list(vars(size).values())], sort_keys=True).encode())
+    outdir = args.logdir / "compare" / digest.hexdigest()[:10]
+    config = ExperimentConfig(name="compare", methods=tuple(names), envs=(args.env,), options=options, full=size)
+    rows = run(config, size="full", outdir=outdir)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print((outdir / "results.md").read_text(), end="")
+        print(f"mean ± 95% t-interval over {args.seeds} seeds; cells, tables and TensorBoard logs in {outdir}")
     return 0
 
 
