@@ -33,7 +33,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from recgym.agents.dsrm.model import DSRM, DSRMConfig, HistoryEncoder, resolve_device
-from recgym.dynamics import popularity_score
+from recgym.dynamics import popularity_scores
 from recgym.envs.vector import RecSysVectorEnv
 from recgym.simulator import Simulator
 
@@ -151,7 +151,7 @@ def collect(
     steps = rollout(venv, n_steps, behaviour, seed)
     for obs, actions, infos, _ in tqdm(steps, total=n_steps, desc="DSRM logging", disable=not progress):
         parts.append((obs["item_ids"], obs["feedback"], actions, infos["observed_feedback"], infos["user_id"]))
-    popularity = popularity_score(venv.sim.popularity, np.arange(venv.world.n_items))
+    popularity = popularity_scores(venv.sim.popularity, np.arange(venv.world.n_items))
     return Log(*(np.concatenate(column) for column in zip(*parts)), item_popularity=popularity)
 
 
