@@ -32,8 +32,10 @@ from recgym.params import SimParams
 LEAVE_NONE, LEAVE_CATEGORY_WINDOW, LEAVE_POPULAR_STREAK, LEAVE_PATIENCE = 0, 1, 2, 3
 LEAVE_REASONS = ("none", "category_window", "popular_streak", "patience")
 
-#: Random numbers a step consumes per session: Gaussian (reward noise, observation noise, session
-#: novelty volatility) and uniform (exposure bias, then the interest walk's D increments if on).
+#: Random numbers a step consumes per session: 3 Gaussian (reward noise, observation noise, session
+#: novelty volatility), 1 uniform (exposure bias) and, with the interest walk on, D random bytes (the
+#: walk's increments, uniform on 256 levels: a quarter of the random bits of float32 uniforms, which
+#: made the walk's draws 80% of a step's random-number cost at B = 4,096).
 NORMALS_PER_SESSION = 3
 
 
@@ -44,7 +46,7 @@ KNOBS = np.dtype([
     ("max_turn", np.int64), ("history_len", np.int64), ("reward_true", np.bool_), ("no_repeat", np.bool_),
     ("leave_window", np.int64), ("leave_threshold", np.int64), ("popular_streak", np.int64),
     ("patience", np.float32), ("patience_threshold", np.float32), ("interest_drift", np.float32),
-    ("walk_scale", np.float32),  # sqrt(12) * interest_walk: uniform increments of that standard deviation
+    ("walk_scale", np.float32),  # sqrt(12) * interest_walk / 256: (byte - 127.5) * walk_scale has std ~interest_walk
     ("time_of_day", np.float32), ("hours_per_step", np.float32), ("novelty_weight", np.float32),
     ("session_novelty_volatility", np.float32), ("boredom", np.float32), ("boredom_decay", np.float32),
     ("fatigue_cap", np.float32), ("creator_fatigue", np.float32), ("reward_noise", np.float32),
@@ -59,7 +61,7 @@ def knobs(params: SimParams) -> np.ndarray:
         max_turn=params.max_turn, history_len=params.history_len, reward_true=params.reward_signal == "true",
         no_repeat=params.no_repeat, leave_window=params.leave_window, leave_threshold=params.leave_threshold,
         popular_streak=params.popular_streak, patience=params.patience, patience_threshold=params.patience_threshold,
-        interest_drift=params.interest_drift, walk_scale=np.sqrt(12.0) * params.interest_walk,
+        interest_drift=params.interest_drift, walk_scale=np.sqrt(12.0) * params.interest_walk / 256,
         time_of_day=params.time_of_day, hours_per_step=params.minutes_per_step / 60.0,
         novelty_weight=params.novelty_weight, session_novelty_volatility=params.session_novelty_volatility,
         boredom=params.boredom, boredom_decay=params.boredom_decay,
@@ -77,7 +79,6 @@ class Catalogue(NamedTuple):
 
     item_emb: np.ndarray  # (I, D) float32 unit embeddings
     item_cats: np.ndarray  # (I, C) bool
-    cat_shares: np.ndarray  # (I, C) float32, see category_shares
     cat_lists: np.ndarray  # (I, M) int64, see category_lists
     has_category: np.ndarray  # (I,) bool
     item_hour: np.ndarray  # (I,) float32
@@ -115,12 +116,6 @@ class Sessions(NamedTuple):
 
 
 # ------------------------------------------------------------------ catalogue tables (numpy, once)
-def category_shares(cats: np.ndarray) -> np.ndarray:
-    """(N, C) float32: each item's categories weighted 1/(number of its categories), rows of bool ``cats``."""
-    counts = np.maximum(cats.sum(axis=1, keepdims=True), 1)
-    return (cats / counts).astype(np.float32)
-
-
 def category_lists(cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sparse form of bool ``cats`` (N, C): ((N, M) int64 each item's category indices, M = the most
     any item has, padded by repeating its first one (0 for an item without categories);
@@ -138,12 +133,32 @@ def category_lists(cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------ one session, one item
 @njit(cache=True, inline="always")
+def dot(a: np.ndarray, b: np.ndarray, zero: float) -> float:
+    """Dot product of two (D,) vectors, accumulated in ``zero``'s type over four interleaved partial
+    sums combined as (s0 + s1) + (s2 + s3): a fixed order (same bits on any CPU) whose four
+    independent chains run in parallel; a single running sum waits ~4 cycles per element."""
+    s0 = s1 = s2 = s3 = zero
+    n = a.shape[0]
+    head = n - n % 4
+    for d in range(0, head, 4):
+        s0 += a[d] * (zero + b[d])
+        s1 += a[d + 1] * (zero + b[d + 1])
+        s2 += a[d + 2] * (zero + b[d + 2])
+        s3 += a[d + 3] * (zero + b[d + 3])
+    for d in range(head, n):
+        s0 += a[d] * (zero + b[d])
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, inline="always")
 def session_term(
-    kn: np.void, emb: np.ndarray, cat_share: np.ndarray, item_hour: np.float32, hour: np.float32,
-    history_mean: np.ndarray, novelty_propensity: np.float32, fatigue: np.ndarray, creator_repeats: np.float32,
+    kn: np.void, emb: np.ndarray, categories: np.ndarray, has_category: bool, item_hour: np.float32,
+    hour: np.float32, history_sum: np.ndarray, history_count: int, novelty_propensity: np.float32,
+    fatigue: np.ndarray, creator_repeats: np.float32,
 ) -> np.float32:
-    """Session part of the utility of one item: emb (D,), cat_share (C,), item_hour; the session's
-    hour, history_mean (D,) float64, novelty_propensity, category fatigue (C,), creator_repeats.
+    """Session part of the utility of one item: emb (D,), categories (M,) (its :func:`category_lists`
+    row), has_category, item_hour; the session's hour, history_sum (D,) the summed embeddings of its
+    last history_count items, novelty_propensity, category fatigue (C,), creator_repeats.
 
     time of day:  time_of_day * cos(2 pi (hour - item_hour) / 24)
     novelty:      novelty_weight * (propensity - 1/2) * (1 - <e_item, mean history embedding>)
@@ -154,27 +169,19 @@ def session_term(
     if kn.time_of_day:
         term += kn.time_of_day * np.cos((hour - item_hour) * np.float32(2 * np.pi / 24))
     if kn.novelty_weight:
-        similarity = 0.0
-        for d in range(emb.shape[0]):
-            similarity += emb[d] * history_mean[d]
+        similarity = dot(emb, history_sum, 0.0) / max(history_count, 1)
         term = np.float32(term + kn.novelty_weight * (novelty_propensity - np.float32(0.5)) * (1.0 - similarity))
-    if kn.boredom:
-        familiarity = np.float32(0.0)
-        for c in range(cat_share.shape[0]):
-            familiarity += cat_share[c] * fatigue[c]
-        term -= kn.boredom * familiarity
+    if kn.boredom and has_category:
+        familiarity, count = fatigue[categories[0]], 1
+        for m in range(1, categories.shape[0]):
+            if categories[m] <= categories[m - 1]:  # padding starts
+                break
+            familiarity += fatigue[categories[m]]
+            count += 1
+        term -= kn.boredom * familiarity / np.float32(count)
     if kn.creator_fatigue:
         term -= kn.creator_fatigue * creator_repeats
     return term
-
-
-@njit(cache=True, inline="always")
-def history_mean(s: Sessions, history_len: int, b: int, out: np.ndarray) -> np.ndarray:
-    """(D,) float64 mean embedding of session ``b``'s last ``history_len`` items (0 when empty), into ``out``."""
-    count = max(min(s.step_count[b], history_len), 1)
-    for d in range(out.shape[0]):
-        out[d] = s.history_sum_emb[b, d] / count
-    return out
 
 
 @njit(cache=True, inline="always")
@@ -184,8 +191,8 @@ def novelty_propensity(cat: Catalogue, s: Sessions, b: int) -> np.float32:
 
 
 @njit(cache=True, inline="always")
-def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int, mean_emb: np.ndarray) -> tuple:
-    """(base, session term) of recommending ``item`` to session ``b`` (``mean_emb``: its :func:`history_mean`).
+def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tuple:
+    """(base, session term) of recommending ``item`` to session ``b``.
 
     base is the affinity logit ``affinity_scale * <u, e> + affinity_bias`` (latent worlds) or the
     ground-truth matrix value (matrix worlds).
@@ -198,15 +205,13 @@ def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int, mean_em
         if past >= 0 and cat.item_creator[past] == creator:
             repeats += 1
     term = session_term(
-        kn, cat.item_emb[item], cat.cat_shares[item], cat.item_hour[item], s.hour[b], mean_emb,
-        novelty_propensity(cat, s, b), s.category_fatigue[b], np.float32(repeats) / np.float32(k),
+        kn, cat.item_emb[item], cat.cat_lists[item], cat.has_category[item], cat.item_hour[item], s.hour[b],
+        s.history_sum_emb[b], min(s.step_count[b], k), novelty_propensity(cat, s, b), s.category_fatigue[b],
+        np.float32(repeats) / np.float32(k),
     )
     if cat.reward_matrix.shape[0]:
         return cat.reward_matrix[s.user[b], item], term
-    affinity = np.float32(0.0)
-    for d in range(cat.item_emb.shape[1]):
-        affinity += s.interest[b, d] * cat.item_emb[item, d]
-    return affinity * cat.affinity_scale + cat.affinity_bias, term
+    return dot(s.interest[b], cat.item_emb[item], np.float32(0.0)) * cat.affinity_scale + cat.affinity_bias, term
 
 
 @njit(cache=True, inline="always")
@@ -269,20 +274,33 @@ def leave_reason(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int, st
 
 
 @njit(cache=True, inline="always")
+def add_categories(cat: Catalogue, counts: np.ndarray, item: int, amount: int) -> None:
+    """Add ``amount`` to ``counts`` (C,) at each category of ``item`` (its :func:`category_lists` row:
+    the real categories in increasing order, then repeats of the first as padding)."""
+    if not cat.has_category[item]:
+        return
+    categories = cat.cat_lists[item]
+    counts[categories[0]] += amount
+    for m in range(1, categories.shape[0]):
+        if categories[m] <= categories[m - 1]:  # padding starts
+            return
+        counts[categories[m]] += amount
+
+
+@njit(cache=True, inline="always")
 def update_session(
     kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int, observed: np.float32, enjoyment: np.float32,
-    normals: np.ndarray, uniforms: np.ndarray,
+    normals: np.ndarray, walk_bytes: np.ndarray,
 ) -> None:
     """Session ``b``'s state after consuming ``item``: window counts, history buffers, category fatigue,
-    session novelty, interest drift + walk (``uniforms[1:]``), clock. (Streak, patience, the no-repeat
-    row and the shared counts are the caller's.)"""
+    session novelty (``normals[2]``), interest drift + walk (``walk_bytes`` (D,) uint8), clock.
+    (Streak, patience, the no-repeat row and the shared counts are the caller's.)"""
     length, k, n = s.recent_items.shape[1], kn.history_len, kn.leave_window
     if n:  # DORL's window: add the new item's categories, drop those of the item leaving the window
+        add_categories(cat, s.window_counts[b], item, 1)
         leaving = s.recent_items[b, length - n]
-        for c in range(cat.item_cats.shape[1]):
-            added = 1 if cat.item_cats[item, c] else 0
-            dropped = 1 if leaving >= 0 and cat.item_cats[leaving, c] else 0
-            s.window_counts[b, c] += added - dropped
+        if leaving >= 0:
+            add_categories(cat, s.window_counts[b], leaving, -1)
     leaving = s.recent_items[b, length - k]
     for d in range(cat.item_emb.shape[1]):
         s.history_sum_emb[b, d] += cat.item_emb[item, d]
@@ -308,16 +326,14 @@ def update_session(
             + kn.session_novelty_volatility * normals[2]
         )
     if cat.walks:  # toward the consumed item by enjoyment, plus uniform increments; back to unit norm
-        norm = np.float32(0.0)
+        interest = s.interest[b]
         for d in range(cat.item_emb.shape[1]):
-            u = s.interest[b, d]
-            moved = u + (uniforms[1 + d] - np.float32(0.5)) * kn.walk_scale if kn.walk_scale else u
-            moved += (cat.item_emb[item, d] - u) * (kn.interest_drift * enjoyment)
-            s.interest[b, d] = moved
-            norm += moved * moved
-        norm = np.sqrt(norm)
+            u = interest[d]
+            moved = u + (np.float32(walk_bytes[d]) - np.float32(127.5)) * kn.walk_scale if kn.walk_scale else u
+            interest[d] = moved + (cat.item_emb[item, d] - u) * (kn.interest_drift * enjoyment)
+        inverse_norm = np.float32(1.0) / np.sqrt(dot(interest, interest, np.float32(0.0)))
         for d in range(cat.item_emb.shape[1]):
-            s.interest[b, d] /= norm
+            s.interest[b, d] *= inverse_norm
     s.step_count[b] += 1
     s.hour[b] = (s.hour[b] + kn.hours_per_step) % np.float32(24.0)
 
@@ -326,7 +342,7 @@ def update_session(
 @njit(cache=True, _nrt=False)
 def step_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, actions: np.ndarray, active: np.ndarray, normals: np.ndarray,
-    uniforms: np.ndarray, gumbels: np.ndarray, mean_emb: np.ndarray, consumed: np.ndarray, rewards: np.ndarray,
+    uniforms: np.ndarray, walk_bytes: np.ndarray, gumbels: np.ndarray, consumed: np.ndarray, rewards: np.ndarray,
     flags: np.ndarray, reason: np.ndarray,
 ) -> None:
     """Advance every active session by one recommendation, in place.
@@ -334,7 +350,8 @@ def step_sessions(
     actions: (B, S) int64 valid item ids (S = 1: the item is consumed; else the user picks the slate
     item with the highest utility + popularity_noise * popularity score + ``gumbels`` (B, S));
     active: (B,) bool, idle rows keep their state and return zeros; normals (B, 3) and uniforms
-    (B, 1 or 1 + D) float32 draws (see ``NORMALS_PER_SESSION``); mean_emb: (D,) float64 scratch.
+    (B, 1) float32 draws, walk_bytes (B, D) uint8 ((B, 0) with the walk off), see
+    ``NORMALS_PER_SESSION``.
 
     Fills consumed (B,) int64; rewards (3, B) float32: the reward (``reward_true`` picks the true
     reward or the observed feedback), the true reward and the observed feedback; flags (3, B) bool:
@@ -354,14 +371,13 @@ def step_sessions(
         reason[b] = LEAVE_NONE
         if not active[b]:
             continue
-        history_mean(s, kn.history_len, b, mean_emb)
         item = actions[b, 0]
-        base, term = utility(kn, cat, s, b, item, mean_emb)
+        base, term = utility(kn, cat, s, b, item)
         if slate_size > 1:  # choose: utility + conformity + Gumbel noise, the first of equal maxima
             best, chosen_base, chosen_term = -np.inf, base, term
             for j in range(slate_size):
                 candidate = actions[b, j]
-                base_j, term_j = utility(kn, cat, s, b, candidate, mean_emb) if j else (base, term)
+                base_j, term_j = utility(kn, cat, s, b, candidate) if j else (base, term)
                 pop_score = popularity_score(cat.pop_prior[candidate] + s.clicks[candidate], log_max)
                 noisy = float(base_j + term_j) + kn.popularity_noise * pop_score + gumbels[b, j]
                 if noisy > best:
@@ -379,7 +395,7 @@ def step_sessions(
         streak = s.popular_streak[b] + 1 if cat.popular[item] else 0
         patience = s.patience[b] - max(kn.patience_threshold - reward, np.float32(0.0))
         reason[b] = leave_reason(kn, cat, s, b, item, streak, patience)
-        update_session(kn, cat, s, b, item, feedback, reward / cat.reward_max, normals[b], uniforms[b])
+        update_session(kn, cat, s, b, item, feedback, reward / cat.reward_max, normals[b], walk_bytes[b])
         if kn.no_repeat:
             for j in range(slate_size):
                 item = actions[b, j]
@@ -429,18 +445,38 @@ def start_sessions(
 
 
 @njit(cache=True, _nrt=False)
+def write_observation(
+    sessions: tuple, emb_padded: np.ndarray, max_turn: int, items: np.ndarray, embeddings: np.ndarray,
+    feedback: np.ndarray, step: np.ndarray,
+) -> None:
+    """Fill one observation of the B sessions: items (B, k) int64 their last k items (-1 empty),
+    embeddings (B, k, D) float32 those items' rows of ``emb_padded`` (I + 1, D) (its last row, zeros,
+    for -1), feedback (B, k) float32 the observed feedback on them, step (B, 1) float32 step / max_turn."""
+    s = Sessions(*sessions)
+    n_sessions, k = items.shape
+    start = s.recent_items.shape[1] - k
+    for b in range(n_sessions):
+        for j in range(k):
+            item = s.recent_items[b, start + j]
+            items[b, j] = item
+            feedback[b, j] = s.recent_feedback[b, start + j]
+            for d in range(embeddings.shape[2]):
+                embeddings[b, j, d] = emb_padded[item, d]  # -1: the zero row
+        step[b, 0] = np.float32(s.step_count[b]) / np.float32(max_turn)
+
+
+@njit(cache=True, _nrt=False)
 def expected_reward_table(
-    knobs: np.ndarray, catalogue: tuple, sessions: tuple, mean_emb: np.ndarray, table: np.ndarray,
+    knobs: np.ndarray, catalogue: tuple, sessions: tuple, table: np.ndarray,
 ) -> None:
     """Fill ``table`` (B, I) float32 with the noise-free true reward of recommending each item to each
-    session now; 0 for items masked in the NX modes. mean_emb: (D,) float64 scratch."""
+    session now; 0 for items masked in the NX modes."""
     kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
     n_sessions, n_items = table.shape
     for b in range(n_sessions):
-        history_mean(s, kn.history_len, b, mean_emb)
         for item in range(n_items):
             if not (kn.no_repeat and is_seen(s.seen, b, item)):
-                base, term = utility(kn, cat, s, b, item, mean_emb)
+                base, term = utility(kn, cat, s, b, item)
                 table[b, item] = expected_reward(cat, base, term)
 
 
@@ -467,29 +503,31 @@ def novelty_propensities(catalogue: tuple, sessions: tuple) -> np.ndarray:
 
 
 @njit(cache=True)
-def _session_terms(knobs, emb, cat_shares, preferred_hour, hour, history_mean_emb, propensity, fatigue, creator_repeats):
+def _session_terms(knobs, emb, cat_lists, has_category, preferred_hour, hour, history_sum, history_count, propensity,
+                   fatigue, creator_repeats):
     terms = np.empty(emb.shape[0], np.float32)
     for b in range(emb.shape[0]):
         terms[b] = session_term(
-            knobs[0], emb[b], cat_shares[b], preferred_hour[b], hour[b], history_mean_emb[b], propensity[b], fatigue[b],
-            creator_repeats[b],
+            knobs[0], emb[b], cat_lists[b], has_category[b], preferred_hour[b], hour[b], history_sum[b],
+            history_count[b], propensity[b], fatigue[b], creator_repeats[b],
         )
     return terms
 
 
 def session_terms(
-    params: SimParams, emb: np.ndarray, cat_shares: np.ndarray, preferred_hour: np.ndarray, hour: np.ndarray,
-    history_mean_emb: np.ndarray, novelty_propensity: np.ndarray, category_fatigue: np.ndarray,
-    creator_repeats: np.ndarray,
+    params: SimParams, emb: np.ndarray, item_cats: np.ndarray, preferred_hour: np.ndarray, hour: np.ndarray,
+    history_sum_emb: np.ndarray, history_count: np.ndarray, novelty_propensity: np.ndarray,
+    category_fatigue: np.ndarray, creator_repeats: np.ndarray,
 ) -> np.ndarray:
-    """(B,) :func:`session_term` of B (session, item) rows: emb (B, D), cat_shares (B, C),
-    preferred_hour (B,), hour (B,), history_mean_emb (B, D), novelty_propensity (B,),
-    category_fatigue (B, C), creator_repeats (B,)."""
+    """(B,) :func:`session_term` of B (session, item) rows: emb (B, D), item_cats (B, C) bool,
+    preferred_hour (B,), hour (B,), history_sum_emb (B, D) and history_count (B,) (the recent items'
+    summed embeddings and how many), novelty_propensity (B,), category_fatigue (B, C), creator_repeats (B,)."""
     f32 = np.float32
+    cat_lists, has_category = category_lists(np.asarray(item_cats, bool))
     return _session_terms(
-        knobs(params), emb.astype(f32), cat_shares.astype(f32), preferred_hour.astype(f32), hour.astype(f32),
-        history_mean_emb.astype(np.float64), novelty_propensity.astype(f32), category_fatigue.astype(f32),
-        creator_repeats.astype(f32),
+        knobs(params), emb.astype(f32), cat_lists, has_category, preferred_hour.astype(f32), hour.astype(f32),
+        history_sum_emb.astype(f32), np.asarray(history_count, np.int64), novelty_propensity.astype(f32),
+        category_fatigue.astype(f32), creator_repeats.astype(f32),
     )
 
 

@@ -8,9 +8,10 @@ re-record.
 
 History: the digests were first recorded on commit ``8fc6569`` (numpy dynamics). They were
 re-recorded once, deliberately, when the dynamics moved into compiled kernels (session 12): the
-kernels draw a step's random numbers in two batched calls instead of five and sum in a fixed
-sequential order instead of numpy's SIMD order, so a seed's trajectory changed while every
-mechanism's formula stayed the same (``tests/test_dynamics_reference.py`` checks the formulas).
+kernels draw a step's random numbers in three batched calls instead of five (the interest walk
+from raw random bytes) and sum in a fixed order instead of numpy's SIMD order, so a seed's
+trajectory changed while every mechanism's formula stayed the same
+(``tests/test_dynamics_reference.py`` checks the formulas).
 
 The digests are of float32/float64 bits: they hold for x86-64 with glibc's libm (the kernels'
 exp/cos/log1p); the kernels' own arithmetic does not depend on the CPU's SIMD width.
@@ -110,21 +111,21 @@ def _matrix_world() -> World:
 
 
 GOLDEN = {
-    ("single", "NX_0"): "e842ff14fb9158ac4057aca8fb2036ef8a5356ad4a861dd3b94e61f52e176706",
-    ("single", "Free"): "62008eda122fe482c274627123a04d24c5f90d2c0c8d43cca75f099427282e19",
-    ("vector", "NX_0", 1, "SameStep"): "6291929a48d63b85d75dc5f6db9c907983fec3bdb82990d781ae92c12513e312",
-    ("vector", "NX_0", 7, "SameStep"): "1c35328f626e2fc0ab65ea10fcd1523c085ce17b66ede1848119b610420e8c24",
-    ("vector", "NX_0", 256, "SameStep"): "b7a7aca513843390644af5134d2fb7195d0598eb883b5fc033244a5c44f6ecd1",
-    ("vector", "Free", 7, "SameStep"): "df00bdcb74e39e47ddee9751d1820c12f4902877c95747e017fc9eb22e932942",
-    ("vector", "Free", 256, "SameStep"): "6ecafb98ac82c1be11fa0db26de2c65067e4149ab11b300e922bacaa07c884d6",
-    ("vector", "NX_0", 7, "NextStep"): "1321d32ec05ef80d61ba26e79a77719861d7c0737efff1ee970aa52ada2c28c1",
-    ("vector", "NX_0", 256, "NextStep"): "caf10d1f8979bc49ef4e4b86855c13411d9f80392885b0ea927831b7fbc5d09c",
-    ("vector", "Free", 256, "NextStep"): "0d616258fd6f3effb54c4deb27722e97855ee3c158cc0a7a4a902813c5629deb",
-    ("vector-idle", "NX_0", 7, "SameStep"): "e77c41106d767edfafdd8d3ec57bab96a3f7cd74151f581a09d0b363d5682250",
-    ("vector-slate", "NX_0", 7, "SameStep"): "0937f043f50e23fbec527acdee97da1a20caf7c4bb19e80ed1668b0263ea8f69",
-    ("vector-matrix", "NX_0", 7, "SameStep"): "f91ea06b37695a4fb9fc9a4c5f37418390a698e5a1dcd5ffb48850fa42d10249",
-    ("population", "NX_0"): "5d8697c1d72d3775a0fe409a87d126edc5212dd8b1952aedd4ecb6f70be2ad94",
-    ("population", "Free"): "30ce44306fd89df6c32570e7079d87222c036d77f099745b87b57d38edce097f",
+    ("single", "NX_0"): "53b9925d7fb62aa0d1a8310633d179d40ab2cf14e5e50560a1e027978f6e7b74",
+    ("single", "Free"): "34212b65efec0e3b0f8599900ad38e566b5c8f86923e22030cd5e8dfe2cf11e2",
+    ("vector", "NX_0", 1, "SameStep"): "c5f019ad68c10927be3b4e85287a61320fc7e3cdd625f69c8da661567e0ac4e5",
+    ("vector", "NX_0", 7, "SameStep"): "d75501c267db8f3b9475e22e36270be69164bae3cd0e5c0d85ea244d2d208cfe",
+    ("vector", "NX_0", 256, "SameStep"): "a6efcf6389b0f8543d58b2715d1a5618f2a7a7358bb55e27cfe6e70adb483883",
+    ("vector", "Free", 7, "SameStep"): "462e430d6c641acf85a3afb3ebafc4d53f4561b472cd96fda8fa32689dc72c45",
+    ("vector", "Free", 256, "SameStep"): "29a5ef9f8f601625b162ff5a9d4c91c5b8451e35663ac771babe6d769da56efe",
+    ("vector", "NX_0", 7, "NextStep"): "f4cedea1a6d4349fe508cec137ee8245779323637c1fc80577d59c506b2278a4",
+    ("vector", "NX_0", 256, "NextStep"): "287844d2e9a9a5b7a1c60c601d99abb114e979c500c5aa580ba792afcd7f0bf2",
+    ("vector", "Free", 256, "NextStep"): "4b8af65cf2f8dac3458253f11feac55147333cabf2ab9b7859aa317ed6a55417",
+    ("vector-idle", "NX_0", 7, "SameStep"): "07fd41c21c36707080405ff0f00a24ba26bbe53bbaf50e4cf5dda9404563515d",
+    ("vector-slate", "NX_0", 7, "SameStep"): "4e36953bf15016bd587bbb62aaf56d4a7a79ab9478f45ad28e58982e12f1cac0",
+    ("vector-matrix", "NX_0", 7, "SameStep"): "1342829c1d14dfaf6dd1c9ab90570ccc2c49e975338fed0433cf8fc1e7ebe4ca",
+    ("population", "NX_0"): "83464d74974540e288e7b1db174ac17f575ac298e94cb4430232e5c4b42e2302",
+    ("population", "Free"): "918776ef2869ca4f93e768fb1c7eca55e7f85a5cd44766f5b471712d567c286b",
 }
 
 

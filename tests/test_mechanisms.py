@@ -75,10 +75,10 @@ def test_time_of_day_term_peaks_at_the_items_preferred_hour():
     params = SimParams.from_kwargs(**{**MECHANISMS_OFF, "time_of_day": 0.3})
     emb = np.eye(2, dtype=np.float32)[[0, 0]]  # the same item for both sessions, preferred at 6:00
     terms = dynamics.session_terms(
-        params, emb, np.ones((2, 1), np.float32), np.array([6.0, 6.0], np.float32),
-        hour=np.array([6.0, 18.0], np.float32), history_mean_emb=np.zeros((2, 2), np.float32),
-        novelty_propensity=np.full(2, 0.5, np.float32), category_fatigue=np.zeros((2, 1), np.float32),
-        creator_repeats=np.zeros(2, np.float32),
+        params, emb, np.ones((2, 1), bool), np.array([6.0, 6.0], np.float32),
+        hour=np.array([6.0, 18.0], np.float32), history_sum_emb=np.zeros((2, 2), np.float32),
+        history_count=np.zeros(2, np.int64), novelty_propensity=np.full(2, 0.5, np.float32),
+        category_fatigue=np.zeros((2, 1), np.float32), creator_repeats=np.zeros(2, np.float32),
     )
     np.testing.assert_allclose(terms, [0.3, -0.3], atol=1e-6)
 
@@ -86,11 +86,11 @@ def test_time_of_day_term_peaks_at_the_items_preferred_hour():
 def test_novelty_seekers_prefer_novel_items_and_novelty_averse_users_familiar_ones():
     params = SimParams.from_kwargs(**{**MECHANISMS_OFF, "novelty_weight": 1.0})
     emb = np.eye(2, dtype=np.float32)[[0, 1, 0, 1]]  # familiar, novel, familiar, novel
-    history = np.array([[1.0, 0.0]] * 4, np.float32)  # history is all item 0
+    history_sum = np.array([[3.0, 0.0]] * 4, np.float32)  # history is item 0 three times
     propensity = np.array([0.9, 0.9, 0.1, 0.1], np.float32)
     terms = dynamics.session_terms(
-        params, emb, np.ones((4, 1), np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32),
-        history, propensity, np.zeros((4, 1), np.float32), np.zeros(4, np.float32),
+        params, emb, np.ones((4, 1), bool), np.zeros(4, np.float32), np.zeros(4, np.float32),
+        history_sum, np.full(4, 3), propensity, np.zeros((4, 1), np.float32), np.zeros(4, np.float32),
     )
     np.testing.assert_allclose(terms, [0.0, 0.4, 0.0, -0.4], atol=1e-6)
 
