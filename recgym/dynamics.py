@@ -460,6 +460,23 @@ def write_history(sessions: tuple, max_turn: int, items: np.ndarray, feedback: n
 
 
 @njit(cache=True, _nrt=False)
+def unseen_mask(seen: np.ndarray, mask: np.ndarray) -> None:
+    """Fill ``mask`` (B, I) bool with True where the item's bit in ``seen`` (B, ceil(I / 8)) is clear."""
+    for b in range(mask.shape[0]):
+        for item in range(mask.shape[1]):
+            mask[b, item] = not is_seen(seen, b, item)
+
+
+@njit(cache=True, _nrt=False)
+def first_out_of_range(items: np.ndarray, n_items: int) -> int:
+    """Index of the first entry of ``items`` (N,) outside [0, n_items), or -1 (one pass, no temporaries)."""
+    for n in range(items.shape[0]):
+        if items[n] < 0 or items[n] >= n_items:
+            return n
+    return -1
+
+
+@njit(cache=True, _nrt=False)
 def expected_reward_table(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, table: np.ndarray,
 ) -> None:

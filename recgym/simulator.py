@@ -17,7 +17,7 @@ A step, for all B sessions at once:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,9 +25,9 @@ from recgym import dynamics
 from recgym.params import SimParams
 from recgym.world import World
 
-@dataclass(frozen=True)
-class StepResult:
-    """What one batched step produced. All arrays have B rows.
+class StepResult(NamedTuple):
+    """What one batched step produced (a named tuple: ~10x cheaper to build than a frozen dataclass,
+    which counts at B = 1). All arrays have B rows.
 
     consumed: (B,) item each user consumed; reward: (B,) what ``reward_signal`` selects;
     true_reward / observed_feedback: (B,); repeated: (B,) bool repeat in an NX mode;
@@ -170,9 +170,9 @@ class Simulator:
         """(B, I) bool, True where an item may be recommended (all True in Free mode). Fresh array."""
         if not self.params.no_repeat:
             return np.ones((self.n_sessions, self.world.n_items), bool)
-        mask = np.unpackbits(self.sessions.seen, axis=1, count=self.world.n_items, bitorder="little")
-        mask ^= 1
-        return mask.view(bool)
+        mask = np.empty((self.n_sessions, self.world.n_items), bool)
+        dynamics.unseen_mask(self.sessions.seen, mask)
+        return mask
 
     def observe(self) -> dict[str, np.ndarray]:
         """Fresh observation arrays for all B sessions (what a real platform sees).
@@ -229,9 +229,9 @@ class Simulator:
         if actions.dtype.kind not in "iu":  # integer kinds only (bool is kind "b")
             raise ValueError(f"actions must be integer item ids, got dtype {actions.dtype}")
         n_items = self.world.n_items
-        if actions.size and (actions.min() < 0 or actions.max() >= n_items):
-            bad = actions[(actions < 0) | (actions >= n_items)].ravel()[0]
-            raise ValueError(f"action {bad} is out of range: item ids are in [0, {n_items - 1}]")
+        bad = dynamics.first_out_of_range(actions.reshape(-1), n_items)
+        if bad >= 0:
+            raise ValueError(f"action {actions.reshape(-1)[bad]} is out of range: item ids are in [0, {n_items - 1}]")
         if slate > 1:
             ordered = np.sort(actions, axis=1)
             if (ordered[:, 1:] == ordered[:, :-1]).any():
@@ -268,7 +268,7 @@ class Simulator:
             *self._kernel_args, actions.reshape(n, -1), active, normals, uniforms, walk_bytes, gumbels,
             consumed, rewards, flags, reason,
         )
-        return StepResult(consumed, *rewards, *flags, reason)
+        return StepResult(consumed, rewards[0], rewards[1], rewards[2], flags[0], flags[1], flags[2], reason)
 
     def _random_bytes(self, rows: int, columns: int) -> np.ndarray:
         """(rows, columns) uint8 uniform random bytes from the step generator's raw 64-bit output

@@ -149,7 +149,7 @@ def _as_batch_action(action: Any, slate_size: int) -> np.ndarray:
     expected = () if slate_size == 1 else (slate_size,)
     if array.shape != expected:
         raise ValueError(f"action must have shape {expected} (an item id{'s' if expected else ''}), got {array.shape}")
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+    if array.dtype.kind not in "iu":  # integer kinds only (bool is kind "b")
         raise ValueError(f"action must be an integer item id, got {action!r} of type {type(action).__name__}")
     return array[None]
 
