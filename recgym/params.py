@@ -41,7 +41,7 @@ class SimParams:
 
     User mechanisms (each weight ``0`` disables it)
         interest_drift: step size of the interest vector toward each consumed item, scaled by how
-            much the user enjoyed it; interest_walk: std of a slow Gaussian random walk per step.
+            much the user enjoyed it; interest_walk: per-step standard deviation of a slow random walk.
         time_of_day: amplitude of the periodic preference (items have a preferred hour);
             minutes_per_step advances the session clock.
         novelty_weight: how strongly the novelty propensity (static per user + session level)

@@ -151,16 +151,21 @@ class Simulator:
         self.reset_sessions(np.arange(self.n_sessions), users)
 
     def reset_sessions(self, slots: np.ndarray, users: np.ndarray | None = None) -> None:
-        """Start new sessions in ``slots`` (int array) for ``users`` (default: uniform draws)."""
+        """Start new sessions in ``slots`` (int array) for ``users`` (default: uniform draws).
+
+        Raises ``ValueError`` (state untouched) for a slot outside [0, B) or a user outside [0, U).
+        """
+        slots = _index_array("slots", slots, self.n_sessions)
         rng = self.session_rng
         if users is None:
             users = rng.integers(0, self.world.n_users, size=slots.size)
+        else:
+            users = _index_array("users", users, self.world.n_users)
+            if users.shape != slots.shape:
+                raise ValueError(f"users must match slots in shape {slots.shape}, got {users.shape}")
         hours = rng.uniform(0, 24, size=slots.size)
         offsets = rng.normal(0, 0.1, size=slots.size)
-        dynamics.start_sessions(
-            *self._kernel_args, np.asarray(slots, np.int64), np.asarray(users, np.int64),
-            hours, offsets,
-        )
+        dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets)
 
     def novelty_propensity(self) -> np.ndarray:
         """(B,) current novelty-seeking propensity: static per-user value + session offset, in [0, 1]."""
@@ -289,3 +294,16 @@ class Simulator:
         table = np.empty((self.n_sessions, self.world.n_items), bool)
         dynamics.leave_table(*self._kernel_args, table)
         return table
+
+
+def _index_array(name: str, values: np.ndarray, size: int) -> np.ndarray:
+    """``values`` as a 1-D int64 array of indices in [0, size), or a ``ValueError`` naming ``name``
+    (the kernels index without bounds checks)."""
+    array = np.asarray(values)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        raise ValueError(f"{name} must be a 1-D array of integer indices, got {array.dtype} of shape {array.shape}")
+    array = array.astype(np.int64, copy=False)
+    bad = dynamics.first_out_of_range(array, size)
+    if bad >= 0:
+        raise ValueError(f"{name} holds {array[bad]}, outside [0, {size - 1}]")
+    return array

@@ -84,3 +84,28 @@ def test_bad_world_choices_are_named():
         gym.make("recgym/KuaiRec-v0", world_options={"n_items": 10})
     with pytest.raises(ValueError, match="render_mode must be one of"):
         gym.make("recgym/Synthetic-v0", render_mode="human")
+
+
+@pytest.mark.parametrize(
+    "slots, users, message",
+    [
+        (np.array([5]), None, r"slots holds 5, outside \[0, 2\]"),
+        (np.array([-1]), None, r"slots holds -1, outside \[0, 2\]"),
+        (np.array([0]), np.array([200]), r"users holds 200, outside \[0, 199\]"),
+        (np.array([0.5]), None, "slots must be a 1-D array of integer indices"),
+        (np.array([0, 1]), np.array([1]), r"users must match slots in shape \(2,\)"),
+    ],
+)
+def test_bad_session_restarts_raise_and_leave_the_state_intact(slots, users, message):
+    """The kernels index without bounds checks, so the simulator checks indices before calling them."""
+    from recgym.simulator import Simulator
+    from recgym.world import synthetic_world
+
+    sim = Simulator(synthetic_world(), SimParams(), 3, seed=0)
+    sim.reset(0)
+    sim.step(np.array([1, 2, 3]))
+    before = (sim.user.copy(), sim.step_count.copy(), sim.session_rng.bit_generator.state)
+    with pytest.raises(ValueError, match=message):
+        sim.reset_sessions(slots, users)
+    assert np.array_equal(sim.user, before[0]) and np.array_equal(sim.step_count, before[1])
+    assert sim.session_rng.bit_generator.state == before[2]

@@ -76,7 +76,9 @@ class RecSysEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release. 2026-11-23: the dynamics moved into compiled kernels (same formulas and
+      spaces; the step's random numbers are drawn in a different layout and sums are added in a
+      different order, so a seed's trajectories differ from earlier commits).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
