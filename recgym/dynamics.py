@@ -101,7 +101,7 @@ class Sessions(NamedTuple):
     step_count: np.ndarray  # (B,) int32
     hour: np.ndarray  # (B,) float32 session clock in [0, 24)
     interest: np.ndarray  # (B, D) float32 unit latent interest (hidden)
-    recent_items: np.ndarray  # (B, L) int64, oldest first, -1 empty
+    recent_items: np.ndarray  # (B, L) int32, oldest first, -1 empty
     recent_feedback: np.ndarray  # (B, L) float32 observed feedback on them
     history_sum_emb: np.ndarray  # (B, D) float32 sum of the last k items' embeddings
     category_fatigue: np.ndarray  # (B, C) float32 decayed category counts

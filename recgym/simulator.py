@@ -90,7 +90,7 @@ class Simulator:
             step_count=np.zeros(n, np.int32),
             hour=np.zeros(n, np.float32),
             interest=np.zeros((n, dims), np.float32),
-            recent_items=np.full((n, self.buffer_len), -1, np.int64),
+            recent_items=np.full((n, self.buffer_len), -1, np.int32),  # item ids fit; half the bytes of int64
             recent_feedback=np.zeros((n, self.buffer_len), np.float32),
             history_sum_emb=np.zeros((n, dims), np.float32),
             category_fatigue=np.zeros((n, world.n_categories), np.float32),
@@ -116,7 +116,7 @@ class Simulator:
     step_count = property(lambda self: self.sessions.step_count, doc="(B,) int32 steps taken this session.")
     hour = property(lambda self: self.sessions.hour, doc="(B,) float32 session clock in [0, 24).")
     interest = property(lambda self: self.sessions.interest, doc="(B, D) float32 current latent interests (hidden).")
-    recent_items = property(lambda self: self.sessions.recent_items, doc="(B, L) int64 recent items, -1 empty.")
+    recent_items = property(lambda self: self.sessions.recent_items, doc="(B, L) int32 recent items, -1 empty.")
     recent_feedback = property(lambda self: self.sessions.recent_feedback, doc="(B, L) float32 their observed feedback.")
     category_fatigue = property(lambda self: self.sessions.category_fatigue, doc="(B, C) float32 decayed counts.")
     window_counts = property(lambda self: self.sessions.window_counts, doc="(B, C) int16 DORL window counts.")
