@@ -79,8 +79,8 @@ class Catalogue(NamedTuple):
 
     item_emb: np.ndarray  # (I, D) float32 unit embeddings
     item_cats: np.ndarray  # (I, C) bool
-    cat_lists: np.ndarray  # (I, M) int64, see category_lists
-    has_category: np.ndarray  # (I,) bool
+    cat_lists: np.ndarray  # (I, M) int64 each item's categories, see category_lists
+    cat_counts: np.ndarray  # (I,) int64 how many categories each item has
     item_hour: np.ndarray  # (I,) float32
     item_creator: np.ndarray  # (I,) int32
     popular: np.ndarray  # (I,) bool, the popular-streak rule's group
@@ -117,18 +117,14 @@ class Sessions(NamedTuple):
 
 # ------------------------------------------------------------------ catalogue tables (numpy, once)
 def category_lists(cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse form of bool ``cats`` (N, C): ((N, M) int64 each item's category indices, M = the most
-    any item has, padded by repeating its first one (0 for an item without categories);
-    (N,) bool whether it has any). Repeats change no max or any over an item's categories."""
+    """Sparse form of bool ``cats`` (N, C): ((N, M) int64 each item's category indices in increasing
+    order, M = the most any item has, zero-padded; (N,) int64 how many each item has)."""
     counts = cats.sum(axis=1)
     lists = np.zeros((cats.shape[0], max(int(counts.max(initial=0)), 1)), np.int64)
     items, labels = np.nonzero(cats)  # row-major: each item's categories in increasing order
     slot = np.arange(items.size) - np.repeat(np.cumsum(counts) - counts, counts)
     lists[items, slot] = labels
-    has_category = counts > 0
-    padding = np.arange(lists.shape[1]) >= counts[:, None]
-    lists[padding] = np.broadcast_to(lists[:, :1], lists.shape)[padding]
-    return lists, has_category
+    return lists, counts.astype(np.int64)
 
 
 # ------------------------------------------------------------------ one session, one item
@@ -152,12 +148,12 @@ def dot(a: np.ndarray, b: np.ndarray, zero: float) -> float:
 
 @njit(cache=True, inline="always")
 def session_term(
-    kn: np.void, emb: np.ndarray, categories: np.ndarray, has_category: bool, item_hour: np.float32,
+    kn: np.void, emb: np.ndarray, categories: np.ndarray, n_categories: int, item_hour: np.float32,
     hour: np.float32, history_sum: np.ndarray, history_count: int, novelty_propensity: np.float32,
     fatigue: np.ndarray, creator_repeats: np.float32,
 ) -> np.float32:
     """Session part of the utility of one item: emb (D,), categories (M,) (its :func:`category_lists`
-    row), has_category, item_hour; the session's hour, history_sum (D,) the summed embeddings of its
+    row, the first n_categories entries are its categories), item_hour; the session's hour, history_sum (D,) the summed embeddings of its
     last history_count items, novelty_propensity, category fatigue (C,), creator_repeats.
 
     time of day:  time_of_day * cos(2 pi (hour - item_hour) / 24)
@@ -171,14 +167,11 @@ def session_term(
     if kn.novelty_weight:
         similarity = dot(emb, history_sum, 0.0) / max(history_count, 1)
         term = np.float32(term + kn.novelty_weight * (novelty_propensity - np.float32(0.5)) * (1.0 - similarity))
-    if kn.boredom and has_category:
-        familiarity, count = fatigue[categories[0]], 1
-        for m in range(1, categories.shape[0]):
-            if categories[m] <= categories[m - 1]:  # padding starts
-                break
+    if kn.boredom and n_categories:
+        familiarity = fatigue[categories[0]]
+        for m in range(1, n_categories):
             familiarity += fatigue[categories[m]]
-            count += 1
-        term -= kn.boredom * familiarity / np.float32(count)
+        term -= kn.boredom * familiarity / np.float32(n_categories)
     if kn.creator_fatigue:
         term -= kn.creator_fatigue * creator_repeats
     return term
@@ -205,7 +198,7 @@ def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tupl
         if past >= 0 and cat.item_creator[past] == creator:
             repeats += 1
     term = session_term(
-        kn, cat.item_emb[item], cat.cat_lists[item], cat.has_category[item], cat.item_hour[item], s.hour[b],
+        kn, cat.item_emb[item], cat.cat_lists[item], cat.cat_counts[item], cat.item_hour[item], s.hour[b],
         s.history_sum_emb[b], min(s.step_count[b], k), novelty_propensity(cat, s, b), s.category_fatigue[b],
         np.float32(repeats) / np.float32(k),
     )
@@ -262,9 +255,9 @@ def observed_feedback(
 def leave_reason(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int, streak: int, patience: float) -> int:
     """Leave code (``LEAVE_*``) of session ``b`` after ``item``; the first rule that fires wins.
     The window rule reads the window BEFORE the item; ``streak`` and ``patience`` are already updated."""
-    if kn.leave_window and s.step_count[b] > 0 and cat.has_category[item]:
-        for c in cat.cat_lists[item]:
-            if s.window_counts[b, c] > kn.leave_threshold:
+    if kn.leave_window and s.step_count[b] > 0:
+        for m in range(cat.cat_counts[item]):
+            if s.window_counts[b, cat.cat_lists[item, m]] > kn.leave_threshold:
                 return LEAVE_CATEGORY_WINDOW
     if kn.popular_streak and streak >= kn.popular_streak:
         return LEAVE_POPULAR_STREAK
@@ -275,16 +268,9 @@ def leave_reason(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int, st
 
 @njit(cache=True, inline="always")
 def add_categories(cat: Catalogue, counts: np.ndarray, item: int, amount: int) -> None:
-    """Add ``amount`` to ``counts`` (C,) at each category of ``item`` (its :func:`category_lists` row:
-    the real categories in increasing order, then repeats of the first as padding)."""
-    if not cat.has_category[item]:
-        return
-    categories = cat.cat_lists[item]
-    counts[categories[0]] += amount
-    for m in range(1, categories.shape[0]):
-        if categories[m] <= categories[m - 1]:  # padding starts
-            return
-        counts[categories[m]] += amount
+    """Add ``amount`` to ``counts`` (C,) at each category of ``item``."""
+    for m in range(cat.cat_counts[item]):
+        counts[cat.cat_lists[item, m]] += amount
 
 
 @njit(cache=True, inline="always")
@@ -314,10 +300,9 @@ def update_session(
 
     boredom_signal = np.float32(0.0)  # the max familiarity over the item's categories, in [0, 1]
     if kn.boredom:
-        if cat.has_category[item]:
-            for c in cat.cat_lists[item]:
-                boredom_signal = max(boredom_signal, s.category_fatigue[b, c])
-            boredom_signal /= kn.fatigue_cap
+        for m in range(cat.cat_counts[item]):
+            boredom_signal = max(boredom_signal, s.category_fatigue[b, cat.cat_lists[item, m]])
+        boredom_signal /= kn.fatigue_cap
         for c in range(cat.item_cats.shape[1]):
             s.category_fatigue[b, c] = s.category_fatigue[b, c] * kn.boredom_decay + cat.item_cats[item, c]
     if kn.novelty_weight:  # mean-reverting walk pushed up by boredom
@@ -514,12 +499,12 @@ def novelty_propensities(catalogue: tuple, sessions: tuple) -> np.ndarray:
 
 
 @njit(cache=True)
-def _session_terms(knobs, emb, cat_lists, has_category, preferred_hour, hour, history_sum, history_count, propensity,
+def _session_terms(knobs, emb, cat_lists, cat_counts, preferred_hour, hour, history_sum, history_count, propensity,
                    fatigue, creator_repeats):
     terms = np.empty(emb.shape[0], np.float32)
     for b in range(emb.shape[0]):
         terms[b] = session_term(
-            knobs[0], emb[b], cat_lists[b], has_category[b], preferred_hour[b], hour[b], history_sum[b],
+            knobs[0], emb[b], cat_lists[b], cat_counts[b], preferred_hour[b], hour[b], history_sum[b],
             history_count[b], propensity[b], fatigue[b], creator_repeats[b],
         )
     return terms
@@ -534,9 +519,9 @@ def session_terms(
     preferred_hour (B,), hour (B,), history_sum_emb (B, D) and history_count (B,) (the recent items'
     summed embeddings and how many), novelty_propensity (B,), category_fatigue (B, C), creator_repeats (B,)."""
     f32 = np.float32
-    cat_lists, has_category = category_lists(np.asarray(item_cats, bool))
+    cat_lists, cat_counts = category_lists(np.asarray(item_cats, bool))
     return _session_terms(
-        knobs(params), emb.astype(f32), cat_lists, has_category, preferred_hour.astype(f32), hour.astype(f32),
+        knobs(params), emb.astype(f32), cat_lists, cat_counts, preferred_hour.astype(f32), hour.astype(f32),
         history_sum_emb.astype(f32), np.asarray(history_count, np.int64), novelty_propensity.astype(f32),
         category_fatigue.astype(f32), creator_repeats.astype(f32),
     )

@@ -62,12 +62,12 @@ class Simulator:
         self.world, self.params, self.n_sessions = world, params, int(n_sessions)
         self._seed_generators(seed)
         n, n_items, dims = self.n_sessions, world.n_items, world.embed_dim
-        cat_lists, has_category = dynamics.category_lists(world.item_cats)
+        cat_lists, cat_counts = dynamics.category_lists(world.item_cats)
         self.popular = world.popular_items(params.popular_fraction)
         self.catalogue = dynamics.Catalogue(
             item_emb=np.ascontiguousarray(world.item_emb, np.float32),
             item_cats=np.ascontiguousarray(world.item_cats, bool),
-            cat_lists=cat_lists, has_category=has_category,
+            cat_lists=cat_lists, cat_counts=cat_counts,
             item_hour=world.item_hour.astype(np.float32), item_creator=world.item_creator.astype(np.int32),
             popular=self.popular, pop_prior=world.pop_prior.astype(np.float64),
             user_interest=np.ascontiguousarray(world.user_interest, np.float32),

@@ -179,8 +179,8 @@ def test_fingerprint_detects_a_one_bit_change():
     assert first.hexdigest() != second.hexdigest()
 
 
-def test_category_lists_pad_each_item_with_its_first_category():
+def test_category_lists_list_each_items_categories_in_order():
     cats = np.array([[0, 1, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0]], bool)
-    lists, has_category = dynamics.category_lists(cats)
-    assert lists.tolist() == [[1, 3], [0, 0], [2, 2]]
-    assert has_category.tolist() == [True, False, True]
+    lists, counts = dynamics.category_lists(cats)
+    assert lists.tolist() == [[1, 3], [0, 0], [2, 0]]
+    assert counts.tolist() == [2, 0, 1]
