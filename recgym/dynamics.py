@@ -57,20 +57,12 @@ KNOBS = np.dtype([
 
 def knobs(params: SimParams) -> np.ndarray:
     """(1,) :data:`KNOBS` record array of ``params``."""
-    values = dict(
-        max_turn=params.max_turn, history_len=params.history_len, reward_true=params.reward_signal == "true",
-        no_repeat=params.no_repeat, leave_window=params.leave_window, leave_threshold=params.leave_threshold,
-        popular_streak=params.popular_streak, patience=params.patience, patience_threshold=params.patience_threshold,
-        interest_drift=params.interest_drift, walk_scale=np.sqrt(12.0) * params.interest_walk / 256,
-        time_of_day=params.time_of_day, hours_per_step=params.minutes_per_step / 60.0,
-        novelty_weight=params.novelty_weight, session_novelty_volatility=params.session_novelty_volatility,
-        boredom=params.boredom, boredom_decay=params.boredom_decay,
+    derived = dict(  # the knobs that are not SimParams fields of the same name
+        reward_true=params.reward_signal == "true", no_repeat=params.no_repeat,
+        walk_scale=np.sqrt(12.0) * params.interest_walk / 256, hours_per_step=params.minutes_per_step / 60.0,
         fatigue_cap=1.0 / (1.0 - params.boredom_decay) if params.boredom_decay < 1 else params.max_turn,
-        creator_fatigue=params.creator_fatigue, reward_noise=params.reward_noise,
-        popularity_noise=params.popularity_noise, exposure_bias=params.exposure_bias,
-        observation_noise=params.observation_noise, popularity_feedback=params.popularity_feedback,
     )
-    return np.array([tuple(values[name] for name in KNOBS.names)], KNOBS)
+    return np.array([tuple(derived[name] if name in derived else getattr(params, name) for name in KNOBS.names)], KNOBS)
 
 
 class Catalogue(NamedTuple):
@@ -153,8 +145,9 @@ def session_term(
     fatigue: np.ndarray, creator_repeats: np.float32,
 ) -> np.float32:
     """Session part of the utility of one item: emb (D,), categories (M,) (its :func:`category_lists`
-    row, the first n_categories entries are its categories), item_hour; the session's hour, history_sum (D,) the summed embeddings of its
-    last history_count items, novelty_propensity, category fatigue (C,), creator_repeats.
+    row; the first n_categories entries are its categories), item_hour; the session's hour,
+    history_sum (D,) the summed embeddings of its last history_count items, novelty_propensity,
+    category fatigue (C,), creator_repeats.
 
     time of day:  time_of_day * cos(2 pi (hour - item_hour) / 24)
     novelty:      novelty_weight * (propensity - 1/2) * (1 - <e_item, mean history embedding>)
@@ -318,7 +311,7 @@ def update_session(
             interest[d] = moved + (cat.item_emb[item, d] - u) * (kn.interest_drift * enjoyment)
         inverse_norm = np.float32(1.0) / np.sqrt(dot(interest, interest, np.float32(0.0)))
         for d in range(cat.item_emb.shape[1]):
-            s.interest[b, d] *= inverse_norm
+            interest[d] *= inverse_norm
     s.step_count[b] += 1
     s.hour[b] = (s.hour[b] + kn.hours_per_step) % np.float32(24.0)
 

@@ -32,6 +32,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.agents.hierarchy import Obs, exposure_gini_gradient, feedback_state, top_candidates
+from recgym.agents.rewards import log_popularity_score
 
 StateFn = Callable[[Obs], np.ndarray]
 
@@ -66,9 +67,8 @@ class DSRMHRL:
         return self._cached[1]
 
     def popularity_score(self) -> np.ndarray:
-        """(I,) log(1 + logged popularity) scaled to [0, 1]."""
-        log_pop = np.log1p(self.sim.popularity)
-        return (log_pop / log_pop.max()).astype(np.float32)
+        """(I,) float32 log(1 + logged popularity) scaled to [0, 1] (:func:`log_popularity_score`)."""
+        return log_popularity_score(self.sim.popularity).astype(np.float32)
 
     def high_observation(self, obs: Obs) -> np.ndarray:
         valid = obs["item_ids"] >= 0
