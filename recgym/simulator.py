@@ -108,6 +108,7 @@ class Simulator:
         self._kernel_args = (self.knobs, tuple(self.catalogue), tuple(self.sessions))
         self._all_active = np.ones(n, bool)
         self._no_gumbels = np.zeros((n, 0), np.float64)
+        self._was_seen = np.zeros((n, params.slate_size) if no_repeat else (0, 0), bool)  # step_sessions' scratch
         self._walk_dims = dims if self.catalogue.walks and params.interest_walk else 0
 
     # ------------------------------------------------------------------ state
@@ -271,7 +272,7 @@ class Simulator:
         rewards, flags = np.empty((3, n), np.float32), np.empty((3, n), bool)
         dynamics.step_sessions(
             *self._kernel_args, actions.reshape(n, -1), active, normals, uniforms, walk_bytes, gumbels,
-            consumed, rewards, flags, reason,
+            self._was_seen, consumed, rewards, flags, reason,
         )
         return StepResult(consumed, rewards[0], rewards[1], rewards[2], flags[0], flags[1], flags[2], reason)
 
