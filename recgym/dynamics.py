@@ -41,8 +41,8 @@ LEAVE_REASONS = ("none", "category_window", "popular_streak", "patience")
 #: made the walk's draws 80% of a step's random-number cost at B = 4,096).
 NORMALS_PER_SESSION = 3
 
-#: How many sessions ahead :func:`step_sessions` asks the CPU to start loading a session's rows.
-PREFETCH_AHEAD = 2
+#: How many sessions ahead the batch kernels ask the CPU to start loading a session's rows.
+PREFETCH_AHEAD = 4
 
 
 #: :class:`SimParams` as the kernels read them: a one-row record array (numba types a record array in
@@ -460,6 +460,10 @@ def start_sessions(
     """New sessions in ``slots`` (N,) for ``users`` (N,) at ``hours`` (N,) with novelty ``offsets`` (N,)."""
     kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
     for n in range(slots.shape[0]):
+        if n + PREFETCH_AHEAD < slots.shape[0]:  # the user's interest row and the no-repeat row are cache misses
+            prefetch_row(cat.user_interest[users[n + PREFETCH_AHEAD]])
+            if kn.no_repeat:
+                prefetch_row(s.seen[slots[n + PREFETCH_AHEAD]])
         b = slots[n]
         if kn.no_repeat:
             s.seen[b] = 0
