@@ -41,7 +41,7 @@ LEAVE_REASONS = ("none", "category_window", "popular_streak", "patience")
 #: made the walk's draws 80% of a step's random-number cost at B = 4,096).
 NORMALS_PER_SESSION = 3
 
-#: How many sessions ahead the batch kernels ask the CPU to start loading a session's rows.
+#: How many new sessions ahead :func:`start_sessions` asks the CPU to start loading the rows it reads.
 PREFETCH_AHEAD = 4
 
 
@@ -148,22 +148,6 @@ def prefetch_row(row: np.ndarray) -> None:
     """Start loading every 64-byte cache line of the 1-D array ``row``."""
     for index in range(0, row.shape[0], max(64 // row.itemsize, 1)):
         prefetch(row, index)
-
-
-@njit(cache=True, inline="always")
-def prefetch_session(cat: Catalogue, s: Sessions, actions: np.ndarray, b: int) -> None:
-    """Start loading the rows session ``b``'s step reads: its state and its (first) item's embedding.
-
-    The batch kernel walks ~20 (B, ...) arrays at once, more streams than the hardware prefetcher
-    follows; without these hints each session's first touch of a row waited for memory.
-    """
-    prefetch_row(s.interest[b])
-    prefetch_row(s.history_sum_emb[b])
-    prefetch_row(s.category_fatigue[b])
-    prefetch_row(s.window_counts[b])
-    prefetch_row(s.recent_items[b])
-    prefetch_row(s.recent_feedback[b])
-    prefetch_row(cat.item_emb[actions[b, 0]])
 
 
 # ------------------------------------------------------------------ one session, one item
@@ -405,8 +389,6 @@ def step_sessions(
         rewards[:, b] = 0.0
         flags[:, b] = False
         reason[b] = LEAVE_NONE
-        if b + PREFETCH_AHEAD < n_sessions:
-            prefetch_session(cat, s, actions, b + PREFETCH_AHEAD)
         if not active[b]:
             continue
         item, chosen = actions[b, 0], 0
