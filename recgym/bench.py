@@ -8,7 +8,9 @@ before the clock starts. Figures are user-steps per second unless named otherwis
 * ``native_<B>``: the native batched :class:`recgym.envs.RecSysVectorEnv` with B sessions;
 * ``sync_<B>``: gymnasium's ``SyncVectorEnv`` of B single envs (what users would build);
 * ``lean_<B>``: :func:`lean_reference`, a minimal numpy loop doing only gather-reward, interest
-  update, popularity update and history observation (the practical floor);
+  update, popularity update and history observation (the practical floor). ``native_<B>`` and
+  ``lean_<B>`` are timed in alternating blocks (``BenchConfig.blocks``), so a change in the
+  machine's speed during the run slows both alike and their ratio compares like with like;
 * ``ppo_native_fps`` / ``ppo_dummy_fps``: SB3 PPO training frames/s on :class:`recgym.envs.sb3.SB3VecEnv`
   vs on SB3's ``DummyVecEnv`` of single envs (same PPO settings);
 * ``dsrm_us_per_state``: microseconds per state of DSRM's denoising (``purify``) forward on CPU,
@@ -52,7 +54,8 @@ class BenchConfig:
 
     sizes: batch sizes B of the native env and the lean reference; sync_size: B of the
     SyncVectorEnv baseline (the native/sync ratio uses the native figure at the same B);
-    seconds: time spent timing each throughput figure; ppo_envs / ppo_timesteps: sessions and
+    seconds: time spent timing each throughput figure; blocks: how many alternating blocks the
+    native env and the lean reference of one size share their seconds in; ppo_envs / ppo_timesteps: sessions and
     frames of each PPO run; dsrm_batch: states per DSRM forward; memory_user_steps: user-steps
     of the largest native env between the two RSS readings; env_id: the env measured; timer:
     ``"wall"`` (elapsed time) or ``"cpu"`` (this process's CPU time, all its threads).
@@ -61,6 +64,7 @@ class BenchConfig:
     sizes: tuple[int, ...] = (256, 1024, 4096)
     sync_size: int = 1024
     seconds: float = 3.0
+    blocks: int = 10
     ppo_envs: int = 64
     ppo_timesteps: int = 16_384
     dsrm_batch: int = 256
@@ -73,6 +77,8 @@ class BenchConfig:
             raise ValueError(f"sizes must be positive batch sizes, got {self.sizes!r}")
         if self.sync_size not in self.sizes:
             raise ValueError(f"sync_size {self.sync_size} must be one of sizes {self.sizes}")
+        if self.blocks < 1:
+            raise ValueError(f"blocks must be a positive integer, got {self.blocks!r}")
         if self.timer not in TIMERS:
             raise ValueError(f"timer must be one of {list(TIMERS)}, got {self.timer!r}")
 
@@ -86,18 +92,32 @@ TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 QUICK = BenchConfig(seconds=0.5, ppo_timesteps=2048, dsrm_batch=64, memory_user_steps=400_000)
 
 
-def _rate(step: Callable[[int], None], n_per_call: int, config: BenchConfig, seconds: float | None = None) -> float:
-    """Calls ``step(i)`` for about ``seconds`` (after one warm-up call); returns n_per_call * calls/s."""
+Stepper = tuple[Callable[[int], None], int]  # step(i) and the user-steps one call makes
+
+
+def _rates(steppers: dict[str, Stepper], config: BenchConfig, seconds: float | None = None,
+           blocks: int = 1) -> dict[str, float]:
+    """User-steps/s of each stepper: after one warm-up call each, the steppers take turns in
+    ``blocks`` rounds, each calling its ``step(i)`` for ``seconds / blocks`` per round."""
     seconds = config.seconds if seconds is None else seconds
-    step(0)
     clock = config.clock
-    calls, start = 0, clock()
-    elapsed = 0.0
-    while elapsed < seconds:
-        step(calls + 1)
-        calls += 1
-        elapsed = clock() - start
-    return n_per_call * calls / elapsed
+    calls, elapsed = dict.fromkeys(steppers, 0), dict.fromkeys(steppers, 0.0)
+    for step, _ in steppers.values():
+        step(0)
+    for _ in range(blocks):
+        for name, (step, _) in steppers.items():
+            start, spent = clock(), 0.0
+            while spent < seconds / blocks:
+                calls[name] += 1
+                step(calls[name])
+                spent = clock() - start
+            elapsed[name] += spent
+    return {name: n_per_call * calls[name] / elapsed[name] for name, (_, n_per_call) in steppers.items()}
+
+
+def _rate(step: Callable[[int], None], n_per_call: int, config: BenchConfig, seconds: float | None = None) -> float:
+    """User-steps/s of one stepper timed for ``seconds`` (default ``config.seconds``)."""
+    return _rates({"": (step, n_per_call)}, config, seconds)[""]
 
 
 def _random_actions(n_items: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -121,14 +141,21 @@ def bench_single(config: BenchConfig) -> float:
     return rate
 
 
-def bench_vector(config: BenchConfig, n_envs: int, mode: str = "vector_entry_point", n_batches: int = 16) -> float:
-    """User-steps/s of a vector env with ``n_envs`` sessions (autoreset inside): recgym's native
-    batched env (``mode="vector_entry_point"``) or gymnasium's ``SyncVectorEnv`` of single envs
-    (``mode="sync"``), cycling through ``n_batches`` pre-drawn action batches."""
+def vector_stepper(config: BenchConfig, n_envs: int, mode: str = "vector_entry_point",
+                   n_batches: int = 16) -> tuple[Stepper, gym.vector.VectorEnv]:
+    """A vector env with ``n_envs`` sessions (autoreset inside), reset, and its stepper cycling through
+    ``n_batches`` pre-drawn action batches: recgym's native batched env (``mode="vector_entry_point"``)
+    or gymnasium's ``SyncVectorEnv`` of single envs (``mode="sync"``)."""
     venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode=mode, **ALL_MECHANISMS)
     venv.reset(seed=0)
     actions = _random_actions(venv.single_action_space.n, (n_batches, n_envs))
-    rate = _rate(lambda i: venv.step(actions[i % n_batches]), n_envs, config)
+    return (lambda i: venv.step(actions[i % n_batches]), n_envs), venv
+
+
+def bench_sync(config: BenchConfig) -> float:
+    """User-steps/s of gymnasium's ``SyncVectorEnv`` of ``config.sync_size`` single envs."""
+    stepper, venv = vector_stepper(config, config.sync_size, mode="sync", n_batches=4)
+    rate = _rate(*stepper, config)
     venv.close()
     return rate
 
@@ -165,14 +192,16 @@ def lean_reference(world: World, n_envs: int, history_len: int, seed: int = 0) -
     return step
 
 
-def bench_lean(config: BenchConfig, n_envs: int) -> float:
-    """User-steps/s of :func:`lean_reference` at ``n_envs``."""
-    env = gym.make(config.env_id)
-    world, history_len = env.unwrapped.world, env.unwrapped.params.history_len
-    env.close()
-    step = lean_reference(world, n_envs, history_len)
-    actions = _random_actions(world.n_items, (16, n_envs))
-    return _rate(lambda i: step(actions[i % 16]), n_envs, config)
+def bench_native_and_lean(config: BenchConfig, n_envs: int) -> tuple[float, float]:
+    """User-steps/s of the native env and of :func:`lean_reference` at ``n_envs``, timed in
+    ``config.blocks`` alternating blocks (same world, same pre-drawn action batches)."""
+    native, venv = vector_stepper(config, n_envs)
+    lean = lean_reference(venv.unwrapped.world, n_envs, venv.unwrapped.params.history_len)
+    actions = _random_actions(venv.single_action_space.n, (16, n_envs))
+    rates = _rates({"native": native, "lean": (lambda i: lean(actions[i % 16]), n_envs)}, config,
+                   blocks=config.blocks)
+    venv.close()
+    return rates["native"], rates["lean"]
 
 
 def bench_ppo(config: BenchConfig) -> tuple[float, float]:
@@ -277,14 +306,13 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     load_at_start = _load_average()
     say("single env")
     results["single"] = bench_single(config)
+    lean: dict[str, float] = {}
     for n_envs in config.sizes:
-        say(f"native vector env, {n_envs} users")
-        results[f"native_{n_envs}"] = bench_vector(config, n_envs)
+        say(f"native vector env and lean reference, {n_envs} users, alternating")
+        results[f"native_{n_envs}"], lean[f"lean_{n_envs}"] = bench_native_and_lean(config, n_envs)
     say(f"SyncVectorEnv, {config.sync_size} users")
-    results[f"sync_{config.sync_size}"] = bench_vector(config, config.sync_size, mode="sync", n_batches=4)
-    for n_envs in config.sizes:
-        say(f"lean reference, {n_envs} users")
-        results[f"lean_{n_envs}"] = bench_lean(config, n_envs)
+    results[f"sync_{config.sync_size}"] = bench_sync(config)
+    results.update(lean)
     say("PPO on SB3VecEnv and DummyVecEnv")
     results["ppo_native_fps"], results["ppo_dummy_fps"] = bench_ppo(config)
     say("DSRM forward")

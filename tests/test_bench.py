@@ -35,6 +35,16 @@ def test_default_config_uses_the_documented_keys():
     assert bench.QUICK.sizes == config.sizes and bench.QUICK.sync_size == config.sync_size
 
 
+def test_steppers_take_turns_in_blocks():
+    """native_<B> and lean_<B> share the run in alternating blocks, so a slower machine slows both."""
+    order: list[str] = []
+    steppers = {name: (lambda i, name=name: order.append(name), 5) for name in ("native", "lean")}
+    rates = bench._rates(steppers, bench.BenchConfig(seconds=0.003), blocks=3)
+    turns = [name for k, name in enumerate(order) if k == 0 or order[k - 1] != name]
+    assert turns == ["native", "lean"] * 4  # the warm-up calls, then three rounds
+    assert all(rate > 0 for rate in rates.values())
+
+
 def test_lean_reference_observes_the_last_items_oldest_first():
     world = synthetic_world()
     step = bench.lean_reference(world, n_envs=3, history_len=2)
@@ -50,3 +60,9 @@ def test_cli_rejects_bad_options(argv, message, capsys):
     with pytest.raises(SystemExit):
         bench.main(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, message", [("blocks", 0, "blocks"), ("sizes", (), "sizes"), ("timer", "gpu", "timer")])
+def test_config_rejects_bad_values(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        bench.BenchConfig(**{field: value})
