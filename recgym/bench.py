@@ -9,8 +9,9 @@ before the clock starts. Figures are user-steps per second unless named otherwis
 * ``sync_<B>``: gymnasium's ``SyncVectorEnv`` of B single envs (what users would build);
 * ``lean_<B>``: :func:`lean_reference`, a minimal numpy loop doing only gather-reward, interest
   update, popularity update and history observation (the practical floor). ``native_<B>`` and
-  ``lean_<B>`` are timed in alternating blocks (``BenchConfig.blocks``), so a change in the
-  machine's speed during the run slows both alike and their ratio compares like with like;
+  ``lean_<B>`` are timed in alternating blocks (``BenchConfig.blocks``) and each is the median of
+  its blocks' rates, so a change in the machine's speed during the run slows both alike and their
+  ratio compares like with like;
 * ``ppo_native_fps`` / ``ppo_dummy_fps``: SB3 PPO training frames/s on :class:`recgym.envs.sb3.SB3VecEnv`
   vs on SB3's ``DummyVecEnv`` of single envs (same PPO settings);
 * ``dsrm_us_per_state``: microseconds per state of DSRM's denoising (``purify``) forward on CPU,
@@ -98,21 +99,23 @@ Stepper = tuple[Callable[[int], None], int]  # step(i) and the user-steps one ca
 def _rates(steppers: dict[str, Stepper], config: BenchConfig, seconds: float | None = None,
            blocks: int = 1) -> dict[str, float]:
     """User-steps/s of each stepper: after one warm-up call each, the steppers take turns in
-    ``blocks`` rounds, each calling its ``step(i)`` for ``seconds / blocks`` per round."""
+    ``blocks`` rounds, each calling its ``step(i)`` for ``seconds / blocks`` per round; a stepper's
+    figure is the median of its rounds' rates (a burst of load from elsewhere spoils one round, not
+    the figure)."""
     seconds = config.seconds if seconds is None else seconds
     clock = config.clock
-    calls, elapsed = dict.fromkeys(steppers, 0), dict.fromkeys(steppers, 0.0)
+    calls, rates = dict.fromkeys(steppers, 0), {name: [] for name in steppers}
     for step, _ in steppers.values():
         step(0)
     for _ in range(blocks):
-        for name, (step, _) in steppers.items():
-            start, spent = clock(), 0.0
+        for name, (step, n_per_call) in steppers.items():
+            start, spent, first = clock(), 0.0, calls[name]
             while spent < seconds / blocks:
                 calls[name] += 1
                 step(calls[name])
                 spent = clock() - start
-            elapsed[name] += spent
-    return {name: n_per_call * calls[name] / elapsed[name] for name, (_, n_per_call) in steppers.items()}
+            rates[name].append(n_per_call * (calls[name] - first) / spent)
+    return {name: float(np.median(block_rates)) for name, block_rates in rates.items()}
 
 
 def _rate(step: Callable[[int], None], n_per_call: int, config: BenchConfig, seconds: float | None = None) -> float:

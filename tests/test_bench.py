@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -43,6 +44,20 @@ def test_steppers_take_turns_in_blocks():
     turns = [name for k, name in enumerate(order) if k == 0 or order[k - 1] != name]
     assert turns == ["native", "lean"] * 4  # the warm-up calls, then three rounds
     assert all(rate > 0 for rate in rates.values())
+
+
+def test_stalled_rounds_do_not_set_the_figure(monkeypatch):
+    """A figure is the median of its rounds: three stalled rounds of seven (bursts of load from
+    elsewhere) leave it at the clean rounds' rate. On a fake clock a call takes 1 ms, or 50 ms
+    for the first three (each stalls a whole 10 ms round)."""
+    now = [0.0]
+    monkeypatch.setitem(bench.TIMERS, "wall", lambda: now[0])
+
+    def step(i: int) -> None:
+        now[0] += 0.05 if 1 <= i <= 3 else 0.001
+
+    rate = bench._rates({"stalled": (step, 1)}, bench.BenchConfig(seconds=0.07), blocks=7)["stalled"]
+    assert rate == pytest.approx(1000.0)  # clean rounds: 10 calls in 10 ms; the mean of rounds is ~580
 
 
 def test_lean_reference_observes_the_last_items_oldest_first():
