@@ -101,6 +101,7 @@ class Sessions(NamedTuple):
     interest: np.ndarray  # (B, D) float32 unit latent interest (hidden)
     recent_items: np.ndarray  # (B, L) int32, oldest first, -1 empty
     recent_feedback: np.ndarray  # (B, L) float32 observed feedback on them
+    recent_creators: np.ndarray  # (B, L) int32 their creators, -1 empty
     history_sum_emb: np.ndarray  # (B, D) float32 sum of the last k items' embeddings
     category_fatigue: np.ndarray  # (B, C) float32 decayed category counts
     window_counts: np.ndarray  # (B, C) int16 category counts of the last leave_window items
@@ -217,10 +218,8 @@ def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tupl
     k, length = kn.history_len, s.recent_items.shape[1]
     creator = cat.item_creator[item]
     repeats = 0
-    for j in range(length - k, length):
-        past = s.recent_items[b, j]
-        if past >= 0 and cat.item_creator[past] == creator:
-            repeats += 1
+    for j in range(length - k, length):  # creators kept beside the items: a gather per item was ~7% of a step
+        repeats += s.recent_creators[b, j] == creator
     term = session_term(
         kn, cat.item_emb[item], cat.cat_lists[item], cat.cat_counts[item], cat.item_hour[item], s.hour[b],
         s.history_sum_emb[b], min(s.step_count[b], k), novelty_propensity(cat, s, b), s.category_fatigue[b],
@@ -319,8 +318,10 @@ def update_session(
     for j in range(length - 1):
         s.recent_items[b, j] = s.recent_items[b, j + 1]
         s.recent_feedback[b, j] = s.recent_feedback[b, j + 1]
+        s.recent_creators[b, j] = s.recent_creators[b, j + 1]
     s.recent_items[b, length - 1] = item
     s.recent_feedback[b, length - 1] = observed
+    s.recent_creators[b, length - 1] = cat.item_creator[item]
 
     boredom_signal = np.float32(0.0)  # the max familiarity over the item's categories, in [0, 1]
     if kn.boredom:
@@ -456,6 +457,7 @@ def start_sessions(
             s.interest[b, d] = cat.user_interest[users[n], d]
         s.recent_items[b] = -1
         s.recent_feedback[b] = 0
+        s.recent_creators[b] = -1
         s.history_sum_emb[b] = 0
         s.category_fatigue[b] = 0
         s.window_counts[b] = 0

@@ -92,6 +92,7 @@ class Simulator:
             interest=np.zeros((n, dims), np.float32),
             recent_items=np.full((n, self.buffer_len), -1, np.int32),  # item ids fit; half the bytes of int64
             recent_feedback=np.zeros((n, self.buffer_len), np.float32),
+            recent_creators=np.full((n, self.buffer_len), -1, np.int32),
             history_sum_emb=np.zeros((n, dims), np.float32),
             category_fatigue=np.zeros((n, world.n_categories), np.float32),
             window_counts=np.zeros((n, world.n_categories), np.int16),

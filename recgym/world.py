@@ -76,6 +76,10 @@ class World:
         for name, (array, shape) in checks.items():
             if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
                 raise ValueError(f"world {self.name!r}: {name} has shape {array.shape}, expected {shape}")
+        creators = self.item_creator
+        if creators.size and (creators.dtype.kind not in "iu" or creators.min() < 0 or creators.max() > 2**31 - 1):
+            raise ValueError(f"world {self.name!r}: item_creator must hold integer creator ids in [0, 2**31 - 1], "
+                             f"got {creators.dtype} in [{creators.min()}, {creators.max()}]")
         for array in (self.item_emb, self.item_cats, self.item_creator, self.pop_prior, self.user_interest):
             array.flags.writeable = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -10,6 +11,7 @@ import pytest
 
 import recgym  # noqa: F401  (registers the ids)
 from recgym.params import SimParams
+from recgym.world import synthetic_world
 
 
 @pytest.mark.parametrize(
@@ -84,6 +86,16 @@ def test_bad_world_choices_are_named():
         gym.make("recgym/KuaiRec-v0", world_options={"n_items": 10})
     with pytest.raises(ValueError, match="render_mode must be one of"):
         gym.make("recgym/Synthetic-v0", render_mode="human")
+
+
+@pytest.mark.parametrize("creators, message", [(-1, r"\[-1, "), (2**31, "2147483648"), (0.5, "float64")])
+def test_bad_creator_ids_are_named(creators, message):
+    """Creator ids index the creator-fatigue buffer, where -1 marks an empty slot."""
+    world = synthetic_world()
+    item_creator = world.item_creator.astype(type(creators)).copy()
+    item_creator[3] = creators
+    with pytest.raises(ValueError, match=r"item_creator must hold integer creator ids in \[0, 2\*\*31 - 1\], got .*" + message):
+        dataclasses.replace(world, item_creator=item_creator)
 
 
 @pytest.mark.parametrize(
