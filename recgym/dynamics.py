@@ -218,8 +218,11 @@ def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tupl
     k, length = kn.history_len, s.recent_items.shape[1]
     creator = cat.item_creator[item]
     repeats = 0
-    for j in range(length - k, length):  # creators kept beside the items: a gather per item was ~7% of a step
-        repeats += s.recent_creators[b, j] == creator
+    # Creators are kept beside the items (a gather of item_creator per item was ~7% of a step), and
+    # unsigned indices skip numba's negative-index wraparound, which compiled this loop to gathers too.
+    recent_creators = s.recent_creators[b]
+    for j in range(np.uint64(length - k), np.uint64(length)):
+        repeats += recent_creators[j] == creator
     term = session_term(
         kn, cat.item_emb[item], cat.cat_lists[item], cat.cat_counts[item], cat.item_hour[item], s.hour[b],
         s.history_sum_emb[b], min(s.step_count[b], k), novelty_propensity(cat, s, b), s.category_fatigue[b],
@@ -473,9 +476,9 @@ def write_history(sessions: tuple, max_turn: int, items: np.ndarray, feedback: n
     (The items' embeddings are one numpy ``take``: a row memcpy beats a compiled element loop.)"""
     s = Sessions(*sessions)
     n_sessions, k = items.shape
-    start = s.recent_items.shape[1] - k
+    start = np.uint64(s.recent_items.shape[1] - k)  # unsigned indices: no wraparound check, no gathers
     for b in range(n_sessions):
-        for j in range(k):
+        for j in range(np.uint64(k)):
             items[b, j] = s.recent_items[b, start + j]
             feedback[b, j] = s.recent_feedback[b, start + j]
         step[b, 0] = np.float32(s.step_count[b]) / np.float32(max_turn)
