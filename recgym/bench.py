@@ -266,15 +266,13 @@ def _rss_mb() -> float:
 def bench_memory(config: BenchConfig) -> float:
     """RSS growth (MB) of the largest native env over ``memory_user_steps`` user-steps (after warm-up)."""
     n_envs = max(config.sizes)
-    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **ALL_MECHANISMS)
-    venv.reset(seed=0)
-    actions = _random_actions(venv.single_action_space.n, (16, n_envs))
+    (step, _), venv = vector_stepper(config, n_envs)
     for i in range(50):
-        venv.step(actions[i % 16])
+        step(i)
     gc.collect()
     before = _rss_mb()
     for i in range(-(-config.memory_user_steps // n_envs)):  # ceil: at least memory_user_steps
-        venv.step(actions[i % 16])
+        step(i)
     gc.collect()
     growth = _rss_mb() - before
     venv.close()

@@ -71,6 +71,7 @@ def test_session_state_is_consistent_with_the_history(stepped):
         assert sim.popular_streak[b] == (
             0 if not items.size else np.argmin(np.append(sim.popular[items][::-1], False))
         )
+    np.testing.assert_array_equal(sim.sessions.recent_creators, np.where(recent >= 0, world.item_creator[recent], -1))
     np.testing.assert_allclose(np.linalg.norm(sim.interest, axis=1), 1.0, atol=1e-5)
     if p.no_repeat:  # in NX_0 the mask holds at least the consumed items
         assert not sim.action_mask()[np.arange(sim.n_sessions)[:, None].repeat(recent.shape[1], 1)[recent >= 0],
