@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import recgym
 from recgym.agents import AGENTS, get_agent, load_agent, make_policy, train_agent
 from recgym.envs import ENV_IDS
 from recgym.evaluation import METRICS, EvaluationResult, evaluate, make_eval_env
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recgym", description="Simulation gym for RL recommender systems.")
+    parser.add_argument("--version", action="version", version=f"recgym {recgym.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sub: argparse.ArgumentParser, episodes: int = 100) -> None:
