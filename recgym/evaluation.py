@@ -84,7 +84,7 @@ def as_policy(policy: Any, deterministic: bool = True) -> Policy:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
     if isinstance(policy, BaseAlgorithm):
-        from recgym.agents.flat import SB3Policy
+        from recgym.agents.sb3_policy import SB3Policy
 
         return SB3Policy(policy, deterministic=deterministic)
     if callable(policy):

@@ -11,7 +11,8 @@ from recgym.agents import (
     UCB, EpsilonGreedy, FamiliarityDebiaser, LinUCB, MostPopular, OracleGreedy, RandomPolicy, make_policy,
 )
 from recgym.agents.baselines import masked_argmax
-from recgym.agents.flat import SB3Policy, make_model, train
+from recgym.agents.flat import make_model, train
+from recgym.agents.sb3_policy import SB3Policy
 from recgym.envs.sb3 import SB3VecEnv
 from recgym.envs.vector import RecSysVectorEnv
 

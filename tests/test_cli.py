@@ -50,8 +50,8 @@ def test_train_then_eval_the_checkpoint(tmp_path, capsys):
     argv = ["train", "--env", SYN, "--agent", "a2c", "--timesteps", "512", "--logdir", str(tmp_path),
             "--episodes", "10", "--num-envs", "16"]
     assert cli.main(argv) == 0
-    checkpoint = tmp_path / "a2c_s0.zip"
-    assert checkpoint.exists() and list((tmp_path / "a2c_s0_1").glob("events.out.tfevents.*"))
+    checkpoint = tmp_path / "a2c_Synthetic-v0_s0_1" / "model.zip"
+    assert checkpoint.exists() and list(checkpoint.parent.glob("events.out.tfevents.*"))
     capsys.readouterr()
     assert cli.main(["eval", "--env", SYN, "--policy", "a2c", "--checkpoint", str(checkpoint),
                      "--episodes", "10", "--json"]) == 0

@@ -195,9 +195,9 @@ def test_cli_training_hook_saves_a_checkpoint_and_logs_scores(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     model, path = train_cli(ENV, 1_000, seed=3, logdir=tmp_path, num_envs=100, eval_episodes=5)
-    assert path == tmp_path / "dsrm_s3.pt"
+    assert path == tmp_path / "dsrm-pretrain_Synthetic-v0_s3_1" / "dsrm.pt"
     assert load_model(path).world_fingerprint == model.world_fingerprint == synthetic_world().fingerprint
-    events = EventAccumulator(str(tmp_path / "dsrm_s3"))
+    events = EventAccumulator(str(path.parent))
     events.Reload()
     assert {"stage1/encoder_loss", "stage1/diffusion_loss", "dsrm/ratio", "dsrm/cosine_purified"} <= set(
         events.Tags()["scalars"])

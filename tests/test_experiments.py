@@ -81,6 +81,6 @@ def test_cli_trains_ppo_cell_and_rejects_unknown_subset(tmp_path: Path, capsys: 
     config = write(tmp_path, CONFIG.replace("[random, popular]", "[ppo]").replace("seeds: 2", "seeds: 1"))
     assert main(["experiment", str(config), "--outdir", str(tmp_path / "o"), "--envs", "recgym/Synthetic-v0"]) == 0
     assert "| ppo | Synthetic-v0 | streak | 1 |" in capsys.readouterr().out
-    assert (tmp_path / "o" / "tb" / "ppo__Synthetic-v0__streak__s0" / "ppo_s0.zip").exists()
+    assert (tmp_path / "o" / "tb" / "ppo__Synthetic-v0__streak__s0" / "ppo_Synthetic-v0_s0_1" / "model.zip").exists()
     assert main(["experiment", str(config), "--methods", "a2c"]) == 2
     assert "not in config" in capsys.readouterr().err

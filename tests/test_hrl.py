@@ -61,7 +61,7 @@ def test_hrl4pfg_goal_stays_in_the_catalogue_embedding_ball():
 
 def test_high_level_options_last_m_steps_and_early_leavers_wait():
     venv = gym.make_vec("recgym/Synthetic-v0", num_envs=16, vectorization_mode="vector_entry_point",
-                        mode="NX_0", **FAIRNESS_PROTOCOL)
+                        autoreset_mode="SameStep", mode="NX_0", **FAIRNESS_PROTOCOL)
     method = DSRMHRL(name="hrl-no-dsrm")
     env = HighLevelVecEnv(method, venv, low_policy=lambda low_obs: np.zeros(low_obs.shape[0], np.int64))
     env.seed(0)
@@ -101,10 +101,12 @@ def test_trained_hierarchy_beats_random_and_checkpoints_round_trip(tmp_path):
         load("hrl4pfg", path)
     with pytest.raises(ValueError, match="was trained on world"):
         recgym.evaluate(load("hrl-no-dsrm", path), "recgym/KuaiRec-v0", episodes=5, seed=0)
-    # resuming a finished run redoes nothing: the saved models come back unchanged
-    again, _ = train("hrl-no-dsrm", env, 12_000, seed=0, logdir=tmp_path, num_envs=32, env_options=options,
-                     device="cpu")
-    assert again.low.num_timesteps == policy.low.num_timesteps
+    # the same call again is a new run in a directory of its own: the first checkpoint stays as it was
+    stamp = (path / "low.zip").stat().st_mtime_ns
+    _, again = train("hrl-no-dsrm", env, 1_000, seed=0, logdir=tmp_path, num_envs=32, env_options=options,
+                     device="cpu", rounds=1)
+    assert (path.name, again.name) == ("hrl-no-dsrm_Synthetic-v0_s0_1", "hrl-no-dsrm_Synthetic-v0_s0_2")
+    assert (path / "low.zip").stat().st_mtime_ns == stamp and (again / "meta.json").is_file()
 
 
 class _GoalReader:

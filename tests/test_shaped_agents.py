@@ -53,7 +53,7 @@ def test_shaper_rejects_negative_weights():
 
 def test_ppo_novelty_trains_saves_and_loads(tmp_path):
     model, path = train_agent("ppo-novelty", "recgym/KuaiRec-v0", 512, seed=0, logdir=str(tmp_path), num_envs=16)
-    assert path.name == "ppo-novelty_s0.zip" and path.exists()
+    assert path == tmp_path / "ppo-novelty_KuaiRec-v0_s0_1" / "model.zip" and path.exists()
     loaded = load_agent("ppo-novelty", path)
     assert type(loaded).__name__ == "PPO"
     assert loaded.policy.action_net.item_emb.shape[0] == model.policy.action_net.item_emb.shape[0]

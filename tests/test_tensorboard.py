@@ -23,7 +23,7 @@ def _events(directory):
 
 def test_training_logs_metrics_hparams_and_exposure(tmp_path):
     train("ppo", SYN, 2048, seed=0, logdir=tmp_path, num_envs=32, eval_episodes=20, n_steps=16)
-    events = _events(tmp_path / "ppo_s0_1")
+    events = _events(tmp_path / "ppo_Synthetic-v0_s0_1")
     tags = events.Tags()
     for key in METRICS:
         assert f"eval/{key}" in tags["scalars"], key

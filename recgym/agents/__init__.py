@@ -16,6 +16,7 @@ from typing import Any
 from recgym.agents.baselines import (
     UCB, EpsilonGreedy, FamiliarityDebiaser, LinUCB, MostPopular, OracleGreedy, Policy, RandomPolicy,
 )
+from recgym.world import World
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,11 @@ class AgentSpec:
         a string ``base`` kwarg names another registered agent, built first). For untrained agents.
     train: ``"module:callable"`` for trainable agents, called as ``train(*args, env_id, timesteps,
         seed=, logdir=, num_envs=, progress_bar=, eval_episodes=, env_options=)`` and returning
-        ``(model_or_policy, checkpoint_path)``.
-    load: ``"module:callable"`` called as ``load(*args, path)`` returning a model or policy.
+        ``(model_or_policy, checkpoint_path)``, the checkpoint in a run directory of its own under
+        ``logdir`` (:func:`recgym.agents.checkpoints.new_run_dir`).
+    load: ``"module:callable"`` called as ``load(*args, path, world=)`` returning a model or policy; it
+        refuses (one-line ``ValueError`` naming the file) a file that is not this agent's checkpoint or,
+        with a ``world`` given, was trained on another world (:mod:`recgym.agents.checkpoints`).
     """
 
     description: str
@@ -124,13 +128,16 @@ def train_agent(name: str, env_id: str, timesteps: int, **options: Any) -> tuple
     return _resolve(spec.train)(*spec.args, env_id, timesteps, **options)
 
 
-def load_agent(name: str, path: str | Path) -> Any:
-    """Load a trained registered agent from a checkpoint."""
+def load_agent(name: str, path: str | Path, world: World | None = None) -> Any:
+    """Load a trained registered agent from a checkpoint; with ``world`` given, a checkpoint trained on
+    another world is refused here (else when the policy is bound to an env)."""
     spec = get_agent(name)
     if spec.load is None:
         raise ValueError(f"agent {name!r} has no checkpoint loader; loadable agents: "
                          f"{', '.join(k for k, v in AGENTS.items() if v.load)}")
-    return _resolve(spec.load)(*spec.args, path)
+    if not Path(path).exists():
+        raise ValueError(f"checkpoint {str(path)!r} not found")
+    return _resolve(spec.load)(*spec.args, path, world=world)
 
 
 __all__ = ["AGENTS", "UCB", "AgentSpec", "EpsilonGreedy", "FamiliarityDebiaser", "LinUCB", "MostPopular",

@@ -29,8 +29,10 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from recgym.agents.flat import SB3Policy, load_model, train
+from recgym.agents.flat import load_model, train
 from recgym.agents.rewards import RewardShaper
+from recgym.agents.sb3_policy import SB3Policy
+from recgym.world import World
 
 
 @dataclass(frozen=True)
@@ -139,24 +141,12 @@ def window_entropy(item_ids: np.ndarray) -> np.ndarray:
     return entropy / np.log(k)
 
 
-class DORLPolicy(SB3Policy):
-    """The trained A2C actor, bound only to the world it was trained on."""
-
-    def __init__(self, model: Any, world: str) -> None:
-        super().__init__(model)
-        self.world_fingerprint = world
-
-    def bind(self, env: Any, seed: int | None = None) -> None:
-        if env.world.fingerprint != self.world_fingerprint:
-            raise ValueError(f"this dorl policy was trained on world {self.world_fingerprint!r}, "
-                             f"not on this env's world {env.world.fingerprint!r}")
-        super().bind(env, seed)
-
-
 def train_dorl(env_id: str, timesteps: int, seed: int = 0, num_envs: int = 64, config: DORLConfig | None = None,
-               env_options: dict[str, Any] | None = None, **options: Any) -> tuple[DORLPolicy, Path]:
+               env_options: dict[str, Any] | None = None, **options: Any) -> tuple[SB3Policy, Path]:
     """Log a random policy for ``log_fraction * timesteps`` steps, fit the ensemble, then train A2C
-    on r~ for ``timesteps``; checkpoint ``dorl_s{seed}.zip`` (the A2C model plus the world fingerprint)."""
+    on r~ for ``timesteps``; checkpoint ``model.zip`` in the run directory (the A2C model with the
+    ``dorl`` checkpoint metadata, world included, and the DORL settings); ``options`` as
+    :func:`recgym.agents.flat.train`. The policy refuses to act in another world."""
     from recgym.evaluation import make_eval_env
 
     config = config or DORLConfig()
@@ -165,13 +155,13 @@ def train_dorl(env_id: str, timesteps: int, seed: int = 0, num_envs: int = 64, c
     users, items, feedback = log_random(env_id, int(config.log_fraction * timesteps), seed, num_envs, env_options)
     ensemble = fit_ensemble(users, items, feedback, world.n_users, world.n_items, config, seed)
     model, path = train("a2c", env_id, timesteps, seed=seed, num_envs=num_envs, env_options=env_options,
-                        run_name=f"dorl_s{seed}", wrap_env=lambda venv: PenalisedModelReward(venv, ensemble, config),
+                        agent="dorl", wrap_env=lambda venv: PenalisedModelReward(venv, ensemble, config),
                         **options)
-    model.world_fingerprint, model.dorl_config = world.fingerprint, asdict(config)
+    model.dorl_config = asdict(config)
     model.save(path)
-    return DORLPolicy(model, world.fingerprint), path
+    return SB3Policy(model), path
 
 
-def load_dorl(path: str | Path) -> DORLPolicy:
-    model = load_model("a2c", path)
-    return DORLPolicy(model, model.world_fingerprint)
+def load_dorl(path: str | Path, world: World | None = None) -> SB3Policy:
+    """Load a checkpoint of :func:`train_dorl` (refused for another agent or, given ``world``, another world)."""
+    return SB3Policy(load_model("a2c", path, agent="dorl", world=world))

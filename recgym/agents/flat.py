@@ -4,11 +4,13 @@ The Dict observation goes through :class:`HistoryExtractor`; with ``item_head=Tr
 the output layer scores every item as ``<W h, e_i> + b_i`` against the catalogue's embeddings
 (:class:`ItemScoringHead`), so what is learnt about one item transfers to similar ones instead of
 3,327 independent logits. :func:`make_model` builds a model, :func:`train` runs a logged training
-and saves a checkpoint, :class:`SB3Policy` turns any SB3 model into a masked batched policy.
+and saves a checkpoint in a run directory of its own, :func:`load_model` loads one back (checking its
+metadata); :class:`~recgym.agents.sb3_policy.SB3Policy` turns any SB3 model into a masked batched policy.
 """
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +23,14 @@ from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
-from recgym.agents.baselines import Policy
+from recgym.agents.checkpoints import META_KEY, check_meta, checkpoint_meta, first_line, new_run_dir, read_sb3_meta
+from recgym.world import World
 
 
 class HistoryExtractor(BaseFeaturesExtractor):
@@ -140,38 +144,32 @@ def make_model(algo: str, env: Any, seed: int | None = 0, item_head: bool = True
                     verbose=0, **{**spec.defaults, **hyperparams})
 
 
-def load_model(algo: str, path: str | Path, env: Any = None) -> BaseAlgorithm:
-    """Load a checkpoint saved by :func:`train` (``algo`` selects the SB3 class)."""
+def load_model(algo: str, path: str | Path, env: Any = None, agent: str | None = None,
+               world: World | None = None) -> BaseAlgorithm:
+    """Load a checkpoint saved by :func:`train` (``algo`` selects the SB3 class).
+
+    The checkpoint's metadata must name ``agent`` (default: ``algo``) and, with ``world`` given, have
+    been trained on that world; a missing, truncated or foreign file, another agent's checkpoint or
+    another world's is a one-line ``ValueError`` naming the file.
+    """
     if algo not in ALGOS:
         raise ValueError(f"unknown SB3 algorithm {algo!r}; valid: {', '.join(ALGOS)}")
-    return ALGOS[algo].cls.load(str(path), env=env, device="cpu")
-
-
-class SB3Policy(Policy):
-    """Any SB3 model as a batched policy: scores are the action logits (actor-critic) or Q-values
-    (DQN); ``act`` takes the masked argmax, or samples from the masked softmax if not ``deterministic``."""
-
-    def __init__(self, model: BaseAlgorithm, deterministic: bool = True) -> None:
-        self.model, self.deterministic = model, deterministic
-
-    def scores(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
-        policy = self.model.policy
-        tensor, _ = policy.obs_to_tensor(obs)
-        with th.no_grad():
-            if isinstance(policy, DQNPolicy):
-                values = policy.q_net(tensor)
-            else:
-                values = policy.get_distribution(tensor).distribution.logits
-        scores = values.cpu().numpy().astype(np.float64)
-        return scores if self.deterministic else scores + self.rng.gumbel(size=scores.shape)
+    check_meta(read_sb3_meta(path), path, agent or algo, world)
+    try:
+        return ALGOS[algo].cls.load(str(path), env=env, device="cpu")
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: unreadable SB3 checkpoint ({first_line(error)})") from None
 
 
 def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 64,
           progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
-          wrap_env: Callable[[Any], Any] | None = None, run_name: str | None = None,
+          wrap_env: Callable[[Any], Any] | None = None, agent: str | None = None,
           **hyperparams: Any) -> tuple[BaseAlgorithm, Path]:
-    """Train ``algo`` on ``env_id`` for ``timesteps`` with TensorBoard logging under ``logdir``
-    (run name ``run_name or {algo}_s{seed}``) and save ``logdir/{run name}.zip``. Returns (model, checkpoint).
+    """Train ``algo`` on ``env_id`` for ``timesteps`` in a new run directory
+    ``logdir/<agent>_<env>_s<seed>_<n>/`` (:func:`recgym.agents.checkpoints.new_run_dir`): TensorBoard
+    event files and the checkpoint ``model.zip`` side by side. The model carries the checkpoint
+    metadata of ``agent`` (registered agent name, default ``algo``), the env and the world.
+    Returns (model, checkpoint path).
 
     ``wrap_env`` turns the ``SB3VecEnv`` into the env the learner trains on, e.g. a
     :class:`recgym.agents.rewards.RewardShaper` that rewrites the reward; the metric callback still
@@ -183,18 +181,20 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
         raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
     options = dict(env_options or {})
-    make_eval_env(env_id, 1, **options)  # validates the id and options with one-line errors
+    agent = agent or algo
+    world = make_eval_env(env_id, 1, **options).world  # validates the id and options with one-line errors
+    run_dir = new_run_dir(logdir, agent, env_id, seed)
     venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
     venv.seed(seed)
     train_env = wrap_env(venv) if wrap_env is not None else venv
-    logdir = Path(logdir)
-    name = run_name or f"{algo}_s{seed}"
-    model = make_model(algo, train_env, seed=seed, tensorboard_log=str(logdir), **hyperparams)
-    hparams = {"algo": algo, "env": env_id, "seed": seed, "timesteps": timesteps, "num_envs": num_envs,
-               **ALGOS[algo].defaults, **hyperparams, **options}
+    model = make_model(algo, train_env, seed=seed, **hyperparams)
+    model.set_logger(configure(str(run_dir), ["stdout", "tensorboard"] if model.verbose >= 1 else ["tensorboard"]))
+    setattr(model, META_KEY, checkpoint_meta(agent, env_id, options, world))
+    hparams = {"agent": agent, "algo": algo, "env": env_id, "seed": seed, "timesteps": timesteps,
+               "num_envs": num_envs, **ALGOS[algo].defaults, **hyperparams, **options}
     callback = RecMetricsCallback(hparams=hparams, eval_env=env_id if eval_episodes else None,
                                   eval_episodes=eval_episodes, eval_options=options, seed=seed)
-    model.learn(total_timesteps=timesteps, callback=callback, tb_log_name=name, progress_bar=progress_bar)
-    path = logdir / f"{name}.zip"
+    model.learn(total_timesteps=timesteps, callback=callback, progress_bar=progress_bar)
+    path = run_dir / "model.zip"
     model.save(path)
     return model, path

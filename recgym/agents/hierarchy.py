@@ -25,6 +25,7 @@ Each level is an ordinary SB3 model on its own goal-conditioned ``VecEnv`` view 
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,12 +34,16 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from recgym.agents.baselines import Policy
+from recgym.agents.checkpoints import check_meta, check_world, checkpoint_meta, first_line
+from recgym.agents.progress import TrainingProgressBar
 from recgym.envs.vector import RecSysVectorEnv
 from recgym.metrics import gini
+from recgym.world import World
 
 Obs = dict[str, np.ndarray]
 
@@ -124,6 +129,9 @@ class _GoalVecEnv(VecEnv):
     """SB3 ``VecEnv`` plumbing shared by both levels: one batched env, attributes shared by all rows."""
 
     def __init__(self, method: Method, venv: RecSysVectorEnv, level: str) -> None:
+        if venv.metadata["autoreset_mode"] is not AutoresetMode.SAME_STEP:
+            raise ValueError(f"the hierarchy levels need a same-step autoreset env (they read infos['final_obs']); "
+                             f"this env has {venv.metadata['autoreset_mode']}")
         self.method, self.venv = method, venv
         self.render_mode = None
         method.bind(venv)
@@ -277,16 +285,15 @@ def _predictor(model: PPO | None) -> Callable[[np.ndarray], np.ndarray] | None:
 class HierarchicalPolicy(Policy):
     """Both trained levels as a batched :class:`~recgym.agents.baselines.Policy` for :func:`recgym.evaluate`.
 
-    ``world``: fingerprint of the world it was trained on; binding it to another world's env is refused.
+    ``meta``: its checkpoint metadata (:func:`recgym.agents.checkpoints.checkpoint_meta`); binding it to
+    an env of another world is refused.
     """
 
-    def __init__(self, method: Method, high: PPO | None, low: PPO, world: str) -> None:
-        self.method, self.high, self.low, self.world_fingerprint = method, high, low, world
+    def __init__(self, method: Method, high: PPO | None, low: PPO, meta: dict[str, Any]) -> None:
+        self.method, self.high, self.low, self.meta = method, high, low, meta
 
     def bind(self, env: Any, seed: int | None = None) -> None:
-        if env.world.fingerprint != self.world_fingerprint:
-            raise ValueError(f"this {self.method.name} policy was trained on world {self.world_fingerprint!r}, "
-                             f"not on this env's world {env.world.fingerprint!r}")
+        check_world(self.meta, env.world, f"this {self.method.name} policy")
         super().bind(env, seed)
         self.method.bind(env)
         self.goal = np.zeros((env.num_envs, self.method.goal_space.shape[0]), np.float32)
@@ -332,14 +339,20 @@ class TrainedHierarchy:
     low: PPO
     checkpoint: Path
     rounds_done: int
-    world: str
+    meta: dict[str, Any]
 
     def policy(self) -> HierarchicalPolicy:
-        return HierarchicalPolicy(self.method, self.high, self.low, self.world)
+        return HierarchicalPolicy(self.method, self.high, self.low, self.meta)
 
 
 def _fixed_goal_policy(method: Method) -> Callable[[np.ndarray], np.ndarray]:
     return lambda high_obs: np.broadcast_to(method.goal_space.high, (high_obs.shape[0], method.goal_space.shape[0]))
+
+
+def _level_callbacks(callbacks: Callable[[str], Any] | None, level: str, progress_bar: bool) -> list[Any]:
+    """The callbacks of one level's ``learn``: ``callbacks(level)`` and, if asked, a progress bar."""
+    chosen = [callbacks(level)] if callbacks else []
+    return chosen + [TrainingProgressBar()] if progress_bar else chosen
 
 
 def train_hierarchy(
@@ -356,20 +369,26 @@ def train_hierarchy(
     """Alternate low- and high-level PPO on ``env_id``; checkpoint to ``logdir/run_name/`` each round.
 
     ``resume``: a checkpoint directory written by this function for the same method and world;
-    training continues from its models until ``config.rounds`` rounds are done.
+    training continues from its models until ``config.rounds`` rounds are done. Without it, a
+    ``logdir/run_name/`` that already holds a checkpoint is refused (``ValueError``), never overwritten.
     ``callbacks(level)`` may return an SB3 callback for the ``"low"`` / ``"high"`` learn calls.
     """
     run_name = run_name or f"{method.name}_seed{config.seed}"
     checkpoint = Path(logdir) / run_name
+    if resume is None and (checkpoint / "meta.json").exists():
+        raise ValueError(f"{checkpoint} already holds a {method.name} checkpoint; pass resume= to continue it "
+                         f"or choose another run_name")
     options = dict(env_options or {})
-    low_venv = gym.make_vec(env_id, num_envs=config.n_sessions, vectorization_mode="vector_entry_point", **options)
-    high_venv = gym.make_vec(env_id, num_envs=config.n_sessions, vectorization_mode="vector_entry_point", **options)
+    # Both levels read the ended session's last observation from infos["final_obs"]: same-step autoreset.
+    low_venv, high_venv = (gym.make_vec(env_id, num_envs=config.n_sessions, vectorization_mode="vector_entry_point",
+                                        autoreset_mode=AutoresetMode.SAME_STEP, **options) for _ in range(2))
     low_env = LowLevelVecEnv(method, low_venv, None, seed=config.seed)
     low_env.seed(config.seed)
     ppo_kwargs = dict(config.ppo, seed=config.seed, device=config.device, tensorboard_log=str(checkpoint))
+    meta = checkpoint_meta(method.name, env_id, options, low_venv.world)
     rounds_done = 0
     if resume is not None:
-        high, low, rounds_done = load_hierarchy(method, resume, low_venv.world.fingerprint, low_env, config.device)
+        high, low, rounds_done = load_hierarchy(method, resume, low_venv.world, low_env, config.device)
     else:
         low = PPO("MlpPolicy", low_env, policy_kwargs=method.low_policy_kwargs, **ppo_kwargs)
         high = None
@@ -384,46 +403,52 @@ def train_hierarchy(
     for round_index in range(rounds_done, config.rounds):
         low_env.high_policy = _fixed_goal_policy(method) if config.flat else _predictor(high) if round_index else None
         low.learn(config.low_steps, tb_log_name="low", reset_num_timesteps=round_index == 0,
-                  progress_bar=progress_bar, callback=callbacks("low") if callbacks else None)
+                  callback=_level_callbacks(callbacks, "low", progress_bar))
         if high is not None:
             high_env.low_policy = _predictor(low)
             high.learn(config.high_steps, tb_log_name="high", reset_num_timesteps=round_index == 0,
-                       progress_bar=progress_bar, callback=callbacks("high") if callbacks else None)
+                       callback=_level_callbacks(callbacks, "high", progress_bar))
         rounds_done = round_index + 1
-        save_hierarchy(checkpoint, method, low_venv.world.fingerprint, high, low, config, rounds_done)
-    return TrainedHierarchy(method, high, low, checkpoint, rounds_done, low_venv.world.fingerprint)
+        save_hierarchy(checkpoint, meta, high, low, config, rounds_done)
+    return TrainedHierarchy(method, high, low, checkpoint, rounds_done, meta)
 
 
-def save_hierarchy(path: Path, method: Method, fingerprint: str, high: PPO | None, low: PPO,
-                   config: HierarchyConfig, rounds_done: int) -> None:
-    """Write ``low.zip`` (+ ``high.zip``) and ``meta.json`` (method, world fingerprint, config, rounds)."""
+def save_hierarchy(path: Path, meta: dict[str, Any], high: PPO | None, low: PPO, config: HierarchyConfig,
+                   rounds_done: int) -> None:
+    """Write ``low.zip`` (+ ``high.zip``), then ``meta.json``: the checkpoint metadata ``meta``, the
+    config and the rounds done (written last, through a temporary file, so it never describes
+    models that are not on disk)."""
     path.mkdir(parents=True, exist_ok=True)
     low.save(path / "low.zip")
     if high is not None:
         high.save(path / "high.zip")
-    meta = {"method": method.name, "world": fingerprint, "rounds_done": rounds_done, "config": asdict(config)}
-    (path / "meta.json").write_text(json.dumps(meta, indent=2))
+    partial = path / "meta.json.partial"
+    partial.write_text(json.dumps({**meta, "rounds_done": rounds_done, "config": asdict(config)}, indent=2))
+    partial.replace(path / "meta.json")
 
 
-def read_meta(method: Method, path: str | Path) -> dict[str, Any]:
-    """The checkpoint's ``meta.json``, refusing a directory that is not one or holds another agent."""
+def read_meta(agent: str, path: str | Path, world: World | None = None) -> dict[str, Any]:
+    """The checkpoint's ``meta.json``; a one-line ``ValueError`` naming ``path`` for a directory that is
+    not a hierarchical checkpoint, an unreadable one, not ``agent``'s (a method name) or (given
+    ``world``) another world's."""
     meta_path = Path(path) / "meta.json"
     if not meta_path.is_file():
         raise ValueError(f"{path}: not a recgym hierarchical checkpoint (no meta.json)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("method") != method.name:
-        raise ValueError(f"{path}: checkpoint is for agent {meta.get('method')!r}, not {method.name!r}")
-    return meta
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{meta_path}: unreadable checkpoint metadata ({first_line(error)})") from None
+    return check_meta(meta, path, agent, world)
 
 
-def load_hierarchy(method: Method, path: str | Path, world: str | None = None, env: VecEnv | None = None,
+def load_hierarchy(method: Method, path: str | Path, world: World | None = None, env: VecEnv | None = None,
                    device: str = "auto") -> tuple[PPO | None, PPO, int]:
-    """Load (high, low, rounds_done) from a checkpoint, refusing another method or (if given) world fingerprint."""
+    """Load (high, low, rounds_done) from a checkpoint, refusing another method or (if given) world."""
     path = Path(path)
-    meta = read_meta(method, path)
-    if world is not None and meta.get("world") != world:
-        raise ValueError(f"{path}: checkpoint was trained on world {meta.get('world')!r}, "
-                         f"this env's world is {world!r}")
-    low = PPO.load(path / "low.zip", env=env, device=device)
-    high = PPO.load(path / "high.zip", device=device) if (path / "high.zip").is_file() else None
+    meta = read_meta(method.name, path, world)
+    try:
+        low = PPO.load(path / "low.zip", env=env, device=device)
+        high = PPO.load(path / "high.zip", device=device) if (path / "high.zip").is_file() else None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+        raise ValueError(f"{path}: unreadable hierarchical checkpoint ({first_line(error)})") from None
     return high, low, int(meta["rounds_done"])

@@ -1,8 +1,9 @@
 """Command-line entry points of the hierarchical agents (registered in :data:`recgym.agents.AGENTS`).
 
-``recgym train --agent dsrm-hrl|hrl4pfg|novelty-hrl|dsrm-flat|hrl-no-dsrm``. The DSRM agents run
-stage I (:func:`recgym.agents.dsrm.pretrain`, saved as ``dsrm.pt`` in the run directory and reused
-when resuming) before stage II (:func:`recgym.agents.hierarchy.train_hierarchy`, DSRM frozen).
+``recgym train --agent dsrm-hrl|hrl4pfg|novelty-hrl|dsrm-flat|hrl-no-dsrm``. Each run gets a new run
+directory (:func:`recgym.agents.checkpoints.new_run_dir`), which is the checkpoint. The DSRM agents run
+stage I (:func:`recgym.agents.dsrm.pretrain`, saved as ``dsrm.pt`` in the run directory) before
+stage II (:func:`recgym.agents.hierarchy.train_hierarchy`, DSRM frozen).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from recgym.agents.checkpoints import new_run_dir
 from recgym.agents.dsrm_hrl import DSRMHRL
 from recgym.agents.hierarchy import (
     HierarchicalPolicy, HierarchyConfig, Method, Obs, load_hierarchy, read_meta, train_hierarchy,
 )
 from recgym.agents.hrl4pfg import HRL4PFG
 from recgym.agents.novelty_hrl import NoveltyHRL
+from recgym.world import World
 
 #: agent name -> (uses DSRM, one level only)
 HRL_AGENTS = {
@@ -57,16 +60,21 @@ def train(
     progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
     device: str = "auto", rounds: int = 3,
 ) -> tuple[HierarchicalPolicy, Path]:
-    """Train ``agent`` for about ``timesteps`` simulator steps; returns (policy, checkpoint directory).
+    """Train ``agent`` for about ``timesteps`` simulator steps in a new run directory
+    ``logdir/<agent>_<env>_s<seed>_<n>/``; returns (policy, checkpoint directory = run directory).
 
     Budget split: DSRM stage I logs ``timesteps // 2`` transitions (DSRM agents only); stage II gives
     60% of ``timesteps`` to the low level and 40% to the high level (each option is up to M steps).
-    A checkpoint directory already holding this agent's rounds is resumed, not redone.
     """
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
         raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
-    uses_dsrm, flat = HRL_AGENTS.get(agent, (False, False))
-    run_dir = Path(logdir) / f"{agent}_s{seed}"
+    if agent not in HRL_AGENTS:
+        raise ValueError(f"unknown hierarchical agent {agent!r}; valid: {', '.join(HRL_AGENTS)}")
+    from recgym.evaluation import make_eval_env
+
+    uses_dsrm, flat = HRL_AGENTS[agent]
+    make_eval_env(env_id, 1, **(env_options or {}))  # a bad id or option fails before the run directory exists
+    run_dir = new_run_dir(logdir, agent, env_id, seed)
     dsrm_model = _stage_one(env_id, timesteps, seed, run_dir, device, progress_bar, env_options) if uses_dsrm else None
     method = build_method(agent, dsrm_model)
     option_length = method.option_length
@@ -75,36 +83,35 @@ def train(
         high_steps=max(1, int(0.4 * timesteps / rounds / option_length)), n_sessions=num_envs, flat=flat,
         seed=seed, device=device,
     )
-    resume = run_dir if (run_dir / "meta.json").is_file() else None
-    trained = train_hierarchy(method, env_id, config, logdir=logdir, run_name=run_dir.name, resume=resume,
+    trained = train_hierarchy(method, env_id, config, logdir=run_dir.parent, run_name=run_dir.name,
                               progress_bar=progress_bar, env_options=env_options)
     return trained.policy(), trained.checkpoint
 
 
 def _stage_one(env_id: str, timesteps: int, seed: int, run_dir: Path, device: str, progress: bool,
                env_options: dict[str, Any] | None) -> Any:
-    from recgym.agents.dsrm import DSRM, pretrain
+    from recgym.agents.dsrm import pretrain
 
-    path = run_dir / DSRM_FILE
-    if path.is_file():
-        return DSRM.load(path, device=device)
     model = pretrain(env_id, timesteps=max(1_000, timesteps // 2), num_envs=64, encoder_epochs=2,
                      diffusion_epochs=10, logdir=run_dir / "stage1", seed=seed, device=device, progress=progress,
                      env_options=env_options)
-    model.save(path)
+    model.save(run_dir / DSRM_FILE)
     return model
 
 
-def load(agent: str, path: str | Path) -> HierarchicalPolicy:
-    """Load a checkpoint directory written by :func:`train` (refused for another agent; the world is
-    checked when the policy is bound to an env)."""
+def load(agent: str, path: str | Path, world: World | None = None) -> HierarchicalPolicy:
+    """Load a checkpoint directory written by :func:`train`: refused (one-line ``ValueError`` naming
+    it) for another agent's or, given ``world``, another world's; else the world is checked when the
+    policy is bound to an env."""
     path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path}: a {agent} checkpoint is a run directory (holding meta.json), not a file")
+    meta = read_meta(agent, path, world)
     dsrm_model = None
-    if HRL_AGENTS.get(agent, (False, False))[0]:
+    if HRL_AGENTS[agent][0]:
         from recgym.agents.dsrm import DSRM
 
-        dsrm_model = DSRM.load(path / DSRM_FILE)
+        dsrm_model = DSRM.load(path / DSRM_FILE, world=world)
     method = build_method(agent, dsrm_model)
-    world = read_meta(method, path)["world"]
-    high, low, _ = load_hierarchy(method, path)
-    return HierarchicalPolicy(method, high, low, world)
+    high, low, _ = load_hierarchy(method, path, world)
+    return HierarchicalPolicy(method, high, low, meta)

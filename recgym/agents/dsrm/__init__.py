@@ -8,6 +8,7 @@ data only; :func:`evaluate` scores raw and purified states against the simulator
 from recgym.agents.dsrm.evaluate import DenoisingScores, evaluate
 from recgym.agents.dsrm.extractor import DSRMExtractor
 from recgym.agents.dsrm.model import DSRM, DSRMConfig
-from recgym.agents.dsrm.train import BEHAVIOURS, pretrain
+from recgym.agents.dsrm.rollouts import BEHAVIOURS
+from recgym.agents.dsrm.train import pretrain
 
 __all__ = ["BEHAVIOURS", "DSRM", "DSRMConfig", "DSRMExtractor", "DenoisingScores", "evaluate", "pretrain"]

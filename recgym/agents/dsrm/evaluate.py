@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from recgym.agents.dsrm.model import DSRM
-from recgym.agents.dsrm.train import make_venv, rollout
+from recgym.agents.dsrm.rollouts import make_venv, rollout
 
 STATES = ("history", "raw", "purified")
 

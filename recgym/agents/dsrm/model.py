@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recgym.agents.checkpoints import META_KEY, check_meta, check_world, first_line
 from recgym.world import World
 
 SAMPLERS = ("ddpm", "ddim")
@@ -160,12 +162,9 @@ class DSRM(nn.Module):
         return self.feedback_bias.device
 
     # ----------------------------------------------------------------- checks
-    def check_world(self, world: World) -> None:
-        """Raise ``ValueError`` unless ``world`` is the one this model was trained on."""
-        if world.fingerprint != self.world_fingerprint:
-            raise ValueError(
-                f"DSRM checkpoint was trained on world {self.world_fingerprint!r}, not {world.fingerprint!r}"
-            )
+    def check_world(self, world: World, source: str = "DSRM checkpoint") -> None:
+        """Raise ``ValueError`` (naming ``source``) unless ``world`` is the one this model was trained on."""
+        check_world({"world": self.world_fingerprint, "n_items": self.n_items}, world, source)
 
     def _check_history(self, embeddings: torch.Tensor) -> None:
         if embeddings.ndim != 3 or embeddings.shape[-1] != self.config.embed_dim:
@@ -296,9 +295,10 @@ class DSRM(nn.Module):
         return samples.view(n_samples, *raw.shape).mean(dim=0)
 
     # ----------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Write format version, config, world fingerprint, catalogue size and weights (with the logged
-        item popularity) to ``path`` (a ``.pt`` file)."""
+        item popularity) to ``path`` (a ``.pt`` file); ``meta``: the checkpoint metadata of the agent
+        it was trained as (:func:`recgym.agents.checkpoints.checkpoint_meta`), read back by ``load(agent=)``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
@@ -308,16 +308,29 @@ class DSRM(nn.Module):
                 "world_fingerprint": self.world_fingerprint,
                 "n_items": self.n_items,
                 "state_dict": {key: value.cpu() for key, value in self.state_dict().items()},
+                META_KEY: meta,
             },
             path,
         )
         return path
 
     @classmethod
-    def load(cls, path: str | Path, world: World | None = None, device: str = "auto") -> DSRM:
-        """Load a checkpoint; with ``world`` given, refuse one trained on another world (``ValueError``).
-        Checkpoints of another format version are refused too (retrain them with ``pretrain``)."""
-        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    def load(cls, path: str | Path, world: World | None = None, device: str = "auto", agent: str | None = None) -> DSRM:
+        """Load a checkpoint; with ``world`` given, refuse one trained on another world, with ``agent``
+        given, one whose checkpoint metadata names another agent. A missing, truncated or foreign file
+        and checkpoints of another format version are refused too (retrain them with ``pretrain``).
+        Every refusal is a one-line ``ValueError`` naming the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"checkpoint {str(path)!r} not found")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as error:
+            raise ValueError(f"{path}: not a readable DSRM checkpoint ({first_line(error)})") from None
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise ValueError(f"{path}: not a DSRM checkpoint (a torch file without DSRM's keys)")
+        if agent is not None:
+            check_meta(checkpoint.get(META_KEY), path, agent)
         version = checkpoint.get("format_version", 1)
         if version != FORMAT_VERSION:
             raise ValueError(f"DSRM checkpoint {str(path)!r} has format version {version}, this code reads version "
@@ -325,5 +338,5 @@ class DSRM(nn.Module):
         model = cls(DSRMConfig(**checkpoint["config"]), checkpoint["world_fingerprint"], checkpoint["n_items"])
         model.load_state_dict(checkpoint["state_dict"])
         if world is not None:
-            model.check_world(world)
+            model.check_world(world, str(path))
         return model.to(resolve_device(device)).eval()

@@ -21,64 +21,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from recgym.agents.checkpoints import checkpoint_meta, new_run_dir
 from recgym.agents.dsrm.model import DSRM, DSRMConfig, HistoryEncoder, resolve_device
+from recgym.agents.dsrm.rollouts import make_venv, rollout
 from recgym.dynamics import popularity_scores
 from recgym.envs.vector import RecSysVectorEnv
-from recgym.simulator import Simulator
+from recgym.world import World
 
-BEHAVIOURS = ("random", "popular")
-
-
-def make_venv(env_id: str, num_envs: int, env_options: dict[str, Any] | None = None) -> RecSysVectorEnv:
-    """The native batched env of a recgym id (slate_size 1: DSRM logs one consumed item per step)."""
-    venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **(env_options or {}))
-    if not isinstance(venv, RecSysVectorEnv):
-        raise ValueError(f"{env_id!r} is not a recgym env id (its vector entry point is not RecSysVectorEnv)")
-    if venv.params.slate_size != 1:
-        raise ValueError(f"DSRM logs single recommendations; slate_size must be 1, got {venv.params.slate_size}")
-    return venv
-
-
-def behaviour_actions(behaviour: str, venv: RecSysVectorEnv, rng: np.random.Generator) -> np.ndarray:
-    """(B,) actions of a logging policy among the allowed items.
-
-    ``"random"``: uniform; ``"popular"``: sampled proportionally to the world's prior popularity.
-    """
-    if behaviour not in BEHAVIOURS:
-        raise ValueError(f"behaviour must be one of {list(BEHAVIOURS)}, got {behaviour!r}")
-    mask = venv.action_masks()
-    gumbel = rng.gumbel(size=mask.shape)
-    if behaviour == "popular":
-        gumbel += np.log(venv.world.pop_prior)[None]
-    return np.where(mask, gumbel, -np.inf).argmax(axis=1)
-
-
-def rollout(
-    venv: RecSysVectorEnv, n_steps: int, behaviour: str, seed: int,
-    probe: Callable[[Simulator], Any] | None = None,
-) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any], Any]]:
-    """Run ``n_steps`` batched steps; yield (observation, actions, infos of the step, probe(sim) before it)."""
-    rng = np.random.default_rng(seed)
-    obs, _ = venv.reset(seed=seed)
-    for _ in range(n_steps):
-        actions = behaviour_actions(behaviour, venv, rng)
-        probed = probe(venv.sim) if probe is not None else None
-        next_obs, _, _, _, infos = venv.step(actions)
-        yield obs, actions, infos, probed
-        obs = next_obs
-
-
+#: The registered agent name of stage-I pretraining (:data:`recgym.agents.AGENTS`).
+AGENT = "dsrm-pretrain"
 #: Smallest propensity P(logged | popularity) used in inverse-propensity weights (caps a weight at 20).
 MIN_PROPENSITY = 0.05
 
@@ -177,7 +138,7 @@ def pretrain(
 
     Args:
         env_id: a recgym id, e.g. ``"recgym/KuaiRec-v0"``; ``env_options`` go to ``gym.make_vec``.
-        timesteps: logged transitions; behaviour: logging policy (:data:`BEHAVIOURS`).
+        timesteps: logged transitions; behaviour: logging policy (:data:`~recgym.agents.dsrm.rollouts.BEHAVIOURS`).
         k_steps: K diffusion steps; ``config``: other :class:`DSRMConfig` fields (d_model, ...).
         logdir: TensorBoard directory (``None`` disables logging); progress: show tqdm bars.
     Returns:
@@ -294,25 +255,27 @@ def train_cli(
     env_id: str, timesteps: int, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 256,
     progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
 ) -> tuple[DSRM, Path]:
-    """``recgym train --agent dsrm-pretrain``: :func:`pretrain` with TensorBoard run ``logdir/dsrm_s{seed}``,
-    checkpoint ``logdir/dsrm_s{seed}.pt``; with ``eval_episodes``, the denoising scores of
-    ``eval_episodes * max_turn`` fresh transitions are logged too (``dsrm/*`` scalars).
+    """``recgym train --agent dsrm-pretrain``: :func:`pretrain` in a new run directory
+    ``logdir/dsrm-pretrain_<env>_s<seed>_<n>/`` holding the TensorBoard events and the checkpoint
+    ``dsrm.pt`` (with the ``dsrm-pretrain`` checkpoint metadata); with ``eval_episodes``, the denoising
+    scores of ``eval_episodes * max_turn`` fresh transitions are logged too (``dsrm/*`` scalars).
     Returns (model, checkpoint path)."""
     from recgym.agents.dsrm.evaluate import evaluate
 
-    run_dir = Path(logdir) / f"dsrm_s{seed}"
+    venv = make_venv(env_id, 1, env_options)  # validates the id and options before any work
+    run_dir = new_run_dir(logdir, AGENT, env_id, seed)
     model = pretrain(env_id, timesteps=timesteps, num_envs=num_envs, logdir=run_dir, seed=seed,
                      progress=progress_bar, env_options=env_options)
     if eval_episodes:
-        max_turn = make_venv(env_id, 1, env_options).params.max_turn
-        scores = evaluate(model, env_id, timesteps=eval_episodes * max_turn, num_envs=num_envs, seed=seed + 1,
-                          env_options=env_options)
+        scores = evaluate(model, env_id, timesteps=eval_episodes * venv.params.max_turn, num_envs=num_envs,
+                          seed=seed + 1, env_options=env_options)
         with SummaryWriter(str(run_dir)) as writer:
             for name, value in scores.as_dict().items():
                 writer.add_scalar(f"dsrm/{name}", value)
-    return model, model.save(Path(logdir) / f"dsrm_s{seed}.pt")
+    return model, model.save(run_dir / "dsrm.pt", checkpoint_meta(AGENT, env_id, env_options, venv.world))
 
 
-def load_model(path: str | Path) -> DSRM:
-    """Load a checkpoint saved by :func:`train_cli` (the CLI's loader hook)."""
-    return DSRM.load(path)
+def load_model(path: str | Path, world: World | None = None) -> DSRM:
+    """Load a checkpoint saved by :func:`train_cli` (the CLI's loader hook): refused for another agent's
+    checkpoint or, given ``world``, another world's."""
+    return DSRM.load(path, world=world, agent=AGENT)
