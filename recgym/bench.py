@@ -39,6 +39,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 import recgym  # noqa: F401  (registers the env ids)
 from recgym.world import World
@@ -147,9 +148,10 @@ def bench_single(config: BenchConfig) -> float:
 def vector_stepper(config: BenchConfig, n_envs: int, mode: str = "vector_entry_point",
                    n_batches: int = 16) -> tuple[Stepper, gym.vector.VectorEnv]:
     """A vector env with ``n_envs`` sessions (autoreset inside), reset, and its stepper cycling through
-    ``n_batches`` pre-drawn action batches: recgym's native batched env (``mode="vector_entry_point"``)
-    or gymnasium's ``SyncVectorEnv`` of single envs (``mode="sync"``)."""
-    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode=mode, **ALL_MECHANISMS)
+    ``n_batches`` pre-drawn action batches: recgym's native batched env (``mode="vector_entry_point"``,
+    same-step autoreset, as SB3 steps it) or gymnasium's ``SyncVectorEnv`` of single envs (``mode="sync"``)."""
+    native = {"autoreset_mode": AutoresetMode.SAME_STEP} if mode == "vector_entry_point" else {}
+    venv = gym.make_vec(config.env_id, num_envs=n_envs, vectorization_mode=mode, **native, **ALL_MECHANISMS)
     venv.reset(seed=0)
     actions = _random_actions(venv.single_action_space.n, (n_batches, n_envs))
     return (lambda i: venv.step(actions[i % n_batches]), n_envs), venv

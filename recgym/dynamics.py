@@ -240,6 +240,16 @@ def is_seen(seen: np.ndarray, b: int, item: int) -> bool:
 
 
 @njit(cache=True, inline="always")
+def repeats_earlier_slot(actions: np.ndarray, b: int, j: int) -> bool:
+    """Whether slot ``j`` of session ``b``'s slate repeats an item of an earlier slot: the user sees
+    each distinct item once, so a repeat neither competes in the choice nor counts as exposure."""
+    for earlier in range(j):
+        if actions[b, earlier] == actions[b, j]:
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
 def clip(x: np.float32, high: np.float32) -> np.float32:
     return min(max(x, np.float32(0.0)), high)
 
@@ -362,7 +372,8 @@ def step_sessions(
     """Advance every active session by one recommendation, in place.
 
     actions: (B, S) int64 valid item ids (S = 1: the item is consumed; else the user picks the slate
-    item with the highest utility + popularity_noise * popularity score + ``gumbels`` (B, S));
+    item with the highest utility + popularity_noise * popularity score + ``gumbels`` (B, S); a slot
+    that repeats an earlier slot's item is ignored: the user sees the slate's distinct items);
     active: (B,) bool, idle rows keep their state and return zeros; normals (B, 3) and uniforms
     (B, 1) float32 draws, walk_bytes (B, D) uint8 ((B, 0) with the walk off), see
     ``NORMALS_PER_SESSION``; was_seen: (B, S) bool scratch (NX modes; (0, 0) in Free mode).
@@ -400,6 +411,8 @@ def step_sessions(
         if slate_size > 1:  # choose: utility + conformity + Gumbel noise, the first of equal maxima
             best, chosen_base, chosen_term = -np.inf, base, term
             for j in range(slate_size):
+                if repeats_earlier_slot(actions, b, j):
+                    continue
                 candidate = actions[b, j]
                 base_j, term_j = utility(kn, cat, s, b, candidate) if j else (base, term)
                 pop_score = popularity_score(cat.pop_prior[candidate] + s.clicks[candidate], log_max)
@@ -431,7 +444,8 @@ def step_sessions(
     for b in range(n_sessions):  # the SHARED counts: the rich-get-richer loop
         if active[b]:
             for j in range(slate_size):
-                s.exposure[actions[b, j]] += 1.0
+                if not repeats_earlier_slot(actions, b, j):
+                    s.exposure[actions[b, j]] += 1.0
             if kn.popularity_feedback and rewards[2, b] > 0:
                 item = consumed[b]
                 s.clicks[item] += kn.popularity_feedback

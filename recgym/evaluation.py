@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from recgym import metrics
 from recgym.agents.baselines import Policy
@@ -95,19 +96,30 @@ def as_policy(policy: Any, deterministic: bool = True) -> Policy:
 
 def make_eval_env(env: str | RecSysVectorEnv | Any, num_envs: int, mode: str | None = None, **options: Any) -> RecSysVectorEnv:
     """The batched env to evaluate on: an id (built with ``mode`` and ``options``), a
-    :class:`RecSysVectorEnv`, or an :class:`~recgym.envs.sb3.SB3VecEnv` (its underlying env)."""
+    :class:`RecSysVectorEnv`, or an :class:`~recgym.envs.sb3.SB3VecEnv` (its underlying env).
+
+    Evaluation counts an episode's steps as they come, so the env must autoreset in the same step
+    (``AutoresetMode.SAME_STEP``, what an id builds): a next-step env would add a reward-0 restart
+    step to every episode but the first in each row; another mode is a ``ValueError``."""
     if isinstance(env, str):
         if env not in ENV_IDS:
             raise ValueError(f"unknown env id {env!r}; valid ids: {', '.join(ENV_IDS)}")
         if mode is not None:
             options["mode"] = mode
-        return gym.make_vec(env, num_envs=num_envs, vectorization_mode="vector_entry_point", **options)
-    venv = getattr(env, "venv", env)
-    if not isinstance(venv, RecSysVectorEnv):
-        raise ValueError(f"env must be a recgym id ({', '.join(ENV_IDS)}), a RecSysVectorEnv or an SB3VecEnv, "
-                         f"got {type(env).__name__}")
-    if options or (mode is not None and mode != venv.params.mode):
-        raise ValueError(f"mode/options only apply when the env is given by id (this env has mode={venv.params.mode!r})")
+        venv = gym.make_vec(env, num_envs=num_envs, vectorization_mode="vector_entry_point",
+                            **{"autoreset_mode": AutoresetMode.SAME_STEP, **options})
+    else:
+        venv = getattr(env, "venv", env)
+        if not isinstance(venv, RecSysVectorEnv):
+            raise ValueError(f"env must be a recgym id ({', '.join(ENV_IDS)}), a RecSysVectorEnv or an SB3VecEnv, "
+                             f"got {type(env).__name__}")
+        if options or (mode is not None and mode != venv.params.mode):
+            raise ValueError(f"mode/options only apply when the env is given by id "
+                             f"(this env has mode={venv.params.mode!r})")
+    if venv.metadata["autoreset_mode"] is not AutoresetMode.SAME_STEP:
+        raise ValueError(f"evaluation needs a same-step autoreset env (episode lengths would count the restart step); "
+                         f"this env has {venv.metadata['autoreset_mode']}: build it with "
+                         f"autoreset_mode=AutoresetMode.SAME_STEP, or pass the id")
     return venv
 
 
@@ -143,7 +155,7 @@ def evaluate(
     next_id = venv.num_envs
     steps: list[tuple[np.ndarray, ...]] = []
     while (episode_id < episodes).any():
-        actions = agent.act(obs, venv.action_masks())
+        actions = agent.act(obs, venv.sim.action_mask())
         next_obs, rewards, terminated, truncated, infos = venv.step(actions)
         agent.update(obs, actions, rewards)
         steps.append((episode_id.copy(), actions, infos["true_reward"], infos["user_id"]))

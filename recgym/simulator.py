@@ -60,7 +60,7 @@ class Simulator:
         if isinstance(n_sessions, bool) or not isinstance(n_sessions, (int, np.integer)) or n_sessions < 1:
             raise ValueError(f"n_sessions must be a positive integer, got {n_sessions!r}")
         self.world, self.params, self.n_sessions = world, params, int(n_sessions)
-        self._seed_generators(seed)
+        self.reseed(seed)
         n, n_items, dims = self.n_sessions, world.n_items, world.embed_dim
         cat_lists, cat_counts = dynamics.category_lists(world.item_cats)
         self.popular = world.popular_items(params.popular_fraction)
@@ -138,15 +138,17 @@ class Simulator:
         """(I,) current popularity: the world's prior plus logged clicks so far."""
         return self.world.pop_prior + self.clicks
 
-    def _seed_generators(self, seed: int | None) -> None:
+    def reseed(self, seed: int | list[int] | None) -> None:
+        """Re-seed both generators from ``seed`` (an int or a list of ints: ``np.random.SeedSequence``
+        entropy; ``None`` draws fresh entropy). Sessions and shared counts are left as they are."""
         step_seed, session_seed = np.random.SeedSequence(seed).spawn(2)
         self.rng = np.random.default_rng(step_seed)
         self.session_rng = np.random.default_rng(session_seed)
 
-    def reset(self, seed: int | None = None, users: np.ndarray | None = None) -> None:
+    def reset(self, seed: int | list[int] | None = None, users: np.ndarray | None = None) -> None:
         """Re-seed (if given), clear the shared catalogue counts and start B new sessions."""
         if seed is not None:
-            self._seed_generators(seed)
+            self.reseed(seed)
         self.exposure[:] = 0
         self.clicks[:] = 0
         self.sessions.highest_popularity[0] = self.world.pop_prior.max()
@@ -227,7 +229,10 @@ class Simulator:
 
     # ------------------------------------------------------------------- step
     def validate_actions(self, actions: np.ndarray) -> np.ndarray:
-        """Check shape, type and range; return int64 actions of shape (B,) or (B, slate_size)."""
+        """Check shape, type and range; return int64 actions of shape (B,) or (B, slate_size).
+
+        A slate may repeat an id: the user sees each distinct item once (the repeat is ignored), so
+        every sample of the action space is a valid action."""
         actions = np.asarray(actions)
         slate = self.params.slate_size
         expected = (self.n_sessions,) if slate == 1 else (self.n_sessions, slate)
@@ -239,11 +244,17 @@ class Simulator:
         bad = dynamics.first_out_of_range(actions.reshape(-1), n_items)
         if bad >= 0:
             raise ValueError(f"action {actions.reshape(-1)[bad]} is out of range: item ids are in [0, {n_items - 1}]")
-        if slate > 1:
-            ordered = np.sort(actions, axis=1)
-            if (ordered[:, 1:] == ordered[:, :-1]).any():
-                raise ValueError("a slate must not recommend the same item twice")
         return actions.astype(np.int64, copy=False)
+
+    def validate_active(self, active: np.ndarray | None) -> np.ndarray:
+        """``active`` as a (B,) bool array (all True for ``None``), or a ``ValueError``."""
+        if active is None:
+            return self._all_active
+        active = np.asarray(active)
+        if active.shape != (self.n_sessions,) or active.dtype != bool:
+            raise ValueError(f"active must be a bool array of shape ({self.n_sessions},), "
+                             f"got {active.dtype} of shape {active.shape}")
+        return active
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
         """Advance every session by one recommendation. ``actions``: (B,) or (B, slate_size) item ids.
@@ -257,13 +268,7 @@ class Simulator:
         Raises ``ValueError`` (state untouched) for malformed actions or ``active``.
         """
         actions = self.validate_actions(actions)
-        if active is None:
-            active = self._all_active
-        else:
-            active = np.asarray(active)
-            if active.shape != (self.n_sessions,) or active.dtype != bool:
-                raise ValueError(f"active must be a bool array of shape ({self.n_sessions},), "
-                                 f"got {active.dtype} of shape {active.shape}")
+        active = self.validate_active(active)
         n, rng = self.n_sessions, self.rng
         gumbels = self._no_gumbels if self.params.slate_size == 1 else rng.gumbel(size=actions.shape)
         normals = rng.standard_normal((n, dynamics.NORMALS_PER_SESSION), dtype=np.float32)

@@ -13,6 +13,12 @@ from raw random bytes) and sum in a fixed order instead of numpy's SIMD order, s
 trajectory changed while every mechanism's formula stayed the same
 (``tests/test_dynamics_reference.py`` checks the formulas).
 
+Issue #15 changed two representations and no dynamics: action masks became int8 (they were bool)
+and same-step infos gained ``final_info`` (the ended rows' step infos, already hashed in ``infos``).
+The harness hashes those masks as bool and leaves ``final_info`` out (:func:`_as_recorded`), so the
+digests recorded before still pin every trajectory bit; ``tests/test_conventions.py`` checks the new
+representations.
+
 The digests are of float32/float64 bits: they hold for x86-64 with glibc's libm (the kernels'
 exp/cos/log1p); the kernels' own arithmetic does not depend on the CPU's SIMD width.
 """
@@ -55,17 +61,27 @@ def _feed(digest: hashlib._Hash, value: Any) -> None:
         digest.update(f"{type(value).__name__}:{value!r}".encode())
 
 
+def _as_recorded(out: tuple) -> tuple:
+    """A step's or reset's output as the digests recorded it: the int8 action mask as bool, no
+    ``final_info`` (a repeat of the ended rows' step infos)."""
+    *rest, info = out
+    info = {key: value for key, value in info.items() if key not in ("final_info", "_final_info")}
+    if "action_mask" in info:
+        info["action_mask"] = info["action_mask"].view(bool)
+    return (*rest, info)
+
+
 def single_env_digest(mode: str, n_steps: int = 300, **options: Any) -> str:
     """``gym.make`` env (with its wrappers), reset without a seed when a session ends."""
     env = gym.make("recgym/KuaiRec-v0", mode=mode, **ALL_MECHANISMS, **options)
     digest = hashlib.sha256()
-    _feed(digest, env.reset(seed=11))
+    _feed(digest, _as_recorded(env.reset(seed=11)))
     actions = np.random.default_rng(5).integers(0, env.unwrapped.world.n_items, size=n_steps)
     for action in actions.tolist():
         out = env.step(action)
-        _feed(digest, out)
+        _feed(digest, _as_recorded(out))
         if out[2] or out[3]:
-            _feed(digest, env.reset())
+            _feed(digest, _as_recorded(env.reset()))
     return digest.hexdigest()
 
 
@@ -83,9 +99,9 @@ def vector_env_digest(
         active = rng.random(n_envs) >= 0.25 if idle else None
         if venv.params.slate_size > 1:  # distinct items per slate
             actions = np.argsort(rng.random((n_envs, venv.world.n_items)), axis=1)[:, : venv.params.slate_size]
-        _feed(digest, venv.step(actions, active=active))
+        _feed(digest, _as_recorded(venv.step(actions, active=active)))
         if t % 50 == 49 and venv.params.no_repeat:
-            _feed(digest, venv.action_masks())
+            _feed(digest, venv.action_masks().view(bool))
     _feed(digest, [venv.sim.exposure, venv.sim.clicks, venv.sim.interest])
     return digest.hexdigest()
 

@@ -82,7 +82,8 @@ def test_summarize_hand_made_records():
 
 
 def test_evaluates_an_existing_vector_env_and_rejects_bad_input():
-    venv = gym.make_vec(SYN, num_envs=8, vectorization_mode="vector_entry_point", **MECHANISMS_OFF)
+    venv = gym.make_vec(SYN, num_envs=8, vectorization_mode="vector_entry_point", autoreset_mode="SameStep",
+                        **MECHANISMS_OFF)
     result = recgym.evaluate(RandomPolicy(), venv, episodes=10)
     assert result.episodes["R_cum"].shape == (10,)
     with pytest.raises(ValueError, match="valid ids: recgym/KuaiRec-v0"):

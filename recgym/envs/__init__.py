@@ -6,15 +6,19 @@ the user population ``recgym/Population-v0`` with PettingZoo (``pettingzoo.make(
 module: ``recgym.envs.population_v0``).
 """
 
+from recgym.envs.core import ENV_IDS
 from recgym.envs.recsys import RecSysEnv
 from recgym.envs.vector import RecSysVectorEnv
 
-ENV_IDS = {"recgym/KuaiRec-v0": "kuairec", "recgym/KuaiRand-v0": "kuairand", "recgym/Synthetic-v0": "synthetic"}
 POPULATION_ID = "recgym/Population-v0"
 
 
 def register_envs() -> None:
-    """Register every recgym id with Gymnasium (idempotent)."""
+    """Register every recgym id with Gymnasium (idempotent).
+
+    No ``max_episode_steps`` is registered: the env truncates at its own ``max_turn`` and reports
+    it as ``env.spec.max_episode_steps`` (a registered limit would add a ``TimeLimit`` fixed at 30).
+    """
     import gymnasium as gym
 
     for env_id, world in ENV_IDS.items():

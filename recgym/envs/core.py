@@ -1,16 +1,22 @@
-"""Construction shared by every view: world + params + simulator, and the per-session spaces."""
+"""Construction shared by every view: world + params + simulator, the per-session spaces and the
+registered ids' specs."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from recgym.params import SimParams
 from recgym.simulator import Simulator
 from recgym.world import World, resolve_world
+
+#: Registered Gymnasium id -> the world it names.
+ENV_IDS = {"recgym/KuaiRec-v0": "kuairec", "recgym/KuaiRand-v0": "kuairand", "recgym/Synthetic-v0": "synthetic"}
 
 
 def build_simulator(
@@ -42,3 +48,33 @@ def session_spaces(world: World, params: SimParams) -> tuple[spaces.Dict, spaces
     else:
         action = spaces.MultiDiscrete(np.full(params.slate_size, world.n_items))
     return observation, action
+
+
+
+class RegisteredSpec:
+    """Mixin for the env classes: the spec ``gym.make`` / ``gym.make_vec`` hands the env, completed and checked.
+
+    ``max_episode_steps`` is set to the env's own limit, ``params.max_turn`` (the ids are registered
+    without one: a registered limit would make ``gym.make`` add a ``TimeLimit`` that cuts
+    ``max_turn=50`` at the default 30). A ``world`` option that differs from the id's world is
+    refused: it would silently measure another world under the id's name.
+    """
+
+    _spec: EnvSpec | None = None
+    params: SimParams
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        """The id's spec, with ``max_episode_steps`` equal to ``max_turn`` (``None`` outside ``gym.make``)."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, spec: EnvSpec | None) -> None:
+        if spec is not None:
+            world = spec.kwargs.get("world")
+            if spec.id in ENV_IDS and world != ENV_IDS[spec.id]:
+                shown = world if isinstance(world, str) else type(world).__name__
+                raise ValueError(f"{spec.id} is the {ENV_IDS[spec.id]!r} world; world={shown!r} would measure another "
+                                 f"world under its name: use that world's id, or RecSysEnv(world=...) for a custom World")
+            spec = dataclasses.replace(spec, max_episode_steps=self.params.max_turn)
+        self._spec = spec

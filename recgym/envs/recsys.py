@@ -7,13 +7,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.error import ResetNeeded
 
 from recgym.dynamics import LEAVE_REASONS
-from recgym.envs.core import build_simulator, session_spaces
+from recgym.envs.core import RegisteredSpec, build_simulator, session_spaces
 from recgym.world import World
 
 
-class RecSysEnv(gym.Env):
+class RecSysEnv(RegisteredSpec, gym.Env):
     """## Description
 
     One user session with a KuaiRec-style simulated user. Each step the agent recommends an item
@@ -32,10 +33,17 @@ class RecSysEnv(gym.Env):
     ## Action Space
 
     ``Discrete(n_items)``: the recommended item id. With ``slate_size=S > 1``:
-    ``MultiDiscrete([n_items] * S)`` of distinct items, of which the user consumes one (softmax
-    choice on utility plus conformity). In the NX modes ``info["action_mask"]`` (and
-    :meth:`action_masks`, for sb3-contrib's MaskablePPO) marks the items not yet recommended;
-    recommending a masked item anyway earns 0 reward.
+    ``MultiDiscrete([n_items] * S)``, a slate of which the user consumes one item (softmax choice on
+    utility plus conformity). A slate that repeats an id shows that item once: the user sees the
+    slate's distinct items, and the item's exposure counts once. So every sample of the action space
+    is a valid action.
+
+    In the NX modes ``info["action_mask"]`` marks, as int8 (1 = allowed), the items not yet
+    recommended, in the form the action space's ``sample(mask=...)`` takes: an (n_items,) array, or a
+    tuple of S such arrays for a slate; so ``env.action_space.sample(mask=info["action_mask"])``
+    samples allowed items. :meth:`action_masks` (for sb3-contrib's MaskablePPO) gives the same as one
+    int8 array, the per-slot masks concatenated for a slate. Recommending a masked item anyway earns
+    0 reward.
 
     ## Observation Space
 
@@ -60,7 +68,10 @@ class RecSysEnv(gym.Env):
     ``terminated`` when the user leaves (``info["leave_reason"]``): DORL's category-window rule
     (``leave_window=4``, ``leave_threshold=0``; step 0 never quits), the popular-streak rule
     (``popular_streak=W``, off by default) or patience (``patience=3``). The leaving step's reward
-    counts, as in DORL. ``truncated`` at ``max_turn`` (default 30).
+    counts, as in DORL. ``truncated`` at ``max_turn`` (default 30), which ``gym.make`` reports as
+    ``env.spec.max_episode_steps`` (the ids register no ``TimeLimit``: ``gym.make(id, max_turn=50)``
+    runs 50 steps). Stepping before ``reset`` or after the episode ended raises
+    ``gymnasium.error.ResetNeeded``.
 
     ## Arguments
 
@@ -68,7 +79,8 @@ class RecSysEnv(gym.Env):
     :class:`recgym.params.SimParams` field is an option (unknown names are a ``ValueError``
     listing the valid ones). Also ``world`` (name or :class:`recgym.world.World`),
     ``world_options`` (e.g. ``{"n_items": 100}`` for Synthetic), ``data_dir`` (real KuaiRec
-    ``small_matrix.csv``: DORL's matrix-backed protocol) and ``render_mode="ansi"``.
+    ``small_matrix.csv``: DORL's matrix-backed protocol) and ``render_mode="ansi"``. Each id names its
+    world: ``gym.make("recgym/KuaiRec-v0", world="synthetic")`` is refused (use the Synthetic id).
 
     ``reset(seed=s)`` re-seeds and also clears the shared catalogue counts; ``reset()`` without a
     seed keeps them, so popularity keeps accumulating across episodes.
@@ -79,6 +91,13 @@ class RecSysEnv(gym.Env):
     * v0: initial release. 2026-11-23: the dynamics moved into compiled kernels (same formulas and
       spaces; the step's random numbers are drawn in a different layout and sums are added in a
       different order, so a seed's trajectories differ from earlier commits).
+      2026-11-24, API conventions, same dynamics (a seed's trajectories are unchanged): action masks
+      are int8; a slate may repeat an id (shown once; it was an error); stepping before ``reset`` or
+      after the episode ended raises ``ResetNeeded``; ``env.spec.max_episode_steps`` is ``max_turn``;
+      ``world=`` differing from the id's world is refused. Vector env: the default autoreset is
+      ``NEXT_STEP`` (was ``SAME_STEP``), same-step mode adds ``final_info``, ``reset`` takes a seed list
+      and ``reset_mask``, ``AutoresetMode.DISABLED`` exists. SB3 adapter: Monitor-style
+      ``info["episode"]`` and per-env step infos.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -98,6 +117,7 @@ class RecSysEnv(gym.Env):
         self.observation_space, self.action_space = session_spaces(self.world, self.params)
         self.render_mode = render_mode
         self._last_info: dict[str, Any] = {}
+        self._ended = True  # no session until reset
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -110,10 +130,16 @@ class RecSysEnv(gym.Env):
         else:
             self.sim.reset_sessions(np.zeros(1, np.int64), users)
         self._last_info = {"user_id": int(self.sim.user[0])}
+        self._ended = False
         return self._obs(), self._info()
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self._ended:
+            raise ResetNeeded("the episode ended (terminated or truncated): call reset() before step()"
+                              if self._last_info else "call reset() before step()")
         result = self.sim.step(_as_batch_action(action, self.params.slate_size))
+        terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
+        self._ended = terminated or truncated
         self._last_info = {
             "user_id": int(self.sim.user[0]),
             "item": int(result.consumed[0]),
@@ -122,13 +148,13 @@ class RecSysEnv(gym.Env):
             "repeated": bool(result.repeated[0]),
             "leave_reason": LEAVE_REASONS[result.leave_reason[0]],
         }
-        return (
-            self._obs(), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), self._info()
-        )
+        return self._obs(), float(result.reward[0]), terminated, truncated, self._info()
 
     def action_masks(self) -> np.ndarray:
-        """(n_items,) bool, True for items that may still be recommended this session."""
-        return self.sim.action_mask()[0]
+        """int8, 1 for items that may still be recommended this session: (n_items,), or for a slate the
+        S per-slot masks concatenated, (S * n_items,) (sb3-contrib's MultiDiscrete mask)."""
+        mask = self.sim.action_mask()[0].view(np.int8)
+        return mask if self.params.slate_size == 1 else np.tile(mask, self.params.slate_size)
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
@@ -141,7 +167,8 @@ class RecSysEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         info = dict(self._last_info)
         if self.params.no_repeat:
-            info["action_mask"] = self.action_masks()
+            mask = self.sim.action_mask()[0].view(np.int8)
+            info["action_mask"] = mask if self.params.slate_size == 1 else (mask,) * self.params.slate_size
         return info
 
 
