@@ -25,6 +25,9 @@ TB_ONLY = ("stdout", "log", "json", "csv")
 class RecMetricsCallback(BaseCallback):
     """Log recgym metrics during SB3 training (the env must be an ``SB3VecEnv``, possibly wrapped).
 
+    The ``rollout/*`` metrics read one recommended item per step: on a slate env (``slate_size > 1``)
+    they are not logged (SB3's own ``rollout/ep_rew_mean`` is), and evaluation refuses slates.
+
     Args:
         hparams: hyperparameters to show in TensorBoard's HPARAMS tab (scalars and strings).
         min_episodes: training episodes to collect before a ``rollout/*`` summary is logged
@@ -47,6 +50,7 @@ class RecMetricsCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.recgym_env = self._find_recgym_env()
+        self._per_item = self.recgym_env.venv.params.slate_size == 1  # the metrics read one item per step
         n = self.recgym_env.num_envs
         self._episode = np.arange(n)
         self._next_episode = n
@@ -65,8 +69,9 @@ class RecMetricsCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         infos = self.recgym_env.last_infos
-        actions = np.asarray(self.locals["actions"]).reshape(-1)
-        self._steps.append((self._episode.copy(), actions, infos["true_reward"], infos["user_id"]))
+        if self._per_item:
+            actions = np.asarray(self.locals["actions"]).reshape(-1)
+            self._steps.append((self._episode.copy(), actions, infos["true_reward"], infos["user_id"]))
         shaped = getattr(self.training_env, "last_shaped_reward", None)  # set by a RewardShaper wrapper
         if shaped is not None:
             self.logger.record_mean("rollout/shaped_reward", float(np.mean(shaped)))

@@ -10,6 +10,7 @@ metadata); :class:`~recgym.agents.sb3_policy.SB3Policy` turns any SB3 model into
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
@@ -49,19 +51,23 @@ class HistoryExtractor(BaseFeaturesExtractor):
 
 
 class ItemScoringHead(nn.Module):
-    """(B, L) latent -> (B, I) item scores ``<W h, e_i> * scale + b_i`` with fixed (I, D) item embeddings."""
+    """(B, L) latent -> (B, S * I) item scores ``<W_s h, e_i> * scale + b_i`` with fixed (I, D) item
+    embeddings: one query per slate slot s (``slots`` = S, 1 for a single recommendation; the slots'
+    scores concatenated, as SB3's MultiDiscrete distribution reads them), one item bias shared by all."""
 
-    def __init__(self, latent_dim: int, item_emb: np.ndarray, scale: float = 5.0) -> None:
+    def __init__(self, latent_dim: int, item_emb: np.ndarray, scale: float = 5.0, slots: int = 1) -> None:
         super().__init__()
         self.register_buffer("item_emb", th.tensor(np.asarray(item_emb), dtype=th.float32))
-        self.query = nn.Linear(latent_dim, self.item_emb.shape[1])
+        self.slots = slots
+        self.query = nn.Linear(latent_dim, slots * self.item_emb.shape[1])
         self.bias = nn.Parameter(th.zeros(self.item_emb.shape[0]))
         self.scale = scale
         nn.init.orthogonal_(self.query.weight, gain=0.01)
         nn.init.zeros_(self.query.bias)
 
     def forward(self, latent: th.Tensor) -> th.Tensor:
-        return self.scale * self.query(latent) @ self.item_emb.T + self.bias
+        queries = self.query(latent).view(latent.shape[0] * self.slots, -1)  # (B * S, D)
+        return (self.scale * queries @ self.item_emb.T + self.bias).view(latent.shape[0], -1)
 
 
 class _ItemHeadMixin:
@@ -76,7 +82,8 @@ class _ItemHeadMixin:
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
-        self.action_net = ItemScoringHead(self.mlp_extractor.latent_dim_pi, self.item_emb)
+        slots = len(self.action_space.nvec) if isinstance(self.action_space, spaces.MultiDiscrete) else 1
+        self.action_net = ItemScoringHead(self.mlp_extractor.latent_dim_pi, self.item_emb, slots=slots)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 
@@ -130,23 +137,30 @@ ALGOS: dict[str, AlgoSpec] = {
 
 
 def make_model(algo: str, env: Any, seed: int | None = 0, item_head: bool = True, tensorboard_log: str | None = None,
-               **hyperparams: Any) -> BaseAlgorithm:
+               verbose: int = 0, **hyperparams: Any) -> BaseAlgorithm:
     """A fresh SB3 model of ``algo`` (one of :data:`ALGOS`) on an ``SB3VecEnv``; ``hyperparams``
-    override the defaults (``policy_kwargs`` merged)."""
+    override the defaults (``policy_kwargs`` merged); ``verbose`` is SB3's (1 prints training info).
+
+    On a slate env (``slate_size > 1``) the actor-critic algorithms score every item once per slot
+    (:class:`ItemScoringHead`); DQN needs one item per step and refuses it."""
     if algo not in ALGOS:
         raise ValueError(f"unknown SB3 algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+    if algo == "dqn" and not isinstance(env.action_space, spaces.Discrete):
+        raise ValueError(f"dqn recommends one item per step; this env's actions are slates ({env.action_space}): "
+                         f"use ppo, a2c or maskable-ppo, or slate_size=1")
     spec = ALGOS[algo]
     policy_kwargs = {"features_extractor_class": HistoryExtractor, **hyperparams.pop("policy_kwargs", {})}
     if item_head:
         policy_kwargs["item_emb"] = env.unwrapped.venv.world.item_emb
     policy = spec.item_policy if item_head else spec.plain_policy
     return spec.cls(policy, env, seed=seed, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
-                    verbose=0, **{**spec.defaults, **hyperparams})
+                    verbose=verbose, **{**spec.defaults, **hyperparams})
 
 
 def load_model(algo: str, path: str | Path, env: Any = None, agent: str | None = None,
-               world: World | None = None) -> BaseAlgorithm:
-    """Load a checkpoint saved by :func:`train` (``algo`` selects the SB3 class).
+               world: World | None = None, device: str = "auto") -> BaseAlgorithm:
+    """Load a checkpoint saved by :func:`train` (``algo`` selects the SB3 class) onto ``device``
+    (torch's name; ``"auto"``: CUDA when present).
 
     The checkpoint's metadata must name ``agent`` (default: ``algo``) and, with ``world`` given, have
     been trained on that world; a missing, truncated or foreign file, another agent's checkpoint or
@@ -155,8 +169,9 @@ def load_model(algo: str, path: str | Path, env: Any = None, agent: str | None =
     if algo not in ALGOS:
         raise ValueError(f"unknown SB3 algorithm {algo!r}; valid: {', '.join(ALGOS)}")
     check_meta(read_sb3_meta(path), path, agent or algo, world)
+    device = get_device(device)  # a bad device name is torch's one-line error, not an unreadable checkpoint
     try:
-        return ALGOS[algo].cls.load(str(path), env=env, device="cpu")
+        return ALGOS[algo].cls.load(str(path), env=env, device=device)
     except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path}: unreadable SB3 checkpoint ({first_line(error)})") from None
 
@@ -192,6 +207,10 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     setattr(model, META_KEY, checkpoint_meta(agent, env_id, options, world))
     hparams = {"agent": agent, "algo": algo, "env": env_id, "seed": seed, "timesteps": timesteps,
                "num_envs": num_envs, **ALGOS[algo].defaults, **hyperparams, **options}
+    if eval_episodes and venv.venv.params.slate_size > 1:
+        warnings.warn(f"no evaluation of {eval_episodes} episodes: recgym's evaluation and item metrics need "
+                      f"slate_size=1; on slates the run logs SB3's rollout/ep_rew_mean and ep_len_mean", stacklevel=2)
+        eval_episodes = 0
     callback = RecMetricsCallback(hparams=hparams, eval_env=env_id if eval_episodes else None,
                                   eval_episodes=eval_episodes, eval_options=options, seed=seed)
     model.learn(total_timesteps=timesteps, callback=callback, progress_bar=progress_bar)
