@@ -15,7 +15,8 @@ vectorization_mode=config.gym_env_vectorize_mode)``; :func:`ppo_config` sets
 by one batched simulator call, no per-env copies. RLlib's episode bookkeeping assumes gymnasium's
 ``NEXT_STEP`` autoreset (after a done step, the next ``step`` returns the new episode's first
 observation with reward 0, ignoring that env's action), so the creator builds it with
-``autoreset_mode=AutoresetMode.NEXT_STEP`` (the native default is ``SAME_STEP``).
+``autoreset_mode=AutoresetMode.NEXT_STEP`` (also the native default; stated so a change of default
+cannot reach RLlib).
 
 **Population** (``recgym/Population-v0``): the PettingZoo ``ParallelEnv`` through RLlib's
 ``ParallelPettingZooEnv`` (:class:`RLlibPopulationEnv`); every user session is an agent and all are
