@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from recgym.evaluation import METRICS, EvaluationResult, evaluate, make_eval_env
 
 DEFAULT_ENV = "recgym/KuaiRec-v0"
 DEMO_POLICIES = ("random", "popular", "ucb", "debias-popular", "ppo", "oracle")
+TERMINAL_WIDTH = 80  # printed tables fit a terminal of this many columns
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
-    warnings.filterwarnings("ignore", message="rich is experimental")  # SB3's tqdm.rich progress bar
     try:
         return args.run(args) or 0
     except ValueError as error:
@@ -226,22 +225,37 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_table(results: dict[str, EvaluationResult], title: str) -> None:
-    """One row per policy; ``±`` is the 95% CI half-width where the metric has one."""
+def print_table(results: dict[str, EvaluationResult], title: str, width: int = TERMINAL_WIDTH) -> None:
+    """One row per policy; ``±`` is the 95% CI half-width where the metric has one.
+
+    The metric columns are split, in order, over as many stacked tables as it takes for each to fit
+    ``width`` terminal columns; every table repeats the policy column.
+    """
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
-    table = Table(title=title)
-    table.add_column("policy")
+    cells = {name: {key: f"{result.summary[key]:.3f}" + (f" ±{half:.2f}" if (half := result.ci95[key]) == half else "")
+                    for key in METRICS} for name, result in results.items()}
+
+    def table(keys: list[str], title: str | None) -> Table:
+        table = Table(title=title)
+        table.add_column("policy")
+        for key in keys:
+            table.add_column(key, justify="right")
+        for name, row in cells.items():
+            table.add_row(name, *(row[key] for key in keys))
+        return table
+
+    console = Console(width=width)
+    unbounded = console.options.update_width(10 * width)
+    groups: list[list[str]] = [[]]
     for key in METRICS:
-        table.add_column(key, justify="right")
-    for name, result in results.items():
-        cells = []
-        for key in METRICS:
-            value, half = result.summary[key], result.ci95[key]
-            cells.append(f"{value:.3f}" + (f" ±{half:.2f}" if half == half else ""))
-        table.add_row(name, *cells)
-    Console(width=250).print(table)
+        if groups[-1] and Measurement.get(console, unbounded, table([*groups[-1], key], None)).maximum > width:
+            groups.append([])
+        groups[-1].append(key)
+    for index, keys in enumerate(groups):
+        console.print(table(keys, title if index == 0 else None))
 
 
 if __name__ == "__main__":

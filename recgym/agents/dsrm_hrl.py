@@ -1,6 +1,6 @@
 """DSRM-HRL: a DSRM-purified user state feeding a high-level fairness policy and a low-level engagement policy.
 
-Spec (``../shared/reference/simulators.md``): the high level acts every M steps and outputs
+As published (``docs/hrl.md``): the high level acts every M steps and outputs
 ``z_t = [w_acc, w_fair]``; its reward is ``sum r_t + lambda * Fair(L_t)`` with Fair the negative
 exposure Gini over the window. The low level scores candidates
 ``Psi_i = w_acc * Sim(s^_t, e_i) - w_fair * log pop_i`` on the purified state and optimises engagement

@@ -190,6 +190,7 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     :class:`recgym.agents.rewards.RewardShaper` that rewrites the reward; the metric callback still
     reports the simulator's true reward (and the shaped reward separately as ``rollout/shaped_reward``)."""
     from recgym.agents.callbacks import RecMetricsCallback
+    from recgym.agents.progress import TrainingProgressBar
     from recgym.envs.sb3 import SB3VecEnv
     from recgym.evaluation import make_eval_env
 
@@ -213,7 +214,7 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
         eval_episodes = 0
     callback = RecMetricsCallback(hparams=hparams, eval_env=env_id if eval_episodes else None,
                                   eval_episodes=eval_episodes, eval_options=options, seed=seed)
-    model.learn(total_timesteps=timesteps, callback=callback, progress_bar=progress_bar)
+    model.learn(total_timesteps=timesteps, callback=[callback, TrainingProgressBar()] if progress_bar else callback)
     path = run_dir / "model.zip"
     model.save(path)
     return model, path

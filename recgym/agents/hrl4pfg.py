@@ -1,6 +1,6 @@
 """HRL4PFG: proactive fairness guiding toward long-tail items with a virtual goal item.
 
-Spec (``../shared/reference/simulators.md``): the macro policy reads the last N interactions with
+As published (``docs/hrl.md``): the macro policy reads the last N interactions with
 self-attention and outputs a Gaussian "virtual long-tail item" ``g_t``, held for M = 3 steps and
 constrained to the catalogue's embedding ball ``||g_t - v_center|| <= max_i ||v_i - v_center||``;
 macro reward ``accuracy + lambda_f * (-log pop_j)`` with ``pop_j = N_j / |U|``. The micro policy

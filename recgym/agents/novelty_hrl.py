@@ -1,6 +1,6 @@
 """Novelty-seeking HRL: the high level infers the user's novelty-seeking propensity, the low level serves it.
 
-Spec (``../shared/reference/simulators.md``): the high level models a user's static novelty-seeking
+As published (``docs/hrl.md``): the high level models a user's static novelty-seeking
 preference plus a dynamic session propensity and emits it as a goal; the low level recommends
 conditioned on it; the reward adds diversity and novelty terms.
 
