@@ -89,13 +89,17 @@ class SB3VecEnv(VecEnv):
         if dones.any():
             final = step["final_obs"]
             elapsed = round(time.time() - self._start_time, 6)
-            for i in np.flatnonzero(dones):
-                infos[i]["terminal_observation"] = {key: value[i] for key, value in final.items()}
-                infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-                infos[i]["episode"] = {"r": round(float(self._episode_return[i]), 6),
-                                       "l": int(self._episode_length[i]), "t": elapsed}
-            self._episode_return[dones] = 0
-            self._episode_length[dones] = 0
+            rows = np.flatnonzero(dones)
+            for i, cut, episode_return, length in zip(
+                rows.tolist(), (truncated & ~terminated)[rows].tolist(),
+                self._episode_return[rows].round(6).tolist(), self._episode_length[rows].tolist(),
+            ):
+                info = infos[i]
+                info["terminal_observation"] = {key: value[i] for key, value in final.items()}
+                info["TimeLimit.truncated"] = cut
+                info["episode"] = {"r": episode_return, "l": length, "t": elapsed}
+            self._episode_return[rows] = 0
+            self._episode_length[rows] = 0
         return observation, rewards.astype(np.float32), dones, infos
 
     def action_masks(self) -> np.ndarray:
