@@ -13,8 +13,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.utils import set_random_seed
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from recgym.agents.callbacks import PlatformMetricsCallback
 from recgym.envs import population_v0
-from recgym.envs.population import PlatformMetricsCallback, PopulationEnv
+from recgym.envs.population import PopulationEnv
 from recgym.envs.sb3 import SB3VecEnv
 
 SMALL = dict(world="synthetic", world_options={"n_items": 60})
@@ -173,7 +174,7 @@ def test_bad_input_is_a_one_line_value_error():
         env.step({"user_0": 1})
     with pytest.raises(ValueError, match="not live \\['user_7'\\]"):
         env.step({"user_0": 1, "user_1": 2, "user_7": 3})
-    with pytest.raises(ValueError, match="integer item ids"):
+    with pytest.raises(ValueError, match="action of 'user_0' must be an integer item id"):
         env.step({"user_0": 1.5, "user_1": 2.0})
     with pytest.raises(ValueError, match="unknown agent 'bob'"):
         env.observation_space("bob")

@@ -4,6 +4,7 @@
 file next to SB3's losses): every metric of :data:`recgym.evaluation.METRICS` over the episodes
 completed during training (``rollout/*``) and in periodic evaluations (``eval/*``), the run's
 hyperparameters (TensorBoard's hparams plugin) and a histogram of item exposure.
+:class:`PlatformMetricsCallback` logs a user population's platform metrics (``population/*``).
 :func:`log_comparison` writes a utility-vs-exposure-equity scatter of several evaluated policies.
 """
 
@@ -17,7 +18,9 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam
 
+from recgym.envs.population import PlatformMonitor
 from recgym.evaluation import METRICS, EvaluationResult, evaluate, summarize
+from recgym.simulator import Simulator
 
 TB_ONLY = ("stdout", "log", "json", "csv")
 
@@ -112,6 +115,35 @@ class RecMetricsCallback(BaseCallback):
             if np.isfinite(value):
                 self.logger.record(f"{prefix}/{key}", float(value))
         self.logger.record(f"{prefix}/exposure", th.as_tensor(result.exposure), exclude=TB_ONLY)
+
+
+class PlatformMetricsCallback(BaseCallback):
+    """Log the population's platform metrics to SB3's logger (TensorBoard when the model has ``tensorboard_log``).
+
+    Keys ``population/exposure_gini`` (latest), ``population/long_tail_share`` and
+    ``population/active_users`` (means over the logging interval), averaged over independent
+    populations. Source: the ``infos[i]["platform"]`` dicts of :class:`recgym.envs.population.PopulationEnv`
+    (the SuperSuit path), else a :class:`recgym.envs.population.PlatformMonitor` on the simulator of
+    recgym's ``SB3VecEnv``.
+    """
+
+    def _on_training_start(self) -> None:
+        sim = getattr(getattr(self.training_env.unwrapped, "venv", None), "sim", None)
+        self._monitor = PlatformMonitor(sim) if isinstance(sim, Simulator) else None
+
+    def _on_step(self) -> bool:
+        if self._monitor is not None:
+            found = [self._monitor.update()]
+        else:
+            shared = {id(info["platform"]): info["platform"] for info in self.locals["infos"] if "platform" in info}
+            found = list(shared.values())
+        if not found:
+            raise ValueError("PlatformMetricsCallback needs recgym's SB3VecEnv or a PopulationEnv-based vec env")
+        means = {key: float(np.mean([metrics[key] for metrics in found])) for key in found[0]}
+        self.logger.record("population/exposure_gini", means["exposure_gini"])
+        self.logger.record_mean("population/long_tail_share", means["long_tail_share"])
+        self.logger.record_mean("population/active_users", means["active_users"])
+        return True
 
 
 def comparison_figure(results: dict[str, EvaluationResult]) -> Any:

@@ -25,11 +25,15 @@ def build_simulator(
     data_dir: str | Path | None = None,
     world_options: dict[str, Any] | None = None,
     seed: int | None = None,
+    count_name: str = "n_sessions",
     **options: Any,
 ) -> Simulator:
-    """Resolve the world, validate ``options`` into :class:`SimParams` and build the simulator."""
+    """Resolve the world, validate ``options`` into :class:`SimParams` and build the simulator.
+
+    ``count_name`` is what size errors call ``n_sessions`` (the view's argument, e.g. ``num_envs``);
+    sizes are checked before anything is allocated (:class:`Simulator`)."""
     resolved = resolve_world(world, data_dir, **(world_options or {}))
-    return Simulator(resolved, SimParams.from_kwargs(**options), n_sessions, seed=seed)
+    return Simulator(resolved, SimParams.from_kwargs(**options), n_sessions, seed=seed, count_name=count_name)
 
 
 def session_spaces(world: World, params: SimParams) -> tuple[spaces.Dict, spaces.Space]:

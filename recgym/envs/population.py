@@ -9,21 +9,30 @@ Docs: ``docs/population.md``.
 
 from __future__ import annotations
 
+import reprlib
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
-from stable_baselines3.common.callbacks import BaseCallback
 
-from recgym.dynamics import LEAVE_REASONS
+from recgym.dynamics import LEAVE_REASONS, first_out_of_range
 from recgym.envs.core import build_simulator, session_spaces
 from recgym.metrics import gini, long_tail_share
 from recgym.simulator import Simulator, StepResult
+from recgym.sizes import check_count, check_memory
 from recgym.world import World
 
 ARRIVAL_STREAM = 0xA221  # mixed into the seed of the arrival generator, so it differs from the simulator's
+
+#: Exact types of integer scalars (Python and NumPy; ``bool`` is not among them).
+INTEGER_TYPES = frozenset({int} | {t for t in np.sctypeDict.values() if np.dtype(t).kind in "iu"})
+
+#: Bytes per name in ``possible_agents`` beyond the string itself: its list slot and its slot in the
+#: frozenset of known names (16-byte entries, the table as sparse as 25% full).
+NAME_OVERHEAD_BYTES = 8 + 64
 
 
 class PlatformMonitor:
@@ -79,6 +88,13 @@ class PopulationEnv(ParallelEnv):
     rewards (per-step random draws are by batch shape, not by content; new sessions draw from the
     simulator's separate ``session_rng``). Empty slots are idle rows of the batched step.
 
+    **Actions** are checked before anything changes: a bool, a float, a wrong shape or an item id
+    outside [0, n_items) is a one-line ``ValueError`` naming the agent (:meth:`check_action`).
+
+    **Sizes** are checked before anything is allocated: the ``n_users`` slots of the simulator and
+    the ``n_users + max_arrivals`` names of ``possible_agents`` must fit in this machine's memory,
+    else a one-line ``ValueError`` says how much they would need.
+
     **Infos** per agent: ``user_id``, and after acting ``item``, ``true_reward``,
     ``observed_feedback``, ``repeated``, ``leave_reason``; ``action_mask`` (n_items,) int8 in the NX
     modes (1 = may be recommended; the dtype gymnasium's ``Discrete.sample(mask=...)`` takes);
@@ -109,18 +125,22 @@ class PopulationEnv(ParallelEnv):
     ) -> None:
         if render_mode is not None:
             raise ValueError("the population env does not render; valid render_mode: None")
-        _check_int("n_users", n_users, 1)
-        _check_int("max_cycles", max_cycles, 1)
+        n_users, max_cycles = check_count("n_users", n_users), check_count("max_cycles", max_cycles)
         if isinstance(arrival_rate, bool) or not isinstance(arrival_rate, (int, float)) or not 0 <= arrival_rate <= 1:
             raise ValueError(f"arrival_rate must be a probability in [0, 1], got {arrival_rate!r}")
-        if max_arrivals is not None:
-            _check_int("max_arrivals", max_arrivals, 0)
-        self.sim = build_simulator(n_users, world, data_dir, world_options, **options)
+        if max_arrivals is None:
+            request = f"n_users={n_users} x max_cycles={max_cycles} with max_arrivals=None"
+            max_arrivals = n_users * (max_cycles - 1) if arrival_rate > 0 else 0
+        else:
+            max_arrivals = check_count("max_arrivals", max_arrivals, 0)
+            request = f"n_users={n_users} + max_arrivals={max_arrivals}"
+        self.sim = build_simulator(n_users, world, data_dir, world_options, count_name="n_users", **options)
+        n_names = n_users + max_arrivals  # checked before the names are made
+        check_memory(request, n_names * (sys.getsizeof(f"user_{n_names - 1}") + NAME_OVERHEAD_BYTES),
+                     f"names for its {n_names:,} possible_agents")
         self.world, self.params = self.sim.world, self.sim.params
         self._observation_space, self._action_space = session_spaces(self.world, self.params)
         self.n_users, self.max_cycles, self.arrival_rate = n_users, max_cycles, float(arrival_rate)
-        if max_arrivals is None:
-            max_arrivals = n_users * (max_cycles - 1) if arrival_rate > 0 else 0
         self.max_arrivals = max_arrivals
         self.possible_agents = [f"user_{i}" for i in range(n_users + self.max_arrivals)]
         self._known_agents = frozenset(self.possible_agents)
@@ -197,6 +217,29 @@ class PopulationEnv(ParallelEnv):
             dict(zip(names, truncations)), dict(zip(names, infos)),
         )
 
+    def check_action(self, agent: str, action: Any) -> np.ndarray:
+        """``action`` as int64 item id(s) if it is a valid action of ``agent``: an integer item id in
+        [0, n_items) (``Discrete``), or ``slate_size`` of them (``MultiDiscrete``); a bool or a float
+        is not an item id. Otherwise a one-line ``ValueError`` naming the agent; nothing changes."""
+        self._check_agent(agent)
+        n_items, shape = self.world.n_items, self._action_space.shape
+        wanted = "an integer item id" if not shape else f"{shape[0]} integer item ids"
+        shown = f"{' '.join(reprlib.repr(action).split())} ({type(action).__name__})"
+        try:
+            array = np.asarray(action)
+        except (ValueError, TypeError):  # a ragged nesting, an object NumPy cannot convert
+            array = None
+        elements = action if isinstance(action, (list, tuple)) else ()
+        if (array is None or array.dtype.kind not in "iu"
+                or any(isinstance(element, (bool, np.bool_)) for element in elements)):
+            raise ValueError(f"action of {agent!r} must be {wanted} in [0, {n_items - 1}], got {shown}")
+        if array.shape != shape:
+            raise ValueError(f"action of {agent!r} must be {wanted} (shape {shape}), got shape {array.shape}: {shown}")
+        outside = array[(array < 0) | (array >= n_items)]
+        if outside.size:
+            raise ValueError(f"action of {agent!r}: item id {outside.flat[0]} is outside [0, {n_items - 1}]")
+        return array.astype(np.int64)
+
     # ----------------------------------------------------------------- helpers
     def _check_agent(self, agent: str) -> None:
         if agent not in self._known_agents:
@@ -204,21 +247,20 @@ class PopulationEnv(ParallelEnv):
 
     def _batch_actions(self, actions: dict[str, Any], acting: list[str], slots: np.ndarray) -> np.ndarray:
         """(B,) or (B, slate_size) simulator actions: the live agents' in their slots, a placeholder in
-        empty slots (idle in the simulator step)."""
+        empty slots (idle in the simulator step). The batch is checked as a whole; only when it fails
+        is each action checked (:meth:`check_action`) to name the agent at fault."""
         missing = [agent for agent in acting if agent not in actions]
         extra = sorted(set(actions) - set(acting))
         if missing or extra:
             raise ValueError(f"actions must be given for exactly the live agents (env.agents); "
                              f"missing {missing[:5]}, not live {extra[:5]}")
-        given = np.asarray([actions[agent] for agent in acting])
-        expected = (len(acting),) + self._action_space.shape
-        if given.shape != expected:
-            raise ValueError(f"each action must have shape {self._action_space.shape} (item id(s)), "
-                             f"got actions of shape {given.shape[1:]}")
-        if given.dtype == bool or not np.issubdtype(given.dtype, np.integer):
-            raise ValueError(f"actions must be integer item ids, got dtype {given.dtype}")
+        given = [actions[agent] for agent in acting]
+        stacked = _stack_integers(given)
+        if (stacked is None or stacked.shape != (len(acting),) + self._action_space.shape
+                or first_out_of_range(stacked.reshape(-1), self.world.n_items) >= 0):
+            stacked = np.array([self.check_action(agent, action) for agent, action in zip(acting, given)])
         batch = self._idle_action.copy()
-        batch[slots] = given
+        batch[slots] = stacked
         return batch
 
     def _arrive(self, horizon: bool) -> np.ndarray:
@@ -270,34 +312,14 @@ class PopulationEnv(ParallelEnv):
         return self.sim.action_mask()[slots].astype(np.int8) if self.params.no_repeat else None
 
 
-class PlatformMetricsCallback(BaseCallback):
-    """Log the platform metrics to SB3's logger (TensorBoard when the model has ``tensorboard_log``).
-
-    Keys ``population/exposure_gini`` (latest), ``population/long_tail_share`` and
-    ``population/active_users`` (means over the logging interval), averaged over independent
-    populations. Source: the ``infos[i]["platform"]`` dicts of :class:`PopulationEnv` (the SuperSuit
-    path), else a :class:`PlatformMonitor` on the simulator of recgym's ``SB3VecEnv``.
-    """
-
-    def _on_training_start(self) -> None:
-        sim = getattr(getattr(self.training_env.unwrapped, "venv", None), "sim", None)
-        self._monitor = PlatformMonitor(sim) if isinstance(sim, Simulator) else None
-
-    def _on_step(self) -> bool:
-        if self._monitor is not None:
-            found = [self._monitor.update()]
-        else:
-            shared = {id(info["platform"]): info["platform"] for info in self.locals["infos"] if "platform" in info}
-            found = list(shared.values())
-        if not found:
-            raise ValueError("PlatformMetricsCallback needs recgym's SB3VecEnv or a PopulationEnv-based vec env")
-        means = {key: float(np.mean([metrics[key] for metrics in found])) for key in found[0]}
-        self.logger.record("population/exposure_gini", means["exposure_gini"])
-        self.logger.record_mean("population/long_tail_share", means["long_tail_share"])
-        self.logger.record_mean("population/active_users", means["active_users"])
-        return True
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+def _stack_integers(actions: list[Any]) -> np.ndarray | None:
+    """``actions`` as one int64 array when each is an integer scalar or an integer array (the common
+    case, recognised by type without converting each action); ``None`` otherwise (bools included)."""
+    types = set(map(type, actions))
+    if not types <= INTEGER_TYPES and (types != {np.ndarray} or any(a.dtype.kind not in "iu" for a in actions)):
+        return None
+    try:
+        stacked = np.asarray(actions)
+    except ValueError:  # arrays of different shapes
+        return None
+    return stacked.astype(np.int64, copy=False) if stacked.dtype.kind in "iu" else None

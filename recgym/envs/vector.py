@@ -92,7 +92,7 @@ class RecSysVectorEnv(RegisteredSpec, VectorEnv):
         if mode not in modes:
             raise ValueError(f"autoreset_mode must be one of {list(modes)}, got {autoreset_mode!r}")
         self.metadata = {**self.metadata, "autoreset_mode": modes[mode]}
-        self.sim = build_simulator(num_envs, world, data_dir, world_options, **options)
+        self.sim = build_simulator(num_envs, world, data_dir, world_options, count_name="num_envs", **options)
         self.world, self.params = self.sim.world, self.sim.params
         if max_episode_steps is not None and max_episode_steps != self.params.max_turn:
             raise ValueError(f"max_episode_steps={max_episode_steps!r} differs from max_turn={self.params.max_turn}: "
