@@ -57,9 +57,9 @@ def test_rllib_creator_builds_one_next_step_batched_env_or_one_session():
 
 
 def test_rllibs_next_step_env_matches_same_step_semantics_and_leaves_no_trace():
-    """The creator's NEXT_STEP env: same transitions as the default SAME_STEP env while sessions run;
+    """The creator's NEXT_STEP env: same transitions as a SAME_STEP env while sessions run;
     after the done step, one restart step (reward 0, first observation) that recommends nothing."""
-    same_step = RecSysVectorEnv(4, world="synthetic", **FIXED_LENGTH)
+    same_step = RecSysVectorEnv(4, world="synthetic", autoreset_mode=AutoresetMode.SAME_STEP, **FIXED_LENGTH)
     rllib = make_env("synthetic", {"num_envs": 4, **FIXED_LENGTH})
     same_step.reset(seed=3)
     rllib.reset(seed=3)
