@@ -1,4 +1,8 @@
-"""``recgym bench``: simulator and training throughput, measured in one process.
+"""``recgym bench``: simulator and training throughput, measured in one process; the one home of
+recgym's benchmarks (``benchmarks/*.py`` are thin entry points into :func:`main`). Besides the
+throughput suite described here, ``recgym bench population`` (:func:`population_main`: per-user cost
+of a platform step of the PettingZoo population) and ``recgym bench dsrm`` (:func:`dsrm_main`: how well
+DSRM's purified state recovers the true interest) share its clocks.
 
 Everything runs on ``recgym/KuaiRec-v0`` with every user mechanism on (the defaults, plus the
 popular-streak leave rule, off by default, switched on too) and uniformly random actions drawn
@@ -32,6 +36,7 @@ import argparse
 import gc
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -347,8 +352,183 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- population: per-user cost of a platform step
+POPULATION_WARMUP = 3  # untimed platform steps first (allocations, caches)
+WORLD_IDS = {"kuairec": "recgym/KuaiRec-v0", "kuairand": "recgym/KuaiRand-v0", "synthetic": "recgym/Synthetic-v0"}
+
+
+def bench_population(world: str, n_users: int, steps: int, clock: Callable[[], float] = TIMERS["wall"]) -> dict[str, float]:
+    """Microseconds per user of ``steps`` platform steps of a fixed-size PettingZoo population with
+    uniformly random items: the simulator call inside ``PopulationEnv.step`` (``sim_us``), the whole
+    ``PopulationEnv.step`` with its per-agent dicts (``env_us``), and how many simulator calls a
+    platform step made (``sim_calls_per_step``)."""
+    from recgym.envs.population import PopulationEnv
+
+    env = PopulationEnv(world=world, n_users=n_users, max_cycles=steps + POPULATION_WARMUP + 1, mode="Free")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+
+    def random_actions() -> dict[str, int]:
+        return dict(zip(env.agents, rng.integers(0, env.world.n_items, size=len(env.agents)).tolist()))
+
+    for _ in range(POPULATION_WARMUP):
+        env.step(random_actions())
+    sim_step, sim_seconds, calls = env.sim.step, [], []
+
+    def timed_step(*args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        result = sim_step(*args, **kwargs)
+        sim_seconds.append(clock() - start)
+        return result
+
+    env.sim.step = timed_step
+    env_seconds = 0.0
+    for _ in range(steps):
+        actions = random_actions()
+        before = len(sim_seconds)
+        start = clock()
+        env.step(actions)
+        env_seconds += clock() - start
+        calls.append(len(sim_seconds) - before)
+    per_user = 1e6 / (steps * n_users)
+    return {"sim_us": sum(sim_seconds) * per_user, "env_us": env_seconds * per_user,
+            "sim_calls_per_step": float(np.mean(calls))}
+
+
+def bench_population_sb3(world: str, n_users: int, steps: int, clock: Callable[[], float] = TIMERS["wall"]) -> float:
+    """Microseconds per user of ``SB3VecEnv.step`` on the same world (immediate replacement, no dicts)."""
+    from recgym.envs.sb3 import SB3VecEnv
+
+    venv = SB3VecEnv(WORLD_IDS[world], num_envs=n_users, mode="Free")
+    venv.seed(0)
+    venv.reset()
+    actions = _random_actions(venv.venv.world.n_items, (steps + POPULATION_WARMUP, n_users))
+    for row in actions[:POPULATION_WARMUP]:
+        venv.step(row)
+    start = clock()
+    for row in actions[POPULATION_WARMUP:]:
+        venv.step(row)
+    return (clock() - start) * 1e6 / (steps * n_users)
+
+
+def population_main(argv: list[str] | None = None) -> int:
+    """``recgym bench population`` (``benchmarks/bench_population.py``): per-user cost of stepping the
+    user population at each size; a table, then one JSON line."""
+    parser = argparse.ArgumentParser(prog="recgym bench population",
+                                     description="Per-user cost of a platform step: 10 vs 1,000 concurrent users.")
+    parser.add_argument("--quick", action="store_true", help="few steps (a smoke run)")
+    parser.add_argument("--world", default="kuairec", choices=list(WORLD_IDS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000])
+    args = parser.parse_args(argv)
+    if any(size < 1 for size in args.sizes):
+        parser.error(f"--sizes must be positive, got {args.sizes}")
+    steps = 10 if args.quick else 60
+    rows = [{"n_users": n, **bench_population(args.world, n, steps), "sb3_us": bench_population_sb3(args.world, n, steps)}
+            for n in args.sizes]
+    print(f"world={args.world} steps={steps} (microseconds per user per step)")
+    print(f"{'users':>7} {'sim.step':>10} {'Parallel':>10} {'SB3VecEnv':>10} {'sim calls/step':>15}")
+    for row in rows:
+        print(f"{row['n_users']:>7} {row['sim_us']:>10.1f} {row['env_us']:>10.1f} {row['sb3_us']:>10.1f} "
+              f"{row['sim_calls_per_step']:>15.0f}")
+    small, large = rows[0], rows[-1]
+    print(json.dumps({"benchmark": "population", "world": args.world, "steps": steps, "rows": rows,
+                      "per_user_speedup_small_to_large": {key: small[key] / large[key]
+                                                          for key in ("sim_us", "env_us", "sb3_us")}}))
+    return 0
+
+
+# ------------------------------------------------- dsrm: does the purified state recover the TRUE interest?
+def noise_options(level: float) -> dict[str, float]:
+    """SimParams observation-noise knobs at ``level`` times their defaults (0 = off)."""
+    return {"popularity_noise": 0.5 * level, "exposure_bias": min(0.5 * level, 0.95), "observation_noise": 0.05 * level}
+
+
+DENOISING_HEADER = (f"{'':>14} | {'cos hist':>8} {'cos raw':>8} {'cos pur':>8} | "
+                    f"{'ndcg hist':>8} {'ndcg raw':>8} {'ndcg pur':>8} | {'ratio':>6}")
+
+
+def denoising_row(label: str, scores: Any) -> str:
+    """One table row of :class:`recgym.agents.dsrm.DenoisingScores`."""
+    return (f"{label:>14} | {scores.cosine_history:8.3f} {scores.cosine_raw:8.3f} {scores.cosine_purified:8.3f} | "
+            f"{scores.ndcg_history:8.3f} {scores.ndcg_raw:8.3f} {scores.ndcg_purified:8.3f} | {scores.ratio:6.3f}")
+
+
+def dsrm_main(argv: list[str] | None = None) -> int:
+    """``recgym bench dsrm`` (``benchmarks/bench_dsrm.py``): pretrains DSRM on a random behaviour
+    policy's logs (observed data only) and scores, against the simulator's ground truth, the
+    feedback-weighted history mean, the encoder's raw state and the purified state:
+
+    1. headline at the env's default observation noise (noise level 1);
+    2. noise curve: level L scales the three observation-noise knobs (:func:`noise_options`; 0 = off);
+    3. K sweep at ``--sweep-level`` (default 2, where the denoising gain is clearly above the seed
+       noise): diffusion steps (the linear schedule is per step, so a larger K noises the raw state
+       more before restoring it), plus the DDIM fast sampler.
+
+    Prints tables, then one JSON line.
+    """
+    from recgym.agents.dsrm import evaluate, pretrain
+    from recgym.threads import set_torch_threads
+
+    parser = argparse.ArgumentParser(prog="recgym bench dsrm", description=dsrm_main.__doc__.splitlines()[0])
+    parser.add_argument("--env", default=ENV_ID)
+    parser.add_argument("--timesteps", type=int, default=50_000, help="logged transitions for stage I")
+    parser.add_argument("--eval-timesteps", type=int, default=10_000)
+    parser.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
+    parser.add_argument("--k-values", type=int, nargs="+", default=[5, 10, 20, 30, 100, 300])
+    parser.add_argument("--sweep-level", type=float, default=2.0, help="noise level of the K sweep")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny models: 1 is fastest)")
+    parser.add_argument("--quick", action="store_true", help="small run: fewer logs, levels and K values")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.timesteps, args.eval_timesteps, args.levels, args.k_values = 15_000, 3_000, [0.0, 2.0], [10, 300]
+    set_torch_threads(args.threads)
+    clock = TIMERS["wall"]
+    start = clock()
+
+    def run_level(level: float, k_steps: int) -> tuple[Any, Any]:
+        options = noise_options(level)
+        model = pretrain(args.env, timesteps=args.timesteps, k_steps=k_steps, logdir=None, seed=args.seed,
+                         progress=False, env_options=options, device=args.device)
+        return evaluate(model, args.env, timesteps=args.eval_timesteps, seed=args.seed + 1000, env_options=options), model
+
+    print(f"DSRM on {args.env}: {args.timesteps} logged transitions (random behaviour), seed {args.seed}")
+    print("\nNoise curve (K = 20, DDPM sampler, mean of 8 chains):\n" + DENOISING_HEADER)
+    curve, by_level = [], {}
+    for level in sorted(set(args.levels) | {1.0, args.sweep_level}):
+        by_level[level] = run_level(level, 20)
+        curve.append({"level": level, **noise_options(level), **by_level[level][0].as_dict()})
+        print(denoising_row(f"level {level:g}", by_level[level][0]))
+    headline = by_level[1.0][0]
+    print(f"\nK sweep (noise level {args.sweep_level:g}):\n" + DENOISING_HEADER)
+    sweep = []
+    for k_steps in sorted(set(args.k_values) | {20}):
+        scores = by_level[args.sweep_level][0] if k_steps == 20 else run_level(args.sweep_level, k_steps)[0]
+        sweep.append({"k_steps": k_steps, **scores.as_dict()})
+        print(denoising_row(f"K={k_steps} ddpm", scores))
+    ddim = evaluate(by_level[args.sweep_level][1], args.env, timesteps=args.eval_timesteps, seed=args.seed + 1000,
+                    env_options=noise_options(args.sweep_level), sampler="ddim", steps=5)
+    print(denoising_row("K=20 ddim/5", ddim))
+    print(json.dumps({
+        "env": args.env, "timesteps": args.timesteps, "eval_timesteps": args.eval_timesteps, "seed": args.seed,
+        "denoising_ratio": headline.ratio, "headline": headline.as_dict(), "noise_curve": curve,
+        "sweep_level": args.sweep_level, "k_sweep": sweep, "ddim_5_steps": ddim.as_dict(),
+        "seconds": round(clock() - start, 1),
+    }, default=float))
+    return 0
+
+
+#: ``recgym bench SUITE ...``: the suites besides the default throughput one.
+SUITES: dict[str, Callable[[list[str] | None], int]] = {"population": population_main, "dsrm": dsrm_main}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``recgym bench [--quick]`` and ``benchmarks/bench_env.py``."""
+    """Entry point of ``recgym bench [--quick]`` (``benchmarks/bench_env.py``): the throughput suite;
+    ``recgym bench population|dsrm ...`` runs that suite of :data:`SUITES` (``--help`` each)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in SUITES:
+        return SUITES[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(prog="recgym bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter timings and PPO runs (same keys, < 40 s)")
     parser.add_argument("--seconds", type=float, default=None, help="time spent on each throughput figure")

@@ -1,22 +1,28 @@
 """The ``recgym`` command line: ``eval``, ``train``, ``compare``, ``demo`` and ``bench``.
 
 Agents are looked up by name in :data:`recgym.agents.AGENTS`, so a newly registered agent is
-available to every subcommand. Bad input (unknown env id, agent or mode) ends with a one-line
-``recgym: error: ...`` naming the valid choices, exit status 2.
+available to every subcommand. Every mistake on the command line (an unknown env id, agent or mode,
+a malformed number, a negative count, an unwritable directory, a bad config or checkpoint) ends with
+one line ``recgym: error: ...`` naming the problem, exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import recgym
 from recgym.agents import AGENTS, get_agent, load_agent, make_policy, train_agent
+from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS
 from recgym.evaluation import METRICS, EvaluationResult, evaluate, make_eval_env
+from recgym.params import SimParams
+from recgym.threads import set_torch_threads
 
 DEFAULT_ENV = "recgym/KuaiRec-v0"
 DEMO_POLICIES = ("random", "popular", "ucb", "debias-popular", "ppo", "oracle")
@@ -30,27 +36,73 @@ def main(argv: list[str] | None = None) -> int:
         from recgym import bench
 
         return bench.main(argv[1:]) or 0
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+        if hasattr(args, "torch_threads"):
+            set_torch_threads(args.torch_threads)
         return args.run(args) or 0
-    except ValueError as error:
+    except (UsageError, ValueError) as error:
         print(f"recgym: error: {error}", file=sys.stderr)
-        return 2
+    except OSError as error:  # the file system refused (disk full, permissions): not a bug to trace
+        print(f"recgym: error: {error.strerror or error}: {error.filename}", file=sys.stderr)
+    return 2
+
+
+class UsageError(Exception):
+    """A command-line mistake found by argparse (reported as one line, not usage + error)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors raise :class:`UsageError` instead of printing the
+    usage and exiting, so :func:`main` reports every mistake the same way."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``minimum`` (a one-line error naming the bound otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def existing_dir(text: str) -> Path:
+    """argparse type: a path to an existing directory."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recgym", description="Simulation gym for RL recommender systems.")
+    parser = Parser(prog="recgym", description="Simulation gym for RL recommender systems.")
     parser.add_argument("--version", action="version", version=f"recgym {recgym.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def threads(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--torch-threads", type=count(1), default=None, metavar="N",
+                         help="CPU threads of torch (default: the available cores, at most 4; see docs/cli.md)")
+
     def common(sub: argparse.ArgumentParser, episodes: int = 100) -> None:
         sub.add_argument("--env", default=DEFAULT_ENV, help=f"env id ({', '.join(ENV_IDS)})")
-        sub.add_argument("--episodes", type=int, default=episodes, help="evaluation episodes")
+        sub.add_argument("--episodes", type=count(1), default=episodes, help="evaluation episodes")
         sub.add_argument("--mode", default=None, help="Free, NX_0 (default) or NX_10")
-        sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--num-envs", type=int, default=64, help="sessions stepped at once")
+        sub.add_argument("--seed", type=count(0), default=0)
+        sub.add_argument("--num-envs", type=count(1), default=64, help="sessions stepped at once")
         sub.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
                          help="simulator option (any SimParams field), e.g. --option popular_streak=3; repeatable")
+        sub.add_argument("--data-dir", type=existing_dir, default=None, metavar="PATH",
+                         help="folder with KuaiRec's small_matrix.csv: DORL's matrix-backed protocol (KuaiRec-v0 only)")
+        threads(sub)
 
     agents_help = "; ".join(f"{name}: {spec.description}" for name, spec in AGENTS.items())
     sub = commands.add_parser("eval", help="evaluate one policy and print its metrics")
@@ -64,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                               epilog=agents_help)
     common(sub)
     sub.add_argument("--agent", required=True, help="trainable agent name (ppo, a2c, dqn, maskable-ppo, ...)")
-    sub.add_argument("--timesteps", type=int, default=20_000)
+    sub.add_argument("--timesteps", type=count(1), default=20_000)
     sub.add_argument("--logdir", type=Path, default=Path("runs"))
     sub.set_defaults(run=run_train)
 
@@ -72,64 +124,76 @@ def build_parser() -> argparse.ArgumentParser:
                               epilog=agents_help)
     common(sub)
     sub.add_argument("--policies", default="random,popular,oracle,ppo", help="comma-separated agent names")
-    sub.add_argument("--timesteps", type=int, default=20_000, help="training steps for trainable agents")
-    sub.add_argument("--seeds", type=int, default=1,
+    sub.add_argument("--timesteps", type=count(1), default=20_000, help="training steps for trainable agents")
+    sub.add_argument("--seeds", type=count(1), default=1,
                      help="seeds 0..N-1, each trained and evaluated; N > 1 reports mean ± t-interval over seeds")
     sub.add_argument("--logdir", type=Path, default=Path("runs"))
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run=run_compare)
 
     sub = commands.add_parser("demo", help="train PPO briefly on KuaiRec-v0 and compare it with the baselines")
-    sub.add_argument("--timesteps", type=int, default=60_000)
-    sub.add_argument("--episodes", type=int, default=100)
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--timesteps", type=count(1), default=60_000)
+    sub.add_argument("--episodes", type=count(1), default=100)
+    sub.add_argument("--seed", type=count(0), default=0)
     sub.add_argument("--logdir", type=Path, default=Path("runs"))
+    threads(sub)
     sub.set_defaults(run=run_demo)
 
     sub = commands.add_parser("experiment", help="run an experiment grid (methods x seeds x envs) from a YAML config")
-    sub.add_argument("config", type=Path, help="experiments/NAME.yaml")
+    sub.add_argument("config", help="a bundled config by name (recgym/configs/NAME.yaml: dorl_table, fairness_table, "
+                                    "noise_sweep, novelty, population) or the path of a YAML file")
     sub.add_argument("--size", default="smoke", help="smoke (CI) or full")
     sub.add_argument("--outdir", type=Path, default=None, help="default results/NAME/SIZE")
     sub.add_argument("--backend", default="local", help="local or ray (one Ray Tune trial per cell)")
     sub.add_argument("--address", default=None, help="Ray cluster address (ray backend)")
     sub.add_argument("--methods", default=None, help="comma-separated subset of the config's methods")
     sub.add_argument("--envs", default=None, help="comma-separated subset of the config's envs")
+    threads(sub)
     sub.set_defaults(run=run_experiment)
 
     commands.add_parser("bench", help="benchmark suite (arguments are forwarded to recgym.bench)", add_help=False)
     return parser
 
 
+#: The type of each SimParams field (an ``--option`` value is converted to it; other keys stay text).
+OPTION_TYPES: dict[str, type] = {f.name: {"int": int, "float": float}.get(str(f.type), str)
+                                 for f in dataclasses.fields(SimParams)}
+
+
 def _option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` -> (key, int | float | str value); SimParams validates names and ranges."""
+    """``KEY=VALUE`` -> (key, value) with the value converted to the SimParams field's type (int or
+    float; text for text fields and for the other env options, e.g. ``data_dir``); SimParams
+    validates names and ranges."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    for convert in (int, float):
-        try:
-            return key, convert(value)
-        except ValueError:
-            pass
-    return key, value
+    kind = OPTION_TYPES.get(key, str)
+    try:
+        return key, kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{key} expects {'an integer' if kind is int else 'a number'}, "
+                                         f"got {value!r}") from None
 
 
 def _env_options(args: argparse.Namespace) -> dict[str, Any]:
     options = dict(args.option)
     if args.mode is not None:
         options["mode"] = args.mode
+    if args.data_dir is not None:
+        options["data_dir"] = str(args.data_dir)
     return options
 
 
 def run_eval(args: argparse.Namespace) -> int:
     spec = get_agent(args.policy)
+    options = _env_options(args)
     if args.checkpoint is not None:
-        policy = load_agent(args.policy, args.checkpoint)
+        policy = load_agent(args.policy, args.checkpoint, world=make_eval_env(args.env, 1, **options).world)
     elif spec.trainable and spec.policy is None:
         raise ValueError(f"policy {args.policy!r} needs --checkpoint (train one with `recgym train --agent {args.policy}`)")
     else:
         policy = make_policy(args.policy)
-    result = evaluate(policy, args.env, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs,
-                      **_env_options(args))
+    result = evaluate(policy, args.env, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs, **options)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -138,10 +202,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    writable_dir(args.logdir, "--logdir")
     _, path = train_agent(args.agent, args.env, args.timesteps, seed=args.seed, logdir=args.logdir,
                           num_envs=args.num_envs, progress_bar=True, eval_episodes=args.episodes,
                           env_options=_env_options(args))
-    print(f"checkpoint: {path}\nTensorBoard: tensorboard --logdir {args.logdir}")
+    print(f"checkpoint: {path}\nTensorBoard: tensorboard --logdir {path if path.is_dir() else path.parent}")
     return 0
 
 
@@ -151,6 +216,7 @@ def compare(names: list[str], env: str, episodes: int, timesteps: int, seed: int
     for name in names:
         get_agent(name)  # fail on a typo before any training starts
     make_eval_env(env, 1, **env_options)  # and on a bad env id or option
+    writable_dir(logdir, "--logdir")  # and on a log directory that cannot be written
     from recgym.agents.callbacks import log_comparison
 
     results = {}
@@ -169,8 +235,6 @@ def run_compare(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.policies.split(",") if name.strip()]
     if not names:
         raise ValueError(f"--policies is empty; valid: {', '.join(AGENTS)}")
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
     if args.seeds > 1:
         return compare_over_seeds(names, args)
     results = compare(names, args.env, args.episodes, args.timesteps, args.seed, args.logdir, args.num_envs,
@@ -205,12 +269,15 @@ def compare_over_seeds(names: list[str], args: argparse.Namespace) -> int:
 
 
 def run_experiment(args: argparse.Namespace) -> int:
+    from recgym.experiments import load_config, results_dir
     from recgym.experiments import run_experiment as run
 
+    config = load_config(args.config)
+    outdir = args.outdir or results_dir(config, args.size)
     ray_options = {"address": args.address} if args.backend == "ray" else {}
     subsets = {key: getattr(args, key).split(",") for key in ("methods", "envs") if getattr(args, key)}
-    rows = run(args.config, size=args.size, outdir=args.outdir, backend=args.backend, **subsets, **ray_options)
-    outdir = args.outdir or Path("results") / args.config.stem / args.size
+    rows = run(config, size=args.size, outdir=outdir, backend=args.backend, torch_threads=args.torch_threads,
+               **subsets, **ray_options)
     print((outdir / "results.md").read_text(), end="")
     print(f"{len(rows)} rows; tables, pareto.png and TensorBoard logs in {outdir}")
     return 0

@@ -1,10 +1,12 @@
 """Declarative experiment grids: methods x seeds x envs x settings under one protocol.
 
-A config is an :class:`ExperimentConfig` loaded from YAML (:func:`load_config`). :func:`run_experiment`
+A config is an :class:`ExperimentConfig` loaded from YAML (:func:`load_config`: a path, or the name of a
+config bundled with the package in ``recgym/configs/``, :func:`bundled_configs`). :func:`run_experiment`
 runs every cell of the grid (training the trainable agents), writes ``OUTDIR/<cell-id>.json`` per
-cell (skipped when present: runs are resumable), logs the cell's summary as TensorBoard scalars,
-then aggregates over seeds (mean and 95% t-interval) into ``results.md`` / ``results.csv`` and a
-Pareto plot (utility vs 1 - Gini) ``pareto.png``.
+cell with the cell's full configuration (a cell whose JSON holds the same configuration is skipped:
+runs are resumable; one that holds another configuration is refused, never reused or overwritten),
+logs the cell's summary as TensorBoard scalars, then aggregates over seeds (mean and 95% t-interval)
+into ``results.md`` / ``results.csv`` and a Pareto plot (utility vs 1 - Gini) ``pareto.png``.
 
 A cell on the env id ``recgym/Population-v0`` is a population rollout instead of an episode evaluation
 (:func:`recgym.evaluation.population_rollout`): trainable methods train on the world's vector env with the
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.resources
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS, POPULATION_ID
 from recgym.params import SimParams
+from recgym.plotting import agg_figure
+from recgym.threads import set_torch_threads
 
 #: Summary columns written per cell and aggregated over seeds.
 COLUMNS = ("R_cum", "R_each", "length", "gini", "exposure_gap", "coverage", "novelty")
@@ -95,25 +102,79 @@ def _fail(source: str, key: str, problem: str) -> ValueError:
     return ValueError(f"{source}: {key}: {problem}")
 
 
+def bundled_configs() -> dict[str, Path]:
+    """Name -> path of the configs bundled with the package (``recgym/configs/*.yaml``)."""
+    folder = Path(str(importlib.resources.files("recgym") / "configs"))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def config_path(config: str | Path) -> Path:
+    """The YAML file of ``config``: an existing path, else the name of a bundled config (``dorl_table``
+    or ``dorl_table.yaml``); a one-line ``ValueError`` listing the bundled names otherwise."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    bundled = bundled_configs()
+    name = path.name.removesuffix(".yaml")
+    if path.name == str(config) and name in bundled:  # a bare name, not a path into some folder
+        return bundled[name]
+    raise ValueError(f"experiment config {str(config)!r} not found: neither a file nor a bundled config "
+                     f"({', '.join(bundled)})")
+
+
+def results_dir(config: ExperimentConfig, size: str) -> Path:
+    """The default output directory of a run: ``results/<config name>/<size>``."""
+    return Path("results") / config.name / size
+
+
+#: Top-level keys of a config and the YAML type each must have (sizes are checked on their own).
+CONFIG_TYPES: dict[str, tuple[type, str]] = {
+    "name": (str, "a string"), "description": (str, "a string"), "methods": (list, "a non-empty list"),
+    "envs": (list, "a non-empty list"), "settings": (dict, "a non-empty mapping name -> simulator options"),
+    "options": (dict, "a mapping of simulator options"), "population": (dict, "a mapping"),
+}
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed YAML of ``path``; a syntax error is a one-line ValueError naming file, line and column."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise ValueError(f"{where}: malformed YAML: {error.problem or error.context}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: malformed YAML: {' '.join(str(error).split())}") from None
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML config; any problem is a one-line ValueError naming file and key."""
+    """Read and validate a YAML config (a path or a bundled config's name, :func:`config_path`); any
+    problem is a one-line ValueError naming the file and the key (or line) and what was expected."""
     from recgym.agents import AGENTS
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"experiment config {str(path)!r} not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    path = config_path(path)
+    raw = _read_yaml(path)
+    raw = {} if raw is None else raw
     source = str(path)
     if not isinstance(raw, dict):
-        raise _fail(source, "<top>", "must be a mapping")
+        raise _fail(source, "<top>", f"must be a mapping of keys, got {type(raw).__name__}")
     valid = {f.name for f in dataclasses.fields(ExperimentConfig)}
     for key in raw:
         if key not in valid:
             raise _fail(source, key, f"unknown key; valid: {', '.join(sorted(valid))}")
+    for key, (kind, expected) in CONFIG_TYPES.items():
+        if key in raw and not isinstance(raw[key], kind):
+            raise _fail(source, key, f"must be {expected}, got {type(raw[key]).__name__} {raw[key]!r:.60}")
     raw.setdefault("name", path.stem)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", raw["name"]):
+        raise _fail(source, "name", f"must be letters, digits, '_', '-' or '.' (it names the results folder), "
+                                    f"got {raw['name']!r}")
     for key in ("methods", "envs"):
         if not isinstance(raw.get(key), list) or not raw[key]:
             raise _fail(source, key, "must be a non-empty list")
+        for item in raw[key]:
+            if not isinstance(item, str):
+                raise _fail(source, key, f"must list names (strings), got {type(item).__name__} {item!r}")
         raw[key] = tuple(raw[key])
     for method in raw["methods"]:
         if method not in AGENTS:
@@ -135,9 +196,12 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise _fail(source, "population.arrival_rate", f"must be in (0, 1], got {rate!r}")
     raw["population"] = population
     settings = raw.get("settings", {"default": {}})
-    if not isinstance(settings, dict) or not settings:
+    if not settings:
         raise _fail(source, "settings", "must be a non-empty mapping name -> simulator options")
     for name, opts in settings.items():
+        if opts is not None and not isinstance(opts, dict):
+            raise _fail(source, f"settings.{name}", f"must be a mapping of simulator options, got "
+                                                    f"{type(opts).__name__} {opts!r:.60}")
         try:
             SimParams.from_kwargs(**{**raw.get("options", {}), **(opts or {})})
         except (TypeError, ValueError) as error:
@@ -175,9 +239,44 @@ def cells(config: ExperimentConfig, size: Size) -> list[Cell]:
     return [Cell(*combo) for combo in itertools.product(config.methods, config.envs, config.settings, range(size.seeds))]
 
 
+def cell_config(config: ExperimentConfig, size: Size, cell: Cell) -> dict[str, Any]:
+    """Everything that decides a cell's result: method, env, setting, seed, the simulator options, the
+    size and (population cells) the population; stored in the cell's JSON as ``config``."""
+    return {**dataclasses.asdict(cell), "options": {**config.options, **config.settings[cell.setting]},
+            "size": dataclasses.asdict(size), "population": config.population if config.is_population else None}
+
+
+def read_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any] | None:
+    """The stored record of ``cell`` in ``outdir``, or ``None`` when there is none yet. A record that
+    cannot be read, or that was produced by another configuration of the cell (another size, other
+    options, ...), is a one-line ``ValueError``: it is neither reused nor overwritten."""
+    path = outdir / f"{cell.id}.json"
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path}: unreadable cell result ({error}); delete it to rerun the cell") from None
+    expected = cell_config(config, size, cell)
+    stored = record.get("config") if isinstance(record, dict) else None
+    if stored != expected:
+        differing = sorted(key for key in expected if not isinstance(stored, dict) or stored.get(key) != expected[key])
+        raise ValueError(f"{path}: this cell was run with another configuration (differs in: "
+                         f"{', '.join(differing)}); use another output directory, or delete it to rerun the cell")
+    return record
+
+
+def write_cell(cell: Cell, record: dict[str, Any], outdir: Path) -> None:
+    """Write ``outdir/<cell-id>.json`` whole or not at all (through a temporary file)."""
+    partial = outdir / f"{cell.id}.json.partial"
+    partial.write_text(json.dumps(record))
+    partial.replace(outdir / f"{cell.id}.json")
+
+
 def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
-    """Train (if trainable) and evaluate one cell; returns the JSON-ready record written to disk.
-    Population cells also record ``series`` (platform metric -> per-step list) and log it per step."""
+    """Train (if trainable) and evaluate one cell; returns the JSON-ready record written to disk
+    (with the cell's configuration, :func:`cell_config`). Population cells also record ``series``
+    (platform metric -> per-step list) and log it per step."""
     from torch.utils.tensorboard import SummaryWriter
 
     from recgym.agents import get_agent, make_policy, train_agent
@@ -202,6 +301,7 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
         summary = result.summary
         record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(),
                   "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
+    record["config"] = cell_config(config, size, cell)
     with SummaryWriter(str(logdir / "eval")) as writer:
         for key in config.columns:
             writer.add_scalar(f"eval/{key}", summary[key], 0)
@@ -216,8 +316,7 @@ def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
     from tqdm import tqdm
 
     for cell in tqdm(todo, desc=config.name, disable=not progress):
-        record = run_cell(config, size, cell, outdir)
-        (outdir / f"{cell.id}.json").write_text(json.dumps(record))
+        write_cell(cell, run_cell(config, size, cell, outdir), outdir)
 
 
 def t_ci95(values: np.ndarray) -> tuple[Any, Any]:
@@ -267,12 +366,8 @@ def write_tables(rows: list[dict[str, Any]], outdir: Path, columns: tuple[str, .
 
 def pareto_plot(records: list[dict[str, Any]], path: Path, utility: str = "R_cum") -> None:
     """Utility (``utility``, R_cum by default) vs exposure equity (1 - Gini), one point per method and seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig = agg_figure(figsize=(6, 4.5))
+    ax = fig.subplots()
     for method in dict.fromkeys(r["method"] for r in records):
         points = np.array([(1 - r["gini"], r[utility]) for r in records if r["method"] == method])
         ax.scatter(points[:, 0], points[:, 1], label=method, alpha=0.8)
@@ -281,21 +376,16 @@ def pareto_plot(records: list[dict[str, Any]], path: Path, utility: str = "R_cum
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def fairness_over_time_plot(records: list[dict[str, Any]], path: Path,
                             keys: tuple[str, ...] = ("exposure_gini", "popularity_gini")) -> None:
     """Population cells: each of ``keys`` (rows) vs platform step per setting (columns), one line per
     method, the mean over seeds with its shaded 95% t-interval (none for one seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     settings = list(dict.fromkeys(r["setting"] for r in records))
     methods = list(dict.fromkeys(r["method"] for r in records))
-    fig, axes = plt.subplots(len(keys), len(settings), figsize=(4.5 * len(settings), 3.2 * len(keys)),
-                             squeeze=False, sharex=True)
+    fig = agg_figure(figsize=(4.5 * len(settings), 3.2 * len(keys)))
+    axes = fig.subplots(len(keys), len(settings), squeeze=False, sharex=True)
     for col, setting in enumerate(settings):
         for row, key in enumerate(keys):
             ax = axes[row, col]
@@ -311,25 +401,33 @@ def fairness_over_time_plot(records: list[dict[str, Any]], path: Path,
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def ray_trial(trial: dict[str, Any]) -> dict[str, float]:
-    """One Ray Tune trial: run the cell described by ``trial`` (plain dicts), write its JSON, return its summary."""
+    """One Ray Tune trial: run the cell described by ``trial`` (plain dicts) with ``trial["torch_threads"]``
+    torch threads, write its JSON, return its summary."""
+    set_torch_threads(trial["torch_threads"])
     raw = dict(trial["config"])
     raw.update(smoke=Size(**raw["smoke"]), full=Size(**raw["full"]), methods=tuple(raw["methods"]), envs=tuple(raw["envs"]))
     cell, outdir = Cell(**trial["cell"]), Path(trial["outdir"])
     config = ExperimentConfig(**raw)
     record = run_cell(config, Size(**trial["size"]), cell, outdir)
-    (outdir / f"{cell.id}.json").write_text(json.dumps(record))
+    write_cell(cell, record, outdir)
     return {key: record[key] for key in config.columns}
 
 
 def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", outdir: str | Path | None = None,
                    backend: str = "local", progress: bool = True, methods: list[str] | None = None,
-                   envs: list[str] | None = None, **ray_options: Any) -> list[dict[str, Any]]:
+                   envs: list[str] | None = None, torch_threads: int | None = None,
+                   **ray_options: Any) -> list[dict[str, Any]]:
     """Run the grid (resumable), aggregate and write tables and the Pareto plot; returns the table rows.
-    ``methods`` / ``envs`` restrict the grid to a subset of the config's."""
+
+    ``config``: an :class:`ExperimentConfig`, a YAML path or a bundled config's name. ``outdir``:
+    default :func:`results_dir`. ``methods`` / ``envs`` restrict the grid to a subset of the config's.
+    ``torch_threads``: torch threads of each worker: the local backend sets it in this process when
+    given; each Ray trial sets it (default: the CPUs Ray reserves per trial, ``cpus_per_trial`` of
+    ``ray_options``, 1 unless given, so the trials that run at once split the cores between them).
+    """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     for key, subset in (("methods", methods), ("envs", envs)):
@@ -341,20 +439,24 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {backend!r}; valid: local, ray")
     chosen = config.size(size)
-    out = Path(outdir or Path("results") / config.name / size)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(outdir or results_dir(config, size), "output directory")
     grid = cells(config, chosen)
-    todo = [cell for cell in grid if not (out / f"{cell.id}.json").exists()]
+    todo = [cell for cell in grid if read_cell(config, chosen, cell, out) is None]
     if backend == "ray":
         from recgym.integrations.ray_tune import run_trials_on_ray
 
         if todo:
+            cpus = ray_options.get("cpus_per_trial", 1.0)
+            threads = torch_threads or max(1, int(cpus))  # a trial's threads fit the CPUs Ray reserves for it
             trials = [{"config": dataclasses.asdict(config), "size": dataclasses.asdict(chosen),
-                       "cell": dataclasses.asdict(cell), "outdir": str(out.resolve())} for cell in todo]
+                       "cell": dataclasses.asdict(cell), "outdir": str(out.resolve()), "torch_threads": threads}
+                      for cell in todo]
             run_trials_on_ray(trials, ray_trial, str((out / "ray").resolve()), **ray_options)
     else:
+        if torch_threads is not None:
+            set_torch_threads(torch_threads)
         run_cells(config, chosen, todo, out, progress=progress)
-    records = [json.loads((out / f"{cell.id}.json").read_text()) for cell in grid]
+    records = [read_cell(config, chosen, cell, out) for cell in grid]
     rows = aggregate(records, config.columns)
     write_tables(rows, out, config.columns)
     pareto_plot(records, out / "pareto.png", config.columns[0])

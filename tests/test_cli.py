@@ -37,7 +37,7 @@ def test_eval_table_lists_every_metric(capsys):
     (["eval", "--env", SYN, "--policy", "random", "--mode", "NX_5"], "mode must be one of ['Free', 'NX_0', 'NX_10']"),
     (["eval", "--env", SYN, "--policy", "ppo"], "needs --checkpoint"),
     (["train", "--env", SYN, "--agent", "oracle"], "trainable agents: ppo, a2c, dqn"),
-    (["train", "--env", SYN, "--agent", "ppo", "--timesteps", "0"], "timesteps must be a positive integer"),
+    (["train", "--env", SYN, "--agent", "ppo", "--timesteps", "0"], "argument --timesteps: must be an integer >= 1"),
     (["compare", "--env", SYN, "--policies", "random,nope"], "valid: random, popular"),
 ])
 def test_bad_input_is_a_one_line_error_listing_valid_choices(capsys, argv, expected):
@@ -106,4 +106,4 @@ def test_compare_over_seeds_reports_t_intervals_over_seeds(tmp_path, capsys):
     assert len(list((tmp_path / "compare").glob("*/random__Synthetic-v0__default__s2.json"))) == 1
     assert cli.main(argv[:-1]) == 0 and "t-interval over 3 seeds" in capsys.readouterr().out  # resumed, not redone
     assert cli.main(["compare", "--policies", "random", "--seeds", "0"]) == 2
-    assert "--seeds must be a positive integer" in capsys.readouterr().err
+    assert "argument --seeds: must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from recgym.cli import main
-from recgym.experiments import aggregate, load_config, run_experiment, t_ci95
+from recgym.experiments import aggregate, bundled_configs, load_config, run_experiment, t_ci95
 
 CONFIG = """
 methods: [random, popular]
@@ -30,7 +30,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_bundled_configs_load() -> None:
-    for path in sorted(Path(__file__).parents[1].glob("experiments/*.yaml")):
+    for path in bundled_configs().values():
         config = load_config(path)
         assert config.full.seeds == 3 and config.methods
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recgym.experiments import cells, load_config, run_experiment
+from recgym.experiments import bundled_configs, cells, load_config, run_experiment
 
-CONFIGS = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml"))
+CONFIGS = list(bundled_configs().values())
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -37,8 +37,7 @@ def test_every_config_runs_at_smoke_size_and_tables_are_complete(path: Path, tmp
 
 
 def test_population_smoke_shows_the_popularity_loop_only_when_it_feeds_back(tmp_path: Path) -> None:
-    path = Path(__file__).parent.parent / "experiments" / "population.yaml"
-    run_experiment(path, "smoke", tmp_path, progress=False, methods=["popular"])
+    run_experiment("population", "smoke", tmp_path, progress=False, methods=["popular"])
     feedback = json.loads((tmp_path / "popular__Population-v0__feedback__s0.json").read_text())["series"]
     frozen = json.loads((tmp_path / "popular__Population-v0__frozen__s0.json").read_text())["series"]
     # most-popular feeds the head: the logged popularity Gini rises (measured 0.7965 -> 0.7973 in 20 steps)

@@ -147,13 +147,12 @@ class PlatformMetricsCallback(BaseCallback):
 
 
 def comparison_figure(results: dict[str, EvaluationResult]) -> Any:
-    """Matplotlib scatter: utility (R_cum, with 95% CI) vs exposure equity (1 - Gini), one point per policy."""
-    import matplotlib
+    """Matplotlib scatter: utility (R_cum, with 95% CI) vs exposure equity (1 - Gini), one point per policy
+    (a figure of its own with an Agg canvas: the user's matplotlib backend is left as it is)."""
+    from recgym.plotting import agg_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 4))
+    figure = agg_figure(figsize=(5, 4))
+    axes = figure.subplots()
     for name, result in results.items():
         equity, utility = 1.0 - result.summary["gini"], result.summary["R_cum"]
         axes.errorbar(equity, utility, yerr=np.nan_to_num(result.ci95["R_cum"]), fmt="o", capsize=3)
@@ -177,7 +176,7 @@ def log_comparison(results: dict[str, EvaluationResult], logdir: str | Path, ste
             if np.isfinite(value):
                 logger.record(f"compare/{name}/{key}", float(value))
         logger.record(f"compare/{name}/exposure", th.as_tensor(result.exposure))
-    logger.record("compare/utility_vs_equity", Figure(comparison_figure(results), close=True))
+    logger.record("compare/utility_vs_equity", Figure(comparison_figure(results), close=False))  # not a pyplot figure
     logger.dump(step)
     logger.close()
     return directory

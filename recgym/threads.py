@@ -1,0 +1,44 @@
+"""How many CPU threads torch uses in recgym's processes, decided in one place.
+
+torch's own default (every physical core) oversubscribes a machine when several recgym processes
+share it, or when an experiment runs several workers at once: each worker's torch would use every
+core. :func:`set_torch_threads` is what the command line (``--torch-threads``) and the experiment
+runner's workers call; its default is the cores this process may use, at most
+:data:`MAX_DEFAULT_THREADS` (the networks trained here are small: more threads add more
+synchronisation than speed), split evenly between ``workers`` processes running at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: The most torch threads one process gets by default.
+MAX_DEFAULT_THREADS = 4
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_torch_threads(workers: int = 1) -> int:
+    """``max(1, min(available cores // workers, MAX_DEFAULT_THREADS))``: the default of one of
+    ``workers`` processes that run at once."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    return max(1, min(available_cores() // workers, MAX_DEFAULT_THREADS))
+
+
+def set_torch_threads(threads: int | None = None, workers: int = 1) -> int:
+    """Set torch's intra-op thread count to ``threads`` (``None``: :func:`default_torch_threads` of
+    ``workers``) and return it."""
+    if threads is None:
+        threads = default_torch_threads(workers)
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"torch threads must be a positive integer, got {threads!r}")
+    import torch
+
+    torch.set_num_threads(threads)
+    return threads
