@@ -1,8 +1,9 @@
 """``recgym bench``: simulator and training throughput, measured in one process; the one home of
 recgym's benchmarks (``benchmarks/*.py`` are thin entry points into :func:`main`). Besides the
 throughput suite described here, ``recgym bench population`` (:func:`population_main`: per-user cost
-of a platform step of the PettingZoo population) and ``recgym bench dsrm`` (:func:`dsrm_main`: how well
-DSRM's purified state recovers the true interest) share its clocks.
+of a platform step of the PettingZoo population), ``recgym bench dsrm`` (:func:`dsrm_main`: how well
+DSRM's purified state recovers the true interest) and ``recgym bench data`` (:func:`data_main`: cold
+and cached ``data_dir`` loads of a generated KuaiRec-schema folder) share its clocks.
 
 Everything runs on ``recgym/KuaiRec-v0`` with every user mechanism on (the defaults, plus the
 popular-streak leave rule, off by default, switched on too) and uniformly random actions drawn
@@ -519,13 +520,87 @@ def dsrm_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# ------------------------------------------------- data: loading a KuaiRec folder, cold and cached
+def bench_data_load(data_dir: str, cached_rounds: int) -> dict[str, Any]:
+    """Seconds of ``gym.make(ENV_ID, data_dir=data_dir)``: once with an empty cache (``cold``: parse,
+    SVD, cache write), then ``cached_rounds`` times reading the cache (``cached``: their median).
+    Runs with ``RECGYM_CACHE`` pointed at a temporary folder (the user's cache is untouched) and
+    checks the cached worlds equal the cold one bit for bit."""
+    import tempfile
+
+    previous = os.environ.get("RECGYM_CACHE")
+    with tempfile.TemporaryDirectory(prefix="recgym-bench-cache-") as cache:
+        os.environ["RECGYM_CACHE"] = cache
+        try:
+            loads = []
+            for _ in range(1 + cached_rounds):
+                wall, cpu = time.perf_counter(), time.process_time()
+                world = gym.make(ENV_ID, data_dir=data_dir).unwrapped.world
+                loads.append((time.perf_counter() - wall, time.process_time() - cpu, world))
+            entries = sorted(os.listdir(cache))
+        finally:
+            if previous is None:
+                os.environ.pop("RECGYM_CACHE")
+            else:
+                os.environ["RECGYM_CACHE"] = previous
+    cold = loads[0][2]
+    arrays = ("item_emb", "item_cats", "pop_prior", "user_interest", "user_novelty", "reward_matrix", "user_ids",
+              "item_ids")
+    identical = all(getattr(cold, name).tobytes() == getattr(world, name).tobytes()
+                    for _, _, world in loads[1:] for name in arrays)
+    return {"users": cold.n_users, "items": cold.n_items, "cold_s": loads[0][0], "cold_cpu_s": loads[0][1],
+            "cached_s": float(np.median([wall for wall, _, _ in loads[1:]])),
+            "cached_cpu_s": float(np.median([cpu for _, cpu, _ in loads[1:]])),
+            "cache_entries": entries, "cached_identical": identical}
+
+
+def data_main(argv: list[str] | None = None) -> int:
+    """``recgym bench data`` (``benchmarks/bench_data.py``): cold and cached loads of a KuaiRec-schema
+    folder written by :func:`recgym.loaders.write_synthetic_kuairec` (KuaiRec's 1,411 x 3,327 = 4.7 M
+    rows by default) into a temporary folder, or into ``--data-dir`` (reused when it already holds
+    ``small_matrix.csv``); a table, then one JSON line."""
+    import tempfile
+
+    from recgym.loaders import SMALL_MATRIX, write_synthetic_kuairec
+
+    parser = argparse.ArgumentParser(prog="recgym bench data",
+                                     description="Cold and cached data_dir loads of a generated KuaiRec-schema folder.")
+    parser.add_argument("--data-dir", help="folder to generate into (or reuse); default: a temporary folder")
+    parser.add_argument("--users", type=int, default=1411)
+    parser.add_argument("--items", type=int, default=3327)
+    parser.add_argument("--cached-rounds", type=int, default=3, help="cached loads timed (their median is reported)")
+    args = parser.parse_args(argv)
+    for name in ("users", "items", "cached_rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    with tempfile.TemporaryDirectory(prefix="recgym-bench-data-") as scratch:
+        data_dir = args.data_dir or scratch
+        start = time.perf_counter()
+        generated = not os.path.isfile(os.path.join(data_dir, SMALL_MATRIX))
+        if generated:
+            write_synthetic_kuairec(data_dir, n_users=args.users, n_items=args.items)
+        generate_s = time.perf_counter() - start
+        size_mb = os.path.getsize(os.path.join(data_dir, SMALL_MATRIX)) / 2**20
+        load_start = _load_average()
+        result = bench_data_load(data_dir, args.cached_rounds)
+    result = {"benchmark": "data", "small_matrix_mb": round(size_mb, 1), "generated": generated,
+              "generate_s": round(generate_s, 1), **result, "load_average": [load_start, _load_average()]}
+    print(f"{result['users']} users x {result['items']} items, small_matrix.csv {size_mb:.1f} MiB")
+    print(f"{'load':>8} {'wall s':>8} {'cpu s':>8}")
+    print(f"{'cold':>8} {result['cold_s']:>8.2f} {result['cold_cpu_s']:>8.2f}")
+    print(f"{'cached':>8} {result['cached_s']:>8.2f} {result['cached_cpu_s']:>8.2f}")
+    print(json.dumps(result))
+    return 0 if result["cached_identical"] else 1
+
+
 #: ``recgym bench SUITE ...``: the suites besides the default throughput one.
-SUITES: dict[str, Callable[[list[str] | None], int]] = {"population": population_main, "dsrm": dsrm_main}
+SUITES: dict[str, Callable[[list[str] | None], int]] = {"population": population_main, "dsrm": dsrm_main,
+                                                         "data": data_main}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``recgym bench [--quick]`` (``benchmarks/bench_env.py``): the throughput suite;
-    ``recgym bench population|dsrm ...`` runs that suite of :data:`SUITES` (``--help`` each)."""
+    ``recgym bench population|dsrm|data ...`` runs that suite of :data:`SUITES` (``--help`` each)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in SUITES:
         return SUITES[argv[0]](argv[1:])

@@ -48,6 +48,14 @@ def hand_sim(world: World, n_sessions: int = 1, seed: int = 0, **options) -> Sim
     return sim
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Loads with ``data_dir`` cache their arrays in a folder of this test session, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECGYM_CACHE", str(tmp_path_factory.mktemp("recgym-cache")))
+        yield
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny torch models train fastest on one thread; restore the caller's setting afterwards."""
