@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,8 @@ def _decode(path: Path, data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise DataFileError(f"{path}: line {line}: not UTF-8 text ({error.reason}: {data[error.start:error.end]!r})") from None
+        bad_bytes = data[error.start:error.end]
+        raise DataFileError(f"{path}: line {line}: not UTF-8 text ({error.reason}: {bad_bytes!r})") from None
 
 
 def _rows(path: Path, data: bytes, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -302,7 +303,8 @@ def _read_interactions(path: Path, data: bytes) -> Interactions:
     >= 0. The first offending line is reported with its column and text.
     """
     first_newline = data.find(b"\n")
-    header = data[:first_newline if first_newline >= 0 else None].decode("utf-8-sig", errors="replace").rstrip("\r").split(",")
+    header_line = data[:first_newline if first_newline >= 0 else None].decode("utf-8-sig", errors="replace")
+    header = header_line.rstrip("\r").split(",")
     missing = [c for c in INTERACTION_COLUMNS if c not in header]
     if missing:
         raise DataFileError(f"{path}: line 1: missing column(s) {missing}; header is {header}")
@@ -320,7 +322,7 @@ def _read_interactions(path: Path, data: bytes) -> Interactions:
     if frame.empty:
         raise DataFileError(f"{path}: no data rows after the header")
 
-    def fail(bad: np.ndarray, column: str, expected: str) -> None:
+    def fail(bad: np.ndarray, column: str, expected: str) -> NoReturn:
         index = np.flatnonzero(lines.commas == len(header) - 1)[1 + np.argmax(bad)]
         text = lines.text(data, index).split(",")[header.index(column)]
         raise DataFileError(f"{path}: line {index + 1}, column '{column}': expected {expected}, got {text!r}")
@@ -374,10 +376,11 @@ def write_cache(key: str, arrays: dict[str, np.ndarray]) -> None:
             np.savez(handle, **arrays)
         os.replace(temporary, directory / f"{key}.npz")
     except OSError as error:
-        if temporary is not None:
+        warnings.warn(f"recgym: could not write the cache in {directory} ({error}); "
+                      "set RECGYM_CACHE to a writable folder", stacklevel=2)
+    finally:
+        if temporary is not None:  # gone after the rename; left by a failed or interrupted write
             temporary.unlink(missing_ok=True)
-        warnings.warn(f"recgym: could not write the cache in {directory} ({error}); set RECGYM_CACHE to a writable folder",
-                      stacklevel=2)
 
 
 def write_synthetic_kuairec(data_dir: str | Path, n_users: int = 1411, n_items: int = 3327, n_videos: int = 10728,
