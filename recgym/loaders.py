@@ -62,15 +62,23 @@ def _decode(path: Path, data: bytes) -> str:
         raise DataFileError(f"{path}: line {line}: not UTF-8 text ({error.reason}: {bad_bytes!r})") from None
 
 
+def _check_header(path: Path, header: list[str], required: tuple[str, ...]) -> None:
+    """The header must name each required column exactly once (shown cut to 200 characters)."""
+    missing = [c for c in required if c not in header]
+    repeated = [c for c in required if header.count(c) > 1]
+    if missing or repeated:
+        shown = repr(header) if len(repr(header)) <= 200 else repr(header)[:200] + "..."
+        problem = f"missing column(s) {missing}" if missing else f"column(s) {repeated} appear more than once"
+        raise DataFileError(f"{path}: line 1: {problem}; header is {shown}")
+
+
 def _rows(path: Path, data: bytes, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line number, row) of a small CSV file, checking the header has the required columns."""
     reader = csv.DictReader(io.StringIO(_decode(path, data), newline=""), strict=True)
     last_line = 1
     try:
         header = reader.fieldnames or []
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise DataFileError(f"{path}: line 1: missing column(s) {missing}; header is {header}")
+        _check_header(path, list(header), required)
         for row in reader:
             if None in row or any(row[c] is None for c in required):
                 raise DataFileError(
@@ -305,9 +313,7 @@ def _read_interactions(path: Path, data: bytes) -> Interactions:
     first_newline = data.find(b"\n")
     header_line = data[:first_newline if first_newline >= 0 else None].decode("utf-8-sig", errors="replace")
     header = header_line.rstrip("\r").split(",")
-    missing = [c for c in INTERACTION_COLUMNS if c not in header]
-    if missing:
-        raise DataFileError(f"{path}: line 1: missing column(s) {missing}; header is {header}")
+    _check_header(path, header, INTERACTION_COLUMNS)
     lone_return = re.search(rb"\r(?!\n)", data) if b"\r" in data else None
     if lone_return:
         line = data.count(b"\n", 0, lone_return.start()) + 1

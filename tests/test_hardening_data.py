@@ -130,6 +130,9 @@ def test_non_utf8_item_categories_name_the_line(tmp_path, cache):
          r"small_matrix.csv: line 1: missing column\(s\) \['watch_ratio'\]; header is \['user_id', 'video_id', 'watch'\]"),
         ("", r"small_matrix.csv: line 1: missing column\(s\) \['user_id', 'video_id', 'watch_ratio'\]"),
         (HEADER + "\n", r"small_matrix.csv: no data rows after the header"),
+        (HEADER.replace("play_duration", "user_id") + "\n" + row(14, 100, 0.5),
+         r"small_matrix.csv: line 1: column\(s\) \['user_id'\] appear more than once"),
+        ("x" * 10_000, r"small_matrix.csv: line 1: missing column\(s\) .*; header is \['x{198}\.\.\.$"),
     ],
 )
 def test_missing_columns_and_empty_matrix_are_named(tmp_path, cache, small, message):
