@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import gzip
 import hashlib
 import io
 import os
@@ -117,6 +118,16 @@ def _category_list(text: str) -> list[int]:
     return categories
 
 
+def _non_negative_float(text: str) -> float:
+    """A finite number >= 0, or NaN (how an empty field reads)."""
+    value = float(text)
+    if value != value:
+        return value
+    if not 0 <= value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -126,18 +137,23 @@ def _non_negative_int(text: str) -> int:
 
 @dataclass(frozen=True)
 class KuaiRandItems:
-    """Item side of KuaiRand-Pure: (I, T) bool tags, (I,) creator index, (I,) age in days."""
+    """Item side of KuaiRand-Pure: (I, T) bool tags, (I,) creator index, (I,) age in days, (I,) float32
+    duration in seconds (``video_duration`` in ms / 1000; NaN where the file leaves it empty or has no
+    such column)."""
 
     tags: np.ndarray
     creator: np.ndarray
     age_days: np.ndarray
+    duration_s: np.ndarray
 
 
 def read_kuairand_items(path: Path) -> KuaiRandItems:
     """Read ``video_features_basic_pure.csv``; video ids must be 0..I-1 (any order)."""
-    video_ids, authors, dates, tag_lists = [], [], [], []
+    video_ids, authors, dates, tag_lists, durations = [], [], [], [], []
     for line, row in _rows(path, _read_bytes(path), ("video_id", "author_id", "upload_dt", "tag")):
         video_ids.append(_parse(path, line, "video_id", row["video_id"], int, "an integer id"))
+        duration = row.get("video_duration") or "nan"
+        durations.append(_parse(path, line, "video_duration", duration, _non_negative_float, "a duration in ms >= 0"))
         authors.append(_parse(path, line, "author_id", row["author_id"], int, "an integer id"))
         dates.append(_parse(path, line, "upload_dt", row["upload_dt"], dt.date.fromisoformat, "a YYYY-MM-DD date"))
         tag_lists.append(_parse(path, line, "tag", row["tag"], _int_list, "comma-separated integer tags"))
@@ -153,7 +169,58 @@ def read_kuairand_items(path: Path) -> KuaiRandItems:
     _, creator = np.unique(np.asarray(authors), return_inverse=True)
     newest = max(dates)
     age = np.array([(newest - d).days for d in dates], dtype=np.float32)
-    return KuaiRandItems(tags=tags[order], creator=creator[order], age_days=age[order])
+    duration_s = np.asarray(durations, np.float32) / np.float32(1000.0)
+    return KuaiRandItems(tags=tags[order], creator=creator[order], age_days=age[order], duration_s=duration_s[order])
+
+
+#: KuaiRand-Pure ``user_active_degree`` values, in the order of the one-hot features.
+ACTIVE_DEGREES = ("full_active", "high_active", "middle_active", "low_active", "single_low_active",
+                  "2_14_day_new", "day_new", "30day_retention", "UNKNOWN")
+#: Count columns of ``user_features_pure.csv`` (scaled log1p(count) / log1p(max count)).
+USER_COUNTS = ("follow_user_num", "fans_user_num", "friend_user_num", "register_days")
+#: Flag columns (1 = yes; the file's -124 means missing, read as 0).
+USER_FLAGS = ("is_lowactive_period", "is_live_streamer", "is_video_author")
+#: Anonymised categorical columns: code / the column's largest code, -1 where empty.
+USER_CODES = tuple(f"onehot_feat{i}" for i in range(18))
+
+
+@dataclass(frozen=True)
+class KuaiRandUsers:
+    """User side of KuaiRand-Pure: (U, F) float32 static features in [-1, 1], row u = ``user_id`` u,
+    and their (F,) names: the active degree one-hot (:data:`ACTIVE_DEGREES`), the flags, the scaled
+    counts and the anonymised codes."""
+
+    features: np.ndarray
+    names: tuple[str, ...]
+
+
+def read_kuairand_users(path: Path) -> KuaiRandUsers:
+    """Read (a column subset of) ``user_features_pure.csv``, plain or gzip; user ids must be 0..U-1."""
+    data = _read_bytes(path)
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    required = ("user_id", "user_active_degree", *USER_FLAGS, *USER_COUNTS, *USER_CODES)
+    user_ids, rows = [], []
+    for line, row in _rows(path, data, required):
+        user_ids.append(_parse(path, line, "user_id", row["user_id"], _non_negative_int, "an integer id >= 0"))
+        degree = row["user_active_degree"]
+        if degree not in ACTIVE_DEGREES:
+            raise DataFileError(f"{path}: line {line}, column 'user_active_degree': expected one of "
+                                f"{list(ACTIVE_DEGREES)}, got {degree!r}")
+        values = [float(degree == d) for d in ACTIVE_DEGREES]
+        values += [float(_parse(path, line, c, row[c], int, "an integer flag") == 1) for c in USER_FLAGS]
+        values += [_parse(path, line, c, row[c], _non_negative_float, "a count >= 0") for c in USER_COUNTS]
+        values += [_parse(path, line, c, row[c] or "-1", float, "a numeric code or empty") for c in USER_CODES]
+        rows.append(values)
+    n_users = len(user_ids)
+    if sorted(user_ids) != list(range(n_users)):
+        raise DataFileError(f"{path}: column 'user_id' must hold each id 0..{n_users - 1} exactly once")
+    table = np.asarray(rows, np.float64)[np.argsort(user_ids)]
+    counts = slice(len(ACTIVE_DEGREES) + len(USER_FLAGS), len(ACTIVE_DEGREES) + len(USER_FLAGS) + len(USER_COUNTS))
+    table[:, counts] = np.log1p(table[:, counts]) / np.maximum(np.log1p(table[:, counts].max(axis=0)), 1e-12)
+    codes = table[:, counts.stop:]
+    table[:, counts.stop:] = np.where(codes >= 0, codes / np.maximum(codes.max(axis=0), 1.0), -1.0)
+    return KuaiRandUsers(features=table.astype(np.float32), names=(*ACTIVE_DEGREES, *USER_FLAGS, *USER_COUNTS, *USER_CODES))
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,15 @@ class World:
         positive_threshold: reward at or above which an interaction counts as positive (MCD).
         user_ids: optional (U,) int64 original user ids of a world read from files (row u is ``user_ids[u]``).
         item_ids: optional (I,) int64 original item ids of a world read from files (item i is ``item_ids[i]``).
+
+    The v1 tables (``None`` in v0 worlds; built by :func:`recgym.world_v1.build_world_v1`):
+
+        item_quality: (I,) float32 latent quality q ~ N(0, 1) (hidden); satisfaction is multiplied by
+            ``exp(quality_weight * q - quality_weight**2 / 2)`` (mean one).
+        item_duration: (I,) float32 seconds (play time = watch ratio x duration).
+        creator_debut: (n_creators,) float32 days since the creator's first upload.
+        user_followed: (U, K) int32 the creators each user follows (K may be 0).
+        user_features: (U, F) float32 static user features in [-1, 1] (what a platform knows of a user).
     """
 
     name: str
@@ -65,6 +74,12 @@ class World:
     affinity_bias: float = -1.0
     user_ids: np.ndarray | None = None
     item_ids: np.ndarray | None = None
+    item_quality: np.ndarray | None = None
+    quality_weight: float = 0.0
+    item_duration: np.ndarray | None = None
+    creator_debut: np.ndarray | None = None
+    user_followed: np.ndarray | None = None
+    user_features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_items, n_users = self.n_items, self.n_users
@@ -83,6 +98,13 @@ class World:
             checks["user_ids"] = (self.user_ids, (n_users,))
         if self.item_ids is not None:
             checks["item_ids"] = (self.item_ids, (n_items,))
+        v1_tables = dict(item_quality=(n_items,), item_duration=(n_items,), creator_debut=(self.n_creators,),
+                         user_followed=(n_users, None), user_features=(n_users, None))
+        present = [name for name in v1_tables if getattr(self, name) is not None]
+        if present and len(present) != len(v1_tables):
+            raise ValueError(f"world {self.name!r}: a v1 world needs all of {sorted(v1_tables)}, got only {present}")
+        for name in present:
+            checks[name] = (getattr(self, name), v1_tables[name])
         for name, (array, shape) in checks.items():
             if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
                 raise ValueError(f"world {self.name!r}: {name} has shape {array.shape}, expected {shape}")
@@ -90,8 +112,23 @@ class World:
         if creators.size and (creators.dtype.kind not in "iu" or creators.min() < 0 or creators.max() > 2**31 - 1):
             raise ValueError(f"world {self.name!r}: item_creator must hold integer creator ids in [0, 2**31 - 1], "
                              f"got {creators.dtype} in [{creators.min()}, {creators.max()}]")
-        for array in (self.item_emb, self.item_cats, self.item_creator, self.pop_prior, self.user_interest):
+        if self.user_followed is not None and self.user_followed.size and (
+                self.user_followed.min() < 0 or self.user_followed.max() >= self.n_creators):
+            raise ValueError(f"world {self.name!r}: user_followed must hold creator ids in [0, {self.n_creators - 1}]")
+        for array in (self.item_emb, self.item_cats, self.item_creator, self.pop_prior, self.user_interest,
+                      *self._v1_tables()):
             array.flags.writeable = False
+
+    def _v1_tables(self) -> tuple[np.ndarray, ...]:
+        """The v1 tables (empty in a v0 world), in the fingerprint's order."""
+        if self.item_quality is None:
+            return ()
+        return (self.item_quality, self.item_duration, self.creator_debut, self.user_followed, self.user_features)
+
+    @property
+    def is_v1(self) -> bool:
+        """Whether the world carries the v1 tables (latent quality, followed creators, user features...)."""
+        return self.item_quality is not None
 
     @property
     def n_items(self) -> int:
@@ -117,7 +154,8 @@ class World:
     def fingerprint(self) -> str:
         """Short hash of the catalogue, so checkpoints trained on another world are refused."""
         digest = hashlib.sha256()
-        for array in (self.item_emb, self.item_cats, self.item_creator):
+        v1 = (self.pop_prior, *self._v1_tables(), np.array([self.quality_weight, self.affinity_bias])) if self.is_v1 else ()
+        for array in (self.item_emb, self.item_cats, self.item_creator, *v1):
             digest.update(np.ascontiguousarray(array).tobytes())
         return f"{self.name}:{self.n_users}x{self.n_items}:{digest.hexdigest()[:12]}"
 
@@ -279,6 +317,13 @@ def kuairand_world(seed: int = 0) -> World:
     return build_world("kuairand", items.tags, items.creator, items.age_days, n_users=27285, seed=seed + 1)
 
 
+def kuairand_item_durations() -> np.ndarray:
+    """(7,583,) float32 seconds: the real KuaiRand-Pure video durations (NaN where the file has none)."""
+    path = resources.files("recgym") / "data" / "kuairand_pure_items.csv"
+    with resources.as_file(path) as csv_path:
+        return read_kuairand_items(Path(csv_path)).duration_s
+
+
 #: Bump when the arrays :func:`kuairec_matrix_world` derives from the files change (invalidates caches).
 MATRIX_WORLD_FORMAT = 2
 
@@ -373,8 +418,14 @@ def resolve_world(world: str | World, data_dir: str | Path | None = None, **worl
         if data_dir is not None or world_kwargs:
             raise ValueError("data_dir and world options only apply when the world is given by name")
         return world
+    from recgym.world_v1 import V1_WORLDS, resolve_world_v1  # the v1 builders import this module
+
+    if world in V1_WORLDS:
+        if data_dir is not None:
+            raise ValueError("data_dir is supported for world='kuairec' (KuaiRec small_matrix.csv) only")
+        return resolve_world_v1(world, **world_kwargs)
     if world not in WORLDS:
-        raise ValueError(f"unknown world {world!r}; valid worlds: {', '.join(WORLDS)}")
+        raise ValueError(f"unknown world {world!r}; valid worlds: {', '.join((*WORLDS, *V1_WORLDS))}")
     if data_dir is not None:
         if world != "kuairec" or world_kwargs:
             raise ValueError("data_dir is supported for world='kuairec' (KuaiRec small_matrix.csv) only")

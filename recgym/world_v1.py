@@ -1,0 +1,218 @@
+"""v1 worlds (issue #16, ``docs/design-v1.md`` section 3.1): a v0 world plus latent item quality,
+popularity that follows content, quality and age plus noise, creator debuts, followed creators and
+static user features.
+
+``build_world_v1(base, options, seed)`` keeps the base world's embeddings, categories, creators,
+ages and users, and adds (the v0 builders are untouched, so v0 stays bit-identical):
+
+    q_i   ~ N(0, 1)                                        latent quality (hidden)
+    c_i   = zscore(<m, e_i>)                               fit to the content axis m
+    a_i   = zscore(log1p(age_i))
+    z_i   = w_q q_i + w_c c_i + w_a a_i + w_n n_i,  n_i ~ N(0, 1)
+    pop_i = the base world's Zipf values, re-ordered by z  (same heavy tail, same Gini)
+
+The content axis ``"trend"`` is a random direction whose image under the catalogue covariance is
+orthogonal to the catalogue mean and the mean user interest; ``"mainstream"`` is the mean user
+interest. Each user follows ``followed_creators`` creators: those of items drawn uniformly from the
+user's ``followed_pool`` best items by base affinity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recgym.loaders import read_kuairand_users
+from recgym.world import World, kuairand_item_durations, kuairand_world, kuairec_world, synthetic_world
+
+CONTENT_AXES = ("trend", "mainstream")
+
+#: Users per block when ranking every item for every user (bounds the (block, I) float32 table).
+AFFINITY_BLOCK = 2048
+
+
+@dataclass(frozen=True)
+class WorldOptions:
+    """World knobs of the v1 user model (each weight 0 switches its mechanism off).
+
+    quality_weight: b, satisfaction multiplier ``exp(b q - b^2 / 2)``; 0: quality has no effect.
+    popularity_quality, popularity_content, popularity_age, popularity_noise: weights of quality,
+        content fit, log age and noise in the popularity order; ``popularity_quality=0`` makes
+        popularity independent of quality (the long-tail control).
+    content_axis: ``"trend"`` or ``"mainstream"`` (see the module docstring).
+    affinity_bias: the base logit's intercept (v0: -1; v1 -2 keeps users' top items apart).
+    followed_creators: K creators followed per user (0: none); followed_pool: drawn from the
+        creators of the user's top ``followed_pool`` items by base affinity.
+    """
+
+    quality_weight: float = 0.25
+    popularity_quality: float = 1.0
+    popularity_content: float = 0.6
+    popularity_age: float = 0.2
+    popularity_noise: float = 0.4
+    content_axis: str = "trend"
+    affinity_bias: float = -2.0
+    followed_creators: int = 8
+    followed_pool: int = 300
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"world option {f.name} must be an integer, got {value!r}")
+            if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ValueError(f"world option {f.name} must be a finite number, got {value!r}")
+        for name in ("quality_weight", "popularity_quality", "popularity_content", "popularity_age", "popularity_noise"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ValueError(f"world option {name} must be in [0, 100], got {getattr(self, name)!r}")
+        if self.content_axis not in CONTENT_AXES:
+            raise ValueError(f"world option content_axis must be one of {list(CONTENT_AXES)}, got {self.content_axis!r}")
+        if not -100 <= self.affinity_bias <= 100:
+            raise ValueError(f"world option affinity_bias must be in [-100, 100], got {self.affinity_bias!r}")
+        if not 0 <= self.followed_creators <= 1_000:
+            raise ValueError(f"world option followed_creators must be in [0, 1000], got {self.followed_creators!r}")
+        if not 1 <= self.followed_pool <= 1_000_000:
+            raise ValueError(f"world option followed_pool must be in [1, 1000000], got {self.followed_pool!r}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> WorldOptions:
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown world option(s) {unknown}; valid v1 world options: {', '.join(valid)}")
+        return cls(**kwargs)
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    std = x.std()
+    return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
+
+
+def content_axis(world: World, axis: str, rng: np.random.Generator) -> np.ndarray:
+    """(D,) unit direction m of popular content (see the module docstring)."""
+    emb = world.item_emb.astype(np.float64)
+    mean_user = world.user_interest.astype(np.float64).mean(axis=0)
+    if axis == "mainstream":
+        return mean_user / np.linalg.norm(mean_user)
+    direction = rng.standard_normal(emb.shape[1])
+    centred = emb - emb.mean(axis=0)
+    cov = centred.T @ centred / len(emb)
+    basis = np.linalg.qr(np.column_stack([cov @ emb.mean(axis=0), cov @ mean_user]))[0]
+    direction -= basis @ (basis.T @ direction)
+    return direction / np.linalg.norm(direction)
+
+
+def followed_creators(world: World, k: int, pool: int, rng: np.random.Generator) -> np.ndarray:
+    """(U, k) int32: per user the creators of k items drawn uniformly from the user's ``pool`` best
+    items by base affinity <u, e> (blocks of users, so the (U, I) table is never whole)."""
+    n_users, n_items = world.n_users, world.n_items
+    pool = min(pool, n_items)
+    picks = rng.integers(0, pool, size=(n_users, k))
+    out = np.empty((n_users, k), np.int32)
+    emb_t = np.ascontiguousarray(world.item_emb.T)
+    for start in range(0, n_users, AFFINITY_BLOCK):
+        rows = slice(start, min(start + AFFINITY_BLOCK, n_users))
+        affinity = world.user_interest[rows] @ emb_t
+        top = np.argpartition(-affinity, pool - 1, axis=1)[:, :pool] if pool < n_items else np.argsort(-affinity, axis=1)
+        top.sort(axis=1)  # argpartition's order within the pool is an implementation detail
+        chosen = np.take_along_axis(top, picks[rows], axis=1)
+        out[rows] = world.item_creator[chosen]
+    return out
+
+
+def simulated_user_features(world: World, rng: np.random.Generator, dims: int = 8) -> np.ndarray:
+    """(U, 1 + dims) float32 in [-1, 1]: an activity level and a noisy ``dims``-d projection of the
+    base interest (what a platform knows of simulated users)."""
+    activity = rng.beta(2.0, 2.0, size=world.n_users)
+    projection = world.user_interest @ rng.standard_normal((world.embed_dim, dims)) / np.sqrt(world.embed_dim)
+    noisy = np.tanh(projection + 0.5 * rng.standard_normal((world.n_users, dims)))
+    return np.column_stack([activity, noisy]).astype(np.float32)
+
+
+def build_world_v1(
+    base: World, options: WorldOptions, seed: int, user_features: np.ndarray | None = None,
+    item_duration: np.ndarray | None = None,
+) -> World:
+    """The v1 world over ``base`` (see the module docstring). ``user_features`` (U, F) and
+    ``item_duration`` (I,) seconds default to simulated ones (NaN durations: the median)."""
+    if base.reward_matrix is not None or base.is_v1:
+        raise ValueError(f"build_world_v1 takes a latent v0 world, got {base.name!r}")
+    rng = np.random.default_rng([seed, 16])
+    n_items = base.n_items
+    quality = rng.standard_normal(n_items)
+    noise = rng.standard_normal(n_items)
+    content = _zscore(base.item_emb.astype(np.float64) @ content_axis(base, options.content_axis, rng))
+    age = _zscore(np.log1p(base.item_age.astype(np.float64)))
+    score = (options.popularity_quality * quality + options.popularity_content * content
+             + options.popularity_age * age + options.popularity_noise * noise)
+    pop = np.empty(n_items)
+    pop[np.argsort(-score, kind="stable")] = np.sort(base.pop_prior)[::-1]
+    debut = np.zeros(base.n_creators, np.float32)
+    np.maximum.at(debut, base.item_creator, base.item_age)
+    if item_duration is None:
+        item_duration = rng.lognormal(np.log(60.0), 0.8, size=n_items)
+    duration = np.asarray(item_duration, np.float64)
+    duration = np.where(np.isnan(duration), np.nanmedian(duration), duration)
+    if user_features is None:
+        user_features = simulated_user_features(base, rng)
+    return dataclasses.replace(
+        base, name=f"{base.name}-v1", pop_prior=pop, affinity_bias=options.affinity_bias,
+        item_quality=quality.astype(np.float32), quality_weight=options.quality_weight,
+        item_duration=duration.astype(np.float32), creator_debut=debut,
+        user_followed=followed_creators(base, options.followed_creators, options.followed_pool, rng),
+        user_features=np.asarray(user_features, np.float32),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def kuairec_world_v1(seed: int = 0, options: WorldOptions = WorldOptions()) -> World:
+    """KuaiRec-v1: :func:`recgym.world.kuairec_world` with the v1 tables (simulated user features)."""
+    return build_world_v1(kuairec_world(seed), options, seed)
+
+
+def kuairand_user_features() -> np.ndarray:
+    """(27,285, 34) float32: the real KuaiRand-Pure users' static features (package data)."""
+    path = resources.files("recgym") / "data" / "kuairand_pure_users.csv.gz"
+    with resources.as_file(path) as csv_path:
+        return read_kuairand_users(Path(csv_path)).features
+
+
+@functools.lru_cache(maxsize=4)
+def kuairand_world_v1(seed: int = 0, options: WorldOptions = WorldOptions()) -> World:
+    """KuaiRand-v1: the real items (and their durations) and the real users' static features."""
+    return build_world_v1(kuairand_world(seed), options, seed, kuairand_user_features(), kuairand_item_durations())
+
+
+@functools.lru_cache(maxsize=8)
+def synthetic_world_v1(options: WorldOptions = WorldOptions(), **synthetic: Any) -> World:
+    """Synthetic-v1: :func:`recgym.world.synthetic_world` (``synthetic`` are its arguments) with the v1 tables."""
+    return build_world_v1(synthetic_world(**synthetic), options, synthetic.get("seed", 0))
+
+
+V1_WORLDS = ("kuairec-v1", "kuairand-v1", "synthetic-v1")
+
+
+def resolve_world_v1(name: str, **world_kwargs: Any) -> World:
+    """The v1 world ``name`` (one of :data:`V1_WORLDS`): ``world_kwargs`` are :class:`WorldOptions`
+    fields, ``seed``, and for ``synthetic-v1`` the :func:`recgym.world.synthetic_world` sizes."""
+    option_names = {f.name for f in dataclasses.fields(WorldOptions)}
+    options = WorldOptions.from_kwargs(**{k: v for k, v in world_kwargs.items() if k in option_names})
+    rest = {k: v for k, v in world_kwargs.items() if k not in option_names}
+    if name == "synthetic-v1":
+        try:
+            return synthetic_world_v1(options, **rest)
+        except TypeError as error:
+            raise ValueError(f"world {name!r}: {error}") from None
+    if set(rest) - {"seed"}:
+        raise ValueError(f"world {name!r} takes 'seed' and the v1 world options "
+                         f"({', '.join(sorted(option_names))}), got {sorted(set(rest) - {'seed'})}")
+    builder = kuairec_world_v1 if name == "kuairec-v1" else kuairand_world_v1
+    return builder(rest.get("seed", 0), options)
