@@ -14,15 +14,19 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import recgym
+from recgym import phenomena
 from recgym.agents import AGENTS, get_agent, load_agent, make_policy, train_agent
 from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS
 from recgym.evaluation import METRICS, EvaluationResult, evaluate, make_eval_env
 from recgym.params import SimParams
 from recgym.threads import set_torch_threads
+
+if TYPE_CHECKING:
+    from recgym.experiments import ExperimentConfig
 
 DEFAULT_ENV = "recgym/KuaiRec-v0"
 DEMO_POLICIES = ("random", "popular", "ucb", "debias-popular", "ppo", "oracle")
@@ -92,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--torch-threads", type=count(1), default=None, metavar="N",
                          help="CPU threads of torch (default: the available cores, at most 4; see docs/cli.md)")
 
+    def workers(sub: argparse.ArgumentParser, when: str = "") -> None:
+        sub.add_argument("--workers", type=count(1), default=None, metavar="N",
+                         help=f"{when}cells run at once in N worker processes, torch threads split between them "
+                              "(default 1; ray backend: as many as Ray's CPUs allow); see docs/experiments.md")
+
     def common(sub: argparse.ArgumentParser, episodes: int = 100) -> None:
         sub.add_argument("--env", default=DEFAULT_ENV, help=f"env id ({', '.join(ENV_IDS)})")
         sub.add_argument("--episodes", type=count(1), default=episodes, help="evaluation episodes")
@@ -127,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--timesteps", type=count(1), default=20_000, help="training steps for trainable agents")
     sub.add_argument("--seeds", type=count(1), default=1,
                      help="seeds 0..N-1, each trained and evaluated; N > 1 reports mean ± t-interval over seeds")
+    workers(sub, "with --seeds > 1: ")
     sub.add_argument("--logdir", type=Path, default=Path("runs"))
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(run=run_compare)
@@ -148,8 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--address", default=None, help="Ray cluster address (ray backend)")
     sub.add_argument("--methods", default=None, help="comma-separated subset of the config's methods")
     sub.add_argument("--envs", default=None, help="comma-separated subset of the config's envs")
+    workers(sub)
     threads(sub)
     sub.set_defaults(run=run_experiment)
+
+    sub = commands.add_parser("phenomena", help="measure the v1 phenomena rows: default vs control, 95% intervals")
+    phenomena.add_arguments(sub, _option, count)
 
     commands.add_parser("bench", help="benchmark suite (arguments are forwarded to recgym.bench)", add_help=False)
     return parser
@@ -237,6 +251,8 @@ def run_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--policies is empty; valid: {', '.join(AGENTS)}")
     if args.seeds > 1:
         return compare_over_seeds(names, args)
+    if args.workers is not None:
+        raise ValueError("--workers runs the cells of --seeds N > 1 in parallel; with one seed, drop it")
     results = compare(names, args.env, args.episodes, args.timesteps, args.seed, args.logdir, args.num_envs,
                       _env_options(args))
     if args.json:
@@ -252,14 +268,15 @@ def compare_over_seeds(names: list[str], args: argparse.Namespace) -> int:
     import hashlib
 
     from recgym.experiments import ExperimentConfig, Size
-    from recgym.experiments import run_experiment as run
 
     options = _env_options(args)
     size = Size(seeds=args.seeds, timesteps=args.timesteps, episodes=args.episodes, num_envs=args.num_envs)
     digest = hashlib.sha1(json.dumps([args.env, options, list(vars(size).values())], sort_keys=True).encode())
     outdir = args.logdir / "compare" / digest.hexdigest()[:10]
     config = ExperimentConfig(name="compare", methods=tuple(names), envs=(args.env,), options=options, full=size)
-    rows = run(config, size="full", outdir=outdir)
+    rows = run_grid(config, outdir, size="full", workers=args.workers, torch_threads=args.torch_threads)
+    if rows is None:
+        return 2
     if args.json:
         print(json.dumps(rows))
     else:
@@ -268,16 +285,31 @@ def compare_over_seeds(names: list[str], args: argparse.Namespace) -> int:
     return 0
 
 
+def run_grid(config: ExperimentConfig, outdir: Path, **kwargs: Any) -> list[dict[str, Any]] | None:
+    """:func:`recgym.experiments.run_experiment` into ``outdir``; its rows, or ``None`` after printing one
+    ``recgym: error:`` line per failed cell (the other cells are stored; rerunning retries only the failed)."""
+    from recgym.experiments import CellsFailed, run_experiment
+
+    try:
+        return run_experiment(config, outdir=outdir, **kwargs)
+    except CellsFailed as error:
+        for cell_id, reason in error.failures.items():
+            print(f"recgym: error: cell {cell_id} failed: {reason} (the other cells are stored in {outdir}; "
+                  "rerun to retry the failed ones)", file=sys.stderr)
+        return None
+
+
 def run_experiment(args: argparse.Namespace) -> int:
     from recgym.experiments import load_config, results_dir
-    from recgym.experiments import run_experiment as run
 
     config = load_config(args.config)
     outdir = args.outdir or results_dir(config, args.size)
     ray_options = {"address": args.address} if args.backend == "ray" else {}
     subsets = {key: getattr(args, key).split(",") for key in ("methods", "envs") if getattr(args, key)}
-    rows = run(config, size=args.size, outdir=outdir, backend=args.backend, torch_threads=args.torch_threads,
-               **subsets, **ray_options)
+    rows = run_grid(config, outdir, size=args.size, backend=args.backend, torch_threads=args.torch_threads,
+                    workers=args.workers, **subsets, **ray_options)
+    if rows is None:
+        return 2
     print((outdir / "results.md").read_text(), end="")
     print(f"{len(rows)} rows; tables, pareto.png and TensorBoard logs in {outdir}")
     return 0

@@ -2,9 +2,10 @@
 
 A config is an :class:`ExperimentConfig` loaded from YAML (:func:`load_config`: a path, or the name of a
 config bundled with the package in ``recgym/configs/``, :func:`bundled_configs`). :func:`run_experiment`
-runs every cell of the grid (training the trainable agents), writes ``OUTDIR/<cell-id>.json`` per
-cell with the cell's full configuration (a cell whose JSON holds the same configuration is skipped:
-runs are resumable; one that holds another configuration is refused, never reused or overwritten),
+runs every cell of the grid (training the trainable agents; in ``workers`` parallel processes if asked),
+writes ``OUTDIR/<cell-id>.json`` per cell as soon as it finishes, with the cell's full configuration (a
+cell whose JSON holds the same configuration is skipped: runs are resumable, and a grid can be completed
+over several runs; one that holds another configuration is refused, never reused or overwritten),
 logs the cell's summary as TensorBoard scalars, then aggregates over seeds (mean and 95% t-interval)
 into ``results.md`` / ``results.csv`` and a Pareto plot (utility vs 1 - Gini) ``pareto.png``.
 
@@ -22,7 +23,9 @@ import dataclasses
 import importlib.resources
 import itertools
 import json
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS, POPULATION_ID
 from recgym.params import SimParams
 from recgym.plotting import agg_figure
-from recgym.threads import set_torch_threads
+from recgym.threads import default_torch_threads, set_torch_threads
 
 #: Summary columns written per cell and aggregated over seeds.
 COLUMNS = ("R_cum", "R_each", "length", "gini", "exposure_gap", "coverage", "novelty")
@@ -311,12 +314,66 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
     return record
 
 
-def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Path, progress: bool = True) -> None:
-    """Run the cells without a JSON result yet, locally, with a progress bar over the grid."""
+def run_and_write_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
+    """:func:`run_cell`, then :func:`write_cell`: the cell's result is stored as soon as it exists."""
+    record = run_cell(config, size, cell, outdir)
+    write_cell(cell, record, outdir)
+    return record
+
+
+class CellsFailed(RuntimeError):
+    """Cells of a grid raised; every other cell ran and its result is stored (rerun to retry the failed
+    ones). ``failures``: cell id -> one-line reason; ``str()`` is one line per failed cell."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.failures = failures
+        super().__init__("\n".join(f"cell {cell_id} failed: {reason}" for cell_id, reason in failures.items()))
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line, at most ``limit`` characters."""
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Path, progress: bool = True,
+              workers: int = 1, torch_threads: int | None = None) -> None:
+    """Run the cells without a JSON result yet, locally, with a progress bar over them; each cell's JSON is
+    written when that cell finishes.
+
+    ``workers`` == 1: in this process, setting its torch threads to ``torch_threads`` when given.
+    ``workers`` > 1: the cells run in that many worker processes (started with ``spawn``: a child forked
+    after torch's thread pool started can hang), each setting its torch threads once at start
+    (``torch_threads``, default :func:`recgym.threads.default_torch_threads` of ``workers``: the cores split
+    between them). A cell seeds itself, so its result does not depend on the worker count (at equal torch
+    threads). A cell that raises does not stop the others; :class:`CellsFailed` names the failed cells at
+    the end, chained to the first failure.
+    """
     from tqdm import tqdm
 
-    for cell in tqdm(todo, desc=config.name, disable=not progress):
-        write_cell(cell, run_cell(config, size, cell, outdir), outdir)
+    errors: dict[str, BaseException] = {}
+    with tqdm(total=len(todo), desc=config.name, disable=not progress) as bar:
+        if workers == 1:
+            if torch_threads is not None:
+                set_torch_threads(torch_threads)
+            for cell in todo:
+                try:
+                    run_and_write_cell(config, size, cell, outdir)
+                except Exception as error:  # reported with its cell below; the other cells still run
+                    errors[cell.id] = error
+                bar.update()
+        elif todo:
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=set_torch_threads, initargs=(torch_threads, workers)) as pool:
+                futures = {pool.submit(run_and_write_cell, config, size, cell, outdir): cell for cell in todo}
+                for future in as_completed(futures):
+                    error = future.exception()
+                    if error is not None:
+                        errors[futures[future].id] = error
+                    bar.update()
+    if errors:
+        failed = CellsFailed({cell_id: _one_line(error) for cell_id, error in errors.items()})
+        raise failed from next(iter(errors.values()))
 
 
 def t_ci95(values: np.ndarray) -> tuple[Any, Any]:
@@ -409,24 +466,27 @@ def ray_trial(trial: dict[str, Any]) -> dict[str, float]:
     set_torch_threads(trial["torch_threads"])
     raw = dict(trial["config"])
     raw.update(smoke=Size(**raw["smoke"]), full=Size(**raw["full"]), methods=tuple(raw["methods"]), envs=tuple(raw["envs"]))
-    cell, outdir = Cell(**trial["cell"]), Path(trial["outdir"])
     config = ExperimentConfig(**raw)
-    record = run_cell(config, Size(**trial["size"]), cell, outdir)
-    write_cell(cell, record, outdir)
+    record = run_and_write_cell(config, Size(**trial["size"]), Cell(**trial["cell"]), Path(trial["outdir"]))
     return {key: record[key] for key in config.columns}
 
 
 def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", outdir: str | Path | None = None,
                    backend: str = "local", progress: bool = True, methods: list[str] | None = None,
-                   envs: list[str] | None = None, torch_threads: int | None = None,
+                   envs: list[str] | None = None, torch_threads: int | None = None, workers: int | None = None,
                    **ray_options: Any) -> list[dict[str, Any]]:
     """Run the grid (resumable), aggregate and write tables and the Pareto plot; returns the table rows.
 
     ``config``: an :class:`ExperimentConfig`, a YAML path or a bundled config's name. ``outdir``:
     default :func:`results_dir`. ``methods`` / ``envs`` restrict the grid to a subset of the config's.
-    ``torch_threads``: torch threads of each worker: the local backend sets it in this process when
-    given; each Ray trial sets it (default: the CPUs Ray reserves per trial, ``cpus_per_trial`` of
-    ``ray_options``, 1 unless given, so the trials that run at once split the cores between them).
+    ``workers``: cells run at once. Local backend: worker processes (:func:`run_cells`; ``None`` or 1:
+    one after the other in this process). Ray: ``max_concurrent_trials``, each trial reserving
+    ``cpus_per_trial`` CPUs (default its torch threads); ``None``: as many trials as Ray's CPUs allow at
+    ``cpus_per_trial`` (1 unless given in ``ray_options``).
+    ``torch_threads``: torch threads of each worker (default :func:`recgym.threads.default_torch_threads`
+    of ``workers``, except that the local backend with one worker leaves this process's setting and a Ray
+    trial with ``workers=None`` takes the CPUs Ray reserves for it).
+    Raises :class:`CellsFailed` when cells raised (after every other cell ran and was stored).
     """
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
@@ -438,6 +498,8 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
             config = dataclasses.replace(config, **{key: tuple(subset)})
     if backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {backend!r}; valid: local, ray")
+    if workers is not None:
+        default_torch_threads(workers)  # a one-line ValueError for a non-positive count, before any cell runs
     chosen = config.size(size)
     out = writable_dir(outdir or results_dir(config, size), "output directory")
     grid = cells(config, chosen)
@@ -446,16 +508,23 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
         from recgym.integrations.ray_tune import run_trials_on_ray
 
         if todo:
+            if workers is not None:
+                ray_options.setdefault("max_concurrent_trials", workers)
+                ray_options.setdefault("cpus_per_trial", torch_threads or default_torch_threads(workers))
             cpus = ray_options.get("cpus_per_trial", 1.0)
             threads = torch_threads or max(1, int(cpus))  # a trial's threads fit the CPUs Ray reserves for it
             trials = [{"config": dataclasses.asdict(config), "size": dataclasses.asdict(chosen),
                        "cell": dataclasses.asdict(cell), "outdir": str(out.resolve()), "torch_threads": threads}
                       for cell in todo]
-            run_trials_on_ray(trials, ray_trial, str((out / "ray").resolve()), **ray_options)
+            try:
+                run_trials_on_ray(trials, ray_trial, str((out / "ray").resolve()), **ray_options)
+            except RuntimeError as error:  # failed trials; each finished trial wrote its cell
+                unfinished = [cell for cell in todo if not (out / f"{cell.id}.json").exists()]
+                if not unfinished:
+                    raise
+                raise CellsFailed({cell.id: f"Ray trial failed ({_one_line(error, 200)})" for cell in unfinished}) from error
     else:
-        if torch_threads is not None:
-            set_torch_threads(torch_threads)
-        run_cells(config, chosen, todo, out, progress=progress)
+        run_cells(config, chosen, todo, out, progress=progress, workers=workers or 1, torch_threads=torch_threads)
     records = [read_cell(config, chosen, cell, out) for cell in grid]
     rows = aggregate(records, config.columns)
     write_tables(rows, out, config.columns)
