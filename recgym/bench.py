@@ -19,6 +19,11 @@ before the clock starts. Figures are user-steps per second unless named otherwis
   ratio compares like with like;
 * ``ppo_native_fps`` / ``ppo_dummy_fps``: SB3 PPO training frames/s on :class:`recgym.envs.sb3.SB3VecEnv`
   vs on SB3's ``DummyVecEnv`` of single envs (same PPO settings);
+* ``ppo_fps`` / ``ppo_reference_fps``: training frames/s of recgym's flat PPO
+  (:func:`recgym.agents.flat.make_model`, what ``recgym train --agent ppo`` builds) and of plain SB3
+  PPO (``MultiInputPolicy``, n_steps 32, batch 512, 4 epochs), both on ``SB3VecEnv`` with
+  ``ppo_envs`` sessions, timed in alternating rounds of one rollout and its update each
+  (:func:`bench_ppo_speedup`; ``ppo_speedup`` is their ratio);
 * ``dsrm_us_per_state``: microseconds per state of DSRM's denoising (``purify``) forward on CPU,
   ``None`` when :mod:`recgym.agents.dsrm` is not available;
 * ``rss_growth_mb``: resident memory growth of the largest native env over ``memory_user_steps``;
@@ -64,7 +69,8 @@ class BenchConfig:
     SyncVectorEnv baseline (the native/sync ratio uses the native figure at the same B);
     seconds: time spent timing each throughput figure; blocks: how many alternating blocks the
     native env and the lean reference of one size share their seconds in; ppo_envs / ppo_timesteps: sessions and
-    frames of each PPO run; dsrm_batch: states per DSRM forward; memory_user_steps: user-steps
+    frames of each PPO run (for ``ppo_fps`` / ``ppo_reference_fps``: frames of each model after its
+    warm-up, in rounds of one rollout); dsrm_batch: states per DSRM forward; memory_user_steps: user-steps
     of the largest native env between the two RSS readings; env_id: the env measured; timer:
     ``"wall"`` (elapsed time) or ``"cpu"`` (this process's CPU time, all its threads).
     """
@@ -242,6 +248,37 @@ def bench_ppo(config: BenchConfig) -> tuple[float, float]:
     return native, dummy
 
 
+def bench_ppo_speedup(config: BenchConfig) -> tuple[float, float]:
+    """Training frames/s of recgym's flat PPO and of the plain SB3 reference, in one process.
+
+    recgym's is :func:`recgym.agents.flat.make_model` ``("ppo", ...)`` (item-scoring head, history
+    extractor, batch 256, 4 epochs: 32 gradient updates per 2,048-frame rollout), the reference
+    ``PPO("MultiInputPolicy", ..., n_steps=32, batch_size=512, n_epochs=4)`` (16 updates per rollout),
+    each on its own ``SB3VecEnv`` of ``ppo_envs`` sessions, on CPU. After one warm-up rollout each,
+    the two take turns: ``ppo_timesteps // (32 * ppo_envs)`` rounds (at least 2) in which each
+    collects one rollout and trains on it; each figure is the median of its rounds' rates.
+    """
+    from stable_baselines3 import PPO
+
+    from recgym.agents.flat import make_model
+    from recgym.envs.sb3 import SB3VecEnv
+
+    n_steps = 32
+    rollout = n_steps * config.ppo_envs
+    envs = [SB3VecEnv(config.env_id, num_envs=config.ppo_envs, **ALL_MECHANISMS) for _ in range(2)]
+    ours = make_model("ppo", envs[0], seed=0, device="cpu", batch_size=min(256, rollout))
+    reference = PPO("MultiInputPolicy", envs[1], n_steps=n_steps, batch_size=min(512, rollout), n_epochs=4, seed=0,
+                    device="cpu", verbose=0)
+    steppers = {name: (lambda i, model=model: model.learn(rollout, reset_num_timesteps=False), rollout)
+                for name, model in (("ours", ours), ("reference", reference))}
+    rounds = max(2, config.ppo_timesteps // rollout)
+    # a round's time budget of ~0 makes each round exactly one learn() call per model
+    rates = _rates(steppers, config, seconds=rounds * 1e-9, blocks=rounds)
+    for env in envs:
+        env.close()
+    return rates["ours"], rates["reference"]
+
+
 def bench_dsrm(config: BenchConfig) -> float | None:
     """Microseconds per state of DSRM's default denoising forward (``purify``) on CPU, or None."""
     try:
@@ -324,6 +361,8 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     results.update(lean)
     say("PPO on SB3VecEnv and DummyVecEnv")
     results["ppo_native_fps"], results["ppo_dummy_fps"] = bench_ppo(config)
+    say("recgym's flat PPO and the SB3 reference, alternating")
+    results["ppo_fps"], results["ppo_reference_fps"] = bench_ppo_speedup(config)
     say("DSRM forward")
     results["dsrm_us_per_state"] = bench_dsrm(config)
     say(f"memory over {config.memory_user_steps:,} user-steps")
@@ -331,14 +370,16 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     largest = max(config.sizes)
     results["native_vs_sync"] = results[f"native_{config.sync_size}"] / results[f"sync_{config.sync_size}"]
     results["native_vs_lean"] = results[f"native_{largest}"] / results[f"lean_{largest}"]
+    results["ppo_speedup"] = results["ppo_fps"] / results["ppo_reference_fps"]
     results["load_average"] = [load_at_start, _load_average()]
     return results
 
 
 def format_table(results: dict[str, Any]) -> str:
     """Human-readable table of :func:`run`'s figures."""
-    units = {"ppo_native_fps": "frames/s", "ppo_dummy_fps": "frames/s", "dsrm_us_per_state": "us/state",
-             "rss_growth_mb": "MB", "native_vs_sync": "x", "native_vs_lean": "x"}
+    units = {"ppo_native_fps": "frames/s", "ppo_dummy_fps": "frames/s", "ppo_fps": "frames/s",
+             "ppo_reference_fps": "frames/s", "dsrm_us_per_state": "us/state", "rss_growth_mb": "MB",
+             "native_vs_sync": "x", "native_vs_lean": "x", "ppo_speedup": "x"}
     loads = ", ".join("n/a" if load is None else f"{load:.2f}" for load in results["load_average"])
     lines = [
         f"recgym bench on {results['env_id']} (options {results['options']}, {results['timer']} clock)",
