@@ -127,10 +127,12 @@ def test_torch_threads_flag_sets_torch_and_the_default_is_capped(capsys, tmp_pat
     torch.set_num_threads(2)
     assert cli.main([*argv, "--torch-threads", "1"]) == 0
     assert torch.get_num_threads() == 1
-    assert cli.main(argv) == 0  # no flag: the default, the available cores capped at 4
-    assert torch.get_num_threads() == min(threads.available_cores(), 4)
+    assert cli.main(argv) == 0  # no flag: the default, half the available cores capped at 4
+    assert torch.get_num_threads() == max(1, min(threads.available_cores() // 2, 4))
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    assert [threads.default_torch_threads(w) for w in (1, 2)] == [1, 1]
     monkeypatch.setattr(threads, "available_cores", lambda: 16)
-    assert [threads.default_torch_threads(w) for w in (1, 2, 8, 32)] == [4, 4, 2, 1]
+    assert [threads.default_torch_threads(w) for w in (1, 2, 4, 8, 32)] == [4, 4, 2, 1, 1]
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         threads.default_torch_threads(0)
 
