@@ -30,6 +30,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from recgym.choice import category_count_sum, creator_familiar, familiarity, satisfaction
+from recgym.logging_model import (
+    N_SIGNALS, UNIFORMS_PER_IMPRESSION, expected_observed_reward, log_signals, record_impression,
+)
 from recgym.params import SimParams
 
 LEAVE_NONE, LEAVE_CATEGORY_WINDOW, LEAVE_POPULAR_STREAK, LEAVE_PATIENCE = 0, 1, 2, 3
@@ -58,13 +62,18 @@ KNOBS = np.dtype([
     ("fatigue_cap", np.float32), ("creator_fatigue", np.float32), ("reward_noise", np.float32),
     ("popularity_noise", np.float64), ("exposure_bias", np.float32), ("observation_noise", np.float32),
     ("popularity_feedback", np.float64),
+    # v1 (``v1`` selects the v1 satisfaction and logging model: recgym.choice, recgym.logging_model)
+    ("v1", np.bool_), ("conformity", np.float32), ("conformity_like", np.float32), ("familiarity_click", np.float32),
+    ("familiarity_watch", np.float32), ("click_base", np.float32), ("click_slope", np.float32),
+    ("watch_noise", np.float32), ("watch_max", np.float32), ("long_view_ratio", np.float32),
+    ("reward_weights", np.float32, (N_SIGNALS,)),
 ])
 
 
-def knobs(params: SimParams) -> np.ndarray:
-    """(1,) :data:`KNOBS` record array of ``params``."""
+def knobs(params: SimParams, v1: bool = False) -> np.ndarray:
+    """(1,) :data:`KNOBS` record array of ``params`` (``v1``: the world is a v1 world)."""
     derived = dict(  # the knobs that are not SimParams fields of the same name
-        reward_true=params.reward_signal == "true", no_repeat=params.no_repeat,
+        v1=v1, reward_true=params.reward_signal == "true", no_repeat=params.no_repeat,
         walk_scale=np.sqrt(12.0) * params.interest_walk / 256, hours_per_step=params.minutes_per_step / 60.0,
         fatigue_cap=1.0 / (1.0 - params.boredom_decay) if params.boredom_decay < 1 else params.max_turn,
     )
@@ -90,6 +99,8 @@ class Catalogue(NamedTuple):
     affinity_scale: np.float32
     affinity_bias: np.float32
     walks: bool  # the interests drift / walk (latent worlds with interest_drift or interest_walk on)
+    item_qmult: np.ndarray  # (I,) float32 v1 quality multiplier exp(b q - b^2 / 2), (0,) in v0 worlds
+    user_followed: np.ndarray  # (U, K) int32 v1 followed creators, (0, 0) in v0 worlds
 
 
 class Sessions(NamedTuple):
@@ -112,6 +123,10 @@ class Sessions(NamedTuple):
     exposure: np.ndarray  # (I,) float64 shared: times recommended
     clicks: np.ndarray  # (I,) float64 shared: weighted positive observed feedback
     highest_popularity: np.ndarray  # (1,) float64 shared: max of pop_prior + clicks (clicks only grow)
+    recent_signals: np.ndarray  # (B, L, 8) float32 v1 logged signals of the recent items ((B, 0, 8) in v0)
+    recent_popularity: np.ndarray  # (B, L) float32 v1 log1p(popularity) shown at each impression ((B, 0) in v0)
+    recent_exposure: np.ndarray  # (B, L) float32 v1 log1p(exposure count) at each impression ((B, 0) in v0)
+    weekday: np.ndarray  # (B,) int8 v1 day of the week in [0, 7), advanced when the clock passes midnight ((0,) in v0)
 
 
 # ------------------------------------------------------------------ catalogue tables (numpy, once)
@@ -193,10 +208,7 @@ def session_term(
         similarity = dot(emb, history_sum, 0.0) / max(history_count, 1)
         term = np.float32(term + kn.novelty_weight * (novelty_propensity - np.float32(0.5)) * (1.0 - similarity))
     if kn.boredom and n_categories:
-        familiarity = fatigue[categories[0]]
-        for m in range(1, n_categories):
-            familiarity += fatigue[categories[m]]
-        term -= kn.boredom * familiarity / np.float32(n_categories)
+        term -= kn.boredom * category_count_sum(fatigue, categories, n_categories) / np.float32(n_categories)
     if kn.creator_fatigue:
         term -= kn.creator_fatigue * creator_repeats
     return term
@@ -359,7 +371,11 @@ def update_session(
             interest[d] *= inverse_norm
     s.step_count[b] += 1
     hour = s.hour[b] + kn.hours_per_step
-    s.hour[b] = hour % np.float32(24.0) if hour >= np.float32(24.0) else hour  # skips a libm fmod call per step
+    if hour >= np.float32(24.0):  # testing first skips a libm fmod call per step
+        hour = hour % np.float32(24.0)
+        if kn.v1:
+            s.weekday[b] = (s.weekday[b] + 1) % 7
+    s.hour[b] = hour
 
 
 # ------------------------------------------------------------------ batch kernels
@@ -367,7 +383,7 @@ def update_session(
 def step_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, actions: np.ndarray, active: np.ndarray, normals: np.ndarray,
     uniforms: np.ndarray, walk_bytes: np.ndarray, gumbels: np.ndarray, was_seen: np.ndarray, consumed: np.ndarray,
-    rewards: np.ndarray, flags: np.ndarray, reason: np.ndarray,
+    rewards: np.ndarray, flags: np.ndarray, reason: np.ndarray, signals: np.ndarray,
 ) -> None:
     """Advance every active session by one recommendation, in place.
 
@@ -382,6 +398,12 @@ def step_sessions(
     reward or the observed feedback), the true reward and the observed feedback; flags (3, B) bool:
     repeated, terminated, truncated; reason (B,) int8 leave code. The shared exposure / click counts
     are updated after all sessions moved, so every session of a step sees the same popularity.
+
+    v1 worlds (``kn.v1``, single items): the true reward is the satisfaction (:mod:`recgym.choice`)
+    plus noise, capped at ``watch_max``; the observed feedback is the observed reward of the logged
+    signals (:mod:`recgym.logging_model`, uniforms (B, 6), ``normals[:, 1]`` the watch-ratio noise),
+    written to ``signals`` (8, B) float32 ((8, 0) in v0) and to the session's logged history; the
+    shared click count counts logged clicks.
 
     Compiled without numba's reference counting (``_nrt=False``: it allocates nothing); counting
     references of the state arrays cost ~8x the step's arithmetic.
@@ -421,18 +443,31 @@ def step_sessions(
                     best, item, chosen, chosen_base, chosen_term = noisy, candidate, j, base_j, term_j
             base, term = chosen_base, chosen_term
         consumed[b] = item
-        reward = clip(expected_reward(cat, base, term) + kn.reward_noise * normals[b, 0], cat.reward_max)
         repeated = kn.no_repeat and was_seen[b, chosen]
-        if repeated:
-            reward = np.float32(0.0)
         pop_score = popularity_score(cat.pop_prior[item] + s.clicks[item], log_max)
-        feedback = observed_feedback(kn, cat, reward, pop_score, uniforms[b, 0], normals[b, 1])
-        if repeated:
-            feedback = np.float32(0.0)
+        if kn.v1:
+            sat = satisfaction(kn, cat, item, base, term)
+            reward = clip(sat + kn.reward_noise * normals[b, 0], kn.watch_max)
+            fam = familiarity(kn, cat, s, b, item)  # before the item enters the history
+            feedback = log_signals(kn, sat, fam, pop_score, uniforms[b], normals[b, 1], signals, b)
+            if repeated:
+                reward = feedback = np.float32(0.0)
+                signals[:, b] = 0.0
+        else:
+            reward = clip(expected_reward(cat, base, term) + kn.reward_noise * normals[b, 0], cat.reward_max)
+            if repeated:
+                reward = np.float32(0.0)
+            feedback = observed_feedback(kn, cat, reward, pop_score, uniforms[b, 0], normals[b, 1])
+            if repeated:
+                feedback = np.float32(0.0)
         streak = s.popular_streak[b] + 1 if cat.popular[item] else 0
         patience = s.patience[b] - max(kn.patience_threshold - reward, np.float32(0.0))
         reason[b] = leave_reason(kn, cat, s, b, item, streak, patience)
-        update_session(kn, cat, s, b, item, feedback, reward / cat.reward_max, normals[b], walk_bytes[b])
+        enjoyment = min(reward / cat.reward_max, np.float32(1.0))  # v1 rewards may exceed reward_max
+        update_session(kn, cat, s, b, item, feedback, enjoyment, normals[b], walk_bytes[b])
+        if kn.v1:
+            record_impression(s, b, signals, np.float32(np.log1p(cat.pop_prior[item] + s.clicks[item])),
+                              np.float32(np.log1p(s.exposure[item])))
         s.popular_streak[b] = streak
         s.patience[b] = patience
         rewards[0, b] = reward if kn.reward_true else feedback
@@ -446,7 +481,7 @@ def step_sessions(
             for j in range(slate_size):
                 if not repeats_earlier_slot(actions, b, j):
                     s.exposure[actions[b, j]] += 1.0
-            if kn.popularity_feedback and rewards[2, b] > 0:
+            if kn.popularity_feedback and (signals[0, b] > 0 if kn.v1 else rewards[2, b] > 0):
                 item = consumed[b]
                 s.clicks[item] += kn.popularity_feedback
                 s.highest_popularity[0] = max(s.highest_popularity[0], cat.pop_prior[item] + s.clicks[item])
@@ -455,9 +490,10 @@ def step_sessions(
 @njit(cache=True, _nrt=False)
 def start_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, slots: np.ndarray, users: np.ndarray, hours: np.ndarray,
-    offsets: np.ndarray,
+    offsets: np.ndarray, weekdays: np.ndarray,
 ) -> None:
-    """New sessions in ``slots`` (N,) for ``users`` (N,) at ``hours`` (N,) with novelty ``offsets`` (N,)."""
+    """New sessions in ``slots`` (N,) for ``users`` (N,) at ``hours`` (N,) with novelty ``offsets`` (N,);
+    v1: on ``weekdays`` (N,) int64 in [0, 7) ((0,) in v0)."""
     kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
     for n in range(slots.shape[0]):
         if n + PREFETCH_AHEAD < slots.shape[0]:  # the user's interest row and the no-repeat row are cache misses
@@ -481,6 +517,11 @@ def start_sessions(
         s.novelty_offset[b] = offsets[n]
         s.patience[b] = kn.patience
         s.popular_streak[b] = 0
+        if kn.v1:
+            s.weekday[b] = weekdays[n]
+            s.recent_signals[b] = 0
+            s.recent_popularity[b] = 0
+            s.recent_exposure[b] = 0
 
 
 @njit(cache=True, _nrt=False)
@@ -527,7 +568,24 @@ def expected_reward_table(
         for item in range(n_items):
             if not (kn.no_repeat and is_seen(s.seen, b, item)):
                 base, term = utility(kn, cat, s, b, item)
-                table[b, item] = expected_reward(cat, base, term)
+                table[b, item] = satisfaction(kn, cat, item, base, term) if kn.v1 else expected_reward(cat, base, term)
+
+
+@njit(cache=True, _nrt=False)
+def expected_observed_table(knobs: np.ndarray, catalogue: tuple, sessions: tuple, table: np.ndarray) -> None:
+    """Fill ``table`` (B, I) float32 with the expected observed reward (v1 logging model) of
+    recommending each item to each session now, at the current popularity; 0 for items masked in
+    the NX modes. What a learner of the logged reward converges to (the logged-greedy oracle)."""
+    kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
+    n_sessions, n_items = table.shape
+    log_max = np.log1p(s.highest_popularity[0])
+    for b in range(n_sessions):
+        for item in range(n_items):
+            if not (kn.no_repeat and is_seen(s.seen, b, item)):
+                base, term = utility(kn, cat, s, b, item)
+                sat = satisfaction(kn, cat, item, base, term)
+                pop_score = popularity_score(cat.pop_prior[item] + s.clicks[item], log_max)
+                table[b, item] = expected_observed_reward(kn, sat, familiarity(kn, cat, s, b, item), pop_score)
 
 
 @njit(cache=True, _nrt=False)
@@ -593,3 +651,15 @@ def popularity_scores(popularity: np.ndarray, items: np.ndarray) -> np.ndarray:
     """(N,) float32 :func:`popularity_score` of ``items`` (N,) under ``popularity`` (I,)."""
     popularity = np.asarray(popularity, np.float64)
     return _popularity_scores(popularity, np.asarray(items, np.int64).ravel(), float(np.log1p(popularity.max())))
+
+
+@njit(cache=True, _nrt=False)
+def familiarity_table(knobs: np.ndarray, catalogue: tuple, sessions: tuple, creator: np.ndarray, table: np.ndarray) -> None:
+    """Fill ``creator`` (B, I) bool (the item's creator is followed or recent) and ``table`` (B, I)
+    float32 (the familiarity f of :func:`recgym.choice.familiarity`) for every session and item now."""
+    kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
+    n_sessions, n_items = table.shape
+    for b in range(n_sessions):
+        for item in range(n_items):
+            creator[b, item] = creator_familiar(kn, cat, s, b, item)
+            table[b, item] = familiarity(kn, cat, s, b, item)

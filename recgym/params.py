@@ -15,6 +15,21 @@ from typing import Any
 MODES = ("Free", "NX_0", "NX_10")
 REWARD_SIGNALS = ("true", "observed")
 
+#: The signals a v1 platform logs per impression, in KuaiRand's schema and this order (the columns of
+#: ``signals`` in v1 observations and of ``info["signals"]``).
+SIGNALS = ("click", "watch_ratio", "long_view", "like", "follow", "comment", "forward", "hate")
+
+#: v1's default ``reward_weights``: the observed reward is click * sum_s w_s * signal_s.
+DEFAULT_REWARD_WEIGHTS = {"watch_ratio": 1.0, "like": 1.0, "follow": 2.0, "comment": 1.0, "forward": 1.0, "hate": -3.0}
+
+#: Defaults that differ on the v1 worlds (``recgym/*-v1``): agents learn from what the platform logs,
+#: and v0's additive conformity / random feedback loss are replaced by the v1 logging model.
+V1_DEFAULTS = {"reward_signal": "observed", "popularity_noise": 0.0, "exposure_bias": 0.0, "observation_noise": 0.0}
+
+#: Knobs of the v1 user model (``docs/design-v1.md``); a v0 world refuses non-default values.
+V1_KNOBS = ("conformity", "conformity_like", "familiarity_click", "familiarity_watch", "click_base", "click_slope",
+            "watch_noise", "watch_max", "long_view_ratio", "reward_weights")
+
 
 @dataclass(frozen=True)
 class SimParams:
@@ -59,7 +74,20 @@ class SimParams:
 
     Shared catalogue state
         popularity_feedback: weight with which consumption adds to item popularity (the
-            rich-get-richer loop); ``0`` freezes popularity at the world's prior, decoupling users.
+            rich-get-richer loop; on v1 worlds each logged click adds it); ``0`` freezes popularity
+            at the world's prior, decoupling users.
+
+    v1 logging model (v1 worlds only; ``docs/design-v1.md`` 3.3; each pull's weight ``0`` is its control)
+        conformity: popularity pull on the click logit (per unit popularity score);
+            conformity_like: the like's own bandwagon pull.
+        familiarity_click: familiarity pull on the click and post-click signal logits;
+            familiarity_watch: log watch-ratio inflation on a familiar item (habit, not satisfaction).
+        click_base, click_slope: click logit = click_base + click_slope * log(satisfaction) + pulls.
+        watch_noise: std of the mean-one log-normal watch-ratio noise; watch_max: the watch ratio's
+            (and the true reward's) cap; long_view_ratio: watch ratio at which a view is long.
+        reward_weights: ``{signal: weight}`` over :data:`SIGNALS`; the observed reward is
+            ``click * sum_s weight_s * signal_s`` (``None``: :data:`DEFAULT_REWARD_WEIGHTS`; a dict
+            replaces them all, e.g. ``{"click": 1}`` is KuaiRand's is_click, ``{"watch_ratio": 1}`` KuaiRec's).
     """
 
     max_turn: int = 30
@@ -92,7 +120,19 @@ class SimParams:
 
     popularity_feedback: float = 1.0
 
+    conformity: float = 4.0
+    conformity_like: float = 1.0
+    familiarity_click: float = 0.5
+    familiarity_watch: float = 0.5
+    click_base: float = -2.5
+    click_slope: float = 1.0
+    watch_noise: float = 0.3
+    watch_max: float = 5.0
+    long_view_ratio: float = 1.0
+    reward_weights: Any = None
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "reward_weights", _reward_weights(self.reward_weights))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type == "int":
@@ -123,6 +163,12 @@ class SimParams:
             _check_range(name, getattr(self, name), 0.0, 1e6)
         if self.interest_drift > 1.0:
             raise ValueError(f"interest_drift must be in [0, 1], got {self.interest_drift!r}")
+        for name in ("conformity", "conformity_like", "familiarity_click", "familiarity_watch", "click_slope",
+                     "watch_noise"):
+            _check_range(name, getattr(self, name), 0.0, 100.0)
+        _check_range("click_base", self.click_base, -100.0, 100.0)
+        _check_range("watch_max", self.watch_max, 1e-3, 1e3)
+        _check_range("long_view_ratio", self.long_view_ratio, 0.0, 1e3)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> SimParams:
@@ -143,6 +189,23 @@ class SimParams:
     def no_repeat(self) -> bool:
         """True in the NX modes, where items already recommended in the session are masked."""
         return self.mode != "Free"
+
+
+def _reward_weights(weights: Any) -> tuple[float, ...]:
+    """``reward_weights`` as one float per :data:`SIGNALS` entry (a dict, ``None`` or such a tuple)."""
+    if isinstance(weights, tuple) and len(weights) == len(SIGNALS):
+        return weights
+    if weights is None:
+        weights = DEFAULT_REWARD_WEIGHTS
+    if not isinstance(weights, dict):
+        raise ValueError(f"reward_weights must be a dict {{signal: weight}} over {list(SIGNALS)}, got {weights!r}")
+    unknown = sorted(set(weights) - set(SIGNALS))
+    if unknown:
+        raise ValueError(f"reward_weights: unknown signal(s) {unknown}; signals: {', '.join(SIGNALS)}")
+    for name, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e3 <= value <= 1e3:
+            raise ValueError(f"reward_weights[{name!r}] must be a number in [-1000, 1000], got {value!r}")
+    return tuple(float(weights.get(name, 0.0)) for name in SIGNALS)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

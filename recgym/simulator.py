@@ -22,7 +22,8 @@ from typing import NamedTuple
 import numpy as np
 
 from recgym import dynamics
-from recgym.params import SimParams
+from recgym.logging_model import N_SIGNALS, UNIFORMS_PER_IMPRESSION, write_logged_history
+from recgym.params import V1_KNOBS, SimParams
 from recgym.sizes import array_bytes, check_count, check_memory
 from recgym.world import World
 
@@ -32,7 +33,8 @@ class StepResult(NamedTuple):
 
     consumed: (B,) item each user consumed; reward: (B,) what ``reward_signal`` selects;
     true_reward / observed_feedback: (B,); repeated: (B,) bool repeat in an NX mode;
-    terminated: (B,) user left; truncated: (B,) reached max_turn; leave_reason: (B,) int8 code.
+    terminated: (B,) user left; truncated: (B,) reached max_turn; leave_reason: (B,) int8 code;
+    signals: (8, B) float32 the logged signals (:data:`recgym.params.SIGNALS`) on v1 worlds, (8, 0) in v0.
     """
 
     consumed: np.ndarray
@@ -43,6 +45,7 @@ class StepResult(NamedTuple):
     terminated: np.ndarray
     truncated: np.ndarray
     leave_reason: np.ndarray
+    signals: np.ndarray
 
 
 class Simulator:
@@ -68,6 +71,7 @@ class Simulator:
         n_sessions = check_count(count_name, n_sessions)
         if params.slate_size > world.n_items:
             raise ValueError(f"slate_size={params.slate_size} exceeds the catalogue's {world.n_items} items")
+        check_version(world, params)
         check_memory(f"{count_name}={n_sessions}", memory_need(n_sessions, world, params),
                      "session state and step buffers")
         self.world, self.params, self.n_sessions = world, params, n_sessions
@@ -90,8 +94,13 @@ class Simulator:
             reward_max=np.float32(world.reward_max), affinity_scale=np.float32(world.affinity_scale),
             affinity_bias=np.float32(world.affinity_bias),
             walks=world.reward_matrix is None and bool(params.interest_drift or params.interest_walk),
+            item_qmult=(
+                np.exp(world.quality_weight * world.item_quality.astype(np.float64) - world.quality_weight ** 2 / 2)
+                .astype(np.float32) if world.is_v1 else np.zeros(0, np.float32)
+            ),
+            user_followed=world.user_followed.astype(np.int32) if world.is_v1 else np.zeros((0, 0), np.int32),
         )
-        self.knobs = dynamics.knobs(params)
+        self.knobs = dynamics.knobs(params, world.is_v1)
         # Padded embeddings: index -1 (an empty history slot) reads a zero row in observations.
         self._emb_padded = np.vstack([world.item_emb, np.zeros((1, dims), np.float32)])
         no_repeat = params.no_repeat
@@ -106,7 +115,7 @@ class Simulator:
         self._no_gumbels = np.zeros((n, 0), np.float64)
         self._was_seen = np.zeros((n, params.slate_size) if no_repeat else (0, 0), bool)  # step_sessions' scratch
         self._walk_dims = dims if self.catalogue.walks and params.interest_walk else 0
-        self._observation_layout = observation_layout(n, params.history_len, dims)
+        self._observation_layout = observation_layout(n, world, params)
 
     # ------------------------------------------------------------------ state
     # The per-session state arrays (B rows each) and the shared counts, updated in place by the kernels.
@@ -165,7 +174,8 @@ class Simulator:
                 raise ValueError(f"users must match slots in shape {slots.shape}, got {users.shape}")
         hours = rng.uniform(0, 24, size=slots.size)
         offsets = rng.normal(0, 0.1, size=slots.size)
-        dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets)
+        weekdays = rng.integers(0, 7, size=slots.size if self.world.is_v1 else 0)
+        dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets, weekdays)
 
     def novelty_propensity(self) -> np.ndarray:
         """(B,) current novelty-seeking propensity: static per-user value + session offset, in [0, 1]."""
@@ -186,6 +196,11 @@ class Simulator:
         embeddings: (B, k, D) float32 their embeddings (zeros for empty slots);
         feedback: (B, k) float32 the OBSERVED feedback on them (never the true reward);
         step: (B, 1) float32 session step / max_turn.
+
+        v1 worlds add what the platform logged: signals (B, k, 8) float32 the logged signals
+        (:data:`recgym.params.SIGNALS`) of those impressions; popularity and exposure (B, k) float32
+        log1p(popularity) and log1p(exposure count) as shown at each impression; hour and weekday
+        (B, 2) float32 (sin, cos) of the session clock; user_id (B, 1) int64; user_features (B, F) float32.
         """
         observation = self._empty_observations(())
         self._write_observation(observation)
@@ -216,6 +231,12 @@ class Simulator:
         # mode="wrap": -1 (an empty slot) reads the zero row at the end; with ``out``, the default
         # mode="raise" would gather into a temporary copy first (3x slower).
         self._emb_padded.take(items, axis=0, out=observation["embeddings"], mode="wrap")
+        if self.world.is_v1:
+            s = self.sessions
+            write_logged_history(s.recent_signals, s.recent_popularity, s.recent_exposure, s.hour, s.weekday, s.user,
+                                 *(observation[key] for key in ("signals", "popularity", "exposure", "hour", "weekday",
+                                                                "user_id")))
+            self.world.user_features.take(self.user, axis=0, out=observation["user_features"])
 
     # ------------------------------------------------------------------- step
     def validate_actions(self, actions: np.ndarray) -> np.ndarray:
@@ -262,15 +283,17 @@ class Simulator:
         n, rng = self.n_sessions, self.rng
         gumbels = self._no_gumbels if self.params.slate_size == 1 else rng.gumbel(size=actions.shape)
         normals = rng.standard_normal((n, dynamics.NORMALS_PER_SESSION), dtype=np.float32)
-        uniforms = rng.random((n, 1), dtype=np.float32)
+        v1 = self.world.is_v1
+        uniforms = rng.random((n, UNIFORMS_PER_IMPRESSION if v1 else 1), dtype=np.float32)
         walk_bytes = self._random_bytes(n, self._walk_dims)
         consumed, reason = np.empty(n, np.int64), np.empty(n, np.int8)
         rewards, flags = np.empty((3, n), np.float32), np.empty((3, n), bool)
+        signals = np.zeros((N_SIGNALS, n if v1 else 0), np.float32)
         dynamics.step_sessions(
             *self._kernel_args, actions.reshape(n, -1), active, normals, uniforms, walk_bytes, gumbels,
-            self._was_seen, consumed, rewards, flags, reason,
+            self._was_seen, consumed, rewards, flags, reason, signals,
         )
-        return StepResult(consumed, rewards[0], rewards[1], rewards[2], flags[0], flags[1], flags[2], reason)
+        return StepResult(consumed, rewards[0], rewards[1], rewards[2], flags[0], flags[1], flags[2], reason, signals)
 
     def _random_bytes(self, rows: int, columns: int) -> np.ndarray:
         """(rows, columns) uint8 uniform random bytes from the step generator's raw 64-bit output
@@ -284,6 +307,25 @@ class Simulator:
         table = np.zeros((self.n_sessions, self.world.n_items), np.float32)
         dynamics.expected_reward_table(*self._kernel_args, table)
         return table
+
+    def expected_observed(self) -> np.ndarray:
+        """(B, I) expected observed reward (v1 logging model, at the current popularity) of recommending
+        each item now: what a learner of the logged reward converges to. Masked items get 0. v1 worlds only."""
+        if not self.world.is_v1:
+            raise ValueError(f"expected_observed needs a v1 world (the v1 logging model); {self.world.name!r} is v0")
+        table = np.zeros((self.n_sessions, self.world.n_items), np.float32)
+        dynamics.expected_observed_table(*self._kernel_args, table)
+        return table
+
+    def familiarity(self) -> tuple[np.ndarray, np.ndarray]:
+        """((B, I) bool creator familiarity, (B, I) float32 familiarity f in [0, 1]) of every item now
+        (v1 logging model's habit signal: followed or recent creator, category counts). v1 worlds only."""
+        if not self.world.is_v1:
+            raise ValueError(f"familiarity needs a v1 world; {self.world.name!r} is v0")
+        shape = (self.n_sessions, self.world.n_items)
+        creator, table = np.empty(shape, bool), np.empty(shape, np.float32)
+        dynamics.familiarity_table(*self._kernel_args, creator, table)
+        return creator, table
 
     def leave_mask(self) -> np.ndarray:
         """(B, I) bool: True where recommending the item now would trigger a deterministic leave
@@ -312,21 +354,51 @@ def session_layout(n_sessions: int, world: World, params: SimParams) -> dict[str
         "novelty_offset": ((n,), np.float32, 0),
         "patience": ((n,), np.float32, 0),
         "popular_streak": ((n,), np.int32, 0),
+        "recent_signals": ((n, buffer_len if world.is_v1 else 0, N_SIGNALS), np.float32, 0),
+        "recent_popularity": ((n, buffer_len if world.is_v1 else 0), np.float32, 0),
+        "recent_exposure": ((n, buffer_len if world.is_v1 else 0), np.float32, 0),
+        "weekday": ((n if world.is_v1 else 0,), np.int8, 0),
         # A bit per item (416 bytes per session on KuaiRec): 1.7 MB at B = 4,096 stays in cache, a
         # bool (B, I) table (13.6 MB) did not, and a new session clears its row in one short memset.
         "seen": ((n, -(-world.n_items // 8)) if params.no_repeat else (0, 0), np.uint8, 0),
     }
 
 
-def observation_layout(n_sessions: int, history_len: int, embed_dim: int) -> dict[str, tuple[tuple[int, ...], type]]:
+def check_version(world: World, params: SimParams) -> None:
+    """The v1 knobs act on v1 worlds only, and v1 worlds step single items (slates come later):
+    a one-line ``ValueError`` otherwise."""
+    if world.is_v1:
+        if params.slate_size > 1:
+            raise ValueError(f"slate_size={params.slate_size}: the {world.name!r} world steps single items "
+                             "(v1 slates are not implemented yet)")
+        return
+    defaults = SimParams()
+    changed = [name for name in V1_KNOBS if getattr(params, name) != getattr(defaults, name)]
+    if changed:
+        raise ValueError(f"{', '.join(changed)}: v1 knob(s), but {world.name!r} is a v0 world; use a v1 world "
+                         "(recgym/KuaiRec-v1, KuaiRand-v1, Synthetic-v1)")
+
+
+def observation_layout(n_sessions: int, world: World, params: SimParams) -> dict[str, tuple[tuple[int, ...], type]]:
     """``{key: (shape, dtype)}`` of one observation of all B sessions (see :meth:`Simulator.observe`)."""
-    n, k = n_sessions, history_len
-    return {
+    n, k = n_sessions, params.history_len
+    layout = {
         "item_ids": ((n, k), np.int64),
-        "embeddings": ((n, k, embed_dim), np.float32),
+        "embeddings": ((n, k, world.embed_dim), np.float32),
         "feedback": ((n, k), np.float32),
         "step": ((n, 1), np.float32),
     }
+    if world.is_v1:
+        layout.update({
+            "signals": ((n, k, N_SIGNALS), np.float32),
+            "popularity": ((n, k), np.float32),
+            "exposure": ((n, k), np.float32),
+            "hour": ((n, 2), np.float32),
+            "weekday": ((n, 2), np.float32),
+            "user_id": ((n, 1), np.int64),
+            "user_features": ((n, world.user_features.shape[1]), np.float32),
+        })
+    return layout
 
 
 def memory_need(n_sessions: int, world: World, params: SimParams) -> int:
@@ -341,7 +413,7 @@ def memory_need(n_sessions: int, world: World, params: SimParams) -> int:
     state = sum(array_bytes(shape, dtype) for shape, dtype, _ in session_layout(n, world, params).values())
     catalogue = array_bytes((2, world.n_items), np.float64) + array_bytes((world.n_items + 1, world.embed_dim), np.float32)
     observations = 2 * sum(array_bytes(shape, dtype)
-                           for shape, dtype in observation_layout(n, params.history_len, world.embed_dim).values())
+                           for shape, dtype in observation_layout(n, world, params).values())
     step = array_bytes((n, slate), np.int64) + array_bytes((n, slate), np.float64) + array_bytes(
         (n, dynamics.NORMALS_PER_SESSION + world.embed_dim), np.float32)
     mask = array_bytes((n, world.n_items), bool)

@@ -28,8 +28,9 @@ def stepped(request) -> Simulator:
     return sim
 
 
-def test_expected_reward_matches_the_formulas(stepped):
-    sim, p, world = stepped, stepped.params, stepped.world
+def reference_utility(sim: Simulator) -> tuple[np.ndarray, np.ndarray]:
+    """(B, I) float64 (base, session terms) of every item for every session, from the visible state."""
+    p, world = sim.params, sim.world
     k = p.history_len
     recent = sim.recent_items[:, -k:]
     valid = recent >= 0
@@ -45,7 +46,12 @@ def test_expected_reward_matches_the_formulas(stepped):
         - p.boredom * sim.category_fatigue @ shares.T
         - p.creator_fatigue * creator_share
     )
-    base = world.affinity_scale * sim.interest @ emb.T + world.affinity_bias
+    return world.affinity_scale * sim.interest @ emb.T + world.affinity_bias, terms
+
+
+def test_expected_reward_matches_the_formulas(stepped):
+    sim, world = stepped, stepped.world
+    base, terms = reference_utility(sim)
     expected = world.reward_max / (1 + np.exp(-(base + terms))) * sim.action_mask()
     np.testing.assert_allclose(sim.expected_reward(), expected, atol=2e-5)
     assert np.abs(terms).max() > 0.3  # the session terms matter

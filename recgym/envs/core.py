@@ -11,12 +11,18 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
-from recgym.params import SimParams
+from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
 from recgym.world import World, resolve_world
 
 #: Registered Gymnasium id -> the world it names.
-ENV_IDS = {"recgym/KuaiRec-v0": "kuairec", "recgym/KuaiRand-v0": "kuairand", "recgym/Synthetic-v0": "synthetic"}
+ENV_IDS = {
+    "recgym/KuaiRec-v0": "kuairec", "recgym/KuaiRand-v0": "kuairand", "recgym/Synthetic-v0": "synthetic",
+    "recgym/KuaiRec-v1": "kuairec-v1", "recgym/KuaiRand-v1": "kuairand-v1", "recgym/Synthetic-v1": "synthetic-v1",
+}
+
+#: Upper bound of the logged log1p(popularity) and log1p(exposure) in v1 observations (e^40 counts).
+LOG_COUNT_MAX = 40.0
 
 
 def build_simulator(
@@ -31,22 +37,46 @@ def build_simulator(
     """Resolve the world, validate ``options`` into :class:`SimParams` and build the simulator.
 
     ``count_name`` is what size errors call ``n_sessions`` (the view's argument, e.g. ``num_envs``);
-    sizes are checked before anything is allocated (:class:`Simulator`)."""
+    sizes are checked before anything is allocated (:class:`Simulator`). On v1 worlds the options
+    default to :data:`recgym.params.V1_DEFAULTS` (the observed reward; v0's additive conformity off)."""
     resolved = resolve_world(world, data_dir, **(world_options or {}))
-    return Simulator(resolved, SimParams.from_kwargs(**options), n_sessions, seed=seed, count_name=count_name)
+    params = SimParams.from_kwargs(**({**V1_DEFAULTS, **options} if resolved.is_v1 else options))
+    return Simulator(resolved, params, n_sessions, seed=seed, count_name=count_name)
+
+
+def feedback_bounds(world: World, params: SimParams) -> tuple[float, float]:
+    """[low, high] of the logged feedback: [0, reward_max] in v0; in v1 the observed reward's range,
+    ``click * sum_s w_s * signal_s`` with the watch ratio in [0, watch_max] and the others in {0, 1}."""
+    if not world.is_v1:
+        return 0.0, world.reward_max
+    ranges = np.array([params.watch_max if name == "watch_ratio" else 1.0 for name in SIGNALS])
+    weights = np.asarray(params.reward_weights)
+    return float(np.minimum(weights, 0) @ ranges), float(np.maximum(weights, 0) @ ranges)
 
 
 def session_spaces(world: World, params: SimParams) -> tuple[spaces.Dict, spaces.Space]:
     """Observation and action space of ONE session (the vector views batch them)."""
     k, d = params.history_len, world.embed_dim
-    observation = spaces.Dict(
-        {
-            "item_ids": spaces.Box(-1, world.n_items - 1, shape=(k,), dtype=np.int64),
-            "embeddings": spaces.Box(-1.0, 1.0, shape=(k, d), dtype=np.float32),
-            "feedback": spaces.Box(0.0, world.reward_max, shape=(k,), dtype=np.float32),
-            "step": spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
-        }
-    )
+    low, high = feedback_bounds(world, params)
+    keys = {
+        "item_ids": spaces.Box(-1, world.n_items - 1, shape=(k,), dtype=np.int64),
+        "embeddings": spaces.Box(-1.0, 1.0, shape=(k, d), dtype=np.float32),
+        "feedback": spaces.Box(low, high, shape=(k,), dtype=np.float32),
+        "step": spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
+    }
+    if world.is_v1:
+        signal_high = np.ones((k, len(SIGNALS)), np.float32)
+        signal_high[:, SIGNALS.index("watch_ratio")] = params.watch_max
+        keys.update({
+            "signals": spaces.Box(np.zeros_like(signal_high), signal_high, dtype=np.float32),
+            "popularity": spaces.Box(0.0, LOG_COUNT_MAX, shape=(k,), dtype=np.float32),
+            "exposure": spaces.Box(0.0, LOG_COUNT_MAX, shape=(k,), dtype=np.float32),
+            "hour": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            "weekday": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            "user_id": spaces.Box(0, world.n_users - 1, shape=(1,), dtype=np.int64),
+            "user_features": spaces.Box(-1.0, 1.0, shape=(world.user_features.shape[1],), dtype=np.float32),
+        })
+    observation = spaces.Dict(keys)
     if params.slate_size == 1:
         action: spaces.Space = spaces.Discrete(world.n_items)
     else:

@@ -11,6 +11,7 @@ from gymnasium.error import ResetNeeded
 
 from recgym.dynamics import LEAVE_REASONS
 from recgym.envs.core import RegisteredSpec, build_simulator, session_spaces
+from recgym.params import SIGNALS
 from recgym.world import World
 
 
@@ -29,6 +30,8 @@ class RecSysEnv(RegisteredSpec, gym.Env):
     Registered ids: ``recgym/KuaiRec-v0`` (1,411 users x 3,327 items, 31 categories),
     ``recgym/KuaiRand-v0`` (27,285 users x 7,583 real KuaiRand-Pure items with real creators and
     tags), ``recgym/Synthetic-v0`` (200 users x 500 items, configurable via ``world_options``).
+    ``recgym/KuaiRec-v1``, ``recgym/KuaiRand-v1`` (the real KuaiRand-Pure users' static features),
+    ``recgym/Synthetic-v1``: the same catalogues with the v1 user model (see Version History).
 
     ## Action Space
 
@@ -56,9 +59,19 @@ class RecSysEnv(RegisteredSpec, gym.Env):
     | ``feedback``   | ``Box(0, reward_max, (k,), float32)``| observed (biased) feedback on them      |
     | ``step``       | ``Box(0, 1, (1,), float32)``         | session step / max_turn                 |
 
+    v1 ids: ``feedback`` is the observed reward (range from ``reward_weights``), and the platform's
+    logs are added: ``signals`` (k, 8) the logged click, watch_ratio, long_view, like, follow,
+    comment, forward, hate of each impression; ``popularity`` / ``exposure`` (k,) log1p of the item's
+    popularity and exposure count as shown at that impression; ``hour`` / ``weekday`` (2,) (sin, cos)
+    of the session clock; ``user_id`` (1,); ``user_features`` (F,) the user's static features.
+
     ## Rewards
 
-    ``reward_signal="true"`` (default): the user's true engagement, watch-ratio-like, in
+    v1 ids: ``reward_signal="observed"`` (default) returns ``click * sum_s w_s * signal_s`` of the
+    logged signals (``reward_weights``); ``"true"`` returns the satisfaction's draw (oracle studies);
+    ``info`` carries both and ``info["signals"]`` (the logged signals by name).
+
+    v0 ids: ``reward_signal="true"`` (default): the user's true engagement, watch-ratio-like, in
     ``[0, reward_max]`` (2 for the latent worlds, 5 for the real KuaiRec matrix), as the field's
     tables report. ``"observed"``: the biased logged feedback. ``info`` always carries both
     (``true_reward``, ``observed_feedback``).
@@ -98,6 +111,15 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       ``NEXT_STEP`` (was ``SAME_STEP``), same-step mode adds ``final_info``, ``reset`` takes a seed list
       and ``reset_mask``, ``AutoresetMode.DISABLED`` exists. SB3 adapter: Monitor-style
       ``info["episode"]`` and per-env step infos.
+    * v1 (2026-12-01, issue #16, ``docs/design-v1.md``): new ids over the same catalogues; v0 ids
+      unchanged. Items have a latent quality (satisfaction x ``exp(b q - b^2/2)``) and popularity
+      re-ordered by content, quality, age and noise (same heavy tail); the affinity intercept is -2
+      (v0: -1); users follow creators. The platform logs KuaiRand's signals (click with conformity and
+      familiarity pulls, watch ratio inflated by familiarity, long view, like, follow, comment,
+      forward, hate), and the default reward is the observed reward of those logs (v0: the true
+      reward); v0's additive ``popularity_noise`` / ``exposure_bias`` are off; popularity counts
+      logged clicks; the observation adds the logged signals, popularity, exposure, clock, user id
+      and features. Single items only (v1 slates not yet implemented).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -148,6 +170,8 @@ class RecSysEnv(RegisteredSpec, gym.Env):
             "repeated": bool(result.repeated[0]),
             "leave_reason": LEAVE_REASONS[result.leave_reason[0]],
         }
+        if self.world.is_v1:
+            self._last_info["signals"] = dict(zip(SIGNALS, result.signals[:, 0].tolist()))
         return self._obs(), float(result.reward[0]), terminated, truncated, self._info()
 
     def action_masks(self) -> np.ndarray:
