@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,10 @@ TERMINAL_WIDTH = 80  # printed tables fit a terminal of this many columns
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recgym`` console script. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The v0 ids stay registered on purpose (published tables reproduce): gymnasium's notice that a
+    # newer version exists would repeat on every env the command builds.
+    warnings.filterwarnings("ignore", message=r".*The environment recgym/\S+-v0 is out of date",
+                            category=DeprecationWarning)
     if argv[:1] == ["bench"]:  # forwarded untouched: recgym.bench owns its own arguments
         from recgym import bench
 

@@ -52,3 +52,19 @@ def test_training_progress_bar_ends_at_exactly_100_percent(tmp_path, capfd, algo
     done, total = map(int, re.findall(r"(\d+)/(\d+)", out)[-1])
     assert done == total == model.num_timesteps == steps_run, out[-300:]
     assert re.search(r"\b100%", out)
+
+
+def test_the_cli_does_not_repeat_gymnasiums_out_of_date_notice_for_v0(capsys):
+    """v0 stays registered on purpose; with v1 registered gymnasium warns on every v0 env built."""
+    import warnings
+
+    import gymnasium as gym
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gym.make("recgym/Synthetic-v0")
+    assert any("out of date" in str(w.message) for w in caught)  # the library keeps gymnasium's notice
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["eval", "--env", "recgym/Synthetic-v0", "--policy", "random", "--episodes", "2"]) == 0
+    assert not [w for w in caught if "out of date" in str(w.message)]
