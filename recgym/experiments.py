@@ -344,9 +344,9 @@ def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
     ``workers`` == 1: in this process, setting its torch threads to ``torch_threads`` when given.
     ``workers`` > 1: the cells run in that many worker processes (started with ``spawn``: a child forked
     after torch's thread pool started can hang), each setting its torch threads once at start
-    (``torch_threads``, default :func:`recgym.threads.default_torch_threads` of ``workers``: the cores split
-    between them). A cell seeds itself, so its result does not depend on the worker count (at equal torch
-    threads). A cell that raises does not stop the others; :class:`CellsFailed` names the failed cells at
+    (``torch_threads``, default :func:`recgym.threads.default_torch_threads` of ``workers``, which splits
+    the cores between them). A cell seeds itself, so its result does not depend on the worker count (at
+    equal torch threads). A cell that raises does not stop the others; :class:`CellsFailed` names the failed cells at
     the end, chained to the first failure.
     """
     from tqdm import tqdm
