@@ -27,7 +27,8 @@ from recgym import dynamics
 from recgym.envs.core import ENV_IDS
 from recgym.params import V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator, StepResult
-from recgym.world import World, resolve_world
+from recgym.world import World
+from recgym.worlds import resolve_world
 
 
 @dataclass(frozen=True)

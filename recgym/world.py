@@ -410,29 +410,3 @@ def top_singular_factors(matrix: np.ndarray, dims: int) -> tuple[np.ndarray, np.
 
 
 WORLDS = {"kuairec": kuairec_world, "kuairand": kuairand_world, "synthetic": synthetic_world}
-
-
-def resolve_world(world: str | World, data_dir: str | Path | None = None, **world_kwargs) -> World:
-    """A World from a name in :data:`WORLDS` (or a World itself); ``data_dir`` selects real data."""
-    if isinstance(world, World):
-        if data_dir is not None or world_kwargs:
-            raise ValueError("data_dir and world options only apply when the world is given by name")
-        return world
-    from recgym.world_v1 import V1_WORLDS, resolve_world_v1  # the v1 builders import this module
-
-    if world in V1_WORLDS:
-        if data_dir is not None:
-            raise ValueError("data_dir is supported for world='kuairec' (KuaiRec small_matrix.csv) only")
-        return resolve_world_v1(world, **world_kwargs)
-    if world not in WORLDS:
-        raise ValueError(f"unknown world {world!r}; valid worlds: {', '.join((*WORLDS, *V1_WORLDS))}")
-    if data_dir is not None:
-        if world != "kuairec" or world_kwargs:
-            raise ValueError("data_dir is supported for world='kuairec' (KuaiRec small_matrix.csv) only")
-        return kuairec_matrix_world(data_dir)
-    if world != "synthetic" and set(world_kwargs) - {"seed"}:
-        raise ValueError(f"world {world!r} takes only 'seed' as world option, got {sorted(world_kwargs)}")
-    try:
-        return WORLDS[world](**world_kwargs)
-    except TypeError as error:
-        raise ValueError(f"world {world!r}: {error}") from None

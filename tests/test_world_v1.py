@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from recgym.loaders import ACTIVE_DEGREES, DataFileError, read_kuairand_users
-from recgym.world import kuairec_world, resolve_world
+from recgym.world import kuairec_world
+from recgym.worlds import resolve_world
 from recgym.world_v1 import WorldOptions, build_world_v1, kuairec_world_v1
 
 

@@ -13,7 +13,8 @@ from gymnasium.envs.registration import EnvSpec
 
 from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
-from recgym.world import World, resolve_world
+from recgym.world import World
+from recgym.worlds import resolve_world
 
 #: Registered Gymnasium id -> the world it names.
 ENV_IDS = {
