@@ -122,8 +122,8 @@ class SimParams:
 
     conformity: float = 4.0
     conformity_like: float = 1.0
-    familiarity_click: float = 0.5
-    familiarity_watch: float = 0.5
+    familiarity_click: float = 1.0
+    familiarity_watch: float = 0.7
     click_base: float = -2.5
     click_slope: float = 1.0
     watch_noise: float = 0.3

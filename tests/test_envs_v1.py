@@ -81,3 +81,12 @@ def test_v0_ids_unchanged_and_refuse_v1_knobs():
         gym.make("recgym/KuaiRec-v0", conformity=2.0)
     with pytest.raises(ValueError, match="recgym/KuaiRec-v1 is the 'kuairec-v1' world"):
         gym.make("recgym/KuaiRec-v1", world="kuairec")
+
+
+def test_vector_env_reports_the_logged_signals():
+    venv = gym.make_vec("recgym/Synthetic-v1", num_envs=8, vectorization_mode="vector_entry_point")
+    venv.reset(seed=0)
+    observation, reward, *_, infos = venv.step(np.arange(8))
+    assert infos["signals"].shape == (8, 8) and infos["_signals"].all()
+    np.testing.assert_array_equal(observation["signals"][:, -1], infos["signals"])
+    np.testing.assert_array_equal(reward, infos["observed_feedback"])

@@ -54,7 +54,7 @@ class RecSysVectorEnv(RegisteredSpec, VectorEnv):
 
     **Infos** (arrays of B, each with its ``_key`` mask): ``true_reward``, ``observed_feedback``,
     ``leave_reason`` (int code, see :data:`recgym.dynamics.LEAVE_REASONS`), ``user_id`` (the user
-    who received the step).
+    who received the step); v1 ids add ``signals`` (B, 8), the logged signals (:data:`recgym.params.SIGNALS`).
 
     **Action masks** (NX modes): :meth:`action_masks` returns the (B, n_items) int8 mask on demand
     (1 = may be recommended), so ``venv.action_space.sample(mask=tuple(venv.action_masks()))`` samples
@@ -153,6 +153,8 @@ class RecSysVectorEnv(RegisteredSpec, VectorEnv):
         }
         for key in STEP_INFOS:
             infos[f"_{key}"] = every_row
+        if self.world.is_v1:  # (B, 8) the logged signals, columns in recgym.params.SIGNALS order
+            infos["signals"], infos["_signals"] = result.signals.T, every_row
         if autoreset is AutoresetMode.NEXT_STEP:
             self._ended = done
         elif autoreset is AutoresetMode.DISABLED:
