@@ -13,7 +13,7 @@ from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
 from recgym.world import kuairec_world
 from recgym.world_v1 import kuairec_world_v1
-from tests.test_dynamics_reference import reference_utility
+from test_dynamics_reference import reference_utility  # tests/ is on sys.path (pytest prepend mode)
 
 POST_CLICK = {"like": (-4.5, 1.5), "follow": (-6.5, 1.5), "comment": (-6.0, 1.0), "forward": (-6.5, 1.0),
               "hate": (-7.5, -2.0)}
