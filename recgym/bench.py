@@ -11,6 +11,9 @@ before the clock starts. Figures are user-steps per second unless named otherwis
 
 * ``single``: one ``gym.make`` env (with the wrappers ``gym.make`` adds);
 * ``native_<B>``: the native batched :class:`recgym.envs.RecSysVectorEnv` with B sessions;
+* ``native_v1_<B>`` (B the largest size): the native env on the v1 twin of the env (``recgym/KuaiRec-v1``:
+  quality, the eight logged signals, familiarity, the logged observation), timed in alternating
+  blocks with the v0 env at the same B; ``v1_vs_v0`` is their ratio;
 * ``sync_<B>``: gymnasium's ``SyncVectorEnv`` of B single envs (what users would build);
 * ``lean_<B>``: :func:`lean_reference`, a minimal numpy loop doing only gather-reward, interest
   update, popularity update and history observation (the practical floor). ``native_<B>`` and
@@ -221,6 +224,18 @@ def bench_native_and_lean(config: BenchConfig, n_envs: int) -> tuple[float, floa
     return rates["native"], rates["lean"]
 
 
+def bench_v1_and_v0(config: BenchConfig, n_envs: int) -> tuple[float, float]:
+    """User-steps/s of the native env on the v1 twin of ``config.env_id`` (``-v0`` -> ``-v1``: every
+    v1 mechanism at its default, the eight logged signals and the logged observation) and on
+    ``config.env_id`` itself, both with ``n_envs`` sessions, timed in alternating blocks."""
+    v0, v0_env = vector_stepper(config, n_envs)
+    v1, v1_env = vector_stepper(replace(config, env_id=config.env_id.replace("-v0", "-v1")), n_envs)
+    rates = _rates({"v1": v1, "v0": v0}, config, blocks=config.blocks)
+    v0_env.close()
+    v1_env.close()
+    return rates["v1"], rates["v0"]
+
+
 def bench_ppo(config: BenchConfig) -> tuple[float, float]:
     """PPO training frames/s on SB3VecEnv (native batch) and on DummyVecEnv of single envs.
 
@@ -356,6 +371,9 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     for n_envs in config.sizes:
         say(f"native vector env and lean reference, {n_envs} users, alternating")
         results[f"native_{n_envs}"], lean[f"lean_{n_envs}"] = bench_native_and_lean(config, n_envs)
+    largest = max(config.sizes)
+    say(f"native vector env on v1 and v0, {largest} users, alternating")
+    results[f"native_v1_{largest}"], v0_alongside_v1 = bench_v1_and_v0(config, largest)
     say(f"SyncVectorEnv, {config.sync_size} users")
     results[f"sync_{config.sync_size}"] = bench_sync(config)
     results.update(lean)
@@ -367,10 +385,10 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     results["dsrm_us_per_state"] = bench_dsrm(config)
     say(f"memory over {config.memory_user_steps:,} user-steps")
     results["rss_growth_mb"] = bench_memory(config)
-    largest = max(config.sizes)
     results["native_vs_sync"] = results[f"native_{config.sync_size}"] / results[f"sync_{config.sync_size}"]
     results["native_vs_lean"] = results[f"native_{largest}"] / results[f"lean_{largest}"]
     results["ppo_speedup"] = results["ppo_fps"] / results["ppo_reference_fps"]
+    results["v1_vs_v0"] = results[f"native_v1_{largest}"] / v0_alongside_v1
     results["load_average"] = [load_at_start, _load_average()]
     return results
 
@@ -379,7 +397,7 @@ def format_table(results: dict[str, Any]) -> str:
     """Human-readable table of :func:`run`'s figures."""
     units = {"ppo_native_fps": "frames/s", "ppo_dummy_fps": "frames/s", "ppo_fps": "frames/s",
              "ppo_reference_fps": "frames/s", "dsrm_us_per_state": "us/state", "rss_growth_mb": "MB",
-             "native_vs_sync": "x", "native_vs_lean": "x", "ppo_speedup": "x"}
+             "native_vs_sync": "x", "native_vs_lean": "x", "ppo_speedup": "x", "v1_vs_v0": "x"}
     loads = ", ".join("n/a" if load is None else f"{load:.2f}" for load in results["load_average"])
     lines = [
         f"recgym bench on {results['env_id']} (options {results['options']}, {results['timer']} clock)",

@@ -19,7 +19,7 @@ def test_run_reports_every_figure_for_its_sizes():
     )
     results = bench.run(config)
     figures = ["single", "native_4", "native_16", "sync_16", "lean_4", "lean_16", "ppo_native_fps", "ppo_dummy_fps",
-               "rss_growth_mb", "native_vs_sync", "native_vs_lean"]
+               "rss_growth_mb", "native_vs_sync", "native_vs_lean", "native_v1_16", "v1_vs_v0"]
     assert all(results[key] > 0 for key in figures if key != "rss_growth_mb")
     assert np.isfinite(results["rss_growth_mb"])
     assert results["native_vs_sync"] == pytest.approx(results["native_16"] / results["sync_16"])
