@@ -170,6 +170,7 @@ def test_trial_grid_reports_bad_input_and_failed_trials(local_ray, tmp_path):
 
 
 def test_every_id_is_registered_and_unknown_ids_are_rejected():
-    assert set(RLLIB_ENV_IDS) == {"recgym/KuaiRec-v0", "recgym/KuaiRand-v0", "recgym/Synthetic-v0", "recgym/Population-v0"}
+    assert set(RLLIB_ENV_IDS) == {"recgym/KuaiRec-v0", "recgym/KuaiRand-v0", "recgym/Synthetic-v0", "recgym/KuaiRec-v1",
+                                  "recgym/KuaiRand-v1", "recgym/Synthetic-v1", "recgym/Population-v0"}
     with pytest.raises(ValueError, match="valid ids: recgym/KuaiRec-v0"):
         ppo_config("recgym/Nope-v0")
