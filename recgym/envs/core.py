@@ -113,3 +113,14 @@ class RegisteredSpec:
                                  f"world under its name: use that world's id, or RecSysEnv(world=...) for a custom World")
             spec = dataclasses.replace(spec, max_episode_steps=self.params.max_turn)
         self._spec = spec
+
+
+def has_reset_option(options: dict[str, Any] | None, name: str) -> bool:
+    """Whether ``options`` gives the one reset option a view takes (``name``); any other key is a
+    one-line ``ValueError``."""
+    if not options:
+        return False
+    unknown = sorted(set(options) - {name})
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; valid options: [{name!r}]")
+    return True

@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium.error import ResetNeeded
 
 from recgym.dynamics import LEAVE_REASONS
-from recgym.envs.core import RegisteredSpec, build_simulator, session_spaces
+from recgym.envs.core import RegisteredSpec, build_simulator, has_reset_option, session_spaces
 from recgym.params import SIGNALS
 from recgym.world import World
 
@@ -208,11 +208,8 @@ def _as_batch_action(action: Any, slate_size: int) -> np.ndarray:
 
 
 def _user_option(options: dict[str, Any] | None, n_users: int) -> int | None:
-    if not options:
+    if not has_reset_option(options, "user_id"):
         return None
-    unknown = sorted(set(options) - {"user_id"})
-    if unknown:
-        raise ValueError(f"unknown reset option(s) {unknown}; valid options: ['user_id']")
     user = options["user_id"]
     if isinstance(user, bool) or not isinstance(user, (int, np.integer)) or not 0 <= user < n_users:
         raise ValueError(f"reset option user_id must be an integer in [0, {n_users - 1}], got {user!r}")

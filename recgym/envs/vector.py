@@ -10,7 +10,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs.core import RegisteredSpec, build_simulator, session_spaces
+from recgym.envs.core import RegisteredSpec, build_simulator, has_reset_option, session_spaces
 from recgym.world import World
 
 #: The per-step infos, arrays of B (each with its ``_key`` mask); SAME_STEP repeats them in ``final_info``.
@@ -191,11 +191,8 @@ def _batch_seed(seed: Any, num_envs: int) -> int | list[int] | None:
 
 def _reset_mask(options: dict[str, Any] | None, num_envs: int) -> np.ndarray | None:
     """The ``reset_mask`` option as a (B,) bool array with a True, or ``None``."""
-    if not options:
+    if not has_reset_option(options, "reset_mask"):
         return None
-    unknown = sorted(set(options) - {"reset_mask"})
-    if unknown:
-        raise ValueError(f"unknown reset option(s) {unknown}; valid options: ['reset_mask']")
     mask = options["reset_mask"]
     if not isinstance(mask, np.ndarray) or mask.dtype != bool or mask.shape != (num_envs,) or not mask.any():
         shown = f"{mask.dtype} array of shape {mask.shape}" if isinstance(mask, np.ndarray) else repr(mask)
