@@ -25,6 +25,7 @@ import numpy as np
 
 from recgym import dynamics
 from recgym.envs.core import ENV_IDS
+from recgym.metrics import gini
 from recgym.params import V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator, StepResult
 from recgym.world import World
@@ -85,12 +86,6 @@ def mean_ci(x: np.ndarray) -> tuple[float, float, float]:
     x = np.asarray(x, float)
     half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
-
-
-def gini(x: np.ndarray) -> float:
-    x = np.sort(np.asarray(x, float))
-    n = len(x)
-    return float((2 * np.arange(1, n + 1) - n - 1) @ x / (n * x.sum()))
 
 
 # ------------------------------------------------------------------ policies on the kernels' tables
