@@ -170,6 +170,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("phenomena", help="measure the v1 phenomena rows: default vs control, 95% intervals")
     phenomena.add_arguments(sub, _option, count)
 
+    sub = commands.add_parser("log", help="write a v1 world's own log (generic schema or KuaiRec's): a fit's source")
+    sub.add_argument("--env", default="recgym/Synthetic-v1", help="a v1 env id")
+    sub.add_argument("--policy", default="random", help="random (uniform over allowed items) or an agent name")
+    sub.add_argument("--sessions", type=count(1), default=1000, help="sessions logged")
+    sub.add_argument("--out", type=Path, required=True, help="LOG.csv / .csv.gz / .parquet, or a folder (kuairec)")
+    sub.add_argument("--format", default="csv", help="csv (the generic schema; Parquet by suffix) or kuairec")
+    sub.add_argument("--seed", type=count(0), default=0)
+    sub.add_argument("--num-envs", type=count(1), default=256, help="sessions stepped at once")
+    sub.add_argument("--days", type=count(1), default=14, help="days the session starts are spread over")
+    sub.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
+                     help="simulator option (any SimParams field); repeatable")
+    sub.add_argument("--world-option", action="append", default=[], metavar="KEY=VALUE", type=_number_option,
+                     help="world option, e.g. n_users=7176 on Synthetic-v1; repeatable")
+    sub.set_defaults(run=run_log)
+
+    sub = commands.add_parser("fit", help="fit a v1 world to a log: a WORLD_DIR for recgym/Fitted-v1 (docs/fit.md)")
+    sub.add_argument("data", type=Path, help="the log: a CSV / Parquet file, or a KuaiRec / KuaiRand folder")
+    sub.add_argument("--format", default="csv", help="csv (generic schema, also Parquet), kuairec or kuairand")
+    sub.add_argument("--out", type=Path, required=True, metavar="WORLD_DIR", help="new (or earlier fitted) world dir")
+    sub.add_argument("--report", action="store_true", help="add the fidelity report (report.md, report.png)")
+    sub.add_argument("--dims", type=count(2), default=32, help="embedding dimensions")
+    sub.add_argument("--iterations", type=count(1), default=8, help="ALS sweeps")
+    sub.add_argument("--holdout", type=float, default=0.2, help="share of sessions held out for the report")
+    sub.add_argument("--seed", type=count(0), default=0)
+    sub.set_defaults(run=run_fit)
+
     commands.add_parser("bench", help="benchmark suite (arguments are forwarded to recgym.bench)", add_help=False)
     return parser
 
@@ -192,6 +218,50 @@ def _option(text: str) -> tuple[str, Any]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{key} expects {'an integer' if kind is int else 'a number'}, "
                                          f"got {value!r}") from None
+
+
+def _number_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, int or float or text), for world options."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def run_log(args: argparse.Namespace) -> int:
+    from recgym.fit.log import write_log
+
+    path = write_log(args.env, args.out, args.sessions, args.policy, args.seed, args.format,
+                     num_envs=args.num_envs, days=args.days, world_options=dict(args.world_option), **dict(args.option))
+    print(f"recgym log: {args.sessions} sessions of {args.env} ({args.policy}) written to {path}")
+    return 0
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from recgym.fit.fidelity import fidelity_report, write_report
+    from recgym.fit.model import FitSettings, fit_world
+    from recgym.fit.readers import read_log
+    from recgym.fit.worlddir import save_world_dir
+
+    settings = FitSettings(dims=args.dims, iterations=args.iterations, holdout=args.holdout, seed=args.seed)
+    log = read_log(args.data, args.format)
+    print(f"recgym fit: {log.n_rows:,} rows, {log.n_users:,} users, {log.n_items:,} items, {log.n_sessions:,} "
+          "sessions read", flush=True)
+    result = fit_world(log, settings, progress=True)
+    report = fidelity_report(log, result.world, result.params, result.train, args.seed) if args.report else None
+    write_extra = None if report is None else (lambda folder: write_report(report, folder, str(args.data)))
+    save_world_dir(args.out, result.world, result.params, result.manifest, result.extra_arrays, write_extra)
+    print(f"recgym fit: world written to {args.out}; "
+          f'run it with gym.make("recgym/Fitted-v1", world_dir="{args.out}")')
+    if report is not None:
+        print(report.markdown(str(args.data)), end="")
+        print(f"report: {args.out / 'report.md'}, {args.out / 'report.png'}")
+    return 0
 
 
 def _env_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 Importing :mod:`recgym` registers ``recgym/KuaiRec-v0``, ``recgym/KuaiRand-v0`` and
 ``recgym/Synthetic-v0`` with Gymnasium, each with the native batched ``vector_entry_point``, and
-the user population ``recgym/Population-v0`` with PettingZoo (``pettingzoo.make("parallel", ...)``;
+``recgym/Fitted-v1`` (a world fitted to a log: ``gym.make("recgym/Fitted-v1", world_dir=WORLD_DIR)``,
+``docs/fit.md``), the user population ``recgym/Population-v0`` with PettingZoo (``pettingzoo.make("parallel", ...)``;
 module: ``recgym.envs.population_v0``).
 """
 
-from recgym.envs.core import ENV_IDS
+from recgym.envs.core import ENV_IDS, FITTED_ID, FITTED_WORLD
 from recgym.envs.recsys import RecSysEnv
 from recgym.envs.vector import RecSysVectorEnv
 
@@ -21,7 +22,7 @@ def register_envs() -> None:
     """
     import gymnasium as gym
 
-    for env_id, world in ENV_IDS.items():
+    for env_id, world in {**ENV_IDS, FITTED_ID: FITTED_WORLD}.items():
         if env_id not in gym.registry:
             gym.register(
                 id=env_id,
@@ -37,4 +38,4 @@ def register_envs() -> None:
             pettingzoo.register(env_type, POPULATION_ID, entry_point=f"recgym.envs.population_v0:{entry_point}")
 
 
-__all__ = ["ENV_IDS", "POPULATION_ID", "RecSysEnv", "RecSysVectorEnv", "register_envs"]
+__all__ = ["ENV_IDS", "FITTED_ID", "POPULATION_ID", "RecSysEnv", "RecSysVectorEnv", "register_envs"]

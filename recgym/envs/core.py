@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
+from recgym.fit.worlddir import load_world
 from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
 from recgym.world import World
@@ -21,6 +22,10 @@ ENV_IDS = {
     "recgym/KuaiRec-v0": "kuairec", "recgym/KuaiRand-v0": "kuairand", "recgym/Synthetic-v0": "synthetic",
     "recgym/KuaiRec-v1": "kuairec-v1", "recgym/KuaiRand-v1": "kuairand-v1", "recgym/Synthetic-v1": "synthetic-v1",
 }
+
+#: The id of a world fitted to a log (``recgym fit``), run with ``world_dir=WORLD_DIR``; kept out of
+#: :data:`ENV_IDS` because it has no world without a folder.
+FITTED_ID, FITTED_WORLD = "recgym/Fitted-v1", "fitted"
 
 #: Upper bound of the logged log1p(popularity) and log1p(exposure) in v1 observations (e^40 counts).
 LOG_COUNT_MAX = 40.0
@@ -33,15 +38,26 @@ def build_simulator(
     world_options: dict[str, Any] | None = None,
     seed: int | None = None,
     count_name: str = "n_sessions",
+    world_dir: str | Path | None = None,
     **options: Any,
 ) -> Simulator:
     """Resolve the world, validate ``options`` into :class:`SimParams` and build the simulator.
 
     ``count_name`` is what size errors call ``n_sessions`` (the view's argument, e.g. ``num_envs``);
     sizes are checked before anything is allocated (:class:`Simulator`). On v1 worlds the options
-    default to :data:`recgym.params.V1_DEFAULTS` (the observed reward; v0's additive conformity off)."""
-    resolved = resolve_world(world, data_dir, **(world_options or {}))
-    params = SimParams.from_kwargs(**({**V1_DEFAULTS, **options} if resolved.is_v1 else options))
+    default to :data:`recgym.params.V1_DEFAULTS` (the observed reward; v0's additive conformity off).
+    ``world="fitted"`` (``recgym/Fitted-v1``) reads the world and its fitted option defaults from
+    ``world_dir`` (:func:`recgym.fit.worlddir.load_world`)."""
+    fitted: dict[str, Any] = {}
+    if world_dir is not None or world == FITTED_WORLD:
+        if world != FITTED_WORLD or data_dir is not None or world_options:
+            raise ValueError(f"world_dir applies to {FITTED_ID} only, without data_dir or world_options")
+        if world_dir is None:
+            raise ValueError(f"{FITTED_ID} needs world_dir=WORLD_DIR (a folder written by `recgym fit`)")
+        resolved, fitted = load_world(world_dir)
+    else:
+        resolved = resolve_world(world, data_dir, **(world_options or {}))
+    params = SimParams.from_kwargs(**({**V1_DEFAULTS, **fitted, **options} if resolved.is_v1 else options))
     return Simulator(resolved, params, n_sessions, seed=seed, count_name=count_name)
 
 

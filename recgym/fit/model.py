@@ -1,0 +1,425 @@
+"""Fit the v1 user model to a :class:`~recgym.fit.readers.Log` (``docs/fit.md``).
+
+What is fitted, on the training sessions (a ``holdout`` share of sessions is kept for the report):
+
+1. Satisfaction. Explicit ALS with user and item biases on the clicked rows' log watch ratio
+   (repeated (user, item) rows averaged): ``log w ~ mu + b_u + b_i + <x_u, y_i>``. It maps onto the
+   simulator's ``sat = reward_max * sigmoid(a <u, e> + b) * exp(beta q - beta^2 / 2)`` as: ``e_i``,
+   ``u_u`` the unit directions of ``y_i``, ``x_u``; quality ``q`` the z-scored item bias with
+   ``beta = std(b_i)``; ``(a, b)`` least squares of ``log sigmoid(a <u, e> + b)`` on the rest of the
+   ALS prediction. ``reward_max`` is the 99.5th percentile of the watch ratio, ``watch_max`` its maximum.
+2. Click model. Logistic regression of click on ``log sat`` and the popularity score ``p`` (``click_base``,
+   ``click_slope``, ``conformity``), on the random-exposure rows when the log has at least
+   ``min_rows`` of them (KuaiRand's log_random, KuaiRec's small matrix: exposure there is
+   independent of taste, so conformity is not confounded with what the recommender chose to show),
+   else on every training row. ``watch_noise``: the spread of ``log w - log sat``; ``long_view_ratio``:
+   the watch ratio above which the logged long-view rate is reproduced.
+3. Popularity: logged clicks per item (+1); creators and categories as logged; item age from the first
+   impression; followed creators: each user's most clicked creators.
+4. Leave model: the (``leave_window``, ``patience``, ``patience_threshold``) of :data:`LEAVE_GRID` whose
+   replay of the training sessions' exposures best matches their session-length survival curve.
+5. Activity and return gaps, kept as data (the simulator has no returning users yet, issue #17):
+   sessions per user and the empirical gap distribution.
+
+Mechanisms not fitted are switched off in the fitted params (:data:`UNFITTED_OFF`): interest drift and
+walk, time of day, novelty, boredom, creator fatigue, familiarity. Their hooks are listed in the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse
+from tqdm.auto import tqdm
+
+from recgym.fit.readers import Log
+from recgym.loaders import DataFileError
+from recgym.params import V1_DEFAULTS, SimParams
+from recgym.simulator import Simulator
+from recgym.world import World
+
+#: Watch ratios below this are floored before the log (a zero watch on a click is a near-instant swipe).
+WATCH_FLOOR = 0.01
+#: Mechanisms the fit does not identify yet: off in a fitted world (each is a SimParams knob a user may turn on).
+UNFITTED_OFF = {"interest_drift": 0.0, "interest_walk": 0.0, "time_of_day": 0.0, "novelty_weight": 0.0,
+                "session_novelty_volatility": 0.0, "boredom": 0.0, "creator_fatigue": 0.0,
+                "familiarity_click": 0.0, "familiarity_watch": 0.0, "popular_streak": 0}
+#: Leave-rule candidates (DORL window with threshold 0, patience budget, patience threshold as a share of reward_max).
+LEAVE_GRID = {"leave_window": (0, 1, 2, 4), "patience": (0.0, 1.0, 3.0, 10.0), "patience_threshold": (0.05, 0.15, 0.3)}
+#: Rows used by the (a, b) and click-model regressions (a uniform sample beyond this).
+REGRESSION_ROWS = 400_000
+HOOKS = {
+    "return_gaps": "empirical per-user session counts and the gap distribution are stored (user_sessions.npy, "
+                   "return_gaps.npy); the simulator has no returning users yet (issue #17)",
+    "drift_novelty_time": "interest drift, novelty seeking and time-of-day cycles are not fitted (off)",
+    "familiarity": "familiarity pulls are not fitted (off); user_followed holds each user's most clicked creators",
+    "post_click_signals": "like/follow/comment/forward/hate use the v1 logging model's fixed intercepts "
+                          "(recgym.logging_model.POST_CLICK_LOGITS), not fitted rates",
+}
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Knobs of :func:`fit_world` (each validated; a bad value is a one-line ``ValueError``).
+
+    dims: embedding dimensions D; iterations: ALS sweeps; regularization: ALS ridge per observation;
+    holdout: share of sessions kept out of the fit for the fidelity report; followed_creators: K per user;
+    min_rows: the fewest training rows (and clicked rows) a fit accepts; leave_sessions: training
+    sessions replayed per leave-rule candidate; seed: the split, ALS start and samples.
+    """
+
+    dims: int = 32
+    iterations: int = 8
+    regularization: float = 0.05
+    holdout: float = 0.2
+    followed_creators: int = 8
+    min_rows: int = 200
+    leave_sessions: int = 4000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ranges = {"dims": (2, 512), "iterations": (1, 100), "regularization": (1e-6, 1e3), "holdout": (0.0, 0.9),
+                  "followed_creators": (0, 1000), "min_rows": (10, 10**9), "leave_sessions": (10, 10**7),
+                  "seed": (0, 2**32 - 1)}
+        for f in dataclasses.fields(self):
+            value, (low, high) = getattr(self, f.name), ranges[f.name]
+            kind_ok = isinstance(value, int) if f.type == "int" else isinstance(value, (int, float))
+            if isinstance(value, bool) or not kind_ok or not low <= value <= high:
+                raise ValueError(f"fit setting {f.name} must be {'an integer' if f.type == 'int' else 'a number'} "
+                                 f"in [{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit_world` produced: the v1 ``world``, the fitted SimParams keyword defaults
+    ``params``, ``train`` (N,) bool the rows fitted on (the rest are held out), manifest entries
+    (``statistics``, ``fit_settings``, ``source``, ``hooks``) and the empirical ``extra_arrays``."""
+
+    world: World
+    params: dict[str, Any]
+    train: np.ndarray
+    manifest: dict[str, Any]
+    extra_arrays: dict[str, np.ndarray]
+
+
+def split_rows(log: Log, holdout: float, seed: int) -> np.ndarray:
+    """(N,) bool training rows: whole sessions are held out with probability ``holdout`` (rows
+    without a session, row by row)."""
+    rng = np.random.default_rng([seed, 1])
+    held_session = rng.random(max(log.n_sessions, 1)) < holdout
+    held_row = rng.random(log.n_rows) < holdout
+    return ~np.where(log.session >= 0, held_session[np.maximum(log.session, 0)], held_row)
+
+
+def _solve_side(matrix: scipy.sparse.csr_matrix, residual: np.ndarray, other: np.ndarray, regularization: float
+                ) -> np.ndarray:
+    """Ridge solutions of every row of ``matrix`` (rows x cols, ones where observed) against the
+    features ``other`` (cols, k): ``(sum f f^T + lam n I) w = sum r f`` batched; ``residual`` holds
+    the targets in ``matrix.data`` order. Returns (rows, k)."""
+    k = other.shape[1]
+    outer = (other[:, :, None] * other[:, None, :]).reshape(other.shape[0], k * k)
+    grams = (matrix @ outer).reshape(-1, k, k)
+    counts = np.diff(matrix.indptr).astype(np.float64)
+    grams += (regularization * np.maximum(counts, 1.0))[:, None, None] * np.eye(k)
+    weighted = scipy.sparse.csr_matrix((residual, matrix.indices, matrix.indptr), shape=matrix.shape)
+    return np.linalg.solve(grams, (weighted @ other)[:, :, None])[:, :, 0]
+
+
+def als(users: np.ndarray, items: np.ndarray, target: np.ndarray, n_users: int, n_items: int, settings: FitSettings,
+        progress: bool = False) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Explicit ALS with biases: ``target ~ mu + b_u + b_i + <x_u, y_i>`` on the observed (user, item)
+    cells (repeated cells averaged). Returns (mu, x (U, D), b_u (U,), y (I, D), b_i (I,))."""
+    cells = scipy.sparse.coo_matrix((target, (users, items)), shape=(n_users, n_items)).tocsr()
+    counts = scipy.sparse.coo_matrix((np.ones_like(target), (users, items)), shape=(n_users, n_items)).tocsr()
+    cells.sum_duplicates()
+    counts.sum_duplicates()
+    mean = cells.data / counts.data
+    by_user = scipy.sparse.csr_matrix((np.ones_like(mean), cells.indices, cells.indptr), shape=cells.shape)
+    by_item = by_user.T.tocsr()
+    # where each item-side entry sits in the user-side data (to move targets between the two orders)
+    order = scipy.sparse.csr_matrix((np.arange(mean.size, dtype=np.float64), cells.indices, cells.indptr),
+                                    shape=cells.shape).T.tocsr().data.astype(np.int64)
+    row_of = np.repeat(np.arange(n_users), np.diff(cells.indptr))
+    mu = float(mean.mean())
+    rng = np.random.default_rng([settings.seed, 2])
+    d = settings.dims
+    y, b_i = 0.1 * rng.standard_normal((n_items, d)), np.zeros(n_items)
+    x, b_u = np.zeros((n_users, d)), np.zeros(n_users)
+    ones_u, ones_i = np.ones((n_items, 1)), np.ones((n_users, 1))
+    for _ in tqdm(range(settings.iterations), desc="ALS", unit="sweep", disable=not progress, leave=False):
+        solved = _solve_side(by_user, mean - mu - b_i[cells.indices], np.hstack([y, ones_u]), settings.regularization)
+        x, b_u = solved[:, :d], solved[:, d]
+        solved = _solve_side(by_item, (mean - mu - b_u[row_of])[order], np.hstack([x, ones_i]), settings.regularization)
+        y, b_i = solved[:, :d], solved[:, d]
+    return mu, x, b_u, y, b_i
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _sample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    return rows if rows.size <= limit else np.sort(rng.choice(rows, size=limit, replace=False))
+
+
+def log_satisfaction(world: World, watch_max: float, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(N,) log of the satisfaction of (users, items) pairs in a world run with every session mechanism
+    off (a fitted world's defaults): ``log min(reward_max sigmoid(a <u, e> + b) Q_i, watch_max)``."""
+    logits = world.affinity_scale * np.einsum("nd,nd->n", world.user_interest[users].astype(np.float64),
+                                              world.item_emb[items].astype(np.float64)) + world.affinity_bias
+    beta = world.quality_weight
+    log_q = beta * world.item_quality[items].astype(np.float64) - beta * beta / 2
+    sat = math.log(world.reward_max) - np.logaddexp(0.0, -logits) + log_q
+    return np.minimum(sat, math.log(watch_max))
+
+
+def popularity_score(pop_prior: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(N,) the simulator's popularity score at the prior: log1p(pop_i) / log1p(max pop)."""
+    return np.log1p(pop_prior[items]) / np.log1p(pop_prior.max())
+
+
+def _fit_click_model(log_sat: np.ndarray, pop: np.ndarray, clicks: np.ndarray) -> tuple[float, float, float]:
+    """(click_base, click_slope, conformity) maximising the logistic likelihood, within SimParams' ranges."""
+    features = np.column_stack([np.ones_like(log_sat), log_sat, pop])
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = features @ theta
+        value = np.sum(np.logaddexp(0.0, z) - clicks * z) / z.size
+        return value, features.T @ (1.0 / (1.0 + np.exp(-z)) - clicks) / z.size
+
+    result = scipy.optimize.minimize(loss, np.array([-2.0, 1.0, 0.0]), jac=True, method="L-BFGS-B",
+                                     bounds=[(-20.0, 20.0), (0.0, 10.0), (0.0, 20.0)])
+    return tuple(float(v) for v in result.x)
+
+
+def _top_creators(log: Log, rows: np.ndarray, n_creators: int, k: int) -> np.ndarray:
+    """(U, k) int32 each user's most clicked creators (follows weigh 10 clicks), padded with the first."""
+    out = np.zeros((log.n_users, k), np.int32)
+    if k == 0:
+        return out
+    weight = log.signal("click")[rows] + 10.0 * log.signal("follow")[rows]
+    key = log.user[rows] * n_creators + log.item_creator[log.item[rows]]
+    keys, inverse = np.unique(key, return_inverse=True)
+    totals = np.bincount(inverse, weights=weight)
+    user, creator = keys // n_creators, keys % n_creators
+    order = np.lexsort((-totals, user))
+    user, creator = user[order], creator[order]
+    rank = np.arange(user.size) - np.searchsorted(user, user)
+    top = rank < k
+    out[user[top], rank[top]] = creator[top]
+    first = np.full(log.n_users, -1)
+    first[user[rank == 0]] = creator[rank == 0]
+    counts = np.bincount(user[top], minlength=log.n_users)
+    pad = np.arange(k)[None, :] >= counts[:, None]
+    return np.where(pad, np.maximum(first, 0)[:, None], out).astype(np.int32)
+
+
+def session_table(log: Log, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sessions among ``rows``: ((S, L) int64 the log row at each position, -1 after the end; (S,) length;
+    (S,) user). The items shown are ``session_items(log, table)``."""
+    rows = rows[log.session[rows] >= 0]
+    _, index = np.unique(log.session[rows], return_inverse=True)
+    lengths = np.bincount(index)
+    order = np.lexsort((log.position[rows], index))
+    rank = np.arange(order.size) - np.searchsorted(index[order], index[order])
+    table = np.full((lengths.size, max(int(lengths.max(initial=1)), 1)), -1, np.int64)
+    table[index[order], rank] = rows[order]
+    users = np.zeros(lengths.size, np.int64)
+    users[index] = log.user[rows]
+    return table, lengths, users
+
+
+def session_items(log: Log, table: np.ndarray) -> np.ndarray:
+    """(S, L) int64 the items of a :func:`session_table`, -1 after each session's end."""
+    return np.where(table >= 0, log.item[np.maximum(table, 0)], -1)
+
+
+def replay(world: World, params: dict[str, Any], table: np.ndarray, users: np.ndarray, seed: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Replay logged sessions' exposures (``table`` (S, L) items, -1 after the end) for ``users`` (S,)
+    through ``world`` in one batch (Free mode: a log may repeat items). Returns ((S, L, 8) float32 the
+    simulated logged signals, 0 after the end; (S,) the simulated session length: the step at which the
+    user left + 1, or L + 1 if they never left within the logged exposures)."""
+    n, length = table.shape
+    sim = Simulator(world, SimParams.from_kwargs(**{**V1_DEFAULTS, **params, "mode": "Free", "max_turn": length + 1}),
+                    n, seed=seed)
+    sim.reset(seed, users)
+    signals = np.zeros((n, length, 8), np.float32)
+    left = np.full(n, length + 1, np.int64)
+    for t in range(length):
+        active = table[:, t] >= 0
+        result = sim.step(np.where(active, table[:, t], 0), active=active)
+        signals[:, t] = result.signals.T
+        left = np.where(active & result.terminated & (left > length), t + 1, left)
+    return signals, left
+
+
+def survival(lengths: np.ndarray, ended: np.ndarray, horizon: int) -> np.ndarray:
+    """(horizon,) Kaplan-Meier S(t) = P(length > t), t = 1..horizon, of sessions of ``lengths`` whose end
+    was observed where ``ended`` (the others are censored at their length)."""
+    t = np.arange(1, horizon + 1)
+    at_risk = (lengths[None, :] >= t[:, None]).sum(axis=1)
+    leaving = np.bincount(lengths[ended], minlength=horizon + 1)[1:horizon + 1]
+    return np.cumprod(1.0 - leaving / np.maximum(at_risk, 1))
+
+
+def leave_distance(world: World, params: dict[str, Any], table: np.ndarray, lengths: np.ndarray, users: np.ndarray,
+                   censored_at: int, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """(max |S_log(t) - S_sim(t)|, S_log, S_sim): the survival curves of the logged sessions and of the
+    replayed ones, the replay censored where the log ran out of exposures; logged sessions of length
+    >= ``censored_at`` (the cap) are censored."""
+    _, left = replay(world, params, table, users, seed)
+    horizon = table.shape[1]
+    real = survival(lengths, lengths < censored_at, horizon)
+    simulated = survival(np.minimum(left, lengths), left <= lengths, horizon)
+    return float(np.abs(real - simulated).max()), real, simulated
+
+
+def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = False) -> FitResult:
+    """Fit a v1 world to ``log`` (see the module docstring). A log too small to fit is a one-line
+    :class:`~recgym.loaders.DataFileError` naming the source."""
+    train = split_rows(log, settings.holdout, settings.seed)
+    rows = np.flatnonzero(train)
+    click, watch = log.signal("click"), log.signal("watch_ratio")
+    watched = rows[(click[rows] == 1) & (watch[rows] > 0)]
+    if rows.size < settings.min_rows or watched.size < settings.min_rows or log.n_users < 2 or log.n_items < 2:
+        raise DataFileError(f"{log.source}: too small to fit: {rows.size} training rows, {watched.size} with a click "
+                            f"and a watch ratio > 0, {log.n_users} users, {log.n_items} items; need >= "
+                            f"{settings.min_rows} of each kind of row and >= 2 users and items")
+    rng = np.random.default_rng([settings.seed, 3])
+    steps = tqdm(total=5, desc="fit", unit="step", disable=not progress)
+    # 1. satisfaction
+    target = np.log(np.maximum(watch[watched].astype(np.float64), WATCH_FLOOR))
+    mu, x, b_u, y, b_i = als(log.user[watched], log.item[watched], target, log.n_users, log.n_items, settings,
+                             progress)
+    steps.update()
+    seen_items = np.bincount(log.item[watched], minlength=log.n_items) > 0
+    beta = float(b_i[seen_items].std()) if seen_items.sum() > 1 else 0.0
+    quality = np.where(seen_items, (b_i - b_i[seen_items].mean()) / (beta if beta > 0 else 1.0), 0.0)
+    reward_max = float(np.quantile(watch[watched], 0.995))
+    watch_max = float(min(max(watch[watched].max(), reward_max), 1e3))
+    user_dir, item_dir = _unit(x), _unit(y)
+    sample = _sample(watched, REGRESSION_ROWS, rng)
+    u, i = log.user[sample], log.item[sample]
+    rest = mu + b_u[u] + np.einsum("nd,nd->n", x[u], y[i]) + b_i[seen_items].mean() + beta * beta / 2 - math.log(reward_max)
+    cosine = np.einsum("nd,nd->n", user_dir[u].astype(np.float64), item_dir[i].astype(np.float64))
+    fit = scipy.optimize.least_squares(lambda ab: -np.logaddexp(0.0, -(ab[0] * cosine + ab[1])) - rest,
+                                       x0=np.array([4.0, -2.0]), bounds=([0.0, -100.0], [100.0, 100.0]))
+    scale, bias = (float(v) for v in fit.x)
+    # 3. catalogue and users (before the click model: it reads the popularity)
+    pop_prior = np.bincount(log.item[rows], weights=click[rows], minlength=log.n_items) + 1.0
+    timed = rows[~np.isnan(log.timestamp[rows])]
+    newest = log.timestamp[timed].max() if timed.size else 0.0
+    first_seen = np.full(log.n_items, np.nan)
+    if timed.size:
+        first_seen = np.full(log.n_items, np.inf)
+        np.minimum.at(first_seen, log.item[timed], log.timestamp[timed])
+        first_seen[np.isinf(first_seen)] = np.nan
+    age = (newest - first_seen) / 86_400.0
+    age = np.where(np.isnan(age), np.nanmedian(age) if np.isfinite(age).any() else 0.0, age)
+    hours = (log.timestamp[timed] % 86_400.0) / 3_600.0
+    angle = 2 * np.pi * hours / 24
+    sin = np.bincount(log.item[timed], weights=np.sin(angle), minlength=log.n_items)
+    cos = np.bincount(log.item[timed], weights=np.cos(angle), minlength=log.n_items)
+    item_hour = np.where((sin != 0) | (cos != 0), (np.arctan2(sin, cos) * 24 / (2 * np.pi)) % 24, 12.0)
+    n_creators = int(log.item_creator.max()) + 1
+    debut = np.zeros(n_creators, np.float32)
+    np.maximum.at(debut, log.item_creator, age.astype(np.float32))
+    duration = np.where(np.isnan(log.item_duration), np.nanmedian(log.item_duration)
+                        if np.isfinite(log.item_duration).any() else 60.0, log.item_duration)
+    user_rows = np.bincount(log.user[rows], minlength=log.n_users)
+    user_clicks = np.bincount(log.user[rows], weights=click[rows], minlength=log.n_users)
+    activity = np.log1p(user_rows) / np.log1p(max(user_rows.max(), 1))
+    features = (log.user_features if log.user_features is not None else
+                np.column_stack([2 * activity - 1, 2 * user_clicks / np.maximum(user_rows, 1) - 1]))
+    world = World(
+        name=f"fitted:{log.source.rstrip('/').rsplit('/', 1)[-1]}", item_emb=item_dir,
+        item_cats=log.item_cats.astype(bool), item_creator=log.item_creator.astype(np.int64),
+        item_age=age.astype(np.float32), item_hour=item_hour.astype(np.float32), pop_prior=pop_prior,
+        user_interest=user_dir, user_novelty=np.full(log.n_users, 0.5, np.float32), reward_max=reward_max,
+        affinity_scale=scale, affinity_bias=bias, user_ids=_int_ids(log.user_ids), item_ids=_int_ids(log.item_ids),
+        item_quality=quality.astype(np.float32), quality_weight=beta, item_duration=duration.astype(np.float32),
+        creator_debut=debut, user_followed=_top_creators(log, rows, n_creators, settings.followed_creators),
+        user_features=np.clip(features, -1, 1).astype(np.float32),
+    )
+    steps.update()
+    # 2. click model, watch noise, long view
+    random_rows = rows[log.random[rows]]
+    click_rows = _sample(random_rows if random_rows.size >= settings.min_rows else rows, REGRESSION_ROWS, rng)
+    log_sat = log_satisfaction(world, watch_max, log.user[click_rows], log.item[click_rows])
+    click_base, click_slope, conformity = _fit_click_model(
+        log_sat, popularity_score(pop_prior, log.item[click_rows]), click[click_rows].astype(np.float64))
+    residual = target - log_satisfaction(world, watch_max, log.user[watched], log.item[watched])
+    long_view_rate = float(log.signal("long_view")[watched].mean())
+    params: dict[str, Any] = {
+        **UNFITTED_OFF, "click_base": click_base, "click_slope": click_slope, "conformity": conformity,
+        "watch_noise": float(min(residual.std(), 100.0)), "watch_max": watch_max,
+        "long_view_ratio": (float(np.quantile(watch[watched], 1 - long_view_rate)) if "long_view" in log.logged
+                            and 0 < long_view_rate < 1 else 1.0),
+    }
+    steps.update()
+    # 4. leave model
+    table, lengths, session_users = session_table(log, rows)
+    table = session_items(log, table)
+    cap = int(min(lengths.max(initial=1), 10_000))
+    pick = _sample(np.arange(lengths.size), settings.leave_sessions, rng)
+    best = None
+    grid = [dict(zip(LEAVE_GRID, values)) for values in itertools.product(*LEAVE_GRID.values())
+            if values[1] > 0 or values[2] == LEAVE_GRID["patience_threshold"][0]]
+    for candidate in tqdm(grid, desc="leave model", unit="rule", disable=not progress, leave=False):
+        rule = {**candidate, "patience_threshold": candidate["patience_threshold"] * reward_max}
+        distance = leave_distance(world, {**params, **rule}, table[pick, :cap], lengths[pick], session_users[pick],
+                                  cap, settings.seed)[0]
+        if best is None or distance < best[0]:
+            best = (distance, rule)
+    params.update(best[1], leave_threshold=0, max_turn=cap)
+    steps.update()
+    # 5. activity and return gaps (data)
+    gaps, later = return_gaps(log)
+    gaps = gaps[train[later]]  # a gap belongs to the split of the session it leads to
+    sessions_per_user = np.bincount(log.user[session_starts(log, rows)], minlength=log.n_users)
+    steps.update()
+    steps.close()
+    statistics = {
+        "rows": int(log.n_rows), "train_rows": int(rows.size), "users": log.n_users, "items": log.n_items,
+        "sessions": log.n_sessions, "random_exposure_rows": int(log.random.sum()),
+        "click_model_on": "random exposure" if random_rows.size >= settings.min_rows else "all training rows",
+        "click_rate": float(click[rows].mean()), "mean_watch_ratio_per_click": float(watch[watched].mean()),
+        "mean_session_length": float(lengths.mean()) if lengths.size else None,
+        "median_return_gap_h": float(np.median(gaps) / 3600) if gaps.size else None,
+        "leave_rule_survival_distance": best[0], "als_rmse": float(np.sqrt(np.mean(
+            (target - mu - b_u[log.user[watched]] - b_i[log.item[watched]]
+             - np.einsum("nd,nd->n", x[log.user[watched]], y[log.item[watched]])) ** 2))),
+    }
+    manifest = {"source": {"path": log.source, "logged_signals": list(log.logged)},
+                "fit_settings": dataclasses.asdict(settings), "statistics": statistics, "hooks": HOOKS}
+    return FitResult(world, params, train, manifest,
+                     {"user_sessions": sessions_per_user, "return_gaps": gaps, "session_lengths": lengths})
+
+
+def session_starts(log: Log, rows: np.ndarray) -> np.ndarray:
+    """The rows among ``rows`` that open a session (position 0)."""
+    return rows[(log.session[rows] >= 0) & (log.position[rows] == 0)]
+
+
+def return_gaps(log: Log) -> tuple[np.ndarray, np.ndarray]:
+    """((G,) float64 seconds from each session start to the same user's previous one, (G,) int64 the
+    log row that starts the later session) over every timed session of the log."""
+    first_rows = session_starts(log, np.arange(log.n_rows))
+    first_rows = first_rows[~np.isnan(log.timestamp[first_rows])]
+    order = first_rows[np.lexsort((log.timestamp[first_rows], log.user[first_rows]))]
+    same = log.user[order[1:]] == log.user[order[:-1]]
+    return np.diff(log.timestamp[order])[same].astype(np.float64), order[1:][same]
+
+
+def _int_ids(ids: np.ndarray) -> np.ndarray:
+    """The file's ids as int64 when they are integers, else their dense index (text ids are not kept)."""
+    array = np.asarray(ids)
+    return array.astype(np.int64) if array.dtype.kind in "iu" else np.arange(array.size, dtype=np.int64)
