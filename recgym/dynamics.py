@@ -35,6 +35,7 @@ from recgym.logging_model import (
     N_SIGNALS, UNIFORMS_PER_IMPRESSION, expected_observed_reward, log_signals, record_impression,
 )
 from recgym.params import SimParams
+from recgym.users import record_consumption, taste_term
 
 LEAVE_NONE, LEAVE_CATEGORY_WINDOW, LEAVE_POPULAR_STREAK, LEAVE_PATIENCE = 0, 1, 2, 3
 LEAVE_REASONS = ("none", "category_window", "popular_streak", "patience")
@@ -62,6 +63,9 @@ KNOBS = np.dtype([
     ("fatigue_cap", np.float32), ("creator_fatigue", np.float32), ("reward_noise", np.float32),
     ("popularity_noise", np.float64), ("exposure_bias", np.float32), ("observation_noise", np.float32),
     ("popularity_feedback", np.float64),
+    # users over time (recgym.users, issue #17)
+    ("interest_memory", np.float32), ("taste_weight", np.float32), ("taste_rate", np.float32),
+    ("retention_weight", np.float32), ("retention_reference", np.float32),
     # v1 (``v1`` selects the v1 satisfaction and logging model: recgym.choice, recgym.logging_model)
     ("v1", np.bool_), ("conformity", np.float32), ("conformity_like", np.float32), ("familiarity_click", np.float32),
     ("familiarity_watch", np.float32), ("click_base", np.float32), ("click_slope", np.float32),
@@ -123,6 +127,11 @@ class Sessions(NamedTuple):
     exposure: np.ndarray  # (I,) float64 shared: times recommended
     clicks: np.ndarray  # (I,) float64 shared: weighted positive observed feedback
     highest_popularity: np.ndarray  # (1,) float64 shared: max of pop_prior + clicks (clicks only grow)
+    # users over time (recgym.users.Users: the SAME per-user arrays; v1 worlds, (0, 0) in v0)
+    taste: np.ndarray  # (U, C) float32 acquired taste per category
+    consumed_categories: np.ndarray  # (U, C) int32 long-term history: items consumed per category
+    consumed_creators: np.ndarray  # (U, ceil(n_creators / 8)) uint8 long-term history: creators ever consumed
+    reward_sum: np.ndarray  # (B,) float32 v1 the session's summed true reward ((0,) in v0)
     recent_signals: np.ndarray  # (B, L, 8) float32 v1 logged signals of the recent items ((B, 0, 8) in v0)
     recent_popularity: np.ndarray  # (B, L) float32 v1 log1p(popularity) shown at each impression ((B, 0) in v0)
     recent_exposure: np.ndarray  # (B, L) float32 v1 log1p(exposure count) at each impression ((B, 0) in v0)
@@ -240,6 +249,8 @@ def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tupl
         s.history_sum_emb[b], min(s.step_count[b], k), novelty_propensity(cat, s, b), s.category_fatigue[b],
         np.float32(repeats) / np.float32(k),
     )
+    if kn.v1 and kn.taste_weight:  # acquired taste (recgym.users)
+        term += kn.taste_weight * taste_term(s.taste[s.user[b]], cat.cat_lists[item], cat.cat_counts[item])
     if cat.reward_matrix.shape[0]:
         return cat.reward_matrix[s.user[b], item], term
     return dot(s.interest[b], cat.item_emb[item], np.float32(0.0)) * cat.affinity_scale + cat.affinity_bias, term
@@ -470,6 +481,13 @@ def step_sessions(
                               np.float32(np.log1p(s.exposure[item])))
         s.popular_streak[b] = streak
         s.patience[b] = patience
+        if kn.v1:  # users over time (recgym.users): the session's satisfaction, the user's long-term record
+            s.reward_sum[b] += reward
+            if item >= 0:
+                user = s.user[b]
+                record_consumption(kn.taste_rate, s.taste[user], s.consumed_categories[user], s.consumed_creators[user],
+                                   cat.cat_lists[item], cat.cat_counts[item], cat.item_creator[item],
+                                   min(reward / cat.reward_max, np.float32(1.0)))
         rewards[0, b] = reward if kn.reward_true else feedback
         rewards[1, b], rewards[2, b] = reward, feedback
         flags[0, b] = repeated
@@ -490,14 +508,15 @@ def step_sessions(
 @njit(cache=True, _nrt=False)
 def start_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, slots: np.ndarray, users: np.ndarray, hours: np.ndarray,
-    offsets: np.ndarray, weekdays: np.ndarray,
+    offsets: np.ndarray, weekdays: np.ndarray, user_interest: np.ndarray,
 ) -> None:
-    """New sessions in ``slots`` (N,) for ``users`` (N,) at ``hours`` (N,) with novelty ``offsets`` (N,);
+    """New sessions in ``slots`` (N,) for ``users`` (N,) at ``hours`` (N,) with novelty ``offsets`` (N,),
+    starting from ``user_interest`` (U, D) (the world's in v0; v1: the users' long-term interest);
     v1: on ``weekdays`` (N,) int64 in [0, 7) ((0,) in v0)."""
     kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
     for n in range(slots.shape[0]):
         if n + PREFETCH_AHEAD < slots.shape[0]:  # the user's interest row and the no-repeat row are cache misses
-            prefetch_row(cat.user_interest[users[n + PREFETCH_AHEAD]])
+            prefetch_row(user_interest[users[n + PREFETCH_AHEAD]])
             if kn.no_repeat:
                 prefetch_row(s.seen[slots[n + PREFETCH_AHEAD]])
         b = slots[n]
@@ -507,7 +526,7 @@ def start_sessions(
         s.step_count[b] = 0
         s.hour[b] = hours[n]
         for d in range(s.interest.shape[1]):
-            s.interest[b, d] = cat.user_interest[users[n], d]
+            s.interest[b, d] = user_interest[users[n], d]
         s.recent_items[b] = -1
         s.recent_feedback[b] = 0
         s.recent_creators[b] = -1
@@ -519,6 +538,7 @@ def start_sessions(
         s.popular_streak[b] = 0
         if kn.v1:
             s.weekday[b] = weekdays[n]
+            s.reward_sum[b] = 0
             s.recent_signals[b] = 0
             s.recent_popularity[b] = 0
             s.recent_exposure[b] = 0

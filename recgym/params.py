@@ -26,6 +26,13 @@ DEFAULT_REWARD_WEIGHTS = {"watch_ratio": 1.0, "like": 1.0, "follow": 2.0, "comme
 #: and v0's additive conformity / random feedback loss are replaced by the v1 logging model.
 V1_DEFAULTS = {"reward_signal": "observed", "popularity_noise": 0.0, "exposure_bias": 0.0, "observation_noise": 0.0}
 
+#: Episode shapes (``episode``): one session, or one user's lifetime of sessions (v1 worlds).
+EPISODES = ("session", "lifetime")
+
+#: Knobs of users over time (issue #17, :mod:`recgym.users`; v1 worlds only, a v0 world refuses non-default values).
+USERS_KNOBS = ("episode", "lifetime_sessions", "lifetime_days", "interest_memory", "taste_weight", "taste_rate",
+               "session_rate", "retention_weight", "retention_reference")
+
 #: Knobs of the v1 user model (``docs/design-v1.md``); a v0 world refuses non-default values.
 V1_KNOBS = ("conformity", "conformity_like", "familiarity_click", "familiarity_watch", "click_base", "click_slope",
             "watch_noise", "watch_max", "long_view_ratio", "reward_weights")
@@ -77,6 +84,23 @@ class SimParams:
             rich-get-richer loop; on v1 worlds each logged click adds it); ``0`` freezes popularity
             at the world's prior, decoupling users.
 
+    Users over time (v1 worlds only; :mod:`recgym.users`, ``docs/simulator.md`` "Users over time";
+    each control in brackets)
+        episode: ``"session"`` (one session per episode; new sessions take users in order of their
+            return times) or ``"lifetime"`` (one episode is one user's sessions up to the horizon).
+        lifetime_sessions, lifetime_days: the lifetime horizon: the episode is truncated when the
+            user has had ``lifetime_sessions`` sessions or would next return after ``lifetime_days``
+            days (``0``: no day limit).
+        interest_memory: share of a session's interest drift kept for the next session (``0``: every
+            session starts from the world's interest, as in v0).
+        taste_weight: utility per unit of acquired taste (mean over the item's categories) (``0``);
+            taste_rate: each consumed item raises its categories' taste by
+            ``taste_rate * enjoyment * (1 - taste)`` (``0``).
+        session_rate: base sessions per day (times the user's activity level: KuaiRand's
+            ``user_active_degree`` on KuaiRand-v1); retention_weight: how much the session's mean
+            satisfaction raises the return rate ``exp(retention_weight * (mean - retention_reference))``
+            (``0``: the return gap ignores satisfaction).
+
     v1 logging model (v1 worlds only; ``docs/design-v1.md`` 3.3; each pull's weight ``0`` is its control)
         conformity: popularity pull on the click logit (per unit popularity score);
             conformity_like: the like's own bandwagon pull.
@@ -119,6 +143,16 @@ class SimParams:
     observation_noise: float = 0.05
 
     popularity_feedback: float = 1.0
+
+    episode: str = "session"
+    lifetime_sessions: int = 20
+    lifetime_days: float = 0.0
+    interest_memory: float = 1.0
+    taste_weight: float = 1.0
+    taste_rate: float = 0.05
+    session_rate: float = 1.0
+    retention_weight: float = 1.0
+    retention_reference: float = 1.0
 
     conformity: float = 4.0
     conformity_like: float = 1.0
@@ -169,6 +203,15 @@ class SimParams:
         _check_range("click_base", self.click_base, -100.0, 100.0)
         _check_range("watch_max", self.watch_max, 1e-3, 1e3)
         _check_range("long_view_ratio", self.long_view_ratio, 0.0, 1e3)
+        _check_choice("episode", self.episode, EPISODES)
+        _check_range("lifetime_sessions", self.lifetime_sessions, 1, 100_000)
+        _check_range("lifetime_days", self.lifetime_days, 0.0, 1e6)
+        _check_range("interest_memory", self.interest_memory, 0.0, 1.0)
+        _check_range("taste_weight", self.taste_weight, 0.0, 100.0)
+        _check_range("taste_rate", self.taste_rate, 0.0, 1.0)
+        _check_range("session_rate", self.session_rate, 1e-3, 1e3)
+        _check_range("retention_weight", self.retention_weight, 0.0, 100.0)
+        _check_range("retention_reference", self.retention_reference, 0.0, 1e3)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> SimParams:

@@ -23,8 +23,11 @@ import numpy as np
 
 from recgym import dynamics
 from recgym.logging_model import N_SIGNALS, UNIFORMS_PER_IMPRESSION, write_logged_history
-from recgym.params import V1_KNOBS, SimParams
+from recgym.params import USERS_KNOBS, V1_KNOBS, SimParams
 from recgym.sizes import array_bytes, check_count, check_memory
+from recgym.users import (
+    activity_levels, allocate_users, end_sessions, free_users, reset_users, restart_users, take_returning, users_layout,
+)
 from recgym.world import World
 
 class StepResult(NamedTuple):
@@ -46,6 +49,7 @@ class StepResult(NamedTuple):
     truncated: np.ndarray
     leave_reason: np.ndarray
     signals: np.ndarray
+    session_ended: np.ndarray  # (B,) bool the user's session ended (in lifetime mode the episode goes on)
 
 
 class Simulator:
@@ -72,6 +76,9 @@ class Simulator:
         if params.slate_size > world.n_items:
             raise ValueError(f"slate_size={params.slate_size} exceeds the catalogue's {world.n_items} items")
         check_version(world, params)
+        if params.episode == "lifetime" and n_sessions > world.n_users:
+            raise ValueError(f"{count_name}={n_sessions}: a lifetime episode holds one user per slot, and "
+                             f"{world.name!r} has {world.n_users} users")
         check_memory(f"{count_name}={n_sessions}", memory_need(n_sessions, world, params),
                      "session state and step buffers")
         self.world, self.params, self.n_sessions = world, params, n_sessions
@@ -104,12 +111,23 @@ class Simulator:
         # Padded embeddings: index -1 (an empty history slot) reads a zero row in observations.
         self._emb_padded = np.vstack([world.item_emb, np.zeros((1, dims), np.float32)])
         no_repeat = params.no_repeat
+        # Users over time (recgym.users): the per-user state that persists across sessions (0 rows in v0).
+        self.users = allocate_users(world.n_users if world.is_v1 else 0, dims, world.n_categories,
+                                    world.n_creators if world.is_v1 else 0)
+        self._users_args = tuple(self.users)
+        self._start_interest = self.users.long_term_interest if world.is_v1 else self.catalogue.user_interest
+        self.start_day = np.zeros(n, np.float64)  # (B,) day each session began (platform / lifetime clock)
+        self.session_index = np.zeros(n, np.int64)  # (B,) the session's index in its user's lifetime
+        self.return_gap = np.zeros(n, np.float32)  # (B,) days between the user's last session and this one
         self.sessions = dynamics.Sessions(
             **{name: np.full(shape, fill, dtype) for name, (shape, dtype, fill) in session_layout(n, world, params).items()},
             exposure=np.zeros(n_items, np.float64),
             clicks=np.zeros(n_items, np.float64),
             highest_popularity=np.array([world.pop_prior.max()], np.float64),
+            taste=self.users.taste, consumed_categories=self.users.consumed_categories,
+            consumed_creators=self.users.consumed_creators,
         )
+        self._reset_users()  # a first reset without a seed finds the users ready
         self._kernel_args = (self.knobs, tuple(self.catalogue), tuple(self.sessions))
         self._all_active = np.ones(n, bool)
         self._no_gumbels = np.zeros((n, 0), np.float64)
@@ -157,25 +175,104 @@ class Simulator:
         self.exposure[:] = 0
         self.clicks[:] = 0
         self.sessions.highest_popularity[0] = self.world.pop_prior.max()
+        self._reset_users()
         self.reset_sessions(np.arange(self.n_sessions), users)
 
-    def reset_sessions(self, slots: np.ndarray, users: np.ndarray | None = None) -> None:
-        """Start new sessions in ``slots`` (int array) for ``users`` (default: uniform draws).
+    def _reset_users(self) -> None:
+        """v1: every user back to the world's state, first visits staggered by their session rates."""
+        if self.world.is_v1:
+            rates = self.params.session_rate * activity_levels(self.world)
+            reset_users(self.users, self.world.user_interest, rates,
+                        self.session_rng.standard_exponential(self.world.n_users) / rates)
 
-        Raises ``ValueError`` (state untouched) for a slot outside [0, B) or a user outside [0, U).
+    def reset_sessions(self, slots: np.ndarray, users: np.ndarray | None = None) -> None:
+        """Start new sessions in ``slots`` (int array) for ``users``. Default users: v0 uniform draws;
+        v1 session mode the users who return first (the platform clock, :func:`recgym.users.take_returning`);
+        v1 lifetime mode new lifetimes of uniformly drawn users not in another slot.
+
+        Raises ``ValueError`` (state untouched) for a slot outside [0, B) or a user outside [0, U)
+        (lifetime mode: or a user already in another slot).
         """
         slots = _index_array("slots", slots, self.n_sessions)
         rng = self.session_rng
-        if users is None:
-            users = rng.integers(0, self.world.n_users, size=slots.size)
-        else:
+        if users is not None:
             users = _index_array("users", users, self.world.n_users)
             if users.shape != slots.shape:
                 raise ValueError(f"users must match slots in shape {slots.shape}, got {users.shape}")
+        if self.world.is_v1 and self.params.episode == "lifetime":
+            users = self._new_lifetimes(slots, users)
+        elif self.world.is_v1:
+            users = self._returning_users(slots, users)
+        elif users is None:
+            users = rng.integers(0, self.world.n_users, size=slots.size)
         hours = rng.uniform(0, 24, size=slots.size)
         offsets = rng.normal(0, 0.1, size=slots.size)
         weekdays = rng.integers(0, 7, size=slots.size if self.world.is_v1 else 0)
-        dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets, weekdays)
+        self._start_sessions(slots, users, hours, offsets, weekdays)
+
+    def _start_sessions(self, slots: np.ndarray, users: np.ndarray, hours: np.ndarray, offsets: np.ndarray,
+                        weekdays: np.ndarray) -> None:
+        """The one call that starts sessions (a reset's and a lifetime's next): ``slots``, ``users``,
+        ``hours``, novelty ``offsets``, ``weekdays`` (N,) each (weekdays (0,) in v0)."""
+        dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets, weekdays, self._start_interest)
+
+    def _returning_users(self, slots: np.ndarray, users: np.ndarray | None) -> np.ndarray:
+        """Session mode (v1): ``users`` (default: the next in return order) start sessions now."""
+        start = np.empty(slots.size)
+        if users is None:
+            users = np.empty(slots.size, np.int64)
+            take_returning(self._users_args, users, start)
+        else:
+            start[:] = self.users.platform_day[0]
+            np.add.at(self.users.session_count, users, 1)
+        self.start_day[slots] = start
+        self.session_index[slots] = self.users.session_count[users] - 1
+        self.return_gap[slots] = 0
+        return users
+
+    def _new_lifetimes(self, slots: np.ndarray, users: np.ndarray | None) -> np.ndarray:
+        """Lifetime mode: ``users`` (default: uniform draws among the users in no other slot) start a
+        new lifetime (world state, day 0) in ``slots``."""
+        others = np.ones(self.n_sessions, bool)
+        others[slots] = False
+        busy = np.zeros(self.world.n_users, bool)
+        busy[self.user[others]] = True
+        if users is None:
+            users = free_users(self.session_rng.integers(0, self.world.n_users, size=slots.size), busy)
+        elif busy[users].any() or np.unique(users).size != users.size:
+            raise ValueError("lifetime episodes need distinct users, none of them in another slot")
+        restart_users(self._users_args, users, self.world.user_interest)
+        self.start_day[slots] = 0
+        self.session_index[slots] = 0
+        self.return_gap[slots] = 0
+        return users
+
+    def _between_sessions(self, slots: np.ndarray, flags: np.ndarray) -> None:
+        """The sessions in ``slots`` ended this step (v1): write back, draw the return gaps. Lifetime
+        mode: the user returns after the gap in the same slot (a new session, the episode goes on;
+        ``flags`` (3, B) are rewritten: not terminated, truncated at the lifetime horizon)."""
+        s, u, params = self.sessions, self.users, self.params
+        gaps = np.empty(slots.size)
+        end_sessions(self.knobs, self._users_args, slots, s.user, s.interest, s.reward_sum, s.step_count,
+                     self.start_day, self.session_rng.standard_exponential(slots.size), gaps)
+        if params.episode != "lifetime":
+            return
+        users = s.user[slots]
+        horizon = u.session_count[users] >= params.lifetime_sessions
+        if params.lifetime_days:
+            horizon |= u.next_return[users] >= params.lifetime_days
+        flags[1, slots] = False
+        flags[2, slots] = horizon
+        slots, users, gaps = slots[~horizon], users[~horizon], gaps[~horizon]
+        if slots.size:
+            hours_since_midnight = s.hour[slots] + 24.0 * gaps  # the user's clock when they return
+            weekdays = (s.weekday[slots] + hours_since_midnight // 24).astype(np.int64) % 7
+            u.session_count[users] += 1
+            self.start_day[slots] = u.next_return[users]
+            self.session_index[slots] = u.session_count[users] - 1
+            self.return_gap[slots] = gaps
+            offsets = self.session_rng.normal(0, 0.1, size=slots.size)
+            self._start_sessions(slots, users, hours_since_midnight % 24, offsets, weekdays)
 
     def novelty_propensity(self) -> np.ndarray:
         """(B,) current novelty-seeking propensity: static per-user value + session offset, in [0, 1]."""
@@ -237,6 +334,9 @@ class Simulator:
                                  *(observation[key] for key in ("signals", "popularity", "exposure", "hour", "weekday",
                                                                 "user_id")))
             self.world.user_features.take(self.user, axis=0, out=observation["user_features"])
+            if self.params.episode == "lifetime":
+                observation["session_index"][:, 0] = self.session_index
+                observation["return_gap"][:, 0] = self.return_gap
 
     # ------------------------------------------------------------------- step
     def validate_actions(self, actions: np.ndarray) -> np.ndarray:
@@ -293,7 +393,11 @@ class Simulator:
             *self._kernel_args, actions.reshape(n, -1), active, normals, uniforms, walk_bytes, gumbels,
             self._was_seen, consumed, rewards, flags, reason, signals,
         )
-        return StepResult(consumed, rewards[0], rewards[1], rewards[2], flags[0], flags[1], flags[2], reason, signals)
+        session_ended = flags[1] | flags[2]
+        if v1 and session_ended.any():
+            self._between_sessions(np.flatnonzero(session_ended), flags)
+        return StepResult(consumed, rewards[0], rewards[1], rewards[2], flags[0], flags[1], flags[2], reason, signals,
+                          session_ended)
 
     def _random_bytes(self, rows: int, columns: int) -> np.ndarray:
         """(rows, columns) uint8 uniform random bytes from the step generator's raw 64-bit output
@@ -358,6 +462,7 @@ def session_layout(n_sessions: int, world: World, params: SimParams) -> dict[str
         "recent_popularity": ((n, buffer_len if world.is_v1 else 0), np.float32, 0),
         "recent_exposure": ((n, buffer_len if world.is_v1 else 0), np.float32, 0),
         "weekday": ((n if world.is_v1 else 0,), np.int8, 0),
+        "reward_sum": ((n if world.is_v1 else 0,), np.float32, 0),
         # A bit per item (416 bytes per session on KuaiRec): 1.7 MB at B = 4,096 stays in cache, a
         # bool (B, I) table (13.6 MB) did not, and a new session clears its row in one short memset.
         "seen": ((n, -(-world.n_items // 8)) if params.no_repeat else (0, 0), np.uint8, 0),
@@ -373,7 +478,7 @@ def check_version(world: World, params: SimParams) -> None:
                              "(v1 slates are not implemented yet)")
         return
     defaults = SimParams()
-    changed = [name for name in V1_KNOBS if getattr(params, name) != getattr(defaults, name)]
+    changed = [name for name in V1_KNOBS + USERS_KNOBS if getattr(params, name) != getattr(defaults, name)]
     if changed:
         raise ValueError(f"{', '.join(changed)}: v1 knob(s), but {world.name!r} is a v0 world; use a v1 world "
                          "(recgym/KuaiRec-v1, KuaiRand-v1, Synthetic-v1)")
@@ -398,6 +503,8 @@ def observation_layout(n_sessions: int, world: World, params: SimParams) -> dict
             "user_id": ((n, 1), np.int64),
             "user_features": ((n, world.user_features.shape[1]), np.float32),
         })
+        if params.episode == "lifetime":
+            layout.update({"session_index": ((n, 1), np.int64), "return_gap": ((n, 1), np.float32)})
     return layout
 
 
@@ -417,7 +524,11 @@ def memory_need(n_sessions: int, world: World, params: SimParams) -> int:
     step = array_bytes((n, slate), np.int64) + array_bytes((n, slate), np.float64) + array_bytes(
         (n, dynamics.NORMALS_PER_SESSION + world.embed_dim), np.float32)
     mask = array_bytes((n, world.n_items), bool)
-    return state + catalogue + observations + step + mask
+    users = 0 if not world.is_v1 else sum(  # the persistent per-user state (recgym.users) and its (B,) clocks
+        array_bytes(shape, dtype) for shape, dtype in
+        users_layout(world.n_users, world.embed_dim, world.n_categories, world.n_creators).values()
+    ) + array_bytes((n, 3), np.float64)
+    return state + catalogue + observations + step + mask + users
 
 
 def _index_array(name: str, values: np.ndarray, size: int) -> np.ndarray:

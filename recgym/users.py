@@ -18,9 +18,9 @@ the step) adds ``taste_weight * mean over the item's categories of taste_u,c`` t
 consumed item raises its categories' taste by ``taste_rate * enjoyment * (1 - taste_u,c)``.
 
 Platform order (session mode): every user is in one indexed min-heap keyed by ``next_return``; a new
-session slot takes the user who returns first, the platform clock moves to that time, and the user is
-re-queued one base-rate gap later (so with more slots than users a user may hold two sessions) until
-their session's end sets the satisfaction-dependent return.
+session slot takes the user who returns first and the platform clock moves to that time; the user
+waits behind every user not in a session until their session's end sets the satisfaction-dependent
+return (so a user holds two sessions at once only when every user is in one: more slots than users).
 """
 
 from __future__ import annotations
@@ -51,12 +51,14 @@ class Users(NamedTuple):
         user has ever consumed an item of: creator k is bit ``k & 7`` of byte ``k >> 3`` (see
         :func:`creator_consumed`). 1 bit per creator: 1,156 bytes per user on KuaiRand (9,243 creators).
     next_return: (U,) float64 day (on the platform clock; in lifetime mode the user's own clock since
-        the lifetime began) at which the user next opens the app.
+        the lifetime began) at which the user next opens the app; session mode: ``IN_SESSION`` + the
+        platform's serial number of the session while the user is in a session.
     session_count: (U,) int32 sessions the user has started.
     session_rate: (U,) float32 the user's base sessions per day: ``session_rate`` x activity (static).
     return_queue: (U,) int64 the users as a min-heap on (next_return, user id): index 0 returns first.
     queue_position: (U,) int64 each user's index in ``return_queue``.
     platform_day: (1,) float64 the platform clock in session mode: the latest return served.
+    sessions_served: (1,) int64 sessions the platform has started (session mode): orders the users in a session.
     """
 
     long_term_interest: np.ndarray
@@ -69,6 +71,7 @@ class Users(NamedTuple):
     return_queue: np.ndarray
     queue_position: np.ndarray
     platform_day: np.ndarray
+    sessions_served: np.ndarray
 
 
 def users_layout(n_users: int, embed_dim: int, n_categories: int, n_creators: int) -> dict[str, tuple[tuple[int, ...], type]]:
@@ -86,6 +89,7 @@ def users_layout(n_users: int, embed_dim: int, n_categories: int, n_creators: in
         "return_queue": ((u,), np.int64),
         "queue_position": ((u,), np.int64),
         "platform_day": ((1,), np.float64),
+        "sessions_served": ((1,), np.int64),
     }
 
 
@@ -99,7 +103,7 @@ def bytes_per_user(embed_dim: int, n_categories: int, n_creators: int) -> int:
     """Bytes of persistent state per user (the :class:`Users` row)."""
     layout = users_layout(1, embed_dim, n_categories, n_creators)
     return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for name, (shape, dtype) in layout.items()
-               if name != "platform_day")
+               if name not in ("platform_day", "sessions_served"))
 
 
 #: Relative session rate of each KuaiRand ``user_active_degree`` (:data:`recgym.loaders.ACTIVE_DEGREES`):
@@ -127,7 +131,7 @@ def reset_users(users: Users, interest: np.ndarray, session_rate: np.ndarray, fi
     The platform clock restarts at 0 and the return queue is rebuilt."""
     users.long_term_interest[:] = interest
     for array in (users.taste, users.consumed_categories, users.consumed_creators, users.session_count,
-                  users.platform_day):
+                  users.platform_day, users.sessions_served):
         array[:] = 0
     users.session_rate[:] = session_rate
     users.next_return[:] = first_return
@@ -171,6 +175,10 @@ def record_consumption(
 
 
 # ------------------------------------------------------------------ the return queue (an indexed min-heap)
+#: Queue key offset of a user in a session: after every user who is not (returns are days, < 1e12).
+IN_SESSION = 1e12
+
+
 @njit(cache=True, inline="always")
 def returns_before(keys: np.ndarray, a: int, b: int) -> bool:
     """Whether user ``a`` returns before user ``b`` (ties: the lower id first, so the order is total)."""
@@ -206,19 +214,22 @@ def requeue(queue: np.ndarray, position: np.ndarray, keys: np.ndarray, user: int
 
 # ------------------------------------------------------------------ between sessions (batch kernels)
 @njit(cache=True, _nrt=False)
-def take_returning(users: tuple, unit_gaps: np.ndarray, chosen: np.ndarray, start_day: np.ndarray) -> None:
+def take_returning(users: tuple, chosen: np.ndarray, start_day: np.ndarray) -> None:
     """Session mode: the next ``chosen.shape[0]`` users in return order. Fills ``chosen`` (N,) int64
-    and ``start_day`` (N,) float64 (the platform clock, advanced to each return). Each chosen user
-    starts a session (``session_count``) and is re-queued ``unit_gaps`` (N,) Exponential(1) / rate
-    days later, until the session's end (:func:`end_sessions`) sets the real return."""
+    and ``start_day`` (N,) float64 (the platform clock, advanced to each return). A chosen user
+    starts a session (``session_count``) and waits in the queue at ``IN_SESSION`` + the platform's
+    session serial number until the session's end (:func:`end_sessions`) sets the real return: with
+    every user in a session (more slots than users), the one whose session began first opens a second."""
     u = Users(*users)
     for n in range(chosen.shape[0]):
         user = u.return_queue[0]
-        u.platform_day[0] = max(u.platform_day[0], u.next_return[user])
+        if u.next_return[user] < IN_SESSION:
+            u.platform_day[0] = max(u.platform_day[0], u.next_return[user])
         chosen[n] = user
         start_day[n] = u.platform_day[0]
         u.session_count[user] += 1
-        u.next_return[user] = u.platform_day[0] + unit_gaps[n] / u.session_rate[user]
+        u.sessions_served[0] += 1
+        u.next_return[user] = IN_SESSION + u.sessions_served[0]
         requeue(u.return_queue, u.queue_position, u.next_return, user)
 
 
@@ -263,7 +274,8 @@ def restart_users(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> Non
     u = Users(*users)
     for n in range(chosen.shape[0]):
         user = chosen[n]
-        u.long_term_interest[user] = interest[user]
+        for d in range(interest.shape[1]):
+            u.long_term_interest[user, d] = interest[user, d]
         u.taste[user] = 0
         u.consumed_categories[user] = 0
         u.consumed_creators[user] = 0

@@ -44,6 +44,8 @@ def reference_tables(sim: Simulator) -> dict[str, np.ndarray]:
     """(B, I) satisfaction, familiarity, popularity score, P(click) and E[observed reward], in numpy."""
     p, world = sim.params, sim.world
     base, terms = reference_utility(sim)
+    cats = world.item_cats.astype(np.float64)  # acquired taste (recgym.users): mean over the item's categories
+    terms = terms + p.taste_weight * (sim.users.taste[sim.user] @ cats.T) / np.maximum(cats.sum(axis=1), 1)
     quality = np.exp(world.quality_weight * world.item_quality - world.quality_weight ** 2 / 2)
     sat = np.minimum(world.reward_max * sigmoid(base + terms) * quality, p.watch_max)
     recent = sim.recent_items[:, -p.history_len:]

@@ -12,6 +12,8 @@ from recgym.envs.recsys import RecSysEnv
 from recgym.envs.vector import RecSysVectorEnv
 
 POPULATION_ID = "recgym/Population-v0"
+#: Users who come back (recgym.users) on a v1 world: module ``recgym.envs.population_v1``.
+POPULATION_V1_ID = "recgym/Population-v1"
 
 
 def register_envs() -> None:
@@ -34,8 +36,9 @@ def register_envs() -> None:
 
     registries = {"parallel": (pettingzoo.parallel_registry, "parallel_env"), "aec": (pettingzoo.aec_registry, "env")}
     for env_type, (registry, entry_point) in registries.items():
-        if POPULATION_ID not in registry:
-            pettingzoo.register(env_type, POPULATION_ID, entry_point=f"recgym.envs.population_v0:{entry_point}")
+        for population_id, module in ((POPULATION_ID, "population_v0"), (POPULATION_V1_ID, "population_v1")):
+            if population_id not in registry:
+                pettingzoo.register(env_type, population_id, entry_point=f"recgym.envs.{module}:{entry_point}")
 
 
 __all__ = ["ENV_IDS", "FITTED_ID", "POPULATION_ID", "RecSysEnv", "RecSysVectorEnv", "register_envs"]

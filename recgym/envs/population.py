@@ -81,6 +81,14 @@ class PopulationEnv(ParallelEnv):
     The episode ends after ``max_cycles`` platform steps (all live users ``truncated``) or when
     no user is left.
 
+    **Returning users** (v1 worlds, ``recgym/Population-v1``): users persist across sessions
+    (:mod:`recgym.users`: drifted interest, acquired taste, long-term history), and an arriving agent
+    is the user whose return time comes first on the platform clock (a session's end sets its user's
+    return: sooner after a satisfying session), so the same user comes back as a new agent (its
+    ``user_id`` and ``session_index``, the user's count of sessions, in the arrival info). v0 worlds draw
+    arriving users uniformly. Lifetime episodes (``episode="lifetime"``) are single-user episodes:
+    refused here.
+
     **Spaces** per agent are those of :class:`recgym.envs.recsys.RecSysEnv` (one shared object).
 
     **Coupling.** All users share the simulator's item ``exposure``/``clicks``/``popularity``;
@@ -95,7 +103,7 @@ class PopulationEnv(ParallelEnv):
     the ``n_users + max_arrivals`` names of ``possible_agents`` must fit in this machine's memory,
     else a one-line ``ValueError`` says how much they would need.
 
-    **Infos** per agent: ``user_id``, and after acting ``item``, ``true_reward``,
+    **Infos** per agent: ``user_id`` (v1: and ``session_index`` on arrival), and after acting ``item``, ``true_reward``,
     ``observed_feedback``, ``repeated``, ``leave_reason``; ``action_mask`` (n_items,) int8 in the NX
     modes (1 = may be recommended; the dtype gymnasium's ``Discrete.sample(mask=...)`` takes);
     and, from ``step`` only, ``platform`` (one dict shared by all agents of the step):
@@ -135,6 +143,9 @@ class PopulationEnv(ParallelEnv):
             max_arrivals = check_count("max_arrivals", max_arrivals, 0)
             request = f"n_users={n_users} + max_arrivals={max_arrivals}"
         self.sim = build_simulator(n_users, world, data_dir, world_options, count_name="n_users", **options)
+        if self.sim.params.episode != "session":
+            raise ValueError(f"episode={self.sim.params.episode!r}: the population's agents are sessions "
+                             "(episode='session'); lifetime episodes are single-user (RecSysEnv, the vector env)")
         n_names = n_users + max_arrivals  # checked before the names are made
         check_memory(request, n_names * (sys.getsizeof(f"user_{n_names - 1}") + NAME_OVERHEAD_BYTES),
                      f"names for its {n_names:,} possible_agents")
@@ -275,7 +286,7 @@ class PopulationEnv(ParallelEnv):
         if self.arrival_rate > 0 and empty.all() and not arriving.any():
             arriving[0] = True
         slots = np.flatnonzero(arriving)[:remaining]
-        self.sim.reset_sessions(slots, users[slots])
+        self.sim.reset_sessions(slots, None if self.world.is_v1 else users[slots])  # v1: in return order
         self._slot_agent[slots] = self._next_agent + np.arange(slots.size)
         self._next_agent += slots.size
         return slots
@@ -301,6 +312,9 @@ class PopulationEnv(ParallelEnv):
 
     def _arrival_infos(self, slots: np.ndarray, **extra: Any) -> list[dict[str, Any]]:
         infos = [{"user_id": user, **extra} for user in self.sim.user[slots].tolist()]
+        if self.world.is_v1:
+            for info, index in zip(infos, self.sim.session_index[slots].tolist()):
+                info["session_index"] = index
         masks = self._action_masks(slots)
         if masks is not None:
             for info, mask in zip(infos, masks):

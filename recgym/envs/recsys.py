@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+from gymnasium import spaces
 import numpy as np
 from gymnasium.error import ResetNeeded
 
 from recgym.dynamics import LEAVE_REASONS
 from recgym.envs.core import RegisteredSpec, build_simulator, has_reset_option, session_spaces
-from recgym.params import SIGNALS
+from recgym.params import SIGNALS, SimParams
 from recgym.world import World
 
 
@@ -86,6 +87,19 @@ class RecSysEnv(RegisteredSpec, gym.Env):
     runs 50 steps). Stepping before ``reset`` or after the episode ended raises
     ``gymnasium.error.ResetNeeded``.
 
+    **Lifetime episodes** (v1 ids, ``episode="lifetime"``): one episode is one user's sequence of
+    sessions. When a session ends (a leave rule or ``max_turn``) the episode goes on: the user returns
+    after a gap (days, :mod:`recgym.users`: shorter after satisfying sessions) to a new session in the
+    same episode, and the observation adds ``session_index`` (1,) int64 (0, 1, ...) and ``return_gap``
+    (1,) float32 (days before this session; 0 for the first). No reward accrues between sessions (the
+    step that ends a session returns its last item's reward and the next session's first observation;
+    ``info["session_ended"]`` marks it). The episode is ``truncated`` at the horizon:
+    ``lifetime_sessions`` sessions (default 20) or a return after ``lifetime_days`` days (``0``: no day
+    limit); it never terminates. ``reset()`` starts a new lifetime (the user's taste, history and
+    interest back to the world's). ``env.spec.max_episode_steps`` still reports ``max_turn`` (a session's cap).
+    In session mode (default) a new session takes the user who returns first on the platform clock,
+    so satisfied users come back more often; they keep their drifted interest and acquired taste.
+
     ## Arguments
 
     ``gym.make("recgym/KuaiRec-v0", mode="NX_0", max_turn=30, ...)``: every
@@ -120,6 +134,12 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       reward); v0's additive ``popularity_noise`` / ``exposure_bias`` are off; popularity counts
       logged clicks; the observation adds the logged signals, popularity, exposure, clock, user id
       and features. Single items only (v1 slates not yet implemented).
+    * v1, 2026-12-01, issue #17 (users over time, :mod:`recgym.users`): users persist across sessions
+      (drifted interest kept, ``interest_memory``; acquired taste per category enters the utility,
+      ``taste_weight`` / ``taste_rate``; long-term consumed categories and creators); a session's end
+      draws the return gap from a satisfaction-dependent rate (``session_rate`` x activity,
+      ``retention_weight``), and new sessions take users in order of return (they were uniform draws):
+      a seed's v1 trajectories differ from earlier commits. ``episode="lifetime"`` (see above).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -136,7 +156,7 @@ class RecSysEnv(RegisteredSpec, gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.sim = build_simulator(1, world, data_dir, world_options, **options)
         self.world, self.params = self.sim.world, self.sim.params
-        self.observation_space, self.action_space = session_spaces(self.world, self.params)
+        self.observation_space, self.action_space = episode_spaces(self.world, self.params)
         self.render_mode = render_mode
         self._last_info: dict[str, Any] = {}
         self._ended = True  # no session until reset
@@ -172,6 +192,8 @@ class RecSysEnv(RegisteredSpec, gym.Env):
         }
         if self.world.is_v1:
             self._last_info["signals"] = dict(zip(SIGNALS, result.signals[:, 0].tolist()))
+        if self.params.episode == "lifetime":
+            self._last_info["session_ended"] = bool(result.session_ended[0])
         return self._obs(), float(result.reward[0]), terminated, truncated, self._info()
 
     def action_masks(self) -> np.ndarray:
@@ -214,3 +236,17 @@ def _user_option(options: dict[str, Any] | None, n_users: int) -> int | None:
     if isinstance(user, bool) or not isinstance(user, (int, np.integer)) or not 0 <= user < n_users:
         raise ValueError(f"reset option user_id must be an integer in [0, {n_users - 1}], got {user!r}")
     return int(user)
+
+
+def episode_spaces(world: World, params: SimParams) -> tuple[spaces.Dict, spaces.Space]:
+    """Observation and action space of one episode: :func:`recgym.envs.core.session_spaces`, plus in
+    lifetime mode ``session_index`` (1,) int64 in [0, lifetime_sessions - 1] and ``return_gap`` (1,)
+    float32 days in [0, inf)."""
+    observation, action = session_spaces(world, params)
+    if params.episode == "lifetime":
+        observation = spaces.Dict({
+            **observation.spaces,
+            "session_index": spaces.Box(0, params.lifetime_sessions - 1, shape=(1,), dtype=np.int64),
+            "return_gap": spaces.Box(0.0, np.inf, shape=(1,), dtype=np.float32),
+        })
+    return observation, action

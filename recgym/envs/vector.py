@@ -10,7 +10,8 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs.core import RegisteredSpec, build_simulator, has_reset_option, session_spaces
+from recgym.envs.core import RegisteredSpec, build_simulator, has_reset_option
+from recgym.envs.recsys import episode_spaces
 from recgym.world import World
 
 #: The per-step infos, arrays of B (each with its ``_key`` mask); SAME_STEP repeats them in ``final_info``.
@@ -54,7 +55,14 @@ class RecSysVectorEnv(RegisteredSpec, VectorEnv):
 
     **Infos** (arrays of B, each with its ``_key`` mask): ``true_reward``, ``observed_feedback``,
     ``leave_reason`` (int code, see :data:`recgym.dynamics.LEAVE_REASONS`), ``user_id`` (the user
-    who received the step); v1 ids add ``signals`` (B, 8), the logged signals (:data:`recgym.params.SIGNALS`).
+    who received the step); v1 ids add ``signals`` (B, 8), the logged signals (:data:`recgym.params.SIGNALS`);
+    ``episode="lifetime"`` adds ``session_ended`` (B,) bool.
+
+    **Episodes** (v1 ids): ``episode="session"`` (default): each row is one session, and a new session
+    takes the user who returns first on the platform clock (:mod:`recgym.users`). ``episode="lifetime"``:
+    each row is one user's lifetime of sessions (see :class:`recgym.envs.recsys.RecSysEnv`); an ended
+    lifetime restarts as a new user's (autoreset), never a user held by another row, so
+    ``num_envs`` may not exceed the world's users.
 
     **Action masks** (NX modes): :meth:`action_masks` returns the (B, n_items) int8 mask on demand
     (1 = may be recommended), so ``venv.action_space.sample(mask=tuple(venv.action_masks()))`` samples
@@ -98,7 +106,7 @@ class RecSysVectorEnv(RegisteredSpec, VectorEnv):
             raise ValueError(f"max_episode_steps={max_episode_steps!r} differs from max_turn={self.params.max_turn}: "
                              f"sessions end at max_turn; set the limit with max_turn")
         self.num_envs = self.sim.n_sessions
-        self.single_observation_space, self.single_action_space = session_spaces(self.world, self.params)
+        self.single_observation_space, self.single_action_space = episode_spaces(self.world, self.params)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
@@ -155,6 +163,8 @@ class RecSysVectorEnv(RegisteredSpec, VectorEnv):
             infos[f"_{key}"] = every_row
         if self.world.is_v1:  # (B, 8) the logged signals, columns in recgym.params.SIGNALS order
             infos["signals"], infos["_signals"] = result.signals.T, every_row
+        if self.params.episode == "lifetime":  # (B,) a user's session ended (the lifetime goes on)
+            infos["session_ended"], infos["_session_ended"] = result.session_ended, every_row
         if autoreset is AutoresetMode.NEXT_STEP:
             self._ended = done
         elif autoreset is AutoresetMode.DISABLED:

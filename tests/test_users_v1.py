@@ -1,0 +1,291 @@
+"""Users over time (issue #17, recgym.users): persistent users, lifetime episodes, return gaps,
+acquired taste, the platform's return order, the v1 population, the knobs' errors and a small soak."""
+
+from __future__ import annotations
+
+import dataclasses
+import tracemalloc
+
+import gymnasium as gym
+import numpy as np
+import pettingzoo
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from pettingzoo.test import parallel_api_test
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import recgym  # noqa: F401  (registers the ids)
+from recgym import users as user_model
+from recgym.envs import population_v1
+from recgym.envs.sb3 import SB3VecEnv
+from recgym.params import V1_DEFAULTS, SimParams
+from recgym.simulator import Simulator
+from recgym.world_v1 import kuairand_user_features, resolve_world_v1
+
+SYNTHETIC = "recgym/Synthetic-v1"
+LIFETIME = dict(episode="lifetime", lifetime_sessions=4, max_turn=5)
+
+
+def synthetic_sim(n_sessions: int, seed: int = 0, **options) -> Simulator:
+    world = resolve_world_v1("synthetic-v1")
+    sim = Simulator(world, SimParams.from_kwargs(**{**V1_DEFAULTS, **options}), n_sessions, seed=seed)
+    sim.reset(seed)
+    return sim
+
+
+def run(sim: Simulator, steps: int, seed: int = 0) -> list:
+    """``steps`` uniform-random unseen items; [(users (B,) served, step result)] (ended sessions restart
+    in session mode)."""
+    rng, out = np.random.default_rng(seed), []
+    for _ in range(steps):
+        mask, users = sim.action_mask(), sim.user.copy()
+        result = sim.step(np.where(mask, rng.random(mask.shape), -1).argmax(axis=1))
+        out.append((users, result))
+        if sim.params.episode == "session":
+            sim.reset_sessions(np.flatnonzero(result.session_ended))
+    return out
+
+
+# ------------------------------------------------------------------ the per-user state
+def test_long_term_history_records_every_consumed_category_and_creator():
+    sim = synthetic_sim(16, taste_rate=0.0)
+    world, users = sim.world, sim.users
+    expected = np.zeros_like(users.consumed_categories)
+    creators = np.zeros((world.n_users, world.n_creators), bool)
+    for served, result in run(sim, 40):
+        np.add.at(expected, served, world.item_cats[result.consumed].astype(np.int32))
+        creators[served, world.item_creator[result.consumed]] = True
+    np.testing.assert_array_equal(users.consumed_categories, expected)
+    assert expected.sum() > 640  # 640 items consumed, 1-3 categories each
+    bits = np.unpackbits(users.consumed_creators, axis=1, bitorder="little")[:, :world.n_creators].astype(bool)
+    np.testing.assert_array_equal(bits, creators)
+    assert all(user_model.creator_consumed(users.consumed_creators, u, c) == creators[u, c]
+               for u in range(0, world.n_users, 37) for c in range(0, world.n_creators, 7))
+    assert users.taste.max() == 0  # taste_rate=0: the taste control
+
+
+def test_drift_persists_between_sessions_and_its_control_restarts_from_the_world():
+    for memory in (1.0, 0.0):
+        sim = synthetic_sim(1, **LIFETIME, interest_memory=memory)
+        user = int(sim.user[0])
+        while True:
+            result = sim.step(np.array([int(np.argmax(sim.expected_reward()[0]))]))
+            if result.session_ended[0]:
+                break
+        drifted = sim.users.long_term_interest[user]
+        if memory:
+            np.testing.assert_allclose(drifted, sim.interest[0], atol=1e-6)  # next session starts there
+            assert np.abs(drifted - sim.world.user_interest[user]).max() > 0.01  # ~0.03 after 5 steps
+        else:
+            np.testing.assert_array_equal(drifted, sim.world.user_interest[user])
+            np.testing.assert_array_equal(sim.interest[0], sim.world.user_interest[user])
+
+
+def test_acquired_taste_raises_the_appeal_of_the_consumed_neighbourhood():
+    sim = synthetic_sim(1, **LIFETIME)
+    base = sim.expected_reward()[0].copy()
+    in_category = sim.world.item_cats[:, 0]
+    sim.users.taste[sim.user[0], 0] = 0.8
+    lifted = sim.expected_reward()[0]
+    assert (lifted[in_category] > base[in_category]).all() and in_category.sum() > 20
+    np.testing.assert_array_equal(lifted[~in_category], base[~in_category])
+    off = synthetic_sim(1, **LIFETIME, taste_weight=0.0)  # the control: taste is recorded, but has no effect
+    off.users.taste[off.user[0], 0] = 0.8
+    np.testing.assert_array_equal(off.expected_reward()[0], base)
+
+
+def test_taste_grows_with_satisfied_consumption():
+    sim = synthetic_sim(8, taste_rate=0.1)
+    run(sim, 30)
+    taste, consumed = sim.users.taste, sim.users.consumed_categories > 0
+    assert (taste[~consumed] == 0).all() and taste.max() < 1
+    assert (taste[consumed] > 0).mean() > 0.9  # an item enjoyed 0 (a repeat, a zero draw) adds no taste
+    assert 0.02 < taste[consumed].mean() < 0.3
+
+
+# ------------------------------------------------------------------ returns
+def test_return_gap_shrinks_with_satisfaction_as_the_hazard_says():
+    n, gaps = 200, {}
+    for weight in (1.0, 0.0):
+        sim = synthetic_sim(n, retention_weight=weight, retention_reference=1.0)
+        sim.users.session_rate[:] = 1.0
+        for satisfaction in (0.0, 2.0):
+            sim.sessions.reward_sum[:] = satisfaction * 10
+            sim.sessions.step_count[:] = 10
+            out = np.empty(n)
+            unit = np.random.default_rng(1).standard_exponential(n)
+            user_model.end_sessions(sim.knobs, sim._users_args, np.arange(n), sim.user, sim.interest,
+                                    sim.sessions.reward_sum, sim.sessions.step_count, sim.start_day, unit, out)
+            gaps[weight, satisfaction] = out
+    # the same unit draws: mean satisfaction 2 vs 0 divides the gap by exp(retention_weight * 2) = 7.39
+    np.testing.assert_allclose(gaps[1.0, 0.0] / gaps[1.0, 2.0], np.exp(2.0), rtol=1e-5)
+    np.testing.assert_allclose(gaps[1.0, 0.0], np.random.default_rng(1).standard_exponential(n) * np.e, rtol=1e-5)
+    np.testing.assert_array_equal(gaps[0.0, 0.0], gaps[0.0, 2.0])  # the control ignores satisfaction
+
+
+def test_session_mode_serves_users_in_order_of_return():
+    sim = synthetic_sim(8)
+    clock = [sim.users.platform_day[0]]
+    for _ in range(30):
+        result = sim.step(sim.expected_reward().argmax(axis=1))
+        ended = np.flatnonzero(result.session_ended)
+        before = sim.users.next_return.copy()
+        sim.reset_sessions(ended)
+        if ended.size:  # the users served are the first to return, and the clock moves to their returns
+            served = sim.user[ended]
+            np.testing.assert_array_equal(sim.start_day[ended], np.sort(before[served]).clip(clock[-1]))
+            waiting = np.setdiff1d(np.arange(sim.world.n_users), served)
+            assert before[served].max() <= before[waiting].min()
+            clock.append(sim.users.platform_day[0])
+    assert np.all(np.diff(clock) >= 0) and len(clock) > 10 and clock[-1] > clock[0]
+
+
+def test_kuairand_activity_degrees_set_the_session_rates():
+    features = kuairand_user_features()
+    world = type("FeaturesOnly", (), {"user_features": features})()
+    rates = user_model.activity_levels(world)
+    degree = features[:, :9].argmax(axis=1)
+    assert rates[degree == 0].min() == rates[degree == 0].max() == 1.5  # full_active
+    assert rates[degree == 3].max() == 0.3  # low_active
+    assert 1.2 < rates.mean() < 1.4  # 66% of KuaiRand-Pure's users are full_active
+
+
+# ------------------------------------------------------------------ lifetime episodes
+def test_lifetime_episode_runs_its_sessions_and_truncates_at_the_horizon():
+    env = gym.make(SYNTHETIC, **LIFETIME)
+    obs, info = env.reset(seed=3)
+    assert obs["session_index"][0] == 0 and obs["return_gap"][0] == 0
+    sessions, steps = [0], 0
+    while True:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask=info["action_mask"]))
+        steps += 1
+        assert not terminated
+        if info["session_ended"] and not truncated:
+            assert obs["session_index"][0] == sessions[-1] + 1 and obs["return_gap"][0] > 0
+            assert obs["step"][0] == 0 and (obs["item_ids"] == -1).all()  # a new session's empty history
+            sessions.append(int(obs["session_index"][0]))
+        if truncated:
+            break
+    assert sessions == [0, 1, 2, 3] and 4 <= steps <= 20  # 4 sessions of at most max_turn=5 steps
+
+
+def test_lifetime_days_horizon():
+    sim = synthetic_sim(50, episode="lifetime", lifetime_sessions=1000, lifetime_days=5.0, max_turn=3)
+    alive, steps = np.ones(50, bool), 0
+    while alive.any():
+        result = sim.step(np.zeros(50, np.int64), active=alive)
+        alive &= ~result.truncated
+        steps += 1
+    counts = sim.users.session_count[sim.user]
+    assert (sim.users.next_return[sim.user] >= 5.0).all()
+    assert 2 < counts.mean() < 15  # ~1 session a day (activity-weighted) for 5 days
+
+
+@pytest.mark.parametrize("episode", ["session", "lifetime"])
+def test_both_checkers_and_the_sb3_adapter_on_both_shapes(episode):
+    options = dict(episode=episode, lifetime_sessions=3, max_turn=5)
+    gym_check_env(gym.make(SYNTHETIC, **options).unwrapped, skip_render_check=True)
+    sb3_check_env(gym.make(SYNTHETIC, **options))
+    venv = gym.make_vec(SYNTHETIC, num_envs=6, vectorization_mode="vector_entry_point", **options)
+    venv.reset(seed=0)
+    for _ in range(40):
+        observation, reward, terminated, truncated, infos = venv.step(venv.action_space.sample())
+    assert venv.observation_space.contains(observation)
+    assert ("session_ended" in infos) == (episode == "lifetime")
+    adapter = SB3VecEnv(gym.make_vec(SYNTHETIC, num_envs=4, vectorization_mode="vector_entry_point",
+                                     autoreset_mode="SameStep", **options))
+    adapter.reset()
+    for _ in range(40):
+        adapter.step_async(np.zeros(4, np.int64))
+        adapter.step_wait()
+
+
+def lifetime_trajectory(seed: int) -> list:
+    env = gym.make(SYNTHETIC, **LIFETIME)
+    env.action_space.seed(seed)
+    obs, info = env.reset(seed=seed)
+    out = []
+    for _ in range(40):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask=info["action_mask"]))
+        out.append((reward, info["true_reward"], obs["return_gap"].tobytes(), obs["session_index"].tobytes()))
+        if terminated or truncated:
+            obs, info = env.reset()
+    return out
+
+
+def test_same_seed_same_lifetime_trajectory():
+    first = lifetime_trajectory(4)
+    assert first == lifetime_trajectory(4)
+    assert first != lifetime_trajectory(5)
+
+
+# ------------------------------------------------------------------ population
+def test_population_v1_passes_the_parallel_api_test_and_users_come_back():
+    parallel_api_test(population_v1.parallel_env(world="synthetic-v1", n_users=4, max_cycles=30, max_turn=5),
+                      num_cycles=60)
+    assert "recgym/Population-v1" in pettingzoo.parallel_registry
+    env = population_v1.parallel_env(world="synthetic-v1", n_users=16, max_cycles=60, max_turn=5)
+    observations, infos = env.reset(seed=0)
+    seen, returns = {info["user_id"] for info in infos.values()}, 0
+    while env.agents:
+        _, _, _, _, infos = env.step({agent: 0 for agent in env.agents})
+        for info in infos.values():
+            if "session_index" in info:
+                returns += info["session_index"] > 0 and info["user_id"] in seen
+                seen.add(info["user_id"])
+    assert returns > 0  # the same users come back as new agents
+    with pytest.raises(ValueError, match="Population-v1 needs a v1 world"):
+        population_v1.parallel_env(world="synthetic")
+    with pytest.raises(ValueError, match="episode='lifetime'"):
+        population_v1.parallel_env(world="synthetic-v1", episode="lifetime")
+
+
+# ------------------------------------------------------------------ knobs
+@pytest.mark.parametrize("option, value, message", [
+    ("episode", "forever", r"episode must be one of \['session', 'lifetime'\], got 'forever'"),
+    ("lifetime_sessions", 0, r"lifetime_sessions must be in \[1, 100000\], got 0"),
+    ("lifetime_days", -1.0, r"lifetime_days must be in \[0.0, 1000000.0\], got -1.0"),
+    ("interest_memory", 1.5, r"interest_memory must be in \[0.0, 1.0\], got 1.5"),
+    ("taste_weight", -0.1, r"taste_weight must be in \[0.0, 100.0\], got -0.1"),
+    ("taste_rate", 2.0, r"taste_rate must be in \[0.0, 1.0\], got 2.0"),
+    ("session_rate", 0.0, r"session_rate must be in \[0.001, 1000.0\], got 0.0"),
+    ("retention_weight", float("nan"), "retention_weight must be finite, got nan"),
+    ("retention_reference", -1.0, r"retention_reference must be in \[0.0, 1000.0\], got -1.0"),
+])
+def test_bad_knobs_are_one_line_errors(option, value, message):
+    with pytest.raises(ValueError, match=message) as error:
+        gym.make(SYNTHETIC, **{option: value})
+    assert "\n" not in str(error.value)
+
+
+def test_v0_refuses_the_knobs_and_lifetime_needs_enough_users():
+    with pytest.raises(ValueError, match="episode: v1 knob"):
+        gym.make("recgym/Synthetic-v0", episode="lifetime")
+    with pytest.raises(ValueError, match="num_envs=201: a lifetime episode holds one user per slot"):
+        gym.make_vec(SYNTHETIC, num_envs=201, vectorization_mode="vector_entry_point", episode="lifetime")
+    sim = synthetic_sim(2, **LIFETIME)
+    state = sim.users.session_count.copy()
+    with pytest.raises(ValueError, match="distinct users"):
+        sim.reset_sessions(np.array([0, 1]), np.array([5, 5]))
+    np.testing.assert_array_equal(sim.users.session_count, state)
+
+
+# ------------------------------------------------------------------ soak
+def test_lifetimes_do_not_grow_memory_beyond_the_per_user_state():
+    world = resolve_world_v1("synthetic-v1", n_users=400)
+    venv = gym.make_vec(SYNTHETIC, num_envs=200, vectorization_mode="vector_entry_point",
+                        world_options={"n_users": 400}, episode="lifetime", lifetime_sessions=10, max_turn=5)
+    venv.reset(seed=0)
+    actions = np.zeros(200, np.int64)
+    for _ in range(60):  # warm-up: every kernel compiled, every buffer allocated
+        venv.step(actions)
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    lifetimes = 0
+    for _ in range(400):
+        *_, truncated, _ = venv.step(actions)
+        lifetimes += int(truncated.sum())
+    growth = tracemalloc.get_traced_memory()[0] - start
+    tracemalloc.stop()
+    assert lifetimes > 400 and world.n_users == 400
+    assert growth < 256 * 1024  # bytes: nothing accumulates per session or per lifetime
