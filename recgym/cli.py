@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import recgym
-from recgym import phenomena
+from recgym import pareto, phenomena
 from recgym.agents import AGENTS, get_agent, load_agent, make_policy, train_agent
 from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS
@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("phenomena", help="measure the v1 phenomena rows: default vs control, 95% intervals")
     phenomena.add_arguments(sub, _option, count)
+
+    sub = commands.add_parser("front", help="the reference Pareto front (lambda-penalised oracle sweep) and DPFR")
+    pareto.add_arguments(sub, _option, count)
 
     sub = commands.add_parser("log", help="write a v1 world's own log (generic schema or KuaiRec's): a fit's source")
     sub.add_argument("--env", default="recgym/Synthetic-v1", help="a v1 env id")

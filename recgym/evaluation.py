@@ -24,6 +24,8 @@ from recgym.envs.vector import RecSysVectorEnv
 #: Summary keys, in table order. Catalogue-level ones have no per-episode CI (NaN).
 METRICS = ("R_cum", "R_each", "length", "coverage", "coverage_turn", "gini", "long_tail_share",
            "exposure_gap", "mcd", "novelty", "diversity")
+#: Summary keys only v1 worlds have (creator debuts), catalogue-level.
+V1_METRICS = ("emerging_creator_share",)
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class EvaluationResult:
     episodes: per-episode (N,) arrays: ``user``, ``R_cum`` (true return), ``length``,
         ``novelty`` (mean over the episode), ``mcd`` (share of majority-category items),
         ``diversity`` (intra-session, NaN if length < 2).
-    summary: metric -> value (means over episodes, pooled ratios, or catalogue-level values).
+    summary: metric -> value (means over episodes, pooled ratios, or catalogue-level values): the
+        :data:`METRICS`, and on v1 worlds the :data:`V1_METRICS` (``emerging_creator_share``: the share of
+        recommendations that went to the youngest 20% of creators by debut, :func:`metrics.emerging_creators`).
     ci95: metric -> half-width of the 95% confidence interval (NaN for catalogue-level metrics).
     exposure: (I,) how often each item was recommended in the recorded episodes.
     """
@@ -200,8 +204,12 @@ def summarize(world: Any, episode: np.ndarray, items: np.ndarray, rewards: np.nd
         "long_tail_share": metrics.long_tail_share(exposure, popular),
         "exposure_gap": metrics.exposure_gap(exposure, popular),
     }
-    summary = {key: intervals[key][0] if key in intervals else catalogue[key] for key in METRICS}
-    ci95 = {key: intervals[key][1] if key in intervals else float("nan") for key in METRICS}
+    if world.is_v1:
+        catalogue["emerging_creator_share"] = metrics.emerging_creator_share(
+            exposure, world.item_creator, metrics.emerging_creators(world))
+    keys = (*METRICS, *V1_METRICS) if world.is_v1 else METRICS
+    summary = {key: intervals[key][0] if key in intervals else catalogue[key] for key in keys}
+    ci95 = {key: intervals[key][1] if key in intervals else float("nan") for key in keys}
     return EvaluationResult(episodes, summary, ci95, exposure)
 
 

@@ -35,6 +35,7 @@ import yaml
 
 from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS, POPULATION_ID
+from recgym.metrics import t_ci95
 from recgym.params import SimParams
 from recgym.plotting import agg_figure
 from recgym.threads import default_torch_threads, set_torch_threads
@@ -374,18 +375,6 @@ def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
     if errors:
         failed = CellsFailed({cell_id: _one_line(error) for cell_id, error in errors.items()})
         raise failed from next(iter(errors.values()))
-
-
-def t_ci95(values: np.ndarray) -> tuple[Any, Any]:
-    """(mean, half-width of the Student-t 95% interval) over seeds, the first axis of ``values``
-    ((S,) -> floats, (S, T) -> (T,) arrays); NaN half-width for one seed."""
-    from scipy import stats
-
-    values = np.asarray(values, np.float64)
-    n, mean = values.shape[0], values.mean(axis=0)
-    if n < 2:
-        return mean, np.full_like(mean, np.nan)
-    return mean, stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
 
 
 def aggregate(records: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ TensorBoard callback compose them from the recommendations an evaluation made.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,30 @@ def majority_categories(world: World, share: float = 0.8, user_chunk: int = 2048
     return mask
 
 
+@functools.lru_cache(maxsize=8)
+def emerging_creators(world: World, fraction: float = 0.2) -> np.ndarray:
+    """(n_creators,) bool: the youngest ``fraction`` of the creators who have items, by debut
+    (``world.creator_debut``, days since the creator's first upload; ties in creator order).
+
+    v1 worlds only (v0 worlds have no debuts). Creators without items are never emerging.
+    """
+    if world.creator_debut is None:
+        raise ValueError(f"emerging creators need a v1 world (creator debuts); {world.name!r} is v0")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    active = np.flatnonzero(np.bincount(world.item_creator, minlength=world.n_creators) > 0)
+    youngest = active[np.argsort(world.creator_debut[active], kind="stable")]
+    mask = np.zeros(world.n_creators, bool)
+    mask[youngest[: max(1, int(round(fraction * active.size)))]] = True
+    return mask
+
+
+def emerging_creator_share(exposure: np.ndarray, item_creator: np.ndarray, emerging: np.ndarray) -> float:
+    """Share of the (I,) ``exposure`` that went to items of the (n_creators,) bool ``emerging`` creators."""
+    total = exposure.sum()
+    return float(exposure[emerging[item_creator]].sum() / total) if total > 0 else 0.0
+
+
 def mcd(items: np.ndarray, item_cats: np.ndarray, majority: np.ndarray) -> np.ndarray:
     """(T,) bool: whether each recommended item carries a majority category (MCD = its mean; lower is better)."""
     return (item_cats[items] & majority).any(axis=1)
@@ -118,6 +143,39 @@ def denoising_error(estimate: np.ndarray, interest: np.ndarray) -> np.ndarray:
     return 1.0 - np.einsum("bd,bd->b", estimate, interest) / np.maximum(norms, 1e-12)
 
 
+def pareto_optimal(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """(L,) bool: the points not dominated by another (lower or equal ``cost``, higher or equal
+    ``gain``, one of them strictly), of (L,) ``cost`` (e.g. exposure Gini) and ``gain`` (e.g. R_cum)."""
+    cost, gain = np.asarray(cost, np.float64), np.asarray(gain, np.float64)
+    no_worse = (cost[None, :] <= cost[:, None]) & (gain[None, :] >= gain[:, None])
+    better = (cost[None, :] < cost[:, None]) | (gain[None, :] > gain[:, None])
+    return ~(no_worse & better).any(axis=1)
+
+
+def polyline_distance(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(P,) Euclidean distance from each of (P, 2) ``points`` to the nearest point of the polyline
+    through (K, 2) ``vertices`` (K >= 1; one vertex: the distance to it)."""
+    vertices, points = np.asarray(vertices, np.float64), np.asarray(points, np.float64)
+    start = vertices[:-1] if len(vertices) > 1 else vertices
+    step = np.diff(vertices, axis=0) if len(vertices) > 1 else np.zeros((1, 2))
+    offset = points[:, None, :] - start[None, :, :]  # (P, K-1, 2)
+    length2 = (step ** 2).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.clip(np.where(length2 > 0, (offset * step).sum(axis=2) / length2, 0.0), 0.0, 1.0)
+    return np.linalg.norm(offset - t[..., None] * step, axis=2).min(axis=1)
+
+
+def polyline_point_at(vertices: np.ndarray, alpha: float) -> np.ndarray:
+    """(2,) the point at fraction ``alpha`` in [0, 1] of the arc length of the polyline through (K, 2)
+    ``vertices``, measured from the first vertex (linear between vertices)."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    vertices = np.asarray(vertices, np.float64)
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(vertices, axis=0), axis=1))]
+    target = alpha * arc[-1]
+    return np.array([np.interp(target, arc, vertices[:, 0]), np.interp(target, arc, vertices[:, 1])])
+
+
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:
     """(mean, half-width of the normal-approximation 95% confidence interval) over finite values."""
     values = np.asarray(values, np.float64)
@@ -126,6 +184,19 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     half = 1.96 * values.std(ddof=1) / np.sqrt(values.size) if values.size > 1 else float("nan")
     return float(values.mean()), float(half)
+
+
+def t_ci95(values: np.ndarray) -> tuple[Any, Any]:
+    """(mean, half-width of the Student-t 95% interval) over the first axis of ``values``: S seeds
+    or samples, (S,) -> floats, (S, T) -> (T,) arrays; NaN half-width for one sample. Use it wherever
+    S is small (3 seeds: t(2) = 4.30, not the normal 1.96)."""
+    from scipy import stats
+
+    values = np.asarray(values, np.float64)
+    n, mean = values.shape[0], values.mean(axis=0)
+    if n < 2:
+        return mean, np.full_like(mean, np.nan)
+    return mean, stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
 
 
 def ratio_ci95(numerators: np.ndarray, denominators: np.ndarray) -> tuple[float, float]:
