@@ -56,6 +56,8 @@ class World:
         creator_debut: (n_creators,) float32 days since the creator's first upload.
         user_followed: (U, K) int32 the creators each user follows (K may be 0).
         user_features: (U, F) float32 static user features in [-1, 1] (what a platform knows of a user).
+        user_cycles: (U, 4, D) float32 each user's daily and weekly preference cycles as four interest
+            shifts (daily cos, daily sin, weekly cos, weekly sin; see :func:`recgym.world_v1.user_cycles`).
     """
 
     name: str
@@ -80,6 +82,7 @@ class World:
     creator_debut: np.ndarray | None = None
     user_followed: np.ndarray | None = None
     user_features: np.ndarray | None = None
+    user_cycles: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_items, n_users = self.n_items, self.n_users
@@ -99,7 +102,8 @@ class World:
         if self.item_ids is not None:
             checks["item_ids"] = (self.item_ids, (n_items,))
         v1_tables = dict(item_quality=(n_items,), item_duration=(n_items,), creator_debut=(self.n_creators,),
-                         user_followed=(n_users, None), user_features=(n_users, None))
+                         user_followed=(n_users, None), user_features=(n_users, None),
+                         user_cycles=(n_users, 4, self.embed_dim))
         present = [name for name in v1_tables if getattr(self, name) is not None]
         if present and len(present) != len(v1_tables):
             raise ValueError(f"world {self.name!r}: a v1 world needs all of {sorted(v1_tables)}, got only {present}")
@@ -123,7 +127,8 @@ class World:
         """The v1 tables (empty in a v0 world), in the fingerprint's order."""
         if self.item_quality is None:
             return ()
-        return (self.item_quality, self.item_duration, self.creator_debut, self.user_followed, self.user_features)
+        return (self.item_quality, self.item_duration, self.creator_debut, self.user_followed, self.user_features,
+                self.user_cycles)
 
     @property
     def is_v1(self) -> bool:

@@ -11,6 +11,10 @@ ages and users, and adds (the v0 builders are untouched, so v0 stays bit-identic
     z_i   = w_q q_i + w_c c_i + w_a a_i + w_n n_i,  n_i ~ N(0, 1)
     pop_i = the base world's Zipf values, re-ordered by z  (same heavy tail, same Gini)
 
+    user_cycles: per user, ``cycle_components`` K interest components d_k (the mean direction of a
+    category's items, categories drawn uniformly) with daily and weekly amplitudes ~ U(0.5, 1.5) and
+    phases ~ U(0, 24) hours / U(0, 7) days, stored as four interest shifts (see :func:`user_cycles`)
+
 The content axis ``"trend"`` is a random direction whose image under the catalogue covariance is
 orthogonal to the catalogue mean and the mean user interest; ``"mainstream"`` is the mean user
 interest. Each user follows ``followed_creators`` creators: those of items drawn uniformly from the
@@ -50,6 +54,8 @@ class WorldOptions:
     affinity_bias: the base logit's intercept (v0: -1; v1 -2 keeps users' top items apart).
     followed_creators: K creators followed per user (0: none); followed_pool: drawn from the
         creators of the user's top ``followed_pool`` items by base affinity.
+    cycle_components: K interest components per user whose weights follow the user's daily and weekly
+        cycles (their strengths are the SimParams ``daily_cycle`` / ``weekly_cycle``).
     """
 
     quality_weight: float = 0.25
@@ -61,6 +67,7 @@ class WorldOptions:
     affinity_bias: float = -2.0
     followed_creators: int = 8
     followed_pool: int = 300
+    cycle_components: int = 2
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -81,6 +88,8 @@ class WorldOptions:
             raise ValueError(f"world option followed_creators must be in [0, 1000], got {self.followed_creators!r}")
         if not 1 <= self.followed_pool <= 1_000_000:
             raise ValueError(f"world option followed_pool must be in [1, 1000000], got {self.followed_pool!r}")
+        if not 1 <= self.cycle_components <= 16:
+            raise ValueError(f"world option cycle_components must be in [1, 16], got {self.cycle_components!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> WorldOptions:
@@ -128,6 +137,34 @@ def followed_creators(world: World, k: int, pool: int, rng: np.random.Generator)
     return out
 
 
+def user_cycles(world: World, components: int, rng: np.random.Generator) -> np.ndarray:
+    """(U, 4, D) float32 each user's daily and weekly preference cycles as four interest shifts.
+
+    User u has ``components`` K interest components d_k (unit mean embedding of the items of a
+    category drawn uniformly among the non-empty ones), daily amplitude A_k and phase phi_k (hours),
+    weekly amplitude W_k and phase psi_k (days). At daily angle a = 2 pi h / 24 and weekly angle
+    w = 2 pi (weekday + h / 24) / 7 the shift is
+
+        sum_k [A_k cos(a - 2 pi phi_k / 24) + W_k cos(w - 2 pi psi_k / 7)] d_k
+        = cos a X + sin a Y + cos w Z + sin w W,
+
+    rows (X, Y, Z, W) of the table: X = sum_k A_k cos(2 pi phi_k / 24) d_k, Y the sines, Z and W weekly.
+    """
+    emb, cats = world.item_emb.astype(np.float64), world.item_cats
+    counts = cats.sum(axis=0)
+    centres = cats.T.astype(np.float64) @ emb
+    nonempty = np.flatnonzero(counts)
+    directions = centres[nonempty] / np.linalg.norm(centres[nonempty], axis=1, keepdims=True)
+    n_users = world.n_users
+    picks = rng.integers(0, nonempty.size, size=(n_users, components))
+    daily_amp, weekly_amp = rng.uniform(0.5, 1.5, size=(2, n_users, components))
+    daily_phase = 2 * np.pi * rng.uniform(0, 24, size=(n_users, components)) / 24
+    weekly_phase = 2 * np.pi * rng.uniform(0, 7, size=(n_users, components)) / 7
+    weights = np.stack([daily_amp * np.cos(daily_phase), daily_amp * np.sin(daily_phase),
+                        weekly_amp * np.cos(weekly_phase), weekly_amp * np.sin(weekly_phase)], axis=1)  # (U, 4, K)
+    return np.einsum("urk,ukd->urd", weights, directions[picks]).astype(np.float32)
+
+
 def simulated_user_features(world: World, rng: np.random.Generator, dims: int = 8) -> np.ndarray:
     """(U, 1 + dims) float32 in [-1, 1]: an activity level and a noisy ``dims``-d projection of the
     base interest (what a platform knows of simulated users)."""
@@ -169,6 +206,7 @@ def build_world_v1(
         item_duration=duration.astype(np.float32), creator_debut=debut,
         user_followed=followed_creators(base, options.followed_creators, options.followed_pool, rng),
         user_features=np.asarray(user_features, np.float32),
+        user_cycles=user_cycles(base, options.cycle_components, np.random.default_rng([seed, 17])),
     )
 
 
