@@ -61,6 +61,9 @@ AGENTS: dict[str, AgentSpec] = {
     "linucb": AgentSpec("contextual LinUCB on history x item features", f"{_BASELINES}:LinUCB"),
     "time-linucb": AgentSpec("time-aware LinUCB (recency-weighted state, step-dependent popularity weight)",
                              f"{_BASELINES}:LinUCB", kwargs={"recency": 0.7, "time_aware": True}),
+    "hyperbandit": AgentSpec("HyperBandit: time-period hypernetwork -> rank-8 update of LinUCB's preference, "
+                             "shared + per-user heads, UCB (v1 worlds; recgym/agents/hyperbandit.py)",
+                             "recgym.agents.hyperbandit:HyperBandit"),
     "debias-popular": AgentSpec("familiarity-debiasing post-ranker over most-popular's top 50",
                                 f"{_BASELINES}:FamiliarityDebiaser", kwargs={"base": "popular"}),
     "debias-linucb": AgentSpec("familiarity-debiasing post-ranker over LinUCB's top 50",
