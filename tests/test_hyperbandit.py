@@ -108,8 +108,7 @@ def test_v0_world_and_too_large_rank_are_refused():
 @pytest.mark.parametrize("exploration", ["ucb", "thompson"])
 def test_registered_agent_respects_the_no_repeat_mask_on_v1(exploration):
     venv = make_eval_env("recgym/Synthetic-v1", 8, mode="NX_0")
-    policy = make_policy("hyperbandit")
-    policy.params = type(policy.params)(exploration=exploration)
+    policy = make_policy("hyperbandit") if exploration == "ucb" else HyperBandit(exploration=exploration)
     obs, _ = venv.reset(seed=3)
     policy.bind(venv, seed=3)
     for _ in range(12):

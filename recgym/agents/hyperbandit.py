@@ -156,8 +156,8 @@ class HyperBandit(LinUCB):
         k = min(self.params.candidates, mask.shape[1])
         top = np.argpartition(np.where(mask, -mean, np.inf), k - 1, axis=1)[:, :k]
         shared, own = self._features(state, obs, top)
-        variance = (np.einsum("bkf,fg,bkg->bk", shared, np.linalg.inv(self.A), shared)
-                    + np.einsum("bkf,bfg,bkg->bk", own, np.linalg.inv(self.user_A[users]), own))
+        variance = (((shared @ np.linalg.inv(self.A)) * shared).sum(axis=-1)
+                    + ((own @ np.linalg.inv(self.user_A[users])) * own).sum(axis=-1))
         rows = np.arange(mask.shape[0])[:, None]
         mean[rows, top] += self.params.alpha * np.sqrt(variance)
         return mean
