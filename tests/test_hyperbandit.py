@@ -119,4 +119,4 @@ def test_registered_agent_respects_the_no_repeat_mask_on_v1(exploration):
         next_obs, rewards, *_ = venv.step(actions)
         policy.update(obs, actions, rewards)
         obs = next_obs
-    assert policy.user_A.trace(axis1=1, axis2=2).max() > policy.params.user_ridge * 4 * policy.params.rank
+    assert policy.heads.A.trace(axis1=1, axis2=2).max() > policy.params.user_ridge * 4 * policy.params.rank

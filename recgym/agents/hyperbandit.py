@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from recgym.agents.baselines import LinUCB, Obs
+from recgym.agents.ridge import GroupRidge
 
 #: Time-period features: (sin, cos) of the hour and of the weekday.
 N_TIME = 4
@@ -89,7 +90,7 @@ class HyperBandit(LinUCB):
     """Time-aware hypernetwork bandit (module docstring). Shapes, with B sessions, I items, D dims, U users:
 
     ``A`` (F0, F0) / ``b`` (F0,) the shared ridge over ``phi_0`` (F0 = D + 1 + 4 R);
-    ``user_A`` (U, 4R, 4R) / ``user_b`` (U, 4R) the users' time heads; ``item_coords`` (I, R) = ``P``.
+    ``heads`` the users' time heads H_u (a :class:`GroupRidge` over U users, 4R features); ``item_coords`` (I, R) = ``P``.
     """
 
     def __init__(self, rank: int = 8, alpha: float = 0.5, ridge: float = 1.0, user_ridge: float = 4.0,
@@ -109,9 +110,7 @@ class HyperBandit(LinUCB):
         self.item_coords = world.item_emb.astype(np.float64) @ principal_directions(world.item_emb, rank)  # (I, R)
         n_shared = dims + 1 + N_TIME * rank
         self.A, self.b = self.params.ridge * np.eye(n_shared), np.zeros(n_shared)
-        self.user_A = np.broadcast_to(self.params.user_ridge * np.eye(N_TIME * rank),
-                                      (world.n_users, N_TIME * rank, N_TIME * rank)).copy()
-        self.user_b = np.zeros((world.n_users, N_TIME * rank))
+        self.heads = GroupRidge(world.n_users, N_TIME * rank, self.params.user_ridge)
 
     def _time_block(self, tau: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(B, K, 4R) ``vec(tau_b P_i')`` for the (B, K) ``items``."""
@@ -130,14 +129,13 @@ class HyperBandit(LinUCB):
         Thompson draw per session."""
         n = users.size
         theta = np.linalg.solve(self.A, self.b)
-        user_A = self.user_A[users]
-        heads = self._heads(users)
+        heads = self.heads.mean(users)
         theta = np.broadcast_to(theta, (n, theta.size))
         if self.params.exploration == "thompson":
             scale = self.params.alpha
             shared_chol = np.linalg.cholesky(np.linalg.inv(self.A))
             theta = theta + scale * self.rng.standard_normal((n, theta.shape[1])) @ shared_chol.T
-            user_chol = np.linalg.cholesky(np.linalg.inv(user_A))
+            user_chol = np.linalg.cholesky(self.heads.covariance(users))
             heads = heads + scale * np.einsum("bfg,bg->bf", user_chol, self.rng.standard_normal(heads.shape))
         return theta, heads
 
@@ -157,24 +155,19 @@ class HyperBandit(LinUCB):
         top = np.argpartition(np.where(mask, -mean, np.inf), k - 1, axis=1)[:, :k]
         shared, own = self._features(state, obs, top)
         variance = (((shared @ np.linalg.inv(self.A)) * shared).sum(axis=-1)
-                    + ((own @ np.linalg.inv(self.user_A[users])) * own).sum(axis=-1))
+                    + ((own @ self.heads.covariance(users)) * own).sum(axis=-1))
         rows = np.arange(mask.shape[0])[:, None]
         mean[rows, top] += self.params.alpha * np.sqrt(variance)
         return mean
 
     def update(self, obs: Obs, actions: np.ndarray, rewards: np.ndarray) -> None:
         """Backfitting step: the shared ridge learns what the users' heads leave, each head what the
-        shared model leaves (``np.add.at``: a user in several sessions gets every row)."""
+        shared model leaves."""
         users = obs["user_id"][:, 0]
         shared, own = (block[:, 0] for block in self._features(self._state(obs), obs, actions[:, None]))
         rewards = np.asarray(rewards, np.float64)
-        shared_target = rewards - np.einsum("bf,bf->b", own, self._heads(users))
+        shared_target = rewards - np.einsum("bf,bf->b", own, self.heads.mean(users))
         user_target = rewards - shared @ np.linalg.solve(self.A, self.b)
         self.A += shared.T @ shared
         self.b += shared.T @ shared_target
-        np.add.at(self.user_A, users, own[:, :, None] * own[:, None, :])
-        np.add.at(self.user_b, users, own * user_target[:, None])
-
-    def _heads(self, users: np.ndarray) -> np.ndarray:
-        """(B, 4R) posterior-mean time heads H_u of ``users``."""
-        return np.linalg.solve(self.user_A[users], self.user_b[users][..., None])[..., 0]
+        self.heads.add(users, own, user_target)
