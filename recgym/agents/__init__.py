@@ -68,6 +68,9 @@ AGENTS: dict[str, AgentSpec] = {
                                 f"{_BASELINES}:FamiliarityDebiaser", kwargs={"base": "popular"}),
     "debias-linucb": AgentSpec("familiarity-debiasing post-ranker over LinUCB's top 50",
                                f"{_BASELINES}:FamiliarityDebiaser", kwargs={"base": "linucb"}),
+    "lafb": AgentSpec("LAFB: learned per-user familiarity debiasing factors (logged-reward regression), "
+                      "post-ranker over LinUCB's top 50 (v1 worlds; recgym/agents/lafb.py)",
+                      "recgym.agents.lafb:LAFB", kwargs={"base": "linucb"}),
     "ppo": _sb3("ppo", "flat SB3 PPO on the item action space (item-scoring head)"),
     "a2c": _sb3("a2c", "flat SB3 A2C on the item action space (item-scoring head)"),
     "dqn": _sb3("dqn", "flat SB3 DQN on the item action space (item-scoring Q head)"),

@@ -1,0 +1,193 @@
+"""LAFB: a learned familiarity debiaser, as a post-ranker over a base recommender's top N.
+
+The hand-set :class:`~recgym.agents.baselines.FamiliarityDebiaser` ranks a base policy's ``candidates``
+best items by ``rank - weight * familiarity`` with one weight for everyone. LAFB learns the weights,
+per user, from what the platform logs: on v1 worlds the logged reward of a familiar item is inflated
+(habit, not satisfaction: ``familiarity_click`` / ``familiarity_watch``), so a ranker fitted to the log
+over-serves familiar creators and categories. Per served impression LAFB regresses the logged reward
+on the base's rank of the item and its familiarity features:
+
+    f(b, i)  = [creator familiarity, category familiarity]      (2,) from the observation:
+               creator followed by the user or among the history's creators (0/1); the share of the
+               item's categories among the last ``window`` history items
+    r_log    = a + beta * rank_i + (w + w_u) . f(b, i)           shared (a, beta, w), per-user w_u
+    score_i  = rank_i - lambda_u . f(b, i),   lambda_u = clip((w + w_u) / beta, 0, max_factor)
+
+``lambda_u`` is the user's personalised debiasing factor: the logged reward that familiarity adds
+beyond what the base's ranking explains, in units of the base's rank (``rank`` in [0, 1] among the
+candidates, so the base's score scale does not matter). The shared coefficients and each user's are
+two ridge regressions fitted by backfitting (:class:`~recgym.agents.ridge.GroupRidge`); before the
+rank coefficient ``beta`` is positive the factors are 0 (the base's order). Learned online from the
+log as it accumulates (the observed reward the env returns on v1 ids), batched over the sessions.
+
+:func:`familiarity_rollout` measures what the comparison asks: total watch time, the share of it on
+items whose creator was unfamiliar when recommended (novel watch-time share), and the
+emerging-creator share of exposure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recgym import metrics
+from recgym.agents.baselines import FamiliarityDebiaser, Obs, Policy
+from recgym.agents.ridge import GroupRidge
+from recgym.logging_model import WATCH_RATIO
+
+#: Familiarity features, in order.
+FEATURES = ("creator", "category")
+
+
+@dataclass(frozen=True)
+class LAFBParams:
+    """LAFB's knobs (a bad one is a one-line ValueError naming it and its range).
+
+    candidates: the base's top N re-ranked, >= 1. window: history items the category familiarity
+    looks at, >= 1. ridge / user_ridge: prior precision of the shared and per-user coefficients, > 0.
+    max_factor: largest debiasing factor (rank units per unit of familiarity), > 0.
+    """
+
+    candidates: int = 50
+    window: int = 10
+    ridge: float = 1.0
+    user_ridge: float = 8.0
+    max_factor: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("candidates", "window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("ridge", "user_ridge", "max_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def known_creators(world: Any, obs: Obs) -> np.ndarray:
+    """(B, k + F) creators each session's user knows: those of the observed history (-1 for empty
+    slots) and the F the user follows (``world.user_followed``)."""
+    history = np.where(obs["item_ids"] >= 0, world.item_creator[obs["item_ids"]], -1)
+    return np.concatenate([history, world.user_followed[obs["user_id"][:, 0]]], axis=1)
+
+
+class LAFB(FamiliarityDebiaser):
+    """Learned familiarity debiaser (module docstring). Shapes, B sessions, K = ``candidates``, U users:
+    ``shared`` one ridge over ``[1, rank, f]`` (4,); ``users`` U ridges over ``f`` (2,)."""
+
+    def __init__(self, base: Policy, candidates: int = 50, window: int = 10, ridge: float = 1.0,
+                 user_ridge: float = 8.0, max_factor: float = 4.0) -> None:
+        self.params = LAFBParams(candidates, window, ridge, user_ridge, max_factor)
+        super().__init__(base, weight=0.0, candidates=candidates, window=window)
+
+    def bind(self, env: Any, seed: int | None = None) -> None:
+        if not env.world.is_v1:
+            raise ValueError(f"lafb needs a v1 world (followed creators, logged familiarity bias); "
+                             f"{env.world.name!r} is v0")
+        super().bind(env, seed)
+        self.shared = GroupRidge(1, 2 + len(FEATURES), self.params.ridge)
+        self.users = GroupRidge(self.world.n_users, len(FEATURES), self.params.user_ridge)
+        self._served: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def features(self, obs: Obs, items: np.ndarray) -> np.ndarray:
+        """(B, K, 2) familiarity of the (B, K) ``items``: creator (followed or in the history), category share."""
+        known = known_creators(self.world, obs)
+        creator = (self.world.item_creator[items][..., None] == known[:, None, :]).any(axis=-1)
+        return np.stack([creator, self.familiarity(obs, items)], axis=-1).astype(np.float64)
+
+    def factors(self, users: np.ndarray) -> np.ndarray:
+        """(B, 2) the users' debiasing factors ``lambda_u`` (0 until the rank coefficient is positive)."""
+        coef = self.shared.mean(np.zeros(1, np.int64))[0]
+        beta = coef[1]
+        if beta <= 1e-3:
+            return np.zeros((users.size, len(FEATURES)))
+        return np.clip((coef[2:] + self.users.mean(users)) / beta, 0.0, self.params.max_factor)
+
+    def _candidates(self, obs: Obs, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, K) the base's top-K allowed items, their rank in [0, 1] (1 = the base's best) and
+        whether each is allowed (fewer than K allowed items leave disallowed fillers)."""
+        base = np.where(mask, self.base.scores(obs, mask), -np.inf)
+        k = min(self.params.candidates, mask.shape[1])
+        top = np.argpartition(-base, k - 1, axis=1)[:, :k]
+        chosen = np.take_along_axis(base, top, axis=1)
+        rank = chosen.argsort(axis=1).argsort(axis=1) / max(k - 1, 1)
+        return top, rank, np.isfinite(chosen)
+
+    def act(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
+        """(B,) the best candidate by ``rank - lambda_u . f``; remembers the served items' rank and
+        familiarity for :meth:`update`."""
+        top, rank, allowed = self._candidates(obs, mask)
+        feats = self.features(obs, top)
+        debiased = rank - np.einsum("bkf,bf->bk", feats, self.factors(obs["user_id"][:, 0]))
+        pick = np.where(allowed, debiased, -np.inf).argmax(axis=1)
+        rows = np.arange(top.shape[0])
+        actions = top[rows, pick]
+        self._served = (actions, rank[rows, pick], feats[rows, pick])
+        return actions
+
+    def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
+        top, rank, allowed = self._candidates(obs, mask)
+        debiased = rank - np.einsum("bkf,bf->bk", self.features(obs, top), self.factors(obs["user_id"][:, 0]))
+        out = np.full(mask.shape, -np.inf)
+        np.put_along_axis(out, top, np.where(allowed, debiased, -np.inf), axis=1)
+        return out
+
+    def update(self, obs: Obs, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Backfitting step on the served impressions (the shared model on what the users' terms leave,
+        each user's on what the shared model leaves), then the base's own update."""
+        if self._served is None or not np.array_equal(self._served[0], actions):
+            raise ValueError("lafb.update needs the actions of its last act() call (it learns from the items it served)")
+        _, rank, feats = self._served
+        users = obs["user_id"][:, 0]
+        rewards = np.asarray(rewards, np.float64)
+        shared_x = np.column_stack([np.ones_like(rank), rank, feats])
+        groups = np.zeros(users.size, np.int64)
+        user_target = rewards - shared_x @ self.shared.mean(groups[:1])[0]
+        self.shared.add(groups, shared_x, rewards - np.einsum("bf,bf->b", feats, self.users.mean(users)))
+        self.users.add(users, feats, user_target)
+        self._served = None
+        self.base.update(obs, actions, rewards)
+
+
+def familiarity_rollout(policy: Policy, env: str, episodes: int = 200, seed: int = 0, num_envs: int = 64,
+                        **options: Any) -> dict[str, float]:
+    """Run ``policy`` (learning online, as :func:`recgym.evaluate`) until ``episodes`` episodes have
+    ended on the v1 id ``env`` and measure the familiarity comparison (:func:`recgym.evaluate`'s summary
+    holds no logged signals, hence this loop):
+
+    watch_time: mean logged play time per episode (watch ratio x item duration, seconds);
+    novel_watch_share: share of that play time on items whose creator was unfamiliar (not followed,
+        not in the observed history) when recommended;
+    emerging_creator_share: share of recommendations to the youngest 20% of creators
+        (:func:`recgym.metrics.emerging_creators`); R_cum: mean TRUE return per episode.
+    """
+    from recgym.evaluation import make_eval_env
+
+    venv = make_eval_env(env, min(num_envs, episodes), **options)
+    if not venv.world.is_v1:
+        raise ValueError(f"familiarity_rollout needs a v1 env id (logged watch time, creator debuts), got {env!r}")
+    world = venv.world
+    obs, _ = venv.reset(seed=seed)
+    policy.bind(venv, seed)
+    watch = novel = true_return = 0.0
+    exposure = np.zeros(world.n_items)
+    ended = 0
+    while ended < episodes:
+        actions = policy.act(obs, venv.sim.action_mask())
+        unfamiliar = ~(known_creators(world, obs) == world.item_creator[actions][:, None]).any(axis=1)
+        next_obs, rewards, terminated, truncated, infos = venv.step(actions)
+        policy.update(obs, actions, rewards)
+        seconds = infos["signals"][:, WATCH_RATIO] * world.item_duration[actions]
+        watch += seconds.sum()
+        novel += seconds[unfamiliar].sum()
+        true_return += infos["true_reward"].sum()
+        exposure += np.bincount(actions, minlength=world.n_items)
+        ended += int((terminated | truncated).sum())
+        obs = next_obs
+    return {"watch_time": float(watch / ended), "novel_watch_share": float(novel / max(watch, 1e-12)),
+            "emerging_creator_share": metrics.emerging_creator_share(exposure, world.item_creator,
+                                                                     metrics.emerging_creators(world)),
+            "R_cum": float(true_return / ended)}
