@@ -74,6 +74,9 @@ AGENTS: dict[str, AgentSpec] = {
     "ppo": _sb3("ppo", "flat SB3 PPO on the item action space (item-scoring head)"),
     "a2c": _sb3("a2c", "flat SB3 A2C on the item action space (item-scoring head)"),
     "dqn": _sb3("dqn", "flat SB3 DQN on the item action space (item-scoring Q head)"),
+    "ppo-gru": AgentSpec("recurrent-state PPO: a GRU over the observation's logged history as the state "
+                         "(fair flat baseline for novelty; recgym/agents/recurrent.py)",
+                         train="recgym.agents.recurrent:train_ppo_gru", load="recgym.agents.recurrent:load_ppo_gru"),
     "ppo-novelty": AgentSpec("DNaIR-style PPO trained on reward + EasyRL4Rec diversity/novelty bonus",
                              train="recgym.agents.rewards:train_ppo_novelty",
                              load="recgym.agents.rewards:load_ppo_novelty"),
