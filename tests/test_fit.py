@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 
 import recgym  # noqa: F401  (registers the ids)
 from recgym.cli import main
 from recgym.evaluation import evaluate
-from recgym.envs.vector import RecSysVectorEnv
+from recgym.envs import population_v0
+from recgym.envs.sb3 import SB3VecEnv
 from recgym.fit.fidelity import fidelity_report
 from recgym.fit.log import LOG_COLUMNS, simulate_log, write_frame, write_kuairec_log
 from recgym.fit.model import FitSettings, fit_world
@@ -106,6 +110,11 @@ def test_fitted_id_runs_single_and_vector(fitted):
     assert obs["signals"].shape[1] == 8
     with pytest.raises(ValueError, match="needs world_dir"):
         gym.make("recgym/Fitted-v1")
+    sb3 = SB3VecEnv("recgym/Fitted-v1", num_envs=4, world_dir=str(world_dir))
+    assert sb3.reset()["signals"].shape == (4, 10, 8)
+    population = population_v0.parallel_env(world="fitted", world_dir=str(world_dir), n_users=4)
+    observations, _ = population.reset(seed=0)
+    assert len(observations) == 4 and population.world.fingerprint == result.world.fingerprint
 
 
 def test_world_dir_refuses_damage_and_other_versions(fitted, tmp_path):
@@ -175,6 +184,35 @@ def test_kuairec_folder_quirks(source_log, tmp_path):
     (folder / "item_categories.csv").write_text('video_id,feat\n0,"[8, x]"\n')
     with pytest.raises(DataFileError, match=r"item_categories\.csv: line 2, column 'feat'"):
         read_log(folder, "kuairec")
+
+
+def test_kuairand_folder_with_random_exposure(tmp_path):
+    data = Path(recgym.__file__).parent / "data"
+    shutil.copy(data / "kuairand_pure_items.csv", tmp_path / "video_features_basic_pure.csv")
+    shutil.copy(data / "kuairand_pure_users.csv.gz", tmp_path / "user_features_pure.csv")  # read by its gzip bytes
+    rng = np.random.default_rng(0)
+    for name, rows in (("log_standard_4_08_to_4_21_pure.csv", 3000), ("log_random_4_22_to_5_08_pure.csv", 1000)):
+        click = rng.integers(0, 2, rows)
+        pd.DataFrame({
+            "user_id": rng.integers(0, 50, rows), "video_id": rng.integers(0, 200, rows),
+            "time_ms": 1_649_376_000_000 + np.sort(rng.integers(0, 10**9, rows)),
+            "is_click": click, "is_like": click * (rng.random(rows) < 0.1), "is_follow": 0, "is_comment": 0,
+            "is_forward": 0, "is_hate": 0, "long_view": click * (rng.random(rows) < 0.3),
+            "play_time_ms": click * rng.integers(0, 20_000, rows), "duration_ms": rng.integers(5_000, 20_000, rows),
+            "is_rand": int(name.startswith("log_random")), "tab": 1,
+        }).to_csv(tmp_path / name, index=False)
+    log = read_log(tmp_path, "kuairand")
+    assert (log.n_rows, int(log.random.sum())) == (4000, 1000)
+    assert log.user_features.shape == (log.n_users, 34) and log.item_cats.shape[0] == log.n_items
+    watch = log.signal("watch_ratio")
+    assert (watch[log.signal("click") == 0] == 0).all() and watch.max() < 4
+    result = fit_world(log, FitSettings(dims=4, iterations=2, min_rows=100))
+    assert result.manifest["statistics"]["click_model_on"] == "random exposure"
+    frame = pd.read_csv(tmp_path / "log_random_4_22_to_5_08_pure.csv")
+    frame.loc[10, "play_time_ms"] = -5
+    frame.to_csv(tmp_path / "log_random_4_22_to_5_08_pure.csv", index=False)
+    with pytest.raises(DataFileError, match=r"log_random_4_22_to_5_08_pure\.csv: line 12, column 'play_time_ms'"):
+        read_log(tmp_path, "kuairand")
 
 
 def test_fit_settings_are_validated():

@@ -8,8 +8,8 @@ logged. Every row of the summary table has a distance and a pass/fail threshold
 * ``rate:<signal>`` -- per-impression rate of each logged signal (the watch ratio: its mean per click),
   distance ``|sim - real| / max(real, 0.01)``;
 * ``popularity_curve`` -- the Lorenz curves of clicks per item, max vertical gap;
-* ``session_length`` -- Kaplan-Meier survival of session length, max gap (the replay is censored
-  where the log's exposures end);
+* ``session_length`` -- Kaplan-Meier survival of session length up to the held-out sessions' 99th
+  percentile, max gap (the replay is censored where the log's exposures end; it ends at ``max_turn``);
 * ``return_gap`` -- two-sample KS statistic of held-out return gaps against the stored (training) ones;
 * ``click_auc`` -- AUC of the fitted click logit on the held-out clicks (distance ``1 - AUC``);
 * ``watch_ndcg@10`` -- NDCG@10 of each user's held-out clicked items ranked by fitted satisfaction,
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from recgym.fit.model import (log_satisfaction, popularity_score, replay, return_gaps, session_items, session_table,
-                              survival)
+from recgym.fit.model import (length_cap, log_satisfaction, popularity_score, replay, return_gaps, session_items,
+                              session_table, survival_curves)
 from recgym.fit.readers import Log
 from recgym.metrics import gini
 from recgym.params import SIGNALS
@@ -114,15 +114,16 @@ def fidelity_report(log: Log, world: World, params: dict[str, Any], train: np.nd
     """Compare the held-out rows (``~train``) of ``log`` with their replay in the fitted ``world``."""
     rng = np.random.default_rng([seed, 5])
     held = np.flatnonzero(~train)
-    table, lengths, users = session_table(log, held)
+    horizon, _ = length_cap(log, held)
+    table, lengths, users = session_table(log, held, horizon)
     if lengths.size == 0:
         raise ValueError(f"{log.source}: no held-out sessions to replay (holdout 0, or no timed rows)")
     if lengths.size > REPLAY_SESSIONS:
         pick = np.sort(rng.choice(lengths.size, REPLAY_SESSIONS, replace=False))
         table, lengths, users = table[pick], lengths[pick], users[pick]
-    cap = int(params.get("max_turn", table.shape[1]))
-    table, lengths = table[:, :cap], np.minimum(lengths, cap)
+    lengths = np.minimum(lengths, horizon)
     simulated, left = replay(world, params, session_items(log, table), users, seed)
+    left = np.minimum(left, int(params["max_turn"]))  # the fitted world ends a session there
     shown = table >= 0
     real = log.signals[table[shown]]
     sim = simulated[shown]
@@ -143,8 +144,7 @@ def fidelity_report(log: Log, world: World, params: dict[str, Any], train: np.nd
     real_curve, sim_curve = lorenz(real_clicks[exposed]), lorenz(sim_clicks[exposed])
     rows.append(FidelityRow("popularity_curve", gini(real_clicks[exposed]), gini(sim_clicks[exposed]),
                             float(np.abs(real_curve - sim_curve).max()), THRESHOLDS["popularity_curve"]))
-    real_survival = survival(lengths, lengths < cap, cap)
-    sim_survival = survival(np.minimum(left, lengths), left <= lengths, cap)
+    real_survival, sim_survival = survival_curves(lengths, left, horizon)
     rows.append(FidelityRow("session_length", float(real_survival.sum() + 1), float(sim_survival.sum() + 1),
                             float(np.abs(real_survival - sim_survival).max()), THRESHOLDS["session_length"]))
     curves = {"popularity": {"real": real_curve, "simulated": sim_curve},

@@ -17,7 +17,9 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
 3. Popularity: logged clicks per item (+1); creators and categories as logged; item age from the first
    impression; followed creators: each user's most clicked creators.
 4. Leave model: the (``leave_window``, ``patience``, ``patience_threshold``) of :data:`LEAVE_GRID` whose
-   replay of the training sessions' exposures best matches their session-length survival curve.
+   replay of the training sessions' exposures best matches their session-length survival curve, with
+   ``max_turn`` the 99th percentile of the logged session lengths (longer sessions censored there) or
+   the most common length when at least :data:`PLATFORM_CAP_SHARE` of the sessions share it (a cap).
 5. Activity and return gaps, kept as data (the simulator has no returning users yet, issue #17):
    sessions per user and the empirical gap distribution.
 
@@ -52,6 +54,11 @@ UNFITTED_OFF = {"interest_drift": 0.0, "interest_walk": 0.0, "time_of_day": 0.0,
                 "familiarity_click": 0.0, "familiarity_watch": 0.0, "popular_streak": 0}
 #: Leave-rule candidates (DORL window with threshold 0, patience budget, patience threshold as a share of reward_max).
 LEAVE_GRID = {"leave_window": (0, 1, 2, 4), "patience": (0.0, 1.0, 3.0, 10.0), "patience_threshold": (0.05, 0.15, 0.3)}
+#: max_turn of a fitted world: this quantile of the logged session lengths (longer sessions are
+#: censored there when the leave rule is fitted; a log cut by its platform's own cap keeps that cap).
+SESSION_CAP_QUANTILE = 0.99
+#: A session length shared by at least this share of the sessions is also tried as max_turn (a platform's cap).
+PLATFORM_CAP_SHARE = 0.1
 #: Rows used by the (a, b) and click-model regressions (a uniform sample beyond this).
 REGRESSION_ROWS = 400_000
 HOOKS = {
@@ -221,19 +228,30 @@ def _top_creators(log: Log, rows: np.ndarray, n_creators: int, k: int) -> np.nda
     return np.where(pad, np.maximum(first, 0)[:, None], out).astype(np.int32)
 
 
-def session_table(log: Log, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sessions among ``rows``: ((S, L) int64 the log row at each position, -1 after the end; (S,) length;
-    (S,) user). The items shown are ``session_items(log, table)``."""
+def session_table(log: Log, rows: np.ndarray, width: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sessions among ``rows``: ((S, L) int64 the log row at each position, -1 after the end, L = the
+    longest session or ``width`` if shorter; (S,) length (uncut); (S,) user). The items shown are
+    ``session_items(log, table)``."""
     rows = rows[log.session[rows] >= 0]
     _, index = np.unique(log.session[rows], return_inverse=True)
     lengths = np.bincount(index)
     order = np.lexsort((log.position[rows], index))
     rank = np.arange(order.size) - np.searchsorted(index[order], index[order])
-    table = np.full((lengths.size, max(int(lengths.max(initial=1)), 1)), -1, np.int64)
-    table[index[order], rank] = rows[order]
+    kept = rank < (width or np.inf)
+    table = np.full((lengths.size, max(int(min(lengths.max(initial=1), width or np.inf)), 1)), -1, np.int64)
+    table[index[order][kept], rank[kept]] = rows[order][kept]
     users = np.zeros(lengths.size, np.int64)
     users[index] = log.user[rows]
     return table, lengths, users
+
+
+def length_cap(log: Log, rows: np.ndarray) -> tuple[int, np.ndarray]:
+    """(the :data:`SESSION_CAP_QUANTILE` quantile of the lengths of the sessions among ``rows``, at most
+    10,000; (S,) those lengths)."""
+    sessions = log.session[rows]
+    counts = np.bincount(sessions[sessions >= 0])
+    counts = counts[counts > 0]
+    return (int(min(np.quantile(counts, SESSION_CAP_QUANTILE), 10_000)) if counts.size else 1), counts
 
 
 def session_items(log: Log, table: np.ndarray) -> np.ndarray:
@@ -270,16 +288,23 @@ def survival(lengths: np.ndarray, ended: np.ndarray, horizon: int) -> np.ndarray
     return np.cumprod(1.0 - leaving / np.maximum(at_risk, 1))
 
 
+def survival_curves(lengths: np.ndarray, left: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S_log, S_sim), (cap,) each: the survival of the logged session ``lengths`` (S,) (at most ``cap``)
+    and of their replay, which left at step ``left`` (S,) (:func:`replay`). Both are censored alike: a
+    replay where the log's exposures ran out, and both at the cap (a session reaching it may have been cut)."""
+    simulated = np.minimum(left, lengths)
+    return (survival(lengths, lengths < cap, cap),
+            survival(simulated, (left <= lengths) & (simulated < cap), cap))
+
+
 def leave_distance(world: World, params: dict[str, Any], table: np.ndarray, lengths: np.ndarray, users: np.ndarray,
-                   censored_at: int, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """(max |S_log(t) - S_sim(t)|, S_log, S_sim): the survival curves of the logged sessions and of the
-    replayed ones, the replay censored where the log ran out of exposures; logged sessions of length
-    >= ``censored_at`` (the cap) are censored."""
+                   cap: int, seed: int) -> float:
+    """max_t |S_log(t) - S_sim(t)| of :func:`survival_curves` for the logged sessions ``table`` (S, cap)
+    of ``lengths`` (S,) <= ``cap`` replayed under ``params`` (a replayed session reaching
+    ``params["max_turn"]`` ends there)."""
     _, left = replay(world, params, table, users, seed)
-    horizon = table.shape[1]
-    real = survival(lengths, lengths < censored_at, horizon)
-    simulated = survival(np.minimum(left, lengths), left <= lengths, horizon)
-    return float(np.abs(real - simulated).max()), real, simulated
+    real, simulated = survival_curves(lengths, np.minimum(left, params["max_turn"]), cap)
+    return float(np.abs(real - simulated).max())
 
 
 def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = False) -> FitResult:
@@ -366,20 +391,26 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
     }
     steps.update()
     # 4. leave model
-    table, lengths, session_users = session_table(log, rows)
+    cap, counts = length_cap(log, rows)
+    frequency = np.bincount(np.minimum(counts, cap))
+    platform_cap = int(frequency.argmax())  # a length many sessions share may be the platform's own cap
+    max_turns = {cap} | ({platform_cap} if 1 < platform_cap < cap and frequency[platform_cap] >= PLATFORM_CAP_SHARE
+                         * counts.size else set())
+    table, lengths, session_users = session_table(log, rows, cap)
     table = session_items(log, table)
-    cap = int(min(lengths.max(initial=1), 10_000))
+    lengths_capped = np.minimum(lengths, cap)
     pick = _sample(np.arange(lengths.size), settings.leave_sessions, rng)
     best = None
     grid = [dict(zip(LEAVE_GRID, values)) for values in itertools.product(*LEAVE_GRID.values())
             if values[1] > 0 or values[2] == LEAVE_GRID["patience_threshold"][0]]
+    grid = [{**rule, "max_turn": max_turn} for max_turn in sorted(max_turns, reverse=True) for rule in grid]
     for candidate in tqdm(grid, desc="leave model", unit="rule", disable=not progress, leave=False):
         rule = {**candidate, "patience_threshold": candidate["patience_threshold"] * reward_max}
-        distance = leave_distance(world, {**params, **rule}, table[pick, :cap], lengths[pick], session_users[pick],
-                                  cap, settings.seed)[0]
+        distance = leave_distance(world, {**params, **rule}, table[pick], lengths_capped[pick],
+                                  session_users[pick], cap, settings.seed)
         if best is None or distance < best[0]:
             best = (distance, rule)
-    params.update(best[1], leave_threshold=0, max_turn=cap)
+    params.update(best[1], leave_threshold=0)
     steps.update()
     # 5. activity and return gaps (data)
     gaps, later = return_gaps(log)
