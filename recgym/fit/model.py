@@ -7,7 +7,8 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
    simulator's ``sat = reward_max * sigmoid(a <u, e> + b) * exp(beta q - beta^2 / 2)`` as: ``e_i``,
    ``u_u`` the unit directions of ``y_i``, ``x_u``; quality ``q`` the z-scored item bias with
    ``beta = std(b_i)``; ``(a, b)`` least squares of ``log sigmoid(a <u, e> + b)`` on the rest of the
-   ALS prediction. ``reward_max`` is the 99.5th percentile of the watch ratio, ``watch_max`` its maximum.
+   ALS prediction. ``reward_max`` is the 99.5th percentile of the predicted (noise-free)
+   watch ratio, ``watch_max`` the largest logged one.
 2. Click model. Logistic regression of click on ``log sat`` and the popularity score ``p`` (``click_base``,
    ``click_slope``, ``conformity``), on the random-exposure rows when the log has at least
    ``min_rows`` of them (KuaiRand's log_random, KuaiRec's small matrix: exposure there is
@@ -17,9 +18,11 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
 3. Popularity: logged clicks per item (+1); creators and categories as logged; item age from the first
    impression; followed creators: each user's most clicked creators.
 4. Leave model: the (``leave_window``, ``patience``, ``patience_threshold``) of :data:`LEAVE_GRID` whose
-   replay of the training sessions' exposures best matches their session-length survival curve, with
-   ``max_turn`` the 99th percentile of the logged session lengths (longer sessions censored there) or
-   the most common length when at least :data:`PLATFORM_CAP_SHARE` of the sessions share it (a cap).
+   replay of the training sessions' exposures best matches their session-length survival curve (up to
+   the 99th percentile of the logged lengths; longer sessions censored there), with ``max_turn`` the
+   longest logged session (at least SimParams' default 30: sessions that end by leaving say nothing of
+   a cap) or the most common length when at least :data:`PLATFORM_CAP_SHARE` of the sessions share it
+   (a platform's cap).
 5. Activity and return gaps, kept as data (the simulator has no returning users yet, issue #17):
    sessions per user and the empirical gap distribution.
 
@@ -54,8 +57,7 @@ UNFITTED_OFF = {"interest_drift": 0.0, "interest_walk": 0.0, "time_of_day": 0.0,
                 "familiarity_click": 0.0, "familiarity_watch": 0.0, "popular_streak": 0}
 #: Leave-rule candidates (DORL window with threshold 0, patience budget, patience threshold as a share of reward_max).
 LEAVE_GRID = {"leave_window": (0, 1, 2, 4), "patience": (0.0, 1.0, 3.0, 10.0), "patience_threshold": (0.05, 0.15, 0.3)}
-#: max_turn of a fitted world: this quantile of the logged session lengths (longer sessions are
-#: censored there when the leave rule is fitted; a log cut by its platform's own cap keeps that cap).
+#: The leave rule is fitted on session lengths up to this quantile (longer sessions are censored there).
 SESSION_CAP_QUANTILE = 0.99
 #: A session length shared by at least this share of the sessions is also tried as max_turn (a platform's cap).
 PLATFORM_CAP_SHARE = 0.1
@@ -328,7 +330,9 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
     seen_items = np.bincount(log.item[watched], minlength=log.n_items) > 0
     beta = float(b_i[seen_items].std()) if seen_items.sum() > 1 else 0.0
     quality = np.where(seen_items, (b_i - b_i[seen_items].mean()) / (beta if beta > 0 else 1.0), 0.0)
-    reward_max = float(np.quantile(watch[watched], 0.995))
+    prediction = mu + b_u[log.user[watched]] + b_i[log.item[watched]] + np.einsum(
+        "nd,nd->n", x[log.user[watched]], y[log.item[watched]])
+    reward_max = float(np.quantile(np.exp(prediction), 0.995))  # the noise-free ceiling, not the noise's tail
     watch_max = float(min(max(watch[watched].max(), reward_max), 1e3))
     user_dir, item_dir = _unit(x), _unit(y)
     sample = _sample(watched, REGRESSION_ROWS, rng)
@@ -394,8 +398,10 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
     cap, counts = length_cap(log, rows)
     frequency = np.bincount(np.minimum(counts, cap))
     platform_cap = int(frequency.argmax())  # a length many sessions share may be the platform's own cap
-    max_turns = {cap} | ({platform_cap} if 1 < platform_cap < cap and frequency[platform_cap] >= PLATFORM_CAP_SHARE
-                         * counts.size else set())
+    # sessions that all end by leaving say nothing of a cap: SimParams' default unless longer ones were logged
+    uncapped = max(int(min(counts.max(initial=1), 10_000)), SimParams().max_turn)
+    max_turns = {uncapped} | ({platform_cap} if 1 < platform_cap < cap and frequency[platform_cap] >= PLATFORM_CAP_SHARE
+                              * counts.size else set())
     table, lengths, session_users = session_table(log, rows, cap)
     table = session_items(log, table)
     lengths_capped = np.minimum(lengths, cap)
@@ -425,9 +431,7 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         "click_rate": float(click[rows].mean()), "mean_watch_ratio_per_click": float(watch[watched].mean()),
         "mean_session_length": float(lengths.mean()) if lengths.size else None,
         "median_return_gap_h": float(np.median(gaps) / 3600) if gaps.size else None,
-        "leave_rule_survival_distance": best[0], "als_rmse": float(np.sqrt(np.mean(
-            (target - mu - b_u[log.user[watched]] - b_i[log.item[watched]]
-             - np.einsum("nd,nd->n", x[log.user[watched]], y[log.item[watched]])) ** 2))),
+        "leave_rule_survival_distance": best[0], "als_rmse": float(np.sqrt(np.mean((target - prediction) ** 2))),
     }
     manifest = {"source": {"path": log.source, "logged_signals": list(log.logged)},
                 "fit_settings": dataclasses.asdict(settings), "statistics": statistics, "hooks": HOOKS}
