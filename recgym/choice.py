@@ -6,11 +6,17 @@ Scalar functions of one session and one item, compiled and inlined into the batc
     sat_i    = min(reward_max * sigmoid(base_i + T_i(s)) * Q_i, watch_max)        the true reward's mean
     f_i      = max(creator familiarity, category familiarity) in [0, 1]
     logit_i  = click_base + click_slope * log(sat_i) + conformity * p_i + familiarity_click * f_i
+    theta_j  = (1 + j) ** -position_decay                                        slot j examined (slates)
 
 Satisfaction excludes every pull: popularity and familiarity move what the platform logs
 (:mod:`recgym.logging_model`), not what the user gets. Creator familiarity is 1 when the item's
 creator is followed or among the creators of the last k items; category familiarity is the mean over
 the item's categories of the decayed category count / its cap (the quantity boredom reads).
+
+Slates (v1, ``slate_size > 1``): the position-based model examines slot j with probability theta_j
+and the user clicks the argmax of ``logit_i + Gumbel`` over the examined items and a skip of logit 0
+(a multinomial logit: a one-item slate clicks with sigmoid(logit_i), the single-item probability);
+the cascade examines top-down and clicks slot j with sigmoid(logit_j), stopping at the first click.
 """
 
 from __future__ import annotations
@@ -73,3 +79,27 @@ def familiarity(kn: np.void, cat: tuple, s: tuple, b: int, item: int) -> np.floa
 def click_logit(kn: np.void, log_sat: np.float32, pop_score: np.float32, fam: np.float32) -> np.float32:
     """Logit of the click: satisfaction plus the popularity (conformity) and familiarity pulls."""
     return kn.click_base + kn.click_slope * log_sat + kn.conformity * pop_score + kn.familiarity_click * fam
+
+
+@njit(cache=True, inline="always")
+def examination_probability(kn: np.void, position: int) -> np.float32:
+    """theta_j = (1 + j) ** -position_decay: probability that the position-based model examines slot ``position``."""
+    return np.float32((1.0 + position) ** -float(kn.position_decay))
+
+
+@njit(cache=True, inline="always")
+def slate_click_score(kn: np.void, logit: np.float32, gumbel: float, uniform: np.float32) -> float:
+    """Score of an examined slate item in the click model, compared with the running best (the
+    skip's score to begin with, :func:`skip_score`): position model ``logit + gumbel`` (the
+    multinomial logit's Gumbel-max); cascade ``inf`` when ``uniform < sigmoid(logit)`` (the item is
+    attractive: the first such slot wins and the scan stops), else ``-inf``."""
+    if kn.cascade:
+        return np.inf if uniform < sigmoid(logit) else -np.inf
+    return float(logit) + gumbel
+
+
+@njit(cache=True, inline="always")
+def skip_score(kn: np.void, gumbel: float) -> float:
+    """The skip's score in :func:`slate_click_score`'s comparison: logit 0 plus its Gumbel (position
+    model); in the cascade a skip is what remains when no slot was attractive (-inf beats nothing)."""
+    return -np.inf if kn.cascade else gumbel

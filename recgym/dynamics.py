@@ -30,9 +30,13 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from recgym.choice import category_count_sum, creator_familiar, familiarity, satisfaction
+from recgym.choice import (
+    MIN_SATISFACTION, category_count_sum, click_logit, creator_familiar, examination_probability, familiarity,
+    satisfaction, skip_score, slate_click_score,
+)
 from recgym.logging_model import (
-    N_SIGNALS, UNIFORMS_PER_IMPRESSION, expected_observed_reward, log_signals, record_impression,
+    N_SIGNALS, SLATE_CLICK, SLATE_IMPRESSION, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESSION, expected_observed_reward,
+    log_clicked, log_signals, record_impression,
 )
 from recgym.params import SimParams
 from recgym.users import record_consumption, taste_term
@@ -71,6 +75,7 @@ KNOBS = np.dtype([
     ("familiarity_watch", np.float32), ("click_base", np.float32), ("click_slope", np.float32),
     ("watch_noise", np.float32), ("watch_max", np.float32), ("long_view_ratio", np.float32),
     ("reward_weights", np.float32, (N_SIGNALS,)),
+    ("cascade", np.bool_), ("position_decay", np.float32),  # v1 slates' click model (recgym.choice)
 ])
 
 
@@ -78,6 +83,7 @@ def knobs(params: SimParams, v1: bool = False) -> np.ndarray:
     """(1,) :data:`KNOBS` record array of ``params`` (``v1``: the world is a v1 world)."""
     derived = dict(  # the knobs that are not SimParams fields of the same name
         v1=v1, reward_true=params.reward_signal == "true", no_repeat=params.no_repeat,
+        cascade=params.click_model == "cascade",
         walk_scale=np.sqrt(12.0) * params.interest_walk / 256, hours_per_step=params.minutes_per_step / 60.0,
         fatigue_cap=1.0 / (1.0 - params.boredom_decay) if params.boredom_decay < 1 else params.max_turn,
     )
@@ -136,6 +142,8 @@ class Sessions(NamedTuple):
     recent_popularity: np.ndarray  # (B, L) float32 v1 log1p(popularity) shown at each impression ((B, 0) in v0)
     recent_exposure: np.ndarray  # (B, L) float32 v1 log1p(exposure count) at each impression ((B, 0) in v0)
     weekday: np.ndarray  # (B,) int8 v1 day of the week in [0, 7), advanced when the clock passes midnight ((0,) in v0)
+    recent_position: np.ndarray  # (B, L) int16 v1 slate position of each recent item, -1 empty ((B, 0) in v0)
+    slate_log: np.ndarray  # (B, S) int8 v1 slates: the last slate's log per slot (logging_model.SLATE_*), else (B, 0)
 
 
 # ------------------------------------------------------------------ catalogue tables (numpy, once)
@@ -230,6 +238,19 @@ def novelty_propensity(cat: Catalogue, s: Sessions, b: int) -> np.float32:
 
 
 @njit(cache=True, inline="always")
+def history_count(s: Sessions, b: int, k: int) -> int:
+    """How many of session ``b``'s last k history slots hold an item: min(step count, k), except after
+    a skipped v1 slate (a step that consumed nothing). One load once the k slots are full."""
+    length = s.recent_items.shape[1]
+    if s.recent_items[b, length - k] >= 0:
+        return k
+    count = 0
+    for j in range(length - k + 1, length):
+        count += s.recent_items[b, j] >= 0
+    return count
+
+
+@njit(cache=True, inline="always")
 def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tuple:
     """(base, session term) of recommending ``item`` to session ``b``.
 
@@ -246,7 +267,7 @@ def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tupl
         repeats += recent_creators[j] == creator
     term = session_term(
         kn, cat.item_emb[item], cat.cat_lists[item], cat.cat_counts[item], cat.item_hour[item], s.hour[b],
-        s.history_sum_emb[b], min(s.step_count[b], k), novelty_propensity(cat, s, b), s.category_fatigue[b],
+        s.history_sum_emb[b], history_count(s, b, k), novelty_propensity(cat, s, b), s.category_fatigue[b],
         np.float32(repeats) / np.float32(k),
     )
     if kn.v1 and kn.taste_weight:  # acquired taste (recgym.users)
@@ -312,9 +333,10 @@ def observed_feedback(
 
 @njit(cache=True, inline="always")
 def leave_reason(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int, streak: int, patience: float) -> int:
-    """Leave code (``LEAVE_*``) of session ``b`` after ``item``; the first rule that fires wins.
-    The window rule reads the window BEFORE the item; ``streak`` and ``patience`` are already updated."""
-    if kn.leave_window and s.step_count[b] > 0:
+    """Leave code (``LEAVE_*``) of session ``b`` after ``item`` (-1: a v1 slate the user skipped,
+    nothing consumed); the first rule that fires wins. The window rule reads the window BEFORE the
+    item; ``streak`` and ``patience`` are already updated."""
+    if kn.leave_window and s.step_count[b] > 0 and item >= 0:
         for m in range(cat.cat_counts[item]):
             if s.window_counts[b, cat.cat_lists[item, m]] > kn.leave_threshold:
                 return LEAVE_CATEGORY_WINDOW
@@ -380,6 +402,12 @@ def update_session(
         inverse_norm = np.float32(1.0) / np.sqrt(dot(interest, interest, np.float32(0.0)))
         for d in range(cat.item_emb.shape[1]):
             interest[d] *= inverse_norm
+    advance_clock(kn, s, b)
+
+
+@njit(cache=True, inline="always")
+def advance_clock(kn: np.void, s: Sessions, b: int) -> None:
+    """Session ``b``'s step count and clock after one step (v1: the weekday turns at midnight)."""
     s.step_count[b] += 1
     hour = s.hour[b] + kn.hours_per_step
     if hour >= np.float32(24.0):  # testing first skips a libm fmod call per step
@@ -387,6 +415,45 @@ def update_session(
         if kn.v1:
             s.weekday[b] = (s.weekday[b] + 1) % 7
     s.hour[b] = hour
+
+
+@njit(cache=True, inline="always")
+def click_in_slate(
+    kn: np.void, cat: Catalogue, s: Sessions, b: int, actions: np.ndarray, uniforms: np.ndarray, gumbels: np.ndarray,
+    log_max: float,
+) -> tuple:
+    """(slot, base, term): the slot of session ``b``'s v1 slate ``actions[b]`` that the user clicks
+    (-1: none, a skip) and its utility, by the click model (:func:`recgym.choice.slate_click_score`).
+    Reads the session's ``uniforms`` (6 + S,) at ``UNIFORMS_PER_IMPRESSION + j`` (position model:
+    slot j is examined when it is below theta_j; cascade: slot j is clicked when it is below its click
+    probability) and ``gumbels`` (S + 1,) (position model, the last the skip's; (0,) in the cascade).
+    Writes the slate's log to ``s.slate_log[b]``: SLATE_CLICK, SLATE_IMPRESSION (examined, not clicked) or SLATE_UNLOGGED
+    (unexamined, or a repeat of an earlier slot: missing from the log, not negative)."""
+    slate_log = s.slate_log[b]
+    chosen, best = -1, skip_score(kn, gumbels[gumbels.shape[0] - 1] if gumbels.shape[0] else 0.0)
+    chosen_base = chosen_term = np.float32(0.0)
+    for j in range(actions.shape[1]):
+        slate_log[j] = SLATE_UNLOGGED
+    for j in range(actions.shape[1]):
+        if kn.cascade and chosen >= 0:
+            break  # the cascade stops at its click: later slots are never examined
+        if repeats_earlier_slot(actions, b, j):
+            continue
+        uniform = uniforms[UNIFORMS_PER_IMPRESSION + j]
+        if not kn.cascade and uniform >= examination_probability(kn, j):
+            continue
+        item = actions[b, j]
+        base, term = utility(kn, cat, s, b, item)
+        sat = satisfaction(kn, cat, item, base, term)
+        pop_score = popularity_score(cat.pop_prior[item] + s.clicks[item], log_max)
+        logit = click_logit(kn, np.log(max(sat, MIN_SATISFACTION)), pop_score, familiarity(kn, cat, s, b, item))
+        slate_log[j] = SLATE_IMPRESSION
+        score = slate_click_score(kn, logit, gumbels[j] if gumbels.shape[0] else 0.0, uniform)
+        if score > best:
+            chosen, best, chosen_base, chosen_term = j, score, base, term
+    if chosen >= 0:
+        slate_log[chosen] = SLATE_CLICK
+    return chosen, chosen_base, chosen_term
 
 
 # ------------------------------------------------------------------ batch kernels
@@ -416,6 +483,12 @@ def step_sessions(
     written to ``signals`` (8, B) float32 ((8, 0) in v0) and to the session's logged history; the
     shared click count counts logged clicks.
 
+    v1 slates (S > 1): the click model (:func:`click_in_slate`; uniforms (B, 6 + S), gumbels (B, S + 1)
+    in the position model, (B, 0) in the cascade) picks the clicked slot, whose item is consumed and
+    logged as above with its slot in the history; no click: consumed is -1, rewards and signals are 0,
+    the history is unchanged, patience drains and the clock advances. Every distinct slot counts as
+    exposure (shown), examined or not; ``Sessions.slate_log`` keeps what was logged of the slate.
+
     Compiled without numba's reference counting (``_nrt=False``: it allocates nothing); counting
     references of the state arrays cost ~8x the step's arithmetic.
     """
@@ -440,8 +513,12 @@ def step_sessions(
         if not active[b]:
             continue
         item, chosen = actions[b, 0], 0
-        base, term = utility(kn, cat, s, b, item)
-        if slate_size > 1:  # choose: utility + conformity + Gumbel noise, the first of equal maxima
+        if kn.v1 and slate_size > 1:  # the click model: the clicked slot, or -1 (nothing consumed)
+            chosen, base, term = click_in_slate(kn, cat, s, b, actions, uniforms[b], gumbels[b], log_max)
+            item = actions[b, chosen] if chosen >= 0 else -1
+        else:
+            base, term = utility(kn, cat, s, b, item)
+        if slate_size > 1 and not kn.v1:  # choose: utility + conformity + Gumbel noise, the first of equal maxima
             best, chosen_base, chosen_term = -np.inf, base, term
             for j in range(slate_size):
                 if repeats_earlier_slot(actions, b, j):
@@ -454,13 +531,20 @@ def step_sessions(
                     best, item, chosen, chosen_base, chosen_term = noisy, candidate, j, base_j, term_j
             base, term = chosen_base, chosen_term
         consumed[b] = item
-        repeated = kn.no_repeat and was_seen[b, chosen]
-        pop_score = popularity_score(cat.pop_prior[item] + s.clicks[item], log_max)
-        if kn.v1:
+        repeated = kn.no_repeat and chosen >= 0 and was_seen[b, chosen]
+        pop_score = popularity_score(cat.pop_prior[item] + s.clicks[item], log_max) if item >= 0 else np.float32(0.0)
+        if item < 0:  # a skipped v1 slate: no reward, no signal; only patience and the clock move
+            reward = feedback = np.float32(0.0)
+            signals[:, b] = 0.0
+        elif kn.v1:
             sat = satisfaction(kn, cat, item, base, term)
             reward = clip(sat + kn.reward_noise * normals[b, 0], kn.watch_max)
             fam = familiarity(kn, cat, s, b, item)  # before the item enters the history
-            feedback = log_signals(kn, sat, fam, pop_score, uniforms[b], normals[b, 1], signals, b)
+            if slate_size > 1:  # the click model clicked it
+                feedback = log_clicked(kn, sat, np.log(max(sat, MIN_SATISFACTION)), fam, pop_score, uniforms[b],
+                                       normals[b, 1], signals, b)
+            else:
+                feedback = log_signals(kn, sat, fam, pop_score, uniforms[b], normals[b, 1], signals, b)
             if repeated:
                 reward = feedback = np.float32(0.0)
                 signals[:, b] = 0.0
@@ -471,14 +555,17 @@ def step_sessions(
             feedback = observed_feedback(kn, cat, reward, pop_score, uniforms[b, 0], normals[b, 1])
             if repeated:
                 feedback = np.float32(0.0)
-        streak = s.popular_streak[b] + 1 if cat.popular[item] else 0
+        streak = s.popular_streak[b] if item < 0 else s.popular_streak[b] + 1 if cat.popular[item] else 0
         patience = s.patience[b] - max(kn.patience_threshold - reward, np.float32(0.0))
         reason[b] = leave_reason(kn, cat, s, b, item, streak, patience)
-        enjoyment = min(reward / cat.reward_max, np.float32(1.0))  # v1 rewards may exceed reward_max
-        update_session(kn, cat, s, b, item, feedback, enjoyment, normals[b], walk_bytes[b])
-        if kn.v1:
-            record_impression(s, b, signals, np.float32(np.log1p(cat.pop_prior[item] + s.clicks[item])),
-                              np.float32(np.log1p(s.exposure[item])))
+        if item < 0:
+            advance_clock(kn, s, b)
+        else:
+            enjoyment = min(reward / cat.reward_max, np.float32(1.0))  # v1 rewards may exceed reward_max
+            update_session(kn, cat, s, b, item, feedback, enjoyment, normals[b], walk_bytes[b])
+            if kn.v1:
+                record_impression(s, b, signals, np.float32(np.log1p(cat.pop_prior[item] + s.clicks[item])),
+                                  np.float32(np.log1p(s.exposure[item])), chosen)
         s.popular_streak[b] = streak
         s.patience[b] = patience
         if kn.v1:  # users over time (recgym.users): the session's satisfaction, the user's long-term record
@@ -499,7 +586,7 @@ def step_sessions(
             for j in range(slate_size):
                 if not repeats_earlier_slot(actions, b, j):
                     s.exposure[actions[b, j]] += 1.0
-            if kn.popularity_feedback and (signals[0, b] > 0 if kn.v1 else rewards[2, b] > 0):
+            if kn.popularity_feedback and (signals[0, b] > 0 if kn.v1 else rewards[2, b] > 0):  # never a skip
                 item = consumed[b]
                 s.clicks[item] += kn.popularity_feedback
                 s.highest_popularity[0] = max(s.highest_popularity[0], cat.pop_prior[item] + s.clicks[item])
@@ -542,6 +629,8 @@ def start_sessions(
             s.recent_signals[b] = 0
             s.recent_popularity[b] = 0
             s.recent_exposure[b] = 0
+            s.recent_position[b] = -1
+            s.slate_log[b] = SLATE_UNLOGGED  # no slate shown yet
 
 
 @njit(cache=True, _nrt=False)

@@ -27,8 +27,13 @@ from recgym.choice import MIN_SATISFACTION, click_logit, sigmoid
 
 N_SIGNALS = 8
 CLICK, WATCH_RATIO, LONG_VIEW = 0, 1, 2
-#: Random uniforms one impression consumes: the click and the five post-click signals.
+#: Random uniforms one impression consumes: the click and the five post-click signals (a v1 slate
+#: adds one per slot after them: the click model's examination or click draw).
 UNIFORMS_PER_IMPRESSION = 6
+#: What a v1 slate's log holds per slot (``Sessions.slate_log``, the ``slate_clicks`` observation):
+#: the clicked item, an impression with click 0 (examined, not clicked), or nothing (unexamined, or a
+#: repeat of an earlier slot: missing from the log, not a negative).
+SLATE_UNLOGGED, SLATE_IMPRESSION, SLATE_CLICK = -1, 0, 1
 
 #: (intercept, slope in log satisfaction) of like, follow, comment, forward, hate (signals 3..7).
 POST_CLICK_LOGITS = np.array([[-4.5, 1.5], [-6.5, 1.5], [-6.0, 1.0], [-6.5, 1.0], [-7.5, -2.0]], np.float32)
@@ -57,6 +62,17 @@ def log_signals(
         signals[j, b] = 0.0
     if uniforms[0] >= sigmoid(click_logit(kn, log_sat, pop_score, fam)):
         return np.float32(0.0)
+    return log_clicked(kn, sat, log_sat, fam, pop_score, uniforms, watch_normal, signals, b)
+
+
+@njit(cache=True, inline="always")
+def log_clicked(
+    kn: np.void, sat: np.float32, log_sat: np.float32, fam: np.float32, pop_score: np.float32, uniforms: np.ndarray,
+    watch_normal: np.float32, signals: np.ndarray, b: int,
+) -> np.float32:
+    """Draw the signals of a clicked impression into ``signals[:, b]`` (all 8: the click, watch ratio
+    and long view from one standard normal, the post-click signals from ``uniforms[1:6]``); return the
+    observed reward. A slate's click model decides its click; :func:`log_signals` a single item's."""
     noise = np.exp(kn.watch_noise * watch_normal - np.float32(0.5) * kn.watch_noise * kn.watch_noise)
     watch = min(sat * np.exp(kn.familiarity_watch * fam) * noise, kn.watch_max)
     signals[CLICK, b] = 1.0
@@ -102,31 +118,36 @@ def expected_observed_reward(kn: np.void, sat: np.float32, fam: np.float32, pop_
 
 @njit(cache=True, inline="always")
 def record_impression(
-    s: tuple, b: int, signals: np.ndarray, log_popularity: np.float32, log_exposure: np.float32,
+    s: tuple, b: int, signals: np.ndarray, log_popularity: np.float32, log_exposure: np.float32, position: int,
 ) -> None:
-    """Append the impression's signals (``signals[:, b]``) and the popularity and exposure the
-    platform showed at that moment (log1p counts) to session ``b``'s logged history (oldest first)."""
+    """Append the impression's signals (``signals[:, b]``), the popularity and exposure the platform
+    showed at that moment (log1p counts) and its slate ``position`` (0 for a single item) to session
+    ``b``'s logged history (oldest first)."""
     length = s.recent_signals.shape[1]
     for j in range(length - 1):
         for m in range(N_SIGNALS):
             s.recent_signals[b, j, m] = s.recent_signals[b, j + 1, m]
         s.recent_popularity[b, j] = s.recent_popularity[b, j + 1]
         s.recent_exposure[b, j] = s.recent_exposure[b, j + 1]
+        s.recent_position[b, j] = s.recent_position[b, j + 1]
     for m in range(N_SIGNALS):
         s.recent_signals[b, length - 1, m] = signals[m, b]
     s.recent_popularity[b, length - 1] = log_popularity
     s.recent_exposure[b, length - 1] = log_exposure
+    s.recent_position[b, length - 1] = position
 
 
 @njit(cache=True, _nrt=False)
 def write_logged_history(
-    recent_signals: np.ndarray, recent_popularity: np.ndarray, recent_exposure: np.ndarray, session_hour: np.ndarray,
-    session_weekday: np.ndarray, users: np.ndarray, signals: np.ndarray, popularity: np.ndarray, exposure: np.ndarray,
-    hour: np.ndarray, weekday: np.ndarray, user_id: np.ndarray,
+    recent_signals: np.ndarray, recent_popularity: np.ndarray, recent_exposure: np.ndarray,
+    recent_position: np.ndarray, session_hour: np.ndarray, session_weekday: np.ndarray, users: np.ndarray,
+    signals: np.ndarray, popularity: np.ndarray, exposure: np.ndarray, position: np.ndarray, hour: np.ndarray,
+    weekday: np.ndarray, user_id: np.ndarray,
 ) -> None:
     """Fill the v1 observation arrays of B sessions from their state (the ``Sessions`` fields of the
-    same names): signals (B, k, 8), popularity and exposure (B, k) (the last k slots), hour and
-    weekday (B, 2) (sin, cos) of the session clock, user_id (B, 1)."""
+    same names): signals (B, k, 8), popularity and exposure (B, k) float32 and position (B, k) int64
+    (the last k slots; position -1 for an empty slot), hour and weekday (B, 2) (sin, cos) of the
+    session clock, user_id (B, 1)."""
     n_sessions, k = popularity.shape
     start = recent_popularity.shape[1] - k
     for b in range(n_sessions):
@@ -135,6 +156,7 @@ def write_logged_history(
                 signals[b, j, m] = recent_signals[b, start + j, m]
             popularity[b, j] = recent_popularity[b, start + j]
             exposure[b, j] = recent_exposure[b, start + j]
+            position[b, j] = recent_position[b, start + j]
         angle = session_hour[b] * np.float32(2 * np.pi / 24)
         hour[b, 0], hour[b, 1] = np.sin(angle), np.cos(angle)
         day = np.float32(session_weekday[b]) * np.float32(2 * np.pi / 7)

@@ -14,6 +14,8 @@ from typing import Any
 
 MODES = ("Free", "NX_0", "NX_10")
 REWARD_SIGNALS = ("true", "observed")
+#: v1 slates' click models (``docs/simulator.md``, "v1 slates").
+CLICK_MODELS = ("position", "cascade")
 
 #: The signals a v1 platform logs per impression, in KuaiRand's schema and this order (the columns of
 #: ``signals`` in v1 observations and of ``info["signals"]``).
@@ -35,7 +37,7 @@ USERS_KNOBS = ("episode", "lifetime_sessions", "lifetime_days", "interest_memory
 
 #: Knobs of the v1 user model (``docs/design-v1.md``); a v0 world refuses non-default values.
 V1_KNOBS = ("conformity", "conformity_like", "familiarity_click", "familiarity_watch", "click_base", "click_slope",
-            "watch_noise", "watch_max", "long_view_ratio", "reward_weights")
+            "watch_noise", "watch_max", "long_view_ratio", "reward_weights", "click_model", "position_decay")
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,14 @@ class SimParams:
         reward_weights: ``{signal: weight}`` over :data:`SIGNALS`; the observed reward is
             ``click * sum_s weight_s * signal_s`` (``None``: :data:`DEFAULT_REWARD_WEIGHTS`; a dict
             replaces them all, e.g. ``{"click": 1}`` is KuaiRand's is_click, ``{"watch_ratio": 1}`` KuaiRec's).
+
+    v1 slates (``slate_size > 1`` on v1 worlds; the user clicks at most one item, which is what is consumed)
+        click_model: ``"position"`` (position-based model: slot j is examined with probability
+            ``(1 + j) ** -position_decay`` and the user picks among the examined items and a skip by
+            their click logits, a multinomial logit) or ``"cascade"`` (every slot is examined top-down
+            until the first click, each clicked with its single-item click probability).
+        position_decay: eta of the position-based model's examination curve (``0``: every slot is
+            examined, the control; the cascade does not read it).
     """
 
     max_turn: int = 30
@@ -164,6 +174,8 @@ class SimParams:
     watch_max: float = 5.0
     long_view_ratio: float = 1.0
     reward_weights: Any = None
+    click_model: str = "position"
+    position_decay: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reward_weights", _reward_weights(self.reward_weights))
@@ -203,6 +215,8 @@ class SimParams:
         _check_range("click_base", self.click_base, -100.0, 100.0)
         _check_range("watch_max", self.watch_max, 1e-3, 1e3)
         _check_range("long_view_ratio", self.long_view_ratio, 0.0, 1e3)
+        _check_choice("click_model", self.click_model, CLICK_MODELS)
+        _check_range("position_decay", self.position_decay, 0.0, 10.0)
         _check_choice("episode", self.episode, EPISODES)
         _check_range("lifetime_sessions", self.lifetime_sessions, 1, 100_000)
         _check_range("lifetime_days", self.lifetime_days, 0.0, 1e6)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from recgym import dynamics
-from recgym.logging_model import N_SIGNALS, UNIFORMS_PER_IMPRESSION, write_logged_history
+from recgym.logging_model import N_SIGNALS, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESSION, write_logged_history
 from recgym.params import USERS_KNOBS, V1_KNOBS, SimParams
 from recgym.sizes import array_bytes, check_count, check_memory
 from recgym.users import (
@@ -297,7 +297,10 @@ class Simulator:
         v1 worlds add what the platform logged: signals (B, k, 8) float32 the logged signals
         (:data:`recgym.params.SIGNALS`) of those impressions; popularity and exposure (B, k) float32
         log1p(popularity) and log1p(exposure count) as shown at each impression; hour and weekday
-        (B, 2) float32 (sin, cos) of the session clock; user_id (B, 1) int64; user_features (B, F) float32.
+        (B, 2) float32 (sin, cos) of the session clock; user_id (B, 1) int64; user_features (B, F) float32;
+        position (B, k) int64 the slate slot each history item was clicked in (0 for single items, -1
+        empty). v1 slates add slate_clicks (B, S) int8, the log of the last slate per slot: 1 clicked,
+        0 an impression with click 0 (examined, not clicked), -1 not logged (unexamined or a repeat).
         """
         observation = self._empty_observations(())
         self._write_observation(observation)
@@ -330,9 +333,11 @@ class Simulator:
         self._emb_padded.take(items, axis=0, out=observation["embeddings"], mode="wrap")
         if self.world.is_v1:
             s = self.sessions
-            write_logged_history(s.recent_signals, s.recent_popularity, s.recent_exposure, s.hour, s.weekday, s.user,
-                                 *(observation[key] for key in ("signals", "popularity", "exposure", "hour", "weekday",
-                                                                "user_id")))
+            write_logged_history(s.recent_signals, s.recent_popularity, s.recent_exposure, s.recent_position, s.hour,
+                                 s.weekday, s.user, *(observation[key] for key in (
+                                     "signals", "popularity", "exposure", "position", "hour", "weekday", "user_id")))
+            if self.params.slate_size > 1:
+                observation["slate_clicks"][...] = s.slate_log
             self.world.user_features.take(self.user, axis=0, out=observation["user_features"])
             if self.params.episode == "lifetime":
                 observation["session_index"][:, 0] = self.session_index
@@ -381,10 +386,11 @@ class Simulator:
         actions = self.validate_actions(actions)
         active = self.validate_active(active)
         n, rng = self.n_sessions, self.rng
-        gumbels = self._no_gumbels if self.params.slate_size == 1 else rng.gumbel(size=actions.shape)
+        gumbel_columns, uniform_columns = step_draws(self.world, self.params)
+        gumbels = self._no_gumbels if not gumbel_columns else rng.gumbel(size=(n, gumbel_columns))
         normals = rng.standard_normal((n, dynamics.NORMALS_PER_SESSION), dtype=np.float32)
         v1 = self.world.is_v1
-        uniforms = rng.random((n, UNIFORMS_PER_IMPRESSION if v1 else 1), dtype=np.float32)
+        uniforms = rng.random((n, uniform_columns), dtype=np.float32)
         walk_bytes = self._random_bytes(n, self._walk_dims)
         consumed, reason = np.empty(n, np.int64), np.empty(n, np.int8)
         rewards, flags = np.empty((3, n), np.float32), np.empty((3, n), bool)
@@ -462,6 +468,8 @@ def session_layout(n_sessions: int, world: World, params: SimParams) -> dict[str
         "recent_popularity": ((n, buffer_len if world.is_v1 else 0), np.float32, 0),
         "recent_exposure": ((n, buffer_len if world.is_v1 else 0), np.float32, 0),
         "weekday": ((n if world.is_v1 else 0,), np.int8, 0),
+        "recent_position": ((n, buffer_len if world.is_v1 else 0), np.int16, -1),
+        "slate_log": ((n, params.slate_size if world.is_v1 and params.slate_size > 1 else 0), np.int8, SLATE_UNLOGGED),
         "reward_sum": ((n if world.is_v1 else 0,), np.float32, 0),
         # A bit per item (416 bytes per session on KuaiRec): 1.7 MB at B = 4,096 stays in cache, a
         # bool (B, I) table (13.6 MB) did not, and a new session clears its row in one short memset.
@@ -469,13 +477,22 @@ def session_layout(n_sessions: int, world: World, params: SimParams) -> dict[str
     }
 
 
+def step_draws(world: World, params: SimParams) -> tuple[int, int]:
+    """(Gumbel, uniform) draws per session per step: v0 S Gumbels for a slate's choice (0 for one
+    item) and 1 uniform; v1 :data:`UNIFORMS_PER_IMPRESSION` uniforms, plus for a slate one per slot
+    (the click model's examination / click draw) and, in the position model, S + 1 Gumbels (the
+    slots' and the skip's)."""
+    slate = params.slate_size
+    if not world.is_v1:
+        return (slate if slate > 1 else 0), 1
+    if slate == 1:
+        return 0, UNIFORMS_PER_IMPRESSION
+    return (0 if params.click_model == "cascade" else slate + 1), UNIFORMS_PER_IMPRESSION + slate
+
+
 def check_version(world: World, params: SimParams) -> None:
-    """The v1 knobs act on v1 worlds only, and v1 worlds step single items (slates come later):
-    a one-line ``ValueError`` otherwise."""
+    """The v1 knobs act on v1 worlds only: a one-line ``ValueError`` otherwise."""
     if world.is_v1:
-        if params.slate_size > 1:
-            raise ValueError(f"slate_size={params.slate_size}: the {world.name!r} world steps single items "
-                             "(v1 slates are not implemented yet)")
         return
     defaults = SimParams()
     changed = [name for name in V1_KNOBS + USERS_KNOBS if getattr(params, name) != getattr(defaults, name)]
@@ -498,11 +515,14 @@ def observation_layout(n_sessions: int, world: World, params: SimParams) -> dict
             "signals": ((n, k, N_SIGNALS), np.float32),
             "popularity": ((n, k), np.float32),
             "exposure": ((n, k), np.float32),
+            "position": ((n, k), np.int64),
             "hour": ((n, 2), np.float32),
             "weekday": ((n, 2), np.float32),
             "user_id": ((n, 1), np.int64),
             "user_features": ((n, world.user_features.shape[1]), np.float32),
         })
+        if params.slate_size > 1:
+            layout["slate_clicks"] = ((n, params.slate_size), np.int8)
         if params.episode == "lifetime":
             layout.update({"session_index": ((n, 1), np.int64), "return_gap": ((n, 1), np.float32)})
     return layout
@@ -521,8 +541,9 @@ def memory_need(n_sessions: int, world: World, params: SimParams) -> int:
     catalogue = array_bytes((2, world.n_items), np.float64) + array_bytes((world.n_items + 1, world.embed_dim), np.float32)
     observations = 2 * sum(array_bytes(shape, dtype)
                            for shape, dtype in observation_layout(n, world, params).values())
-    step = array_bytes((n, slate), np.int64) + array_bytes((n, slate), np.float64) + array_bytes(
-        (n, dynamics.NORMALS_PER_SESSION + world.embed_dim), np.float32)
+    gumbels, uniforms = step_draws(world, params)
+    step = array_bytes((n, slate), np.int64) + array_bytes((n, gumbels), np.float64) + array_bytes(
+        (n, dynamics.NORMALS_PER_SESSION + uniforms + world.embed_dim), np.float32)
     mask = array_bytes((n, world.n_items), bool)
     users = 0 if not world.is_v1 else sum(  # the persistent per-user state (recgym.users) and its (B,) clocks
         array_bytes(shape, dtype) for shape, dtype in

@@ -4,6 +4,7 @@ satisfaction, familiarity, the expected logged reward, the sampled signals, and 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -41,7 +42,7 @@ def stepped() -> Simulator:
 
 
 def reference_tables(sim: Simulator) -> dict[str, np.ndarray]:
-    """(B, I) satisfaction, familiarity, popularity score, P(click) and E[observed reward], in numpy."""
+    """(B, I) satisfaction, familiarity, popularity score, click logit, P(click) and E[observed reward], in numpy."""
     p, world = sim.params, sim.world
     base, terms = reference_utility(sim)
     cats = world.item_cats.astype(np.float64)  # acquired taste (recgym.users): mean over the item's categories
@@ -58,7 +59,8 @@ def reference_tables(sim: Simulator) -> dict[str, np.ndarray]:
     popularity = world.pop_prior + sim.clicks
     pop = np.log1p(popularity) / np.log1p(popularity.max())
     log_sat = np.log(np.maximum(sat, 1e-6))
-    click = sigmoid(p.click_base + p.click_slope * log_sat + p.conformity * pop + p.familiarity_click * fam)
+    click_logit = p.click_base + p.click_slope * log_sat + p.conformity * pop + p.familiarity_click * fam
+    click = sigmoid(click_logit)
     mean_watch = sat * np.exp(p.familiarity_watch * fam)
     s = p.watch_noise
     mu = np.log(mean_watch) - s * s / 2
@@ -71,7 +73,8 @@ def reference_tables(sim: Simulator) -> dict[str, np.ndarray]:
         logit = intercept + slope * log_sat
         logit = logit + (p.conformity_like * pop if name == "like" else 0) + (p.familiarity_click * fam if name != "hate" else 0)
         per_click = per_click + weights[name] * sigmoid(logit)
-    return dict(sat=sat, fam=fam, familiar_creator=familiar_creator, pop=pop, click=click, reward=click * per_click)
+    return dict(sat=sat, fam=fam, familiar_creator=familiar_creator, pop=pop, logit=click_logit, click=click,
+                reward=click * per_click)
 
 
 def test_satisfaction_and_expected_logged_reward_match_the_formulas(stepped):
@@ -165,13 +168,86 @@ def test_repeats_log_nothing_in_nx0():
     assert again.repeated.all() and (again.signals == 0).all() and (again.reward == 0).all() and (again.true_reward == 0).all()
 
 
-def test_v1_knobs_refused_on_v0_worlds_and_slates_on_v1():
+def test_v1_knobs_refused_on_v0_worlds():
     with pytest.raises(ValueError, match="conformity: v1 knob") as error:
         Simulator(kuairec_world(), SimParams(conformity=1.0), 1)
     assert "\n" not in str(error.value)
-    with pytest.raises(ValueError, match="v1 slates are not implemented"):
-        Simulator(kuairec_world_v1(), v1_params(slate_size=3), 1)
+    with pytest.raises(ValueError, match="click_model: v1 knob"):
+        Simulator(kuairec_world(), SimParams(click_model="cascade", slate_size=3), 1)
     with pytest.raises(ValueError, match="reward_weights: unknown signal"):
         SimParams(reward_weights={"clicks": 1})
     with pytest.raises(ValueError, match="watch_max must be in"):
         SimParams(watch_max=0.0)
+
+
+# ------------------------------------------------------------------ slates (docs/simulator.md, "v1 slates")
+def slate_click_probabilities(logits: np.ndarray, click_model: str, position_decay: float) -> np.ndarray:
+    """(B, S + 1) exact probability that the user clicks slot j of a slate of distinct items with
+    click logits ``logits`` (B, S); the last column is the skip. Position model: enumerate the 2^S
+    examination patterns (slot j examined with (1 + j)^-eta), then a multinomial logit over the
+    examined items and a skip of logit 0. Cascade: reach slot j with prod_{i<j} (1 - c_i), click with c_j."""
+    n, size = logits.shape
+    if click_model == "cascade":
+        click = sigmoid(logits)
+        reach = np.cumprod(np.concatenate([np.ones((n, 1)), 1 - click], axis=1), axis=1)  # (B, S + 1)
+        return np.concatenate([reach[:, :size] * click, reach[:, size:]], axis=1)
+    theta = (1.0 + np.arange(size)) ** -position_decay
+    weights = np.exp(logits)
+    out = np.zeros((n, size + 1))
+    for pattern in itertools.product([False, True], repeat=size):
+        examined = np.array(pattern)
+        chance = np.prod(np.where(examined, theta, 1 - theta))
+        total = 1 + (weights * examined).sum(axis=1, keepdims=True)
+        out[:, :size] += chance * weights * examined / total
+        out[:, size:] += chance / total
+    return out
+
+
+@pytest.mark.parametrize("click_model", ["position", "cascade"])
+def test_slate_clicks_follow_the_click_model(click_model):
+    """3,072 sessions after two slate steps, one slate of 4 distinct random items each: the share of
+    clicks on each slot (and of skips) within 4 standard errors of the numpy click model, the logged
+    slate and the history consistent with the click, the truth the clicked item's satisfaction."""
+    n, size = 3072, 4
+    sim = Simulator(kuairec_world_v1(), v1_params(slate_size=size, click_model=click_model), n, seed=8)
+    sim.reset(8)
+    rng = np.random.default_rng(8)
+    n_items = sim.world.n_items
+
+    def slates():
+        return np.stack([rng.choice(n_items, size, replace=False) for _ in range(n)])
+
+    for _ in range(2):
+        result = sim.step(slates())
+        sim.reset_sessions(np.flatnonzero(result.terminated | result.truncated))
+    actions = slates()
+    ref = reference_tables(sim)
+    rows = np.arange(n)[:, None]
+    expected = slate_click_probabilities(ref["logit"][rows, actions], click_model, sim.params.position_decay)
+    history_before = sim.recent_items.copy()
+    result = sim.step(actions)
+    log = sim.sessions.slate_log
+    clicked = log == 1
+    assert (clicked.sum(axis=1) <= 1).all()
+    outcome = np.concatenate([clicked, ~clicked.any(axis=1, keepdims=True)], axis=1)
+    share, probability = outcome.mean(axis=0), expected.mean(axis=0)
+    np.testing.assert_array_less(np.abs(share - probability), 4 * np.sqrt(probability * (1 - probability) / n))
+    slot = np.where(clicked.any(axis=1), clicked.argmax(axis=1), -1)
+    took = slot >= 0
+    np.testing.assert_array_equal(result.consumed, np.where(took, actions[np.arange(n), slot], -1))
+    fresh = took & ~result.repeated  # NX_0: a clicked item shown in an earlier step earns and logs nothing
+    assert fresh.sum() > 0.9 * took.sum() and not result.repeated[~took].any()
+    np.testing.assert_array_equal(result.signals[0], fresh)
+    assert (result.signals[:, ~fresh] == 0).all() and (result.true_reward[~fresh] == 0).all()
+    sat = ref["sat"][np.arange(n), actions[np.arange(n), slot]]
+    np.testing.assert_allclose(result.true_reward[fresh], np.clip(sat[fresh], 0, 5), atol=0.25)  # noise sd 0.05
+    np.testing.assert_array_equal(sim.recent_items[took, -1], result.consumed[took])
+    np.testing.assert_array_equal(sim.sessions.recent_position[took, -1], slot[took])
+    np.testing.assert_array_equal(sim.recent_items[~took], history_before[~took])  # a skip logs no consumption
+    if click_model == "position":  # slot j examined with theta_j, whatever the items
+        theta = (1.0 + np.arange(size)) ** -sim.params.position_decay
+        examined = (log >= 0).mean(axis=0)
+        np.testing.assert_array_less(np.abs(examined - theta), 4 * np.sqrt(theta * (1 - theta) / n) + 1e-9)
+    else:  # examined top-down up to the click
+        reached = np.where(took, slot, size - 1)
+        np.testing.assert_array_equal(log >= 0, np.arange(size)[None, :] <= reached[:, None])

@@ -51,7 +51,7 @@ def test_v1_defaults_observation_and_info():
     assert params.reward_signal == "observed" and params.popularity_noise == 0 and params.exposure_bias == 0
     obs, info = env.reset(seed=0)
     assert set(obs) == {"item_ids", "embeddings", "feedback", "step", "signals", "popularity", "exposure", "hour",
-                        "weekday", "user_id", "user_features"}
+                        "weekday", "user_id", "user_features", "position"}
     assert obs["user_id"][0] == info["user_id"]
     np.testing.assert_allclose(np.hypot(*obs["hour"]), 1, rtol=1e-6)
     top = int(np.argmax(env.unwrapped.world.pop_prior))

@@ -92,7 +92,10 @@ def session_spaces(world: World, params: SimParams) -> tuple[spaces.Dict, spaces
             "weekday": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
             "user_id": spaces.Box(0, world.n_users - 1, shape=(1,), dtype=np.int64),
             "user_features": spaces.Box(-1.0, 1.0, shape=(world.user_features.shape[1],), dtype=np.float32),
+            "position": spaces.Box(-1, params.slate_size - 1, shape=(k,), dtype=np.int64),
         })
+        if params.slate_size > 1:
+            keys["slate_clicks"] = spaces.Box(-1, 1, shape=(params.slate_size,), dtype=np.int8)
     observation = spaces.Dict(keys)
     if params.slate_size == 1:
         action: spaces.Space = spaces.Discrete(world.n_items)

@@ -40,7 +40,10 @@ class RecSysEnv(RegisteredSpec, gym.Env):
     ``MultiDiscrete([n_items] * S)``, a slate of which the user consumes one item (softmax choice on
     utility plus conformity). A slate that repeats an id shows that item once: the user sees the
     slate's distinct items, and the item's exposure counts once. So every sample of the action space
-    is a valid action.
+    is a valid action. v1 ids: the user examines the slate by a click model (``click_model``:
+    ``"position"``, slot j examined with probability ``(1 + j) ** -position_decay``, or ``"cascade"``)
+    and clicks at most one item, which is consumed; a slate without a click consumes nothing
+    (reward 0, ``info["item"]`` -1). Every shown item counts as exposure.
 
     In the NX modes ``info["action_mask"]`` marks, as int8 (1 = allowed), the items not yet
     recommended, in the form the action space's ``sample(mask=...)`` takes: an (n_items,) array, or a
@@ -64,7 +67,10 @@ class RecSysEnv(RegisteredSpec, gym.Env):
     logs are added: ``signals`` (k, 8) the logged click, watch_ratio, long_view, like, follow,
     comment, forward, hate of each impression; ``popularity`` / ``exposure`` (k,) log1p of the item's
     popularity and exposure count as shown at that impression; ``hour`` / ``weekday`` (2,) (sin, cos)
-    of the session clock; ``user_id`` (1,); ``user_features`` (F,) the user's static features.
+    of the session clock; ``user_id`` (1,); ``user_features`` (F,) the user's static features;
+    ``position`` (k,) int64 the slate slot each item was clicked in (0 for single items, -1 empty).
+    v1 slates add ``slate_clicks`` (S,) int8, the log of the last slate: 1 clicked, 0 an impression
+    with click 0 (examined, not clicked), -1 not logged (unexamined or a repeated id: missing, not negative).
 
     ## Rewards
 
@@ -133,7 +139,11 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       forward, hate), and the default reward is the observed reward of those logs (v0: the true
       reward); v0's additive ``popularity_noise`` / ``exposure_bias`` are off; popularity counts
       logged clicks; the observation adds the logged signals, popularity, exposure, clock, user id
-      and features. Single items only (v1 slates not yet implemented).
+      and features. 2026-12-01, v1 slates: ``slate_size > 1`` is accepted (it was refused): a click
+      model (``click_model`` ``"position"`` with ``position_decay``, or ``"cascade"``) decides what is
+      examined and the one click; unexamined items are missing from the log, examined unclicked ones are
+      impressions with click 0 (``slate_clicks``); observations add ``position`` (0 for single items,
+      whose trajectories are unchanged).
     * v1, 2026-12-01, issue #17 (users over time, :mod:`recgym.users`): users persist across sessions
       (drifted interest kept, ``interest_memory``; acquired taste per category enters the utility,
       ``taste_weight`` / ``taste_rate``; long-term consumed categories and creators); a session's end
