@@ -27,6 +27,11 @@ before the clock starts. Figures are user-steps per second unless named otherwis
   PPO (``MultiInputPolicy``, n_steps 32, batch 512, 4 epochs), both on ``SB3VecEnv`` with
   ``ppo_envs`` sessions, timed in alternating rounds of one rollout and its update each
   (:func:`bench_ppo_speedup`; ``ppo_speedup`` is their ratio);
+* ``hrl_fps``: {agent: training frames/s} of the hierarchical agents (dsrm-hrl, hrl4pfg, novelty-hrl)
+  as ``recgym train`` builds them, and ``hrl_reference_fps``, the plain SB3 PPO reference timed in
+  alternating rounds with them (:func:`bench_hierarchy`); ``hrl_vs_reference`` = {agent: hrl_fps /
+  hrl_reference_fps}, a ratio measured in one run, and ``hrl_speedup`` = {agent: that ratio over the
+  same ratio measured before issue #18's changes} (:data:`HRL_BASELINE_VS_REFERENCE`);
 * ``dsrm_us_per_state``: microseconds per state of DSRM's denoising (``purify``) forward on CPU,
   ``None`` when :mod:`recgym.agents.dsrm` is not available;
 * ``rss_growth_mb``: resident memory growth of the largest native env over ``memory_user_steps``;
@@ -73,7 +78,8 @@ class BenchConfig:
     seconds: time spent timing each throughput figure; blocks: how many alternating blocks the
     native env and the lean reference of one size share their seconds in; ppo_envs / ppo_timesteps: sessions and
     frames of each PPO run (for ``ppo_fps`` / ``ppo_reference_fps``: frames of each model after its
-    warm-up, in rounds of one rollout); dsrm_batch: states per DSRM forward; memory_user_steps: user-steps
+    warm-up, in rounds of one rollout; also the sessions per level of each hierarchical agent and, in
+    ``ppo_timesteps // 4096`` rounds (at least 1), how long they are timed, :func:`bench_hierarchy`); dsrm_batch: states per DSRM forward; memory_user_steps: user-steps
     of the largest native env between the two RSS readings; env_id: the env measured; timer:
     ``"wall"`` (elapsed time) or ``"cpu"`` (this process's CPU time, all its threads).
     """
@@ -109,7 +115,8 @@ TIMERS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 QUICK = BenchConfig(seconds=0.5, ppo_timesteps=2048, dsrm_batch=64, memory_user_steps=400_000)
 
 
-Stepper = tuple[Callable[[int], None], int]  # step(i) and the user-steps one call makes
+# step(i) and the user-steps one call makes (None: step(i) returns how many it made)
+Stepper = tuple[Callable[[int], Any], int | None]
 
 
 def _rates(steppers: dict[str, Stepper], config: BenchConfig, seconds: float | None = None,
@@ -125,12 +132,13 @@ def _rates(steppers: dict[str, Stepper], config: BenchConfig, seconds: float | N
         step(0)
     for _ in range(blocks):
         for name, (step, n_per_call) in steppers.items():
-            start, spent, first = clock(), 0.0, calls[name]
+            start, spent, made = clock(), 0.0, 0
             while spent < seconds / blocks:
                 calls[name] += 1
-                step(calls[name])
+                counted = step(calls[name])
+                made += n_per_call if n_per_call is not None else counted
                 spent = clock() - start
-            rates[name].append(n_per_call * (calls[name] - first) / spent)
+            rates[name].append(made / spent)
     return {name: float(np.median(block_rates)) for name, block_rates in rates.items()}
 
 
@@ -294,6 +302,84 @@ def bench_ppo_speedup(config: BenchConfig) -> tuple[float, float]:
     return rates["ours"], rates["reference"]
 
 
+#: The hierarchical agents of :func:`bench_hierarchy` (``hrl_fps``).
+HRL_AGENTS = ("dsrm-hrl", "hrl4pfg", "novelty-hrl")
+#: ``hrl_fps / hrl_reference_fps`` of each agent before issue #18's changes (the code of commit 2d57216),
+#: measured the same way as :func:`bench_hierarchy` in one process, OMP_NUM_THREADS=1, load 7-8
+#: (docs/performance.md, "Hierarchical agents"): ``hrl_speedup`` divides today's ratio by it.
+HRL_BASELINE_VS_REFERENCE = {"dsrm-hrl": 1.71, "hrl4pfg": 2.92, "novelty-hrl": 3.41}
+
+
+def bench_hierarchy(config: BenchConfig) -> tuple[dict[str, float], float]:
+    """Training frames/s of each of :data:`HRL_AGENTS` and of the plain SB3 PPO reference, in one process.
+
+    Each agent is built as ``recgym train --agent NAME`` builds it (:class:`~recgym.agents.hierarchy.HierarchyConfig`
+    defaults but ``ppo_envs`` sessions per level (64, as ``recgym train``), PPO n_steps 64, batch 256, 4 epochs) on ``config.env_id``
+    with :data:`ALL_MECHANISMS`, on CPU; dsrm-hrl's DSRM is an untrained default-size model (the same
+    computation as a pretrained one; stage I is not timed). One call is one round of that training at
+    the defaults of ``recgym train``: ``low.learn`` of one rollout, then ``high.learn`` of one rollout
+    of options. A frame is one recommendation the simulator made for either level (a high-level step
+    makes up to ``option_length`` per session; sessions waiting for the others make none). The
+    reference is :func:`bench_ppo_speedup`'s (plain SB3 PPO, one 2,048-frame rollout and its update
+    per call). After one warm-up call each, the agents and the reference take turns for
+    ``ppo_timesteps // 4096`` rounds (at least 1: full 4, ``--quick`` 1); each figure is the median of
+    its rounds. Returns ({agent: frames/s}, reference frames/s).
+    """
+    from stable_baselines3 import PPO
+
+    from recgym.agents.dsrm import DSRM, DSRMConfig
+    from recgym.agents.hierarchy import HierarchyConfig, make_levels
+    from recgym.agents.hrl_agents import HRL_AGENTS as USES_DSRM, build_method
+    from recgym.envs.sb3 import SB3VecEnv
+
+    hierarchy = HierarchyConfig(n_sessions=config.ppo_envs, seed=0, device="cpu")
+    rollout = hierarchy.ppo["n_steps"] * hierarchy.n_sessions
+    steppers: dict[str, Stepper] = {}
+    closing = []
+    env = gym.make(config.env_id).unwrapped
+    for agent in HRL_AGENTS:
+        dsrm = None
+        if USES_DSRM[agent][0]:
+            dsrm = DSRM(DSRMConfig(embed_dim=env.world.embed_dim, history_len=env.params.history_len),
+                        env.world.fingerprint, env.world.n_items).eval()
+        levels, _ = make_levels(build_method(agent, dsrm), config.env_id, hierarchy, ALL_MECHANISMS)
+        made = [0]
+        for venv in (levels.low_env.venv, levels.high_env.venv):
+            closing.append(venv)
+            venv.step = _counting_step(venv.step, venv.num_envs, made)
+
+        def train_round(i: int, levels: Any = levels, made: list[int] = made) -> int:
+            before = made[0]
+            levels.train_round(i, rollout, rollout)
+            return made[0] - before
+
+        steppers[agent] = (train_round, None)
+    n_steps = 32
+    reference_env = SB3VecEnv(config.env_id, num_envs=config.ppo_envs, **ALL_MECHANISMS)
+    closing.append(reference_env)
+    reference = PPO("MultiInputPolicy", reference_env, n_steps=n_steps, batch_size=min(512, n_steps * config.ppo_envs),
+                    n_epochs=4, seed=0, device="cpu", verbose=0)
+    steppers["reference"] = (lambda i: reference.learn(n_steps * config.ppo_envs, reset_num_timesteps=False),
+                             n_steps * config.ppo_envs)
+    # a round's time budget of ~0 makes each round exactly one call per stepper
+    rounds = max(1, config.ppo_timesteps // 4096)
+    rates = _rates(steppers, config, seconds=rounds * 1e-9, blocks=rounds)
+    for env in closing:
+        env.close()
+    reference_fps = rates.pop("reference")
+    return rates, reference_fps
+
+
+def _counting_step(step: Callable[..., Any], n_envs: int, made: list[int]) -> Callable[..., Any]:
+    """``venv.step`` that adds the recommendations it makes (the active rows) to ``made[0]``."""
+
+    def counted(actions: Any, active: np.ndarray | None = None) -> Any:
+        made[0] += n_envs if active is None else int(np.count_nonzero(active))
+        return step(actions, active=active)
+
+    return counted
+
+
 def bench_dsrm(config: BenchConfig) -> float | None:
     """Microseconds per state of DSRM's default denoising forward (``purify``) on CPU, or None."""
     try:
@@ -381,6 +467,8 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     results["ppo_native_fps"], results["ppo_dummy_fps"] = bench_ppo(config)
     say("recgym's flat PPO and the SB3 reference, alternating")
     results["ppo_fps"], results["ppo_reference_fps"] = bench_ppo_speedup(config)
+    say(f"hierarchical agents ({', '.join(HRL_AGENTS)}) and the SB3 reference, alternating")
+    results["hrl_fps"], results["hrl_reference_fps"] = bench_hierarchy(config)
     say("DSRM forward")
     results["dsrm_us_per_state"] = bench_dsrm(config)
     say(f"memory over {config.memory_user_steps:,} user-steps")
@@ -389,6 +477,9 @@ def _measure(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     results["native_vs_lean"] = results[f"native_{largest}"] / results[f"lean_{largest}"]
     results["ppo_speedup"] = results["ppo_fps"] / results["ppo_reference_fps"]
     results["v1_vs_v0"] = results[f"native_v1_{largest}"] / v0_alongside_v1
+    results["hrl_vs_reference"] = {agent: fps / results["hrl_reference_fps"] for agent, fps in results["hrl_fps"].items()}
+    results["hrl_speedup"] = {agent: ratio / HRL_BASELINE_VS_REFERENCE[agent]
+                              for agent, ratio in results["hrl_vs_reference"].items()}
     results["load_average"] = [load_at_start, _load_average()]
     return results
 
@@ -397,18 +488,23 @@ def format_table(results: dict[str, Any]) -> str:
     """Human-readable table of :func:`run`'s figures."""
     units = {"ppo_native_fps": "frames/s", "ppo_dummy_fps": "frames/s", "ppo_fps": "frames/s",
              "ppo_reference_fps": "frames/s", "dsrm_us_per_state": "us/state", "rss_growth_mb": "MB",
-             "native_vs_sync": "x", "native_vs_lean": "x", "ppo_speedup": "x", "v1_vs_v0": "x"}
+             "native_vs_sync": "x", "native_vs_lean": "x", "ppo_speedup": "x", "v1_vs_v0": "x",
+             "hrl_fps": "frames/s", "hrl_reference_fps": "frames/s", "hrl_vs_reference": "x", "hrl_speedup": "x"}
     loads = ", ".join("n/a" if load is None else f"{load:.2f}" for load in results["load_average"])
     lines = [
         f"recgym bench on {results['env_id']} (options {results['options']}, {results['timer']} clock)",
         f"1-minute load average at start, end: {loads} on {os.cpu_count()} CPUs",
-        f"{'figure':<20} {'value':>14}  unit",
+        f"{'figure':<24} {'value':>14}  unit",
     ]
+    rows = []
     for key, value in results.items():
         if key in ("env_id", "options", "timer", "load_average"):
             continue
+        # per-agent figures (hrl_*) one row each: hrl_fps[dsrm-hrl]
+        rows += [(f"{key}[{agent}]", key, v) for agent, v in value.items()] if isinstance(value, dict) else [(key, key, value)]
+    for label, key, value in rows:
         text = "n/a" if value is None else f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
-        lines.append(f"{key:<20} {text:>14}  {units.get(key, 'user-steps/s')}")
+        lines.append(f"{label:<24} {text:>14}  {units.get(key, 'user-steps/s')}")
     return "\n".join(lines)
 
 

@@ -28,6 +28,43 @@ def test_run_reports_every_figure_for_its_sizes():
     assert len(results["load_average"]) == 2 and all(load is None or load >= 0 for load in results["load_average"])
     assert "load average" in bench.format_table(results)
     assert json.loads(json.dumps(results)) == results  # the JSON line round-trips
+    assert set(results["hrl_fps"]) == set(bench.HRL_AGENTS) == {"dsrm-hrl", "hrl4pfg", "novelty-hrl"}
+    assert all(fps > 0 for fps in results["hrl_fps"].values()) and results["hrl_reference_fps"] > 0
+    for agent, fps in results["hrl_fps"].items():
+        assert results["hrl_vs_reference"][agent] == pytest.approx(fps / results["hrl_reference_fps"])
+        assert results["hrl_speedup"][agent] == pytest.approx(
+            results["hrl_vs_reference"][agent] / bench.HRL_BASELINE_VS_REFERENCE[agent])
+    assert "hrl_speedup[novelty-hrl]" in bench.format_table(results)
+
+
+def test_hierarchy_rounds_alternate_with_the_reference_and_count_the_simulators_recommendations(monkeypatch):
+    """One call = one round of each agent's training (low then high level, one rollout each); frames are
+    the recommendations the simulator made, the high level's waiting sessions not counted."""
+    from recgym.agents.hierarchy import Levels
+
+    calls, now = [], [0.0]
+    monkeypatch.setitem(bench.TIMERS, "wall", lambda: now[0])
+
+    def fake_round(self, round_index, low_steps, high_steps, callbacks=None, progress_bar=False):
+        calls.append((self.method.name, low_steps, high_steps))
+        self.low_env.venv.step(np.zeros(4, np.int64))  # 4 recommendations
+        self.high_env.venv.step(np.zeros(4, np.int64), active=np.array([True, False, False, True]))  # 2 more
+        now[0] += 1.0
+
+    def fake_learn(self, total_timesteps, **kwargs):
+        calls.append(("reference", total_timesteps))
+        now[0] += 0.5
+
+    monkeypatch.setattr(Levels, "train_round", fake_round)
+    monkeypatch.setattr("stable_baselines3.PPO.learn", fake_learn)
+    monkeypatch.setattr("recgym.envs.vector.RecSysVectorEnv.step", lambda self, actions, active=None: None)
+    rates, reference = bench.bench_hierarchy(bench.BenchConfig(ppo_envs=4, ppo_timesteps=2 * 4096,
+                                                               env_id="recgym/Synthetic-v0"))
+    rollout = 64 * 4  # HierarchyConfig's n_steps x the sessions
+    one_round = [(agent, rollout, rollout) for agent in ("dsrm-hrl", "hrl4pfg", "novelty-hrl")] + [("reference", 32 * 4)]
+    assert calls == one_round * 3  # a warm-up, then 8,192 // 4,096 = 2 rounds
+    assert rates == {agent: 6.0 for agent in bench.HRL_AGENTS}  # 6 recommendations per (fake) second
+    assert reference == 256.0  # 128 frames in half a second
 
 
 def test_default_config_uses_the_documented_keys():

@@ -9,7 +9,8 @@ import pytest
 import recgym
 from recgym.agents.dsrm_hrl import DSRMHRL
 from recgym.agents.hierarchy import (
-    HierarchyConfig, HighLevelVecEnv, exposure_gini_gradient, feedback_state, top_candidates, train_hierarchy,
+    CatalogueScores, HierarchyConfig, HighLevelVecEnv, RowCache, _predictor, exposure_gini_gradient, feedback_state,
+    low_view, make_levels, rows_of, top_candidates, train_hierarchy,
 )
 from recgym.agents.hrl4pfg import HRL4PFG
 from recgym.agents.hrl_agents import load, train
@@ -38,6 +39,100 @@ def test_top_candidates_are_allowed_and_best_first():
     scores = np.array([[0.1, 0.9, 0.5, 0.7], [0.4, 0.3, 0.2, 0.1]])
     mask = np.array([[True, False, True, True], [True, True, True, True]])
     assert top_candidates(scores, mask, 2).tolist() == [[3, 2], [0, 1]]
+
+
+def test_top_candidates_equal_a_full_sort_of_the_allowed_items():
+    """The compiled one-pass selection against numpy's stable sort: ties (lower id first), int8 masks
+    as the env gives them, and a row with fewer allowed items than candidates (padded with the
+    disallowed ones in id order)."""
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 50, size=(64, 400)).astype(np.float32)  # many ties
+    mask = (rng.random((64, 400)) > 0.3).astype(np.int8)
+    mask[5] = 0
+    mask[5, [7, 300]] = 1
+    chosen = top_candidates(scores, mask, 20)
+    for row in range(64):
+        allowed = np.flatnonzero(mask[row])
+        expected = allowed[np.argsort(-scores[row, allowed], kind="stable")][:20]
+        if row == 5:
+            expected = np.concatenate([expected, np.flatnonzero(mask[row] == 0)[:18]])
+        np.testing.assert_array_equal(chosen[row], expected)
+
+
+def test_catalogue_scores_are_the_dot_products():
+    rng = np.random.default_rng(1)
+    item_emb, queries = rng.standard_normal((300, 8)).astype(np.float32), rng.standard_normal((5, 8))
+    np.testing.assert_allclose(CatalogueScores(item_emb)(queries), queries @ item_emb.T, rtol=1e-5, atol=1e-5)
+
+
+def test_row_cache_recomputes_only_the_rows_whose_history_changed():
+    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point",
+                        autoreset_mode="SameStep")
+    obs, _ = venv.reset(seed=0)
+    computed = []
+
+    def compute(batch):
+        computed.append(len(batch["item_ids"]))
+        return feedback_state(batch)
+
+    cache = RowCache(8, venv.world.embed_dim)
+    np.testing.assert_array_equal(cache.get(obs, compute), feedback_state(obs))
+    active = np.arange(8) < 3
+    for step in range(4):
+        obs, *_ = venv.step(np.arange(8) + 10 * step, active=active)
+        np.testing.assert_allclose(cache.get(obs, compute), feedback_state(obs), rtol=1e-6)
+    assert cache.get(obs, compute).shape == (8, venv.world.embed_dim)  # the same observation: nothing computed
+    assert computed == [8, 3, 3, 3, 3]  # whole batch, then the three active sessions of each step
+    assert cache.get(rows_of(obs, [1, 2]), compute).shape == (2, venv.world.embed_dim) and computed[-1] == 2
+
+
+def test_dsrm_hrl_state_is_a_function_of_each_rows_history():
+    """With shared chain noise a session's purified state does not depend on the batch it is computed
+    in, so the method's row cache gives what a whole-batch computation gives."""
+    from recgym.agents.dsrm import DSRM, DSRMConfig
+    from recgym.agents.hrl_agents import dsrm_state
+
+    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=16, vectorization_mode="vector_entry_point",
+                        autoreset_mode="SameStep")
+    obs, _ = venv.reset(seed=0)
+    world = venv.world
+    model = DSRM(DSRMConfig(embed_dim=world.embed_dim, history_len=venv.params.history_len, d_model=16, n_heads=2,
+                            hidden=32), world.fingerprint, world.n_items).eval()
+    cached, whole = DSRMHRL(state_fn=dsrm_state(model)), DSRMHRL(state_fn=dsrm_state(model))
+    cached.bind(venv)
+    whole.bind(gym.make_vec("recgym/Synthetic-v0", num_envs=1, vectorization_mode="vector_entry_point"))  # no cache
+    cached.state(obs)
+    rows = np.arange(16) % 3 == 0
+    for step in range(3):
+        obs, *_ = venv.step(np.arange(16) + 16 * step, active=rows)
+        np.testing.assert_allclose(cached.state(obs), whole.state(obs), atol=1e-5)
+    full = dsrm_state(model)(obs)
+    np.testing.assert_allclose(dsrm_state(model)(rows_of(obs, rows)), full[rows], atol=1e-5)
+    assert not np.allclose(model.purify(rows_of(obs, rows), "ddim", 5, 2), full[rows], atol=1e-3)  # per-row noise
+
+
+def test_frozen_levels_act_as_sb3_predict_and_terminal_views_are_the_ended_rows():
+    method = NoveltyHRL()
+    config = HierarchyConfig(rounds=1, n_sessions=16, device="cpu", ppo={"n_steps": 16, "batch_size": 128, "n_epochs": 1})
+    levels, _ = make_levels(method, "recgym/Synthetic-v0", config, FAIRNESS_PROTOCOL)
+    levels.train_round(0, 256, 256)
+    for model, env in ((levels.low, levels.low_env), (levels.high, levels.high_env)):
+        observation = env.reset()
+        np.testing.assert_array_equal(_predictor(model)(observation), model.predict(observation, deterministic=True)[0])
+    env, venv = levels.low_env, levels.low_env.venv
+    steps = []
+    venv_step = venv.step
+    venv.step = lambda items: steps.append(venv_step(items)) or steps[-1]
+    env.reset()
+    for _ in range(12):
+        goal = env.goal.copy()
+        _, _, dones, infos = env.step(np.zeros(16, np.int64))
+        if dones.any():
+            break
+    assert dones.any()
+    expected, _ = low_view(method, steps[-1][4]["final_obs"], goal, venv.action_masks())
+    for i in np.flatnonzero(dones):
+        np.testing.assert_allclose(infos[i]["terminal_observation"], expected[i], rtol=1e-6)
 
 
 def test_feedback_state_weights_history_by_observed_feedback():

@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recgym.agents.hierarchy import Obs, exposure_gini_gradient, feedback_state, top_candidates
+from recgym.agents.hierarchy import (
+    CatalogueScores, Obs, RowCache, exposure_gini_gradient, feedback_state, top_candidates,
+)
 from recgym.agents.rewards import log_popularity_score
 
 StateFn = Callable[[Obs], np.ndarray]
@@ -51,20 +53,24 @@ class DSRMHRL:
 
     def bind(self, venv: Any) -> None:
         self.sim, self.item_emb = venv.sim, venv.world.item_emb
+        self.item_scores = CatalogueScores(self.item_emb)
         dim = self.item_emb.shape[1]
         self.goal_space = spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
         self.high_observation_space = spaces.Box(-np.inf, np.inf, shape=(dim + 3,), dtype=np.float32)
         n_cand = self.n_candidates
         self.low_observation_space = spaces.Box(-np.inf, np.inf, shape=(dim + 2 + 3 * n_cand,), dtype=np.float32)
         self.low_action_space = spaces.Discrete(n_cand)
-        self._cached: tuple[Obs | None, np.ndarray | None] = (None, None)
+        self._rows = RowCache(venv.num_envs, dim)
 
     def state(self, obs: Obs) -> np.ndarray:
-        """(B, D) unit state of ``obs``, computed once per observation (DSRM sampling is the costly part)."""
-        if self._cached[0] is not obs:
-            state = np.asarray(self.state_fn(obs), np.float32)
-            self._cached = (obs, state / np.maximum(np.linalg.norm(state, axis=1, keepdims=True), 1e-8))
-        return self._cached[1]
+        """(B, D) unit state of ``obs``. DSRM sampling is the costly part, so on a batch of the bound
+        env's B sessions only the rows whose history changed since the last call are computed
+        (:class:`~recgym.agents.hierarchy.RowCache`); other batches are computed whole."""
+        return self._rows.get(obs, self._unit_state)
+
+    def _unit_state(self, obs: Obs) -> np.ndarray:
+        state = np.asarray(self.state_fn(obs), np.float32)
+        return state / np.maximum(np.linalg.norm(state, axis=1, keepdims=True), 1e-8)
 
     def popularity_score(self) -> np.ndarray:
         """(I,) float32 log(1 + logged popularity) scaled to [0, 1] (:func:`log_popularity_score`)."""
@@ -80,14 +86,16 @@ class DSRMHRL:
 
     def candidates(self, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(B, L) the allowed items with the highest Psi = w_acc Sim(s^, e_i) - w_fair log pop_i, best first."""
-        psi = goal[:, :1] * (self.state(obs) @ self.item_emb.T) - goal[:, 1:] * self.popularity_score()[None, :]
+        psi = self.item_scores(self.state(obs))
+        psi *= goal[:, :1]
+        psi -= goal[:, 1:] * self.popularity_score()[None, :]
         return top_candidates(psi, mask, self.n_candidates)
 
     def low_observation(self, obs: Obs, goal: np.ndarray, cands: np.ndarray) -> np.ndarray:
-        similarity = np.einsum("bd,bld->bl", self.state(obs), self.item_emb[cands])
-        parts = [self.state(obs), goal, similarity, self.popularity_score()[cands], self.fairness(cands)]
+        state = self.state(obs)
+        similarity = np.einsum("bd,bld->bl", state, self.item_emb[cands])
+        parts = [state, goal, similarity, self.popularity_score()[cands], self.fairness(cands)]
         return np.concatenate(parts, axis=1).astype(np.float32)
-
 
     def fairness(self, items: np.ndarray) -> np.ndarray:
         """(B,) or (B, M): -dGini/dx of each item (0 for -1 padding): > 0 for under-exposed items."""

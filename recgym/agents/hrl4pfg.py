@@ -26,7 +26,7 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from recgym.agents.hierarchy import Obs, top_candidates
+from recgym.agents.hierarchy import CatalogueScores, Obs, top_candidates
 
 
 class HistoryAttention(BaseFeaturesExtractor):
@@ -66,6 +66,7 @@ class HRL4PFG:
     def bind(self, venv: Any) -> None:
         world = venv.world
         self.sim, self.item_emb, self.n_users = venv.sim, world.item_emb, world.n_users
+        self.item_scores = CatalogueScores(self.item_emb)
         self.center = world.item_emb.mean(axis=0)
         self.radius = float(np.linalg.norm(world.item_emb - self.center, axis=1).max())
         k, dim, n_cand = venv.params.history_len, world.embed_dim, self.n_candidates
@@ -94,7 +95,7 @@ class HRL4PFG:
 
     def candidates(self, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(B, L) the allowed items nearest g_t, nearest first (unit embeddings: largest dot product)."""
-        return top_candidates(self.virtual_item(goal) @ self.item_emb.T, mask, self.n_candidates)
+        return top_candidates(self.item_scores(self.virtual_item(goal)), mask, self.n_candidates)
 
     def high_observation(self, obs: Obs) -> np.ndarray:
         valid = (obs["item_ids"] >= 0).astype(np.float32)

@@ -34,10 +34,11 @@ DSRM_FILE = "dsrm.pt"
 
 
 def dsrm_state(model: Any) -> Any:
-    """(B, ...) obs -> (B, D) DSRM-purified state (fast DDIM sampler: 5 jumps, 2 chains)."""
+    """(B, ...) obs -> (B, D) DSRM-purified state (fast DDIM sampler: 5 jumps, 2 chains, the same two
+    starting noises for every row: a row's state is a function of its own history)."""
 
     def state(obs: Obs) -> np.ndarray:
-        return model.purify(obs, sampler="ddim", steps=5, n_samples=2).cpu().numpy()
+        return model.purify(obs, sampler="ddim", steps=5, n_samples=2, shared_noise=True).cpu().numpy()
 
     return state
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from recgym.agents.hierarchy import Obs, feedback_state, session_step, top_candidates
+from recgym.agents.hierarchy import CatalogueScores, Obs, feedback_state, session_step, top_candidates
 from recgym.agents.rewards import diversity_novelty_bonus, log_popularity_score
 
 
@@ -56,6 +56,7 @@ class NoveltyHRL:
 
     def bind(self, venv: Any) -> None:
         self.sim, self.item_emb = venv.sim, venv.world.item_emb
+        self.item_scores = CatalogueScores(self.item_emb)
         dim = self.item_emb.shape[1]
         self.goal_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
         self.high_observation_space = spaces.Box(-np.inf, np.inf, shape=(dim + 4,), dtype=np.float32)
@@ -85,23 +86,29 @@ class NoveltyHRL:
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def candidates(self, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """(B, L) the allowed items with the best novelty-conditioned score, best first."""
-        scores = feedback_state(obs) @ self.item_emb.T + self.novelty_gain * (goal - 0.5) * self.item_novelty(obs)
-        return top_candidates(scores, mask, self.n_candidates)
+        """(B, L) the allowed items with the best novelty-conditioned score, best first.
+
+        The score ``<s, e_i> + g (1 - <h, e_i>)``, ``g = novelty_gain * (nu - 1/2)``, is ``<s - g h, e_i>``
+        plus a per-row constant: one (B, D) x (D, I) product ranks the catalogue."""
+        gain = self.novelty_gain * (goal - 0.5)
+        return top_candidates(self.item_scores(feedback_state(obs) - gain * self.history_mean(obs)),
+                              mask, self.n_candidates)
 
     def low_observation(self, obs: Obs, goal: np.ndarray, cands: np.ndarray) -> np.ndarray:
         state = feedback_state(obs)
-        rows = np.arange(cands.shape[0])[:, None]
-        similarity = np.einsum("bd,bld->bl", state, self.item_emb[cands])
+        cand_emb = self.item_emb[cands]
+        similarity = np.einsum("bd,bld->bl", state, cand_emb)
+        novelty = 1.0 - np.einsum("bd,bld->bl", self.history_mean(obs), cand_emb)
         log_pop = np.log1p(self.sim.popularity)
-        parts = [state, goal, similarity, self.item_novelty(obs)[rows, cands], log_pop[cands] / log_pop.max()]
+        parts = [state, goal, similarity, novelty, log_pop[cands] / log_pop.max()]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
-    def item_novelty(self, obs: Obs) -> np.ndarray:
-        """(B, I) 1 - <e_i, h>, h the mean history embedding (1 for an empty history)."""
+    @staticmethod
+    def history_mean(obs: Obs) -> np.ndarray:
+        """(B, D) h, the mean history embedding (zeros for an empty history): an item's novelty is
+        ``1 - <e_i, h>``."""
         valid = (obs["item_ids"] >= 0).astype(np.float32)
-        mean = obs["embeddings"].sum(axis=1) / np.maximum(valid.sum(axis=1), 1)[:, None]
-        return 1.0 - mean @ self.item_emb.T
+        return obs["embeddings"].sum(axis=1) / np.maximum(valid.sum(axis=1), 1)[:, None]
 
 
     def intrinsic(self, obs: Obs, items: np.ndarray) -> np.ndarray:

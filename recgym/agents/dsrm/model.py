@@ -230,7 +230,7 @@ class DSRM(nn.Module):
 
     def sample(
         self, raw: torch.Tensor, context: torch.Tensor, sampler: str = "ddpm", steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the reverse chain from the forward-noised raw state: (B, D) s~ and its (B, 3D) history
         context -> (B, D) s^ (unit scale).
@@ -238,7 +238,8 @@ class DSRM(nn.Module):
         Differentiable (a fine-tuned feature extractor back-propagates through it).
 
         ``sampler="ddpm"`` walks all K ancestral steps; ``"ddim"`` takes ``steps`` (default K)
-        deterministic DDIM (eta = 0) jumps, the fast sampler.
+        deterministic DDIM (eta = 0) jumps, the fast sampler. ``noise``: the (B, D) noise of the
+        forward-noised start (default: drawn from ``generator``).
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
@@ -249,7 +250,8 @@ class DSRM(nn.Module):
         if isinstance(n_jumps, bool) or not isinstance(n_jumps, int) or not 1 <= n_jumps <= big_k:
             raise ValueError(f"steps must be an integer in [1, {big_k}], got {steps!r}")
         condition = self._condition(raw, context)
-        noise = torch.randn(raw.shape, generator=generator, device=raw.device)
+        if noise is None:
+            noise = torch.randn(raw.shape, generator=generator, device=raw.device)
         x = self.alpha_bar[big_k].sqrt() * condition[:, :self.config.embed_dim] + (1 - self.alpha_bar[big_k]).sqrt() * noise
         if sampler == "ddpm":
             schedule = list(range(big_k, 0, -1))
@@ -272,26 +274,36 @@ class DSRM(nn.Module):
     @torch.no_grad()
     def purify(
         self, obs: dict[str, Any], sampler: str = "ddpm", steps: int | None = None, n_samples: int = 8,
-        seed: int | None = 0,
+        seed: int | None = 0, shared_noise: bool = False,
     ) -> torch.Tensor:
         """s^_t (B, D): the mean of ``n_samples`` reverse-chain samples from (and conditioned on) s~_t
         and the observation's history context."""
         return self.purify_state(self.raw_state(obs), sampler, steps, n_samples, seed,
-                                 context=self.history_context(obs))
+                                 context=self.history_context(obs), shared_noise=shared_noise)
 
     def purify_state(
         self, raw: torch.Tensor, sampler: str = "ddpm", steps: int | None = None, n_samples: int = 8,
-        seed: int | None = 0, *, context: torch.Tensor,
+        seed: int | None = 0, *, context: torch.Tensor, shared_noise: bool = False,
     ) -> torch.Tensor:
         """Like :meth:`purify` from an already encoded raw state (B, D) and its history context (B, 3D)
-        (:meth:`history_context` of the same observation); ``seed`` fixes the chains' noise."""
+        (:meth:`history_context` of the same observation); ``seed`` fixes the chains' noise.
+
+        ``shared_noise``: every row's chains start from the same ``n_samples`` noise vectors, so with
+        the deterministic DDIM sampler a row's state depends on its own history only, not on its
+        position or on the batch it is computed in (default: one draw per row and chain)."""
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         self._check_context(raw, context)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=raw.device).manual_seed(seed)
-        samples = self.sample(raw.repeat(n_samples, 1), context.repeat(n_samples, 1), sampler, steps, generator)
+        noise = None
+        if shared_noise:
+            dim = raw.shape[1]
+            chains = torch.randn((n_samples, 1, dim), generator=generator, device=raw.device)
+            noise = chains.expand(n_samples, raw.shape[0], dim).reshape(-1, dim)
+        samples = self.sample(raw.repeat(n_samples, 1), context.repeat(n_samples, 1), sampler, steps, generator,
+                              noise=noise)
         return samples.view(n_samples, *raw.shape).mean(dim=0)
 
     # ----------------------------------------------------------- persistence
