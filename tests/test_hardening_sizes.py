@@ -144,9 +144,10 @@ def test_the_limit_is_exact_and_the_error_says_the_need(monkeypatch):
     world, params = kuairec_world(), SimParams()
     need = memory_need(1000, world, params)
     # Per KuaiRec session (D=32, C=31, NX_0, k=10): state 1,006 bytes (416 of them the no-repeat bits),
-    # two observations 2 x 1,404, the step's actions and draws 156, the action mask 3,327; plus the
+    # two observations 2 x 1,404, the step's actions and draws 152 (an int64 action, no Gumbel for one
+    # item, 3 normals + 1 uniform + D walk draws counted as float32), the action mask 3,327; plus the
     # catalogue's two (I,) float64 counts and (I + 1, D) float32 padded embeddings.
-    assert need == 1000 * (1006 + 2 * 1404 + 156 + 3327) + (2 * 3327 * 8 + 3328 * 32 * 4)
+    assert need == 1000 * (1006 + 2 * 1404 + 152 + 3327) + (2 * 3327 * 8 + 3328 * 32 * 4)
     monkeypatch.setattr(sizes, "memory_limit", lambda: need)
     assert RecSysVectorEnv(1000).num_envs == 1000  # exactly at the limit: allowed
     with pytest.raises(ValueError) as refused:
