@@ -27,7 +27,8 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
    sessions per user and the empirical gap distribution.
 
 Mechanisms not fitted are switched off in the fitted params (:data:`UNFITTED_OFF`): interest drift and
-walk, time of day, novelty, boredom, creator fatigue, familiarity. Their hooks are listed in the manifest.
+walk, time of day, novelty, boredom, creator fatigue, familiarity, acquired taste; the users' daily and
+weekly cycles are zero. Their hooks are listed in the manifest.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ WATCH_FLOOR = 0.01
 #: Mechanisms the fit does not identify yet: off in a fitted world (each is a SimParams knob a user may turn on).
 UNFITTED_OFF = {"interest_drift": 0.0, "interest_walk": 0.0, "time_of_day": 0.0, "novelty_weight": 0.0,
                 "session_novelty_volatility": 0.0, "boredom": 0.0, "creator_fatigue": 0.0,
-                "familiarity_click": 0.0, "familiarity_watch": 0.0, "popular_streak": 0}
+                "familiarity_click": 0.0, "familiarity_watch": 0.0, "taste_weight": 0.0, "popular_streak": 0}
 #: Leave-rule candidates (DORL window with threshold 0, patience budget, patience threshold as a share of reward_max).
 LEAVE_GRID = {"leave_window": (0, 1, 2, 4), "patience": (0.0, 1.0, 3.0, 10.0), "patience_threshold": (0.05, 0.15, 0.3)}
 #: The leave rule is fitted on session lengths up to this quantile (longer sessions are censored there).
@@ -377,6 +378,7 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         item_quality=quality.astype(np.float32), quality_weight=beta, item_duration=duration.astype(np.float32),
         creator_debut=debut, user_followed=_top_creators(log, rows, n_creators, settings.followed_creators),
         user_features=np.clip(features, -1, 1).astype(np.float32),
+        user_cycles=np.zeros((log.n_users, 4, settings.dims), np.float32),  # time cycles not fitted: none
     )
     steps.update()
     # 2. click model, watch noise, long view

@@ -38,7 +38,7 @@ MANIFEST = "manifest.json"
 #: The World's array fields stored in a world dir (all of them are required on load).
 WORLD_ARRAYS = ("item_emb", "item_cats", "item_creator", "item_age", "item_hour", "pop_prior", "user_interest",
                 "user_novelty", "user_ids", "item_ids", "item_quality", "item_duration", "creator_debut",
-                "user_followed", "user_features")
+                "user_followed", "user_features", "user_cycles")
 #: The World's scalar fields stored in the manifest.
 WORLD_SCALARS = ("reward_max", "positive_threshold", "affinity_scale", "affinity_bias", "quality_weight")
 
