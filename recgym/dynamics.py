@@ -548,6 +548,8 @@ def step_sessions(
             if repeated:
                 reward = feedback = np.float32(0.0)
                 signals[:, b] = 0.0
+                if slate_size > 1:  # logged as a single item's repeat: an impression with click 0
+                    s.slate_log[b, chosen] = SLATE_IMPRESSION
         else:
             reward = clip(expected_reward(cat, base, term) + kn.reward_noise * normals[b, 0], cat.reward_max)
             if repeated:

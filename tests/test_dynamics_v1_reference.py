@@ -227,16 +227,16 @@ def test_slate_clicks_follow_the_click_model(click_model):
     history_before = sim.recent_items.copy()
     result = sim.step(actions)
     log = sim.sessions.slate_log
-    clicked = log == 1
-    assert (clicked.sum(axis=1) <= 1).all()
-    outcome = np.concatenate([clicked, ~clicked.any(axis=1, keepdims=True)], axis=1)
+    took = result.consumed >= 0
+    slot = np.where(took, (actions == result.consumed[:, None]).argmax(axis=1), -1)
+    assert (actions[took, slot[took]] == result.consumed[took]).all()
+    outcome = np.zeros((n, size + 1), bool)
+    outcome[np.arange(n), np.where(took, slot, size)] = True
     share, probability = outcome.mean(axis=0), expected.mean(axis=0)
     np.testing.assert_array_less(np.abs(share - probability), 4 * np.sqrt(probability * (1 - probability) / n))
-    slot = np.where(clicked.any(axis=1), clicked.argmax(axis=1), -1)
-    took = slot >= 0
-    np.testing.assert_array_equal(result.consumed, np.where(took, actions[np.arange(n), slot], -1))
     fresh = took & ~result.repeated  # NX_0: a clicked item shown in an earlier step earns and logs nothing
     assert fresh.sum() > 0.9 * took.sum() and not result.repeated[~took].any()
+    np.testing.assert_array_equal(log == 1, fresh[:, None] & (np.arange(size) == slot[:, None]))
     np.testing.assert_array_equal(result.signals[0], fresh)
     assert (result.signals[:, ~fresh] == 0).all() and (result.true_reward[~fresh] == 0).all()
     sat = ref["sat"][np.arange(n), actions[np.arange(n), slot]]

@@ -30,9 +30,10 @@ def click_shares(click_model: str, position_decay: float = 1.0, size: int = 5, n
     for _ in range(steps):
         actions = np.argsort(rng.random((n, 200)), axis=1)[:, :size] * 16  # distinct items across the catalogue
         result = sim.step(actions)
-        log = sim.sessions.slate_log
-        clicks += np.concatenate([(log == 1).sum(axis=0), [(result.consumed < 0).sum()]])
-        examined += (log >= 0).sum(axis=0)
+        took = result.consumed >= 0  # the user's click (in NX_0 a clicked repeat is logged with click 0)
+        clicks += np.bincount(np.where(took, (actions == result.consumed[:, None]).argmax(axis=1), size),
+                              minlength=size + 1)
+        examined += (sim.sessions.slate_log >= 0).sum(axis=0)
         sim.reset_sessions(np.flatnonzero(result.terminated | result.truncated))
     return clicks / (n * steps), examined / (n * steps)
 
@@ -169,3 +170,17 @@ def test_single_items_log_position_zero():
     assert "slate_clicks" not in obs and (obs["position"] == -1).all()
     obs, *_ = env.step(3)
     assert obs["position"][-1] == 0 and (obs["position"][:-1] == -1).all()
+
+
+def test_a_clicked_repeat_in_nx0_is_an_impression_with_click_0():
+    """As a single item's repeat: the user may click an item shown in an earlier step of the session,
+    which earns 0 and is logged with click 0."""
+    sim = build_simulator(512, "kuairec-v1", seed=1, slate_size=3, position_decay=0.0, conformity=20.0)
+    sim.reset(1)
+    slate = np.tile(np.argsort(sim.world.pop_prior)[-3:], (512, 1))  # pop score ~1: clicks almost sure
+    first = sim.step(slate)
+    assert (first.consumed >= 0).mean() > 0.9 and first.signals[0].sum() == (first.consumed >= 0).sum()
+    again = sim.step(slate)
+    took = again.consumed >= 0
+    assert took.mean() > 0.9 and again.repeated[took].all()
+    assert (again.signals == 0).all() and (again.reward == 0).all() and (sim.sessions.slate_log == 0).all()
