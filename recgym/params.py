@@ -51,7 +51,8 @@ class SimParams:
             rules off, forced length 10), as in DORL.
         history_len: k, how many past (item, feedback) pairs the observation carries.
         slate_size: 1 gives a ``Discrete`` action; >1 a ``MultiDiscrete`` slate from which the user
-            consumes one item (softmax choice over utility + conformity).
+            consumes one item (v0: softmax choice over utility + conformity; v1: at most one, clicked
+            by ``click_model``, see "v1 slates" below).
         reward_signal: what ``step`` returns as reward: ``"true"`` (the user's real engagement, as
             the literature's tables report) or ``"observed"`` (the biased logged feedback).
 
