@@ -25,8 +25,16 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from recgym.fit.model import (length_cap, log_satisfaction, popularity_score, replay, return_gaps, session_items,
-                              session_table, survival_curves)
+from recgym.fit.model import (
+    length_cap,
+    log_satisfaction,
+    popularity_score,
+    replay,
+    return_gaps,
+    session_items,
+    session_table,
+    survival_curves,
+)
 from recgym.fit.readers import Log
 from recgym.metrics import gini
 from recgym.params import SIGNALS

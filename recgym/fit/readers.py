@@ -23,14 +23,23 @@ Sessions: ``session_id`` where given, else a user's timed rows split where more 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recgym.loaders import (ITEM_CATEGORIES, DataFileError, _read_categories, _read_bytes, read_kuairand_items,
-                            read_kuairand_users)
+from recgym.loaders import (
+    ITEM_CATEGORIES,
+    MAX_CATEGORY_ID,
+    DataFileError,
+    _category_list,
+    _read_bytes,
+    _read_categories,
+    read_kuairand_items,
+    read_kuairand_users,
+)
 from recgym.params import SIGNALS
 
 #: A new session starts when a user's impressions are more than this many seconds apart.
@@ -152,21 +161,16 @@ def _ids(path: Path, frame: pd.DataFrame, column: str, parquet: bool) -> np.ndar
     return raw.to_numpy()
 
 
-def _label_list(text: object) -> list[int]:
-    """'3|7', '[3, 7]', '3,7', 3 -> [3, 7]; empty -> []."""
-    if isinstance(text, (int, np.integer)):
-        return [int(text)]
-    if isinstance(text, float):
-        if text != text:
-            return []
-        if text != int(text):
-            raise ValueError(text)
-        return [int(text)]
-    parts = str(text).strip().strip("[]").replace("|", ",").split(",")
-    labels = [int(part) for part in parts if part.strip()]
-    if any(label < 0 or label > 1023 for label in labels):
-        raise ValueError(text)
-    return labels
+def _label_list(value: object) -> list[int]:
+    """A ``category`` field as category ids in [0, MAX_CATEGORY_ID]: '3|7', '[3, 7]', '3,7' or a number
+    (pandas reads a column of single ids as numbers; an empty field is NaN) -> [3, 7]; empty -> []."""
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
+        return []
+    if isinstance(value, (int, float, np.number)):
+        if value != int(value):
+            raise ValueError(value)
+        value = int(value)
+    return _category_list(str(value).replace("|", ","))
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,7 @@ def _table(path: Path, frame: pd.DataFrame, parquet: bool, random: bool | None =
             except (ValueError, TypeError):
                 index = int(np.argmax(codes == k))
                 raise DataFileError(f"{_where(path, index, parquet)}, column 'category': expected category ids in "
-                                    f"[0, 1023] like 3|7, got {text!r}") from None
+                                    f"[0, {MAX_CATEGORY_ID}] like 3|7, got {text!r}") from None
         category = np.array(lists + [[]], dtype=object)[:-1][codes]
     optional = {name: (_numbers(path, frame, name, parquet, allow_missing=name == "duration")
                        if name in ("position", "duration") else _ids(path, frame, name, parquet))
