@@ -29,6 +29,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from scipy.special import ndtri
 
 from recgym.choice import (
     MIN_SATISFACTION, category_count_sum, click_logit, creator_familiar, examination_probability, familiarity,
@@ -39,7 +40,7 @@ from recgym.logging_model import (
     log_clicked, log_signals, record_impression,
 )
 from recgym.params import SimParams
-from recgym.users import record_consumption, taste_term
+from recgym.users import creator_consumed, record_consumption, taste_term
 
 LEAVE_NONE, LEAVE_CATEGORY_WINDOW, LEAVE_POPULAR_STREAK, LEAVE_PATIENCE = 0, 1, 2, 3
 LEAVE_REASONS = ("none", "category_window", "popular_streak", "patience")
@@ -76,6 +77,8 @@ KNOBS = np.dtype([
     ("watch_noise", np.float32), ("watch_max", np.float32), ("long_view_ratio", np.float32),
     ("reward_weights", np.float32, (N_SIGNALS,)),
     ("cascade", np.bool_), ("position_decay", np.float32),  # v1 slates' click model (recgym.choice)
+    # v1 novelty seeking and time (issue #17): novelty_time_term, update_mode, set_time_interest
+    ("novelty_mode_shift", np.float32), ("daily_cycle", np.float32), ("weekly_cycle", np.float32),
 ])
 
 
@@ -111,6 +114,8 @@ class Catalogue(NamedTuple):
     walks: bool  # the interests drift / walk (latent worlds with interest_drift or interest_walk on)
     item_qmult: np.ndarray  # (I,) float32 v1 quality multiplier exp(b q - b^2 / 2), (0,) in v0 worlds
     user_followed: np.ndarray  # (U, K) int32 v1 followed creators, (0, 0) in v0 worlds
+    user_cycles: np.ndarray  # (U, 4, D) float32 v1 daily / weekly preference cycles (World.user_cycles), (0, 4, D) in v0
+    mode_thresholds: np.ndarray  # (U, 3) float32 v1 session-mode draws' thresholds, see mode_thresholds(); (0, 3) in v0
 
 
 class Sessions(NamedTuple):
@@ -144,6 +149,8 @@ class Sessions(NamedTuple):
     weekday: np.ndarray  # (B,) int8 v1 day of the week in [0, 7), advanced when the clock passes midnight ((0,) in v0)
     recent_position: np.ndarray  # (B, L) int16 v1 slate position of each recent item, -1 empty ((B, 0) in v0)
     slate_log: np.ndarray  # (B, S) int8 v1 slates: the last slate's log per slot (logging_model.SLATE_*), else (B, 0)
+    explore: np.ndarray  # (B,) bool v1 latent session mode: explore (True) or exploit ((0,) in v0)
+    time_interest: np.ndarray  # (B, D) float32 v1 interest shift of the clock hour's cycles ((0, D) in v0)
 
 
 # ------------------------------------------------------------------ catalogue tables (numpy, once)
@@ -156,6 +163,15 @@ def category_lists(cats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     slot = np.arange(items.size) - np.repeat(np.cumsum(counts) - counts, counts)
     lists[items, slot] = labels
     return lists, counts.astype(np.int64)
+
+
+def mode_thresholds(propensity: np.ndarray, switch: float) -> np.ndarray:
+    """(U, 3) float32 standard-normal thresholds of the v1 session mode for static propensities
+    ``propensity`` (U,): a draw below column 0 starts a session in the explore mode (probability
+    rho), below column 1 switches exploit -> explore (``switch * rho``), below column 2 explore ->
+    exploit (``switch * (1 - rho)``); -inf: never."""
+    rho = np.asarray(propensity, np.float64)
+    return ndtri(np.column_stack([rho, switch * rho, switch * (1 - rho)])).astype(np.float32)
 
 
 # ------------------------------------------------------------------ cache hints
@@ -221,7 +237,7 @@ def session_term(
     term = np.float32(0.0)
     if kn.time_of_day:
         term += kn.time_of_day * np.cos((hour - item_hour) * np.float32(2 * np.pi / 24))
-    if kn.novelty_weight:
+    if kn.novelty_weight and not kn.v1:  # v1: the hierarchical novelty of novelty_time_term instead
         similarity = dot(emb, history_sum, 0.0) / max(history_count, 1)
         term = np.float32(term + kn.novelty_weight * (novelty_propensity - np.float32(0.5)) * (1.0 - similarity))
     if kn.boredom and n_categories:
@@ -232,9 +248,69 @@ def session_term(
 
 
 @njit(cache=True, inline="always")
-def novelty_propensity(cat: Catalogue, s: Sessions, b: int) -> np.float32:
-    """Session ``b``'s novelty-seeking propensity: static per-user value + session offset, in [0, 1]."""
-    return min(max(cat.user_novelty[s.user[b]] + s.novelty_offset[b], np.float32(0.0)), np.float32(1.0))
+def novelty_propensity(kn: np.void, cat: Catalogue, s: Sessions, b: int) -> np.float32:
+    """Session ``b``'s novelty-seeking propensity in [0, 1]: the user's static value plus the session
+    offset (v0), or plus / minus ``novelty_mode_shift`` in the explore / exploit mode (v1)."""
+    shift = (kn.novelty_mode_shift if s.explore[b] else -kn.novelty_mode_shift) if kn.v1 else s.novelty_offset[b]
+    return min(max(cat.user_novelty[s.user[b]] + shift, np.float32(0.0)), np.float32(1.0))
+
+
+@njit(cache=True, inline="always")
+def item_novelty(cat: Catalogue, s: Sessions, user: int, item: int) -> np.float32:
+    """n in [0, 1]: the share of ``item``'s aspects (its categories and its creator) that ``user``
+    never consumed (the long-term history of :class:`recgym.users.Users`)."""
+    consumed = s.consumed_categories[user]
+    n_categories = cat.cat_counts[item]
+    novel = np.float32(0.0) if creator_consumed(s.consumed_creators, user, cat.item_creator[item]) else np.float32(1.0)
+    for m in range(n_categories):
+        novel += consumed[cat.cat_lists[item, m]] == 0
+    return novel / np.float32(n_categories + 1)
+
+
+@njit(cache=True, inline="always")
+def novelty_time_term(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> np.float32:
+    """v1 session terms of ``item`` for session ``b`` (``docs/simulator.md``, "Novelty and time"):
+
+    novelty: novelty_weight * (2 rho - 1) * n_item   rho = novelty_propensity (static +- mode shift),
+                                                     n_item = item_novelty (long-term history)
+    time:    <e_item, time_interest>                  the user's daily and weekly cycles at the clock hour
+    """
+    term = np.float32(0.0)
+    if kn.novelty_weight:
+        rho = novelty_propensity(kn, cat, s, b)
+        term += kn.novelty_weight * (np.float32(2.0) * rho - np.float32(1.0)) * item_novelty(cat, s, s.user[b], item)
+    if kn.daily_cycle or kn.weekly_cycle:
+        term += dot(cat.item_emb[item], s.time_interest[b], np.float32(0.0))
+    return term
+
+
+@njit(cache=True, inline="always")
+def set_time_interest(kn: np.void, cat: Catalogue, s: Sessions, b: int) -> None:
+    """Session ``b``'s ``time_interest`` (D,) at its clock hour H (constant within the hour, like
+    HyperBandit's time periods): with a = 2 pi (H + 1/2) / 24 and w = 2 pi (weekday + (H + 1/2) / 24) / 7,
+    ``daily_cycle (cos a X + sin a Y) + weekly_cycle (cos w Z + sin w W)``, (X, Y, Z, W) the user's
+    :attr:`Catalogue.user_cycles` rows: 4 sin/cos per session per simulated hour, none per item."""
+    hour = np.floor(s.hour[b]) + np.float32(0.5)
+    day_angle = hour * np.float32(2 * np.pi / 24)
+    week_angle = (np.float32(s.weekday[b]) + hour / np.float32(24.0)) * np.float32(2 * np.pi / 7)
+    day_cos, day_sin = kn.daily_cycle * np.cos(day_angle), kn.daily_cycle * np.sin(day_angle)
+    week_cos, week_sin = kn.weekly_cycle * np.cos(week_angle), kn.weekly_cycle * np.sin(week_angle)
+    cycles, shift = cat.user_cycles[s.user[b]], s.time_interest[b]
+    for d in range(shift.shape[0]):
+        shift[d] = day_cos * cycles[0, d] + day_sin * cycles[1, d] + week_cos * cycles[2, d] + week_sin * cycles[3, d]
+
+
+@njit(cache=True, inline="always")
+def update_mode(cat: Catalogue, s: Sessions, b: int, draw: np.float32) -> None:
+    """Session ``b``'s latent mode after a step: explore -> exploit with probability
+    ``novelty_switch * (1 - rho_u)``, exploit -> explore with ``novelty_switch * rho_u`` (stationary
+    P(explore) = rho_u), decided by the standard normal ``draw`` against :attr:`Catalogue.mode_thresholds`."""
+    thresholds = cat.mode_thresholds[s.user[b]]
+    if s.explore[b]:
+        if draw < thresholds[2]:
+            s.explore[b] = False
+    elif draw < thresholds[1]:
+        s.explore[b] = True
 
 
 @njit(cache=True, inline="always")
@@ -267,11 +343,13 @@ def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tupl
         repeats += recent_creators[j] == creator
     term = session_term(
         kn, cat.item_emb[item], cat.cat_lists[item], cat.cat_counts[item], cat.item_hour[item], s.hour[b],
-        s.history_sum_emb[b], history_count(s, b, k), novelty_propensity(cat, s, b), s.category_fatigue[b],
+        s.history_sum_emb[b], history_count(s, b, k), novelty_propensity(kn, cat, s, b), s.category_fatigue[b],
         np.float32(repeats) / np.float32(k),
     )
     if kn.v1 and kn.taste_weight:  # acquired taste (recgym.users)
         term += kn.taste_weight * taste_term(s.taste[s.user[b]], cat.cat_lists[item], cat.cat_counts[item])
+    if kn.v1:
+        term += novelty_time_term(kn, cat, s, b, item)
     if cat.reward_matrix.shape[0]:
         return cat.reward_matrix[s.user[b], item], term
     return dot(s.interest[b], cat.item_emb[item], np.float32(0.0)) * cat.affinity_scale + cat.affinity_bias, term
@@ -388,7 +466,9 @@ def update_session(
         boredom_signal /= kn.fatigue_cap
         for c in range(cat.item_cats.shape[1]):
             s.category_fatigue[b, c] = s.category_fatigue[b, c] * kn.boredom_decay + cat.item_cats[item, c]
-    if kn.novelty_weight:  # mean-reverting walk pushed up by boredom
+    if kn.novelty_weight and kn.v1:  # the latent session mode switches
+        update_mode(cat, s, b, normals[2])
+    elif kn.novelty_weight:  # mean-reverting walk pushed up by boredom
         s.novelty_offset[b] = (
             np.float32(0.8) * s.novelty_offset[b] + np.float32(0.2) * boredom_signal
             + kn.session_novelty_volatility * normals[2]
@@ -402,19 +482,23 @@ def update_session(
         inverse_norm = np.float32(1.0) / np.sqrt(dot(interest, interest, np.float32(0.0)))
         for d in range(cat.item_emb.shape[1]):
             interest[d] *= inverse_norm
-    advance_clock(kn, s, b)
+    advance_clock(kn, cat, s, b)
 
 
 @njit(cache=True, inline="always")
-def advance_clock(kn: np.void, s: Sessions, b: int) -> None:
-    """Session ``b``'s step count and clock after one step (v1: the weekday turns at midnight)."""
+def advance_clock(kn: np.void, cat: Catalogue, s: Sessions, b: int) -> None:
+    """Session ``b``'s step count and clock after one step (v1: the weekday turns at midnight, and
+    the user's cycles move on when the clock enters a new hour)."""
     s.step_count[b] += 1
-    hour = s.hour[b] + kn.hours_per_step
+    previous = s.hour[b]
+    hour = previous + kn.hours_per_step
     if hour >= np.float32(24.0):  # testing first skips a libm fmod call per step
         hour = hour % np.float32(24.0)
         if kn.v1:
             s.weekday[b] = (s.weekday[b] + 1) % 7
     s.hour[b] = hour
+    if kn.v1 and (kn.daily_cycle or kn.weekly_cycle) and np.floor(hour) != np.floor(previous):
+        set_time_interest(kn, cat, s, b)
 
 
 @njit(cache=True, inline="always")
@@ -561,7 +645,7 @@ def step_sessions(
         patience = s.patience[b] - max(kn.patience_threshold - reward, np.float32(0.0))
         reason[b] = leave_reason(kn, cat, s, b, item, streak, patience)
         if item < 0:
-            advance_clock(kn, s, b)
+            advance_clock(kn, cat, s, b)
         else:
             enjoyment = min(reward / cat.reward_max, np.float32(1.0))  # v1 rewards may exceed reward_max
             update_session(kn, cat, s, b, item, feedback, enjoyment, normals[b], walk_bytes[b])
@@ -597,11 +681,12 @@ def step_sessions(
 @njit(cache=True, _nrt=False)
 def start_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, slots: np.ndarray, users: np.ndarray, hours: np.ndarray,
-    offsets: np.ndarray, weekdays: np.ndarray, user_interest: np.ndarray,
+    offsets: np.ndarray, weekdays: np.ndarray, user_interest: np.ndarray, mode_draws: np.ndarray,
 ) -> None:
     """New sessions in ``slots`` (N,) for ``users`` (N,) at ``hours`` (N,) with novelty ``offsets`` (N,),
     starting from ``user_interest`` (U, D) (the world's in v0; v1: the users' long-term interest);
-    v1: on ``weekdays`` (N,) int64 in [0, 7) ((0,) in v0)."""
+    v1: on ``weekdays`` (N,) int64 in [0, 7), in the explore mode when the standard normal
+    ``mode_draws`` (N,) is below ``mode_thresholds[user, 0]`` (probability rho_u) (both (0,) in v0)."""
     kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
     for n in range(slots.shape[0]):
         if n + PREFETCH_AHEAD < slots.shape[0]:  # the user's interest row and the no-repeat row are cache misses
@@ -633,6 +718,10 @@ def start_sessions(
             s.recent_exposure[b] = 0
             s.recent_position[b] = -1
             s.slate_log[b] = SLATE_UNLOGGED  # no slate shown yet
+            s.explore[b] = mode_draws[n] < cat.mode_thresholds[users[n], 0]
+            s.time_interest[b] = 0
+            if kn.daily_cycle or kn.weekly_cycle:
+                set_time_interest(kn, cat, s, b)
 
 
 @njit(cache=True, _nrt=False)
@@ -712,12 +801,12 @@ def leave_table(knobs: np.ndarray, catalogue: tuple, sessions: tuple, table: np.
 
 
 @njit(cache=True)
-def novelty_propensities(catalogue: tuple, sessions: tuple) -> np.ndarray:
+def novelty_propensities(knobs: np.ndarray, catalogue: tuple, sessions: tuple) -> np.ndarray:
     """(B,) float32 :func:`novelty_propensity` of every session."""
-    cat, s = Catalogue(*catalogue), Sessions(*sessions)
+    kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
     propensity = np.empty(s.user.shape[0], np.float32)
     for b in range(propensity.shape[0]):
-        propensity[b] = novelty_propensity(cat, s, b)
+        propensity[b] = novelty_propensity(kn, cat, s, b)
     return propensity
 
 

@@ -26,7 +26,8 @@ DEFAULT_REWARD_WEIGHTS = {"watch_ratio": 1.0, "like": 1.0, "follow": 2.0, "comme
 
 #: Defaults that differ on the v1 worlds (``recgym/*-v1``): agents learn from what the platform logs,
 #: and v0's additive conformity / random feedback loss are replaced by the v1 logging model.
-V1_DEFAULTS = {"reward_signal": "observed", "popularity_noise": 0.0, "exposure_bias": 0.0, "observation_noise": 0.0}
+V1_DEFAULTS = {"reward_signal": "observed", "popularity_noise": 0.0, "exposure_bias": 0.0, "observation_noise": 0.0,
+               "novelty_weight": 3.5}  # v1's hierarchical novelty (issue #17) at the strength its phenomena rows need
 
 #: Episode shapes (``episode``): one session, or one user's lifetime of sessions (v1 worlds).
 EPISODES = ("session", "lifetime")
@@ -38,6 +39,9 @@ USERS_KNOBS = ("episode", "lifetime_sessions", "lifetime_days", "interest_memory
 #: Knobs of the v1 user model (``docs/design-v1.md``); a v0 world refuses non-default values.
 V1_KNOBS = ("conformity", "conformity_like", "familiarity_click", "familiarity_watch", "click_base", "click_slope",
             "watch_noise", "watch_max", "long_view_ratio", "reward_weights", "click_model", "position_decay")
+#: Novelty seeking and time on the v1 worlds (issue #17, ``docs/simulator.md`` "Novelty and time"): v1 knobs too.
+NOVELTY_TIME_KNOBS = ("novelty_mode_shift", "novelty_switch", "daily_cycle", "weekly_cycle")
+V1_KNOBS += NOVELTY_TIME_KNOBS
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,16 @@ class SimParams:
             until the first click, each clicked with its single-item click probability).
         position_decay: eta of the position-based model's examination curve (``0``: every slot is
             examined, the control; the cascade does not read it).
+
+    v1 novelty seeking and time (v1 worlds only; ``docs/simulator.md`` "Novelty and time")
+        novelty_weight (v1 meaning; v1 default 3.5, :data:`V1_DEFAULTS`): strength of the hierarchical
+            novelty term on items whose categories or creator the user never consumed (``0``: off, the control).
+        novelty_mode_shift: how far the latent session mode moves the static propensity (explore
+            ``+``, exploit ``-``; ``0``: no mode); novelty_switch: scale of the mode's per-step switch
+            probabilities (exploit -> explore ``novelty_switch * rho``, explore -> exploit
+            ``novelty_switch * (1 - rho)``; ``0``: the session keeps its first mode).
+        daily_cycle, weekly_cycle: amplitudes of the user-specific daily and weekly preference cycles
+            (per-user components, phases and amplitudes from the world; ``0``: off, the control).
     """
 
     max_turn: int = 30
@@ -177,6 +191,10 @@ class SimParams:
     reward_weights: Any = None
     click_model: str = "position"
     position_decay: float = 1.0
+    novelty_mode_shift: float = 0.45
+    novelty_switch: float = 0.1
+    daily_cycle: float = 3.0
+    weekly_cycle: float = 1.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reward_weights", _reward_weights(self.reward_weights))
@@ -227,6 +245,10 @@ class SimParams:
         _check_range("session_rate", self.session_rate, 1e-3, 1e3)
         _check_range("retention_weight", self.retention_weight, 0.0, 100.0)
         _check_range("retention_reference", self.retention_reference, 0.0, 1e3)
+        _check_range("novelty_mode_shift", self.novelty_mode_shift, 0.0, 1.0)
+        _check_range("novelty_switch", self.novelty_switch, 0.0, 1.0)
+        _check_range("daily_cycle", self.daily_cycle, 0.0, 100.0)
+        _check_range("weekly_cycle", self.weekly_cycle, 0.0, 100.0)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> SimParams:

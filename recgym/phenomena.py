@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
 from recgym import dynamics
 from recgym.envs.core import ENV_IDS
@@ -62,6 +63,17 @@ ROWS = {
     "nonpersonalised_share": Row(
         "V(best fixed ranking: population-mean satisfaction or popularity) / V(oracle)", "<= 0.70 (a guard)",
         "none"),
+    "novelty_ignore_regret": Row(
+        "1 - V(oracle assuming the population-mean novelty propensity and no session mode) / V(oracle)",
+        ">= 0.10; control 0", "novelty_weight=0 (novelty seeking off)"),
+    "novelty_identifiability_30": Row(
+        "corr(estimated, true static propensity): posterior mean over a 21-point propensity grid (uniform prior) "
+        "of the click and watch-ratio likelihood of 30 uniform-random steps, the session mode marginalised by a "
+        "forward filter; the observer knows every parameter and latent state but the propensity and the mode",
+        ">= 0.5", "novelty_weight=0 (the estimate is then the same for every user: reported as 0)"),
+    "time_agnostic_regret": Row(
+        "1 - V(oracle that ignores the clock: no daily / weekly cycles, no item hour) / V(oracle)", ">= 0.10",
+        "daily_cycle=weekly_cycle=0 (what remains is v0's item-level time_of_day)"),
 }
 
 #: The fairness protocol of the episode rows (popularity frozen: one user at a time).
@@ -253,6 +265,116 @@ def loop_gini_rise(world: World, params: SimParams, seed: int, slots: int = 64, 
     return rises[0] - rises[1]
 
 
+# ------------------------------------------------------------------ novelty and time (issue #17)
+def table_under(sim: Simulator, params: SimParams, **catalogue_changes: np.ndarray) -> np.ndarray:
+    """(B, I) expected true reward of ``sim``'s sessions now, computed under ``params`` and the
+    catalogue fields ``catalogue_changes``: what an oracle holding those beliefs maximises."""
+    table = np.zeros((sim.n_sessions, sim.world.n_items), np.float32)
+    catalogue = sim.catalogue._replace(**catalogue_changes)
+    dynamics.expected_reward_table(dynamics.knobs(params, v1=True), tuple(catalogue), sim._kernel_args[2], table)
+    return table
+
+
+def ignorance_regret(world: World, params: SimParams, users: np.ndarray, seed: int, beliefs: SimParams,
+                     **catalogue_changes: np.ndarray) -> tuple:
+    """1 - V(oracle greedy on ``table_under(beliefs, catalogue_changes)``) / V(oracle), (point, lo, hi)."""
+    v_oracle = run_episodes(world, params, users, seed, oracle)
+    v_ignorant = run_episodes(world, params, users, seed,
+                              lambda sim: choose(sim, table_under(sim, beliefs, **catalogue_changes)))
+    return one_minus(ratio_ci(v_ignorant, v_oracle))
+
+
+def novelty_ignore_regret(world: World, params: SimParams, users: np.ndarray, seed: int) -> tuple:
+    """The oracle that believes every user has the population-mean propensity and no session mode."""
+    mean = np.full(world.n_users, world.user_novelty.mean(), np.float32)
+    return ignorance_regret(world, params, users, seed, dataclasses.replace(params, novelty_mode_shift=0.0),
+                            user_novelty=mean)
+
+
+def time_agnostic_regret(world: World, params: SimParams, users: np.ndarray, seed: int) -> tuple:
+    """The oracle that ignores the clock: no cycles and no item hour in its utility."""
+    return ignorance_regret(world, params, users, seed,
+                            dataclasses.replace(params, daily_cycle=0.0, weekly_cycle=0.0, time_of_day=0.0))
+
+
+def novelty_identifiability(world: World, params: SimParams, users: np.ndarray, seed: int, steps: int = 30,
+                            grid: np.ndarray = np.linspace(0.0, 1.0, 21)) -> tuple:
+    """corr(posterior-mean propensity, true propensity) after ``steps`` uniform-random items per user.
+
+    Per step and hypothesis (g, mode) the consumed item's satisfaction is rebuilt from the logit without
+    novelty (the kernels' table with novelty off, inverted) plus ``novelty_weight (2 rho - 1) n_item``;
+    the likelihood is that of the logged click and, when clicked, of the log-normal watch ratio (capped:
+    censored at ``watch_max``). A forward filter over the two modes (start P(explore) = g, switches
+    ``novelty_switch * g`` and ``novelty_switch * (1 - g)``) marginalises the mode.
+    """
+    p = params
+    rows = np.arange(len(users))
+    novelty_off = dataclasses.replace(p, novelty_weight=0.0)
+    shifts = np.clip(grid[:, None] + np.array([p.novelty_mode_shift, -p.novelty_mode_shift])[None, :], 0, 1)  # (G, 2)
+    transition = np.empty((len(grid), 2, 2))  # [g, from, to], mode 0 explore, 1 exploit
+    transition[:, 0, 1] = p.novelty_switch * (1 - grid)
+    transition[:, 0, 0] = 1 - transition[:, 0, 1]
+    transition[:, 1, 0] = p.novelty_switch * grid
+    transition[:, 1, 1] = 1 - transition[:, 1, 0]
+    log_alpha = np.log(np.stack([grid, 1 - grid], axis=1) + 1e-300)[None].repeat(len(users), axis=0)  # (U, G, 2)
+    quality = np.exp(world.quality_weight * world.item_quality.astype(np.float64) - world.quality_weight ** 2 / 2)
+    before: dict[str, np.ndarray] = {}
+
+    def observe_state(sim: Simulator, alive: np.ndarray) -> None:
+        before["sat0"] = table_under(sim, novelty_off)
+        before["fam"] = sim.familiarity()[1]
+        before["categories"] = sim.sessions.consumed_categories[sim.user].copy()
+        before["creators"] = sim.sessions.consumed_creators[sim.user].copy()
+
+    def update(sim: Simulator, items: np.ndarray, result: StepResult) -> None:
+        nonlocal log_alpha
+        sat0 = before["sat0"][rows, items].astype(np.float64)
+        scale = world.reward_max * quality[items]
+        share = np.clip(sat0 / scale, 1e-9, 1 - 1e-9)
+        logit0 = np.log(share) - np.log1p(-share)
+        cats = world.item_cats[items]
+        unconsumed = (cats & (before["categories"] == 0)).sum(axis=1)
+        creators = world.item_creator[items]
+        creator_new = (before["creators"][rows, creators >> 3] >> (creators & 7)) & 1 == 0
+        novelty = (unconsumed + creator_new) / (cats.sum(axis=1) + 1)
+        logit = logit0[:, None, None] + p.novelty_weight * (2 * shifts[None] - 1) * novelty[:, None, None]
+        sat = np.minimum(world.reward_max / (1 + np.exp(-logit)) * quality[items][:, None, None], p.watch_max)
+        log_sat = np.log(np.maximum(sat, 1e-6))
+        fam = before["fam"][rows, items].astype(np.float64)[:, None, None]
+        popularity = sim.world.pop_prior + sim.clicks
+        pop = (np.log1p(popularity[items]) / np.log1p(popularity.max()))[:, None, None]
+        click = 1 / (1 + np.exp(-(p.click_base + p.click_slope * log_sat + p.conformity * pop + p.familiarity_click * fam)))
+        clicked = (result.signals[0] > 0)[:, None, None]
+        log_like = np.where(clicked, np.log(click + 1e-300), np.log1p(-click + 1e-12))
+        s = p.watch_noise
+        if s > 0:
+            mu = log_sat + p.familiarity_watch * fam - s * s / 2
+            watch = result.signals[1].astype(np.float64)[:, None, None]
+            capped = watch >= p.watch_max * (1 - 1e-6)
+            z = (np.log(np.maximum(watch, 1e-9)) - mu) / s
+            log_watch = np.where(capped, norm.logsf((np.log(p.watch_max) - mu) / s), -0.5 * z * z)
+            log_like = log_like + np.where(clicked, log_watch, 0.0)
+        log_alpha = log_alpha + log_like
+        top = log_alpha.max(axis=2, keepdims=True)
+        log_alpha = np.log(np.einsum("ugf,gft->ugt", np.exp(log_alpha - top), transition) + 1e-300) + top
+
+    random_walk(world, p, users, seed, steps, on_state=observe_state, on_step=update)
+    log_post = np.logaddexp(log_alpha[:, :, 0], log_alpha[:, :, 1])
+    post = np.exp(log_post - log_post.max(axis=1, keepdims=True))
+    estimate = post @ grid / post.sum(axis=1)
+    return corr_ci(estimate, world.user_novelty[users].astype(np.float64), seed)
+
+
+def corr_ci(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """(point, lo, hi) Pearson correlation with a bootstrap over users; 0 when ``x`` is constant."""
+    if np.ptp(x) < 1e-12:
+        return 0.0, 0.0, 0.0
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(BOOTSTRAP, len(x)))
+    xs, ys = x[idx] - x[idx].mean(axis=1, keepdims=True), y[idx] - y[idx].mean(axis=1, keepdims=True)
+    boot = (xs * ys).sum(axis=1) / np.sqrt((xs * xs).sum(axis=1) * (ys * ys).sum(axis=1))
+    return float(np.corrcoef(x, y)[0, 1]), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+
+
 # ------------------------------------------------------------------ the table
 def measure(env_id: str, n_users: int = 400, seed: int = 0, loop_seeds: int = 5, state_users: int = 1411,
             world_options: dict | None = None, **options) -> dict[str, dict]:
@@ -285,6 +407,14 @@ def measure(env_id: str, n_users: int = 400, seed: int = 0, loop_seeds: int = 5,
     results["familiarity_logged_bias"] = (familiarity_logged_bias(world, params, users, seed),
                                           familiarity_logged_bias(world, familiarity_off, users, seed))
     results["nonpersonalised_share"] = (share, None)
+    novelty_off = dataclasses.replace(params, novelty_weight=0.0)
+    results["novelty_ignore_regret"] = (novelty_ignore_regret(world, params, users, seed),
+                                        novelty_ignore_regret(world, novelty_off, users, seed))
+    results["novelty_identifiability_30"] = (novelty_identifiability(world, params, users, seed),
+                                             novelty_identifiability(world, novelty_off, users, seed))
+    cycles_off = dataclasses.replace(params, daily_cycle=0.0, weekly_cycle=0.0)
+    results["time_agnostic_regret"] = (time_agnostic_regret(world, params, users, seed),
+                                       time_agnostic_regret(world, cycles_off, users, seed))
     return {
         row: {"default": default[0], "control": None if control is None else control[0], "ci95": [default[1], default[2]],
               "control_ci95": None if control is None else [control[1], control[2]], "goal": ROWS[row].goal,

@@ -106,6 +106,9 @@ class Simulator:
                 .astype(np.float32) if world.is_v1 else np.zeros(0, np.float32)
             ),
             user_followed=world.user_followed.astype(np.int32) if world.is_v1 else np.zeros((0, 0), np.int32),
+            user_cycles=world.user_cycles if world.is_v1 else np.zeros((0, 4, dims), np.float32),
+            mode_thresholds=(dynamics.mode_thresholds(world.user_novelty, params.novelty_switch) if world.is_v1
+                             else np.zeros((0, 3), np.float32)),
         )
         self.knobs = dynamics.knobs(params, world.is_v1)
         # Padded embeddings: index -1 (an empty history slot) reads a zero row in observations.
@@ -213,8 +216,11 @@ class Simulator:
     def _start_sessions(self, slots: np.ndarray, users: np.ndarray, hours: np.ndarray, offsets: np.ndarray,
                         weekdays: np.ndarray) -> None:
         """The one call that starts sessions (a reset's and a lifetime's next): ``slots``, ``users``,
-        ``hours``, novelty ``offsets``, ``weekdays`` (N,) each (weekdays (0,) in v0)."""
-        dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets, weekdays, self._start_interest)
+        ``hours``, novelty ``offsets``, ``weekdays`` (N,) each (weekdays (0,) in v0). v1: the session
+        mode's first draw (standard normals) comes from the session generator here."""
+        mode_draws = self.session_rng.standard_normal(slots.size if self.world.is_v1 else 0)
+        dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets, weekdays, self._start_interest,
+                                mode_draws)
 
     def _returning_users(self, slots: np.ndarray, users: np.ndarray | None) -> np.ndarray:
         """Session mode (v1): ``users`` (default: the next in return order) start sessions now."""
@@ -275,8 +281,9 @@ class Simulator:
             self._start_sessions(slots, users, hours_since_midnight % 24, offsets, weekdays)
 
     def novelty_propensity(self) -> np.ndarray:
-        """(B,) current novelty-seeking propensity: static per-user value + session offset, in [0, 1]."""
-        return dynamics.novelty_propensities(*self._kernel_args[1:])
+        """(B,) current novelty-seeking propensity in [0, 1]: static per-user value + session offset (v0)
+        or +- the latent session mode's shift (v1)."""
+        return dynamics.novelty_propensities(*self._kernel_args)
 
     def action_mask(self) -> np.ndarray:
         """(B, I) bool, True where an item may be recommended (all True in Free mode). Fresh array."""
@@ -473,6 +480,8 @@ def session_layout(n_sessions: int, world: World, params: SimParams) -> dict[str
         "reward_sum": ((n if world.is_v1 else 0,), np.float32, 0),
         # A bit per item (416 bytes per session on KuaiRec): 1.7 MB at B = 4,096 stays in cache, a
         # bool (B, I) table (13.6 MB) did not, and a new session clears its row in one short memset.
+        "explore": ((n if world.is_v1 else 0,), np.bool_, False),
+        "time_interest": ((n if world.is_v1 else 0, dims), np.float32, 0),
         "seen": ((n, -(-world.n_items // 8)) if params.no_repeat else (0, 0), np.uint8, 0),
     }
 

@@ -42,7 +42,7 @@ def reference_utility(sim: Simulator) -> tuple[np.ndarray, np.ndarray]:
     creator_share = (creators[:, :, None] == world.item_creator[None, None, :]).sum(axis=1) / k
     terms = (
         p.time_of_day * np.cos(2 * np.pi * (sim.hour[:, None] - world.item_hour[None, :]) / 24)
-        + p.novelty_weight * (propensity[:, None] - 0.5) * (1 - history_mean @ emb.T)
+        + (0.0 if world.is_v1 else p.novelty_weight) * (propensity[:, None] - 0.5) * (1 - history_mean @ emb.T)
         - p.boredom * sim.category_fatigue @ shares.T
         - p.creator_fatigue * creator_share
     )

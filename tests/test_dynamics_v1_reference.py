@@ -41,12 +41,38 @@ def stepped() -> Simulator:
     return sim
 
 
+def first_sessions(sim: Simulator) -> np.ndarray:
+    """(B,) bool: the first session (lowest slot) of each user in the batch. The step kernel moves
+    the sessions in slot order and a user's long-term history (novelty, taste) is shared by all of
+    the user's sessions, so only these see, during a step, the state a table computed before it saw."""
+    first = np.zeros(sim.n_sessions, bool)
+    first[np.unique(sim.user, return_index=True)[1]] = True
+    return first
+
+
+def reference_novelty_time(sim: Simulator) -> np.ndarray:
+    """(B, I) the v1 novelty and time terms (v0's recent-history novelty is off on v1 worlds)."""
+    p, world, s = sim.params, sim.world, sim.sessions
+    rho = np.clip(world.user_novelty[sim.user] + np.where(s.explore, p.novelty_mode_shift, -p.novelty_mode_shift), 0, 1)
+    never = (s.consumed_categories[sim.user] == 0).astype(np.float64)  # (B, C)
+    creators = world.item_creator
+    new_creator = (s.consumed_creators[sim.user][:, creators >> 3] >> (creators & 7)) & 1 == 0  # (B, I)
+    novelty = (never @ world.item_cats.T + new_creator) / (world.item_cats.sum(axis=1) + 1)
+    hour = np.floor(sim.hour.astype(np.float64)) + 0.5
+    day, week = 2 * np.pi * hour / 24, 2 * np.pi * (s.weekday + hour / 24) / 7
+    weights = np.stack([p.daily_cycle * np.cos(day), p.daily_cycle * np.sin(day),
+                        p.weekly_cycle * np.cos(week), p.weekly_cycle * np.sin(week)], axis=1)  # (B, 4)
+    shift = np.einsum("br,brd->bd", weights, world.user_cycles[sim.user])
+    return p.novelty_weight * (2 * rho - 1)[:, None] * novelty + shift @ world.item_emb.T.astype(np.float64)
+
+
 def reference_tables(sim: Simulator) -> dict[str, np.ndarray]:
     """(B, I) satisfaction, familiarity, popularity score, click logit, P(click) and E[observed reward], in numpy."""
     p, world = sim.params, sim.world
     base, terms = reference_utility(sim)
     cats = world.item_cats.astype(np.float64)  # acquired taste (recgym.users): mean over the item's categories
     terms = terms + p.taste_weight * (sim.users.taste[sim.user] @ cats.T) / np.maximum(cats.sum(axis=1), 1)
+    terms = terms + reference_novelty_time(sim)
     quality = np.exp(world.quality_weight * world.item_quality - world.quality_weight ** 2 / 2)
     sat = np.minimum(world.reward_max * sigmoid(base + terms) * quality, p.watch_max)
     recent = sim.recent_items[:, -p.history_len:]
@@ -108,7 +134,9 @@ def test_sampled_signals_follow_their_expectations():
     np.testing.assert_array_equal(result.signals[2, clicked], result.signals[1, clicked] >= 1.0)  # long view
     np.testing.assert_allclose(  # click * weighted signals
         result.observed_feedback, np.asarray(sim.params.reward_weights, np.float32) @ result.signals, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(result.true_reward, np.clip(ref["sat"][rows, actions], 0, 5), atol=0.25)  # noise sd 0.05
+    first = first_sessions(sim)  # later sessions of a user see the long-term history the first one just wrote
+    np.testing.assert_allclose(result.true_reward[first], np.clip(ref["sat"][rows, actions][first], 0, 5),
+                               atol=0.25)  # noise sd 0.05
 
 
 def test_logged_history_records_signals_popularity_and_exposure(stepped):
@@ -240,7 +268,8 @@ def test_slate_clicks_follow_the_click_model(click_model):
     np.testing.assert_array_equal(result.signals[0], fresh)
     assert (result.signals[:, ~fresh] == 0).all() and (result.true_reward[~fresh] == 0).all()
     sat = ref["sat"][np.arange(n), actions[np.arange(n), slot]]
-    np.testing.assert_allclose(result.true_reward[fresh], np.clip(sat[fresh], 0, 5), atol=0.25)  # noise sd 0.05
+    first = fresh & first_sessions(sim)  # later sessions of a user see the history the first one just wrote
+    np.testing.assert_allclose(result.true_reward[first], np.clip(sat[first], 0, 5), atol=0.25)  # noise sd 0.05
     np.testing.assert_array_equal(sim.recent_items[took, -1], result.consumed[took])
     np.testing.assert_array_equal(sim.sessions.recent_position[took, -1], slot[took])
     np.testing.assert_array_equal(sim.recent_items[~took], history_before[~took])  # a skip logs no consumption

@@ -150,6 +150,14 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       draws the return gap from a satisfaction-dependent rate (``session_rate`` x activity,
       ``retention_weight``), and new sessions take users in order of return (they were uniform draws):
       a seed's v1 trajectories differ from earlier commits. ``episode="lifetime"`` (see above).
+    * v1, 2026-12-01, issue #17 (novelty seeking and time, ``docs/simulator.md`` "Novelty and time"):
+      v0's recent-history novelty term is replaced on v1 by a hierarchical one: a static propensity
+      per user, a latent explore / exploit session mode (a two-state Markov chain,
+      ``novelty_mode_shift``, ``novelty_switch``) and novelty against the user's LONG-TERM history
+      (categories and creators never consumed), ``novelty_weight`` 3.5 on v1; each user has daily and
+      weekly preference cycles (``daily_cycle``, ``weekly_cycle``; world table ``user_cycles``), so the
+      best item depends on the mode and on the observed clock. A seed's v1 trajectories differ from
+      earlier commits (one more session-start draw, new terms).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
