@@ -177,6 +177,23 @@ def test_bad_input_is_one_line_and_writes_nothing(source_log, tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
 
 
+def test_cli_log_then_fit_with_report(source_log, tmp_path, capsys):
+    small = tmp_path / "small.csv"
+    assert main(["log", "--sessions", "30", "--out", str(small), "--world-option", "n_users=50",
+                 "--world-option", "n_items=60", "--world-option", "embed_dim=8"]) == 0
+    assert pd.read_csv(small)["session_id"].nunique() == 30
+    path, _, _ = source_log
+    world_dir = tmp_path / "world"
+    assert _fit_cli(path, world_dir, "--report") == 0
+    assert "statistics within their thresholds" in capsys.readouterr().out
+    assert {"manifest.json", "report.md", "report.png", "item_emb.npy", "return_gaps.npy"} <= {
+        p.name for p in world_dir.iterdir()}
+    (world_dir / "report.md").unlink()
+    assert _fit_cli(path, world_dir) == 0  # a world dir is replaced whole, through a staging folder
+    assert not (world_dir / "report.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.csv", "world"]
+
+
 def test_kuairec_folder_quirks(source_log, tmp_path):
     _, frame, world = source_log
     folder = write_kuairec_log(frame.head(3000), world, tmp_path / "kuairec")
