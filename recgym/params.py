@@ -176,7 +176,7 @@ class SimParams:
     taste_weight: float = 1.0
     taste_rate: float = 0.05
     session_rate: float = 1.0
-    retention_weight: float = 1.0
+    retention_weight: float = 0.3
     retention_reference: float = 1.0
 
     conformity: float = 4.0

@@ -76,6 +76,25 @@ ROWS = {
         "daily_cycle=weekly_cycle=0 (what remains is v0's item-level time_of_day)"),
 }
 
+# Users over time (issue #17, recgym.users): lifetime episodes of the fairness protocol's sessions.
+ROWS.update({
+    "guidance_lifetime_gain": Row(
+        "lifetime V(guided: for the first 5 sessions the true-greedy score x (1 + 1 - the item's acquired taste), "
+        "steering toward neighbourhoods the user has not acquired; then true-greedy) / lifetime V(myopic oracle) - 1, "
+        "20 sessions of max_turn 10 per user", ">= 0.05; control <= 0", "taste_weight=0 (acquired taste off)"),
+    "retention_ratio": Row(
+        "sessions per user within 14 days under the myopic oracle / under uniform-random unseen items "
+        "(lifetime episodes of max_turn 10 sessions)", ">= 1.3; control ~1",
+        "retention_weight=0 (the return gap ignores satisfaction)"),
+})
+
+#: The lifetime rows' sessions (short, so 20 sessions x the oracle's tables stay quick).
+LIFETIME_PROTOCOL = dict(max_turn=10, episode="lifetime")
+#: The guided policy of ``guidance_lifetime_gain``: how many sessions it steers, and how hard.
+GUIDED_SESSIONS, GUIDANCE = 5, 1.0
+#: ``retention_ratio``'s horizon in days.
+RETENTION_DAYS = 14.0
+
 #: The fairness protocol of the episode rows (popularity frozen: one user at a time).
 PROTOCOL = dict(mode="NX_0", leave_window=0, popular_streak=3, max_turn=30, popularity_feedback=0.0)
 PULLS_OFF = dict(conformity=0.0, conformity_like=0.0, familiarity_click=0.0, familiarity_watch=0.0)
@@ -375,13 +394,60 @@ def corr_ci(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[float, float, 
     return float(np.corrcoef(x, y)[0, 1]), float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
+def run_lifetimes(world: World, params: SimParams, users: np.ndarray, seed: int, policy: Policy) -> tuple:
+    """One lifetime episode per user (all in one batch): ((U,) true lifetime returns, (U,) sessions)."""
+    sim = Simulator(world, params, len(users), seed=seed)
+    sim.reset(seed, users)
+    returns = np.zeros(len(users))
+    alive = np.ones(len(users), bool)
+    while alive.any():
+        result = sim.step(policy(sim), active=alive)
+        returns += result.true_reward
+        alive &= ~(result.terminated | result.truncated)
+    return returns, sim.users.session_count[sim.user].astype(np.float64)
+
+
+def guided(sim: Simulator) -> np.ndarray:
+    """The true-greedy score, in the user's first ``GUIDED_SESSIONS`` sessions multiplied by
+    1 + GUIDANCE x (1 - the item's acquired taste: mean over its categories)."""
+    scores = sim.expected_reward()
+    early = sim.session_index < GUIDED_SESSIONS
+    if early.any():
+        cats = sim.world.item_cats.astype(np.float32)
+        acquired = sim.users.taste[sim.user[early]] @ cats.T / np.maximum(cats.sum(axis=1), 1)
+        scores[early] *= 1 + GUIDANCE * (1 - acquired)
+    return choose(sim, scores)
+
+
+def uniform_random(seed: int) -> Policy:
+    """Uniform-random unseen items (a fresh generator per run, so both runs of a row see the same draws)."""
+    rng = np.random.default_rng([seed, 17])
+    return lambda sim: choose(sim, rng.random((sim.n_sessions, sim.world.n_items)), avoid_leave=False)
+
+
+def guidance_lifetime_gain(world: World, params: SimParams, users: np.ndarray, seed: int) -> tuple:
+    lifetime = dataclasses.replace(params, **LIFETIME_PROTOCOL, lifetime_sessions=20, lifetime_days=0.0)
+    v_guided, _ = run_lifetimes(world, lifetime, users, seed, guided)
+    v_oracle, _ = run_lifetimes(world, lifetime, users, seed, oracle)
+    point, lo, hi = ratio_ci(v_guided, v_oracle, seed)
+    return point - 1, lo - 1, hi - 1
+
+
+def retention_ratio(world: World, params: SimParams, users: np.ndarray, seed: int) -> tuple:
+    horizon = dataclasses.replace(params, **LIFETIME_PROTOCOL, lifetime_sessions=100_000, lifetime_days=RETENTION_DAYS)
+    _, sessions_oracle = run_lifetimes(world, horizon, users, seed, oracle)
+    _, sessions_random = run_lifetimes(world, horizon, users, seed, uniform_random(seed))
+    return ratio_ci(sessions_oracle, sessions_random, seed)
+
+
 # ------------------------------------------------------------------ the table
 def measure(env_id: str, n_users: int = 400, seed: int = 0, loop_seeds: int = 5, state_users: int = 1411,
-            world_options: dict | None = None, **options) -> dict[str, dict]:
+            world_options: dict | None = None, lifetime_users: int = 100, **options) -> dict[str, dict]:
     """Every row of :data:`ROWS` on ``env_id`` (a v1 id): ``{row: {"default", "control", "ci95",
     "control_ci95", "goal", "control_is"}}``. ``n_users`` users (drawn with ``seed``) for the episode
     rows, the first ``state_users`` users x 2 episodes for the state row, ``loop_seeds`` population
-    seeds; ``world_options`` are v1 world options, ``options`` env options (SimParams fields)."""
+    seeds, the first ``lifetime_users`` of the episode users for the lifetime rows; ``world_options``
+    are v1 world options, ``options`` env options (SimParams fields)."""
     if env_id not in ENV_IDS or not ENV_IDS[env_id].endswith("-v1"):
         v1_ids = [i for i, w in ENV_IDS.items() if w.endswith("-v1")]
         raise ValueError(f"phenomena are measured on the v1 ids ({', '.join(v1_ids)}), got {env_id!r}")
@@ -407,6 +473,11 @@ def measure(env_id: str, n_users: int = 400, seed: int = 0, loop_seeds: int = 5,
     results["familiarity_logged_bias"] = (familiarity_logged_bias(world, params, users, seed),
                                           familiarity_logged_bias(world, familiarity_off, users, seed))
     results["nonpersonalised_share"] = (share, None)
+    lifetime_set = users[:lifetime_users]
+    results["guidance_lifetime_gain"] = tuple(guidance_lifetime_gain(world, p, lifetime_set, seed) for p in (
+        params, dataclasses.replace(params, taste_weight=0.0)))
+    results["retention_ratio"] = tuple(retention_ratio(world, p, lifetime_set, seed) for p in (
+        params, dataclasses.replace(params, retention_weight=0.0)))
     novelty_off = dataclasses.replace(params, novelty_weight=0.0)
     results["novelty_ignore_regret"] = (novelty_ignore_regret(world, params, users, seed),
                                         novelty_ignore_regret(world, novelty_off, users, seed))

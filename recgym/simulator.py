@@ -278,7 +278,9 @@ class Simulator:
             self.session_index[slots] = u.session_count[users] - 1
             self.return_gap[slots] = gaps
             offsets = self.session_rng.normal(0, 0.1, size=slots.size)
+            seen = s.seen[slots]  # NX modes: what the user was shown stays masked for the whole lifetime
             self._start_sessions(slots, users, hours_since_midnight % 24, offsets, weekdays)
+            s.seen[slots] = seen
 
     def novelty_propensity(self) -> np.ndarray:
         """(B,) current novelty-seeking propensity in [0, 1]: static per-user value + session offset (v0)

@@ -155,14 +155,17 @@ def test_lifetime_episode_runs_its_sessions_and_truncates_at_the_horizon():
     env = gym.make(SYNTHETIC, **LIFETIME)
     obs, info = env.reset(seed=3)
     assert obs["session_index"][0] == 0 and obs["return_gap"][0] == 0
-    sessions, steps = [0], 0
+    sessions, steps, shown = [0], 0, []
     while True:
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask=info["action_mask"]))
+        action = env.action_space.sample(mask=info["action_mask"])
+        shown.append(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         steps += 1
         assert not terminated
         if info["session_ended"] and not truncated:
             assert obs["session_index"][0] == sessions[-1] + 1 and obs["return_gap"][0] > 0
             assert obs["step"][0] == 0 and (obs["item_ids"] == -1).all()  # a new session's empty history
+            assert (info["action_mask"][shown] == 0).all()  # NX: what was shown stays masked for the lifetime
             sessions.append(int(obs["session_index"][0]))
         if truncated:
             break
