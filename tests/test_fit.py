@@ -233,8 +233,11 @@ def test_kuairand_folder_with_random_exposure(tmp_path):
     assert log.user_features.shape == (log.n_users, 34) and log.item_cats.shape[0] == log.n_items
     watch = log.signal("watch_ratio")
     assert (watch[log.signal("click") == 0] == 0).all() and watch.max() < 4
-    result = fit_world(log, FitSettings(dims=4, iterations=2, min_rows=100))
+    settings = FitSettings(dims=4, iterations=2, min_rows=100)
+    result = fit_world(log, settings)
     assert result.manifest["statistics"]["click_model_on"] == "random exposure"
+    again = fit_world(log, settings)  # the seed makes a fit reproducible
+    assert again.world.fingerprint == result.world.fingerprint and again.params == result.params
     frame = pd.read_csv(tmp_path / "log_random_4_22_to_5_08_pure.csv")
     frame.loc[10, "play_time_ms"] = -5
     frame.to_csv(tmp_path / "log_random_4_22_to_5_08_pure.csv", index=False)
