@@ -106,33 +106,32 @@ class LAFB(FamiliarityDebiaser):
             return np.zeros((users.size, len(FEATURES)))
         return np.clip((coef[2:] + self.users.mean(users)) / beta, 0.0, self.params.max_factor)
 
-    def _candidates(self, obs: Obs, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(B, K) the base's top-K allowed items, their rank in [0, 1] (1 = the base's best) and
-        whether each is allowed (fewer than K allowed items leave disallowed fillers)."""
+    def _rerank(self, obs: Obs, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(B, K) the base's top-K allowed items, their debiased score ``rank - lambda_u . f`` (-inf where
+        fewer than K items are allowed), their rank in [0, 1] (1 = the base's best) and (B, K, 2) features."""
         base = np.where(mask, self.base.scores(obs, mask), -np.inf)
         k = min(self.params.candidates, mask.shape[1])
         top = np.argpartition(-base, k - 1, axis=1)[:, :k]
         chosen = np.take_along_axis(base, top, axis=1)
         rank = chosen.argsort(axis=1).argsort(axis=1) / max(k - 1, 1)
-        return top, rank, np.isfinite(chosen)
+        feats = self.features(obs, top)
+        debiased = rank - np.einsum("bkf,bf->bk", feats, self.factors(obs["user_id"][:, 0]))
+        return top, np.where(np.isfinite(chosen), debiased, -np.inf), rank, feats
 
     def act(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
         """(B,) the best candidate by ``rank - lambda_u . f``; remembers the served items' rank and
         familiarity for :meth:`update`."""
-        top, rank, allowed = self._candidates(obs, mask)
-        feats = self.features(obs, top)
-        debiased = rank - np.einsum("bkf,bf->bk", feats, self.factors(obs["user_id"][:, 0]))
-        pick = np.where(allowed, debiased, -np.inf).argmax(axis=1)
+        top, debiased, rank, feats = self._rerank(obs, mask)
+        pick = debiased.argmax(axis=1)
         rows = np.arange(top.shape[0])
         actions = top[rows, pick]
         self._served = (actions, rank[rows, pick], feats[rows, pick])
         return actions
 
     def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
-        top, rank, allowed = self._candidates(obs, mask)
-        debiased = rank - np.einsum("bkf,bf->bk", self.features(obs, top), self.factors(obs["user_id"][:, 0]))
+        top, debiased, _, _ = self._rerank(obs, mask)
         out = np.full(mask.shape, -np.inf)
-        np.put_along_axis(out, top, np.where(allowed, debiased, -np.inf), axis=1)
+        np.put_along_axis(out, top, debiased, axis=1)
         return out
 
     def update(self, obs: Obs, actions: np.ndarray, rewards: np.ndarray) -> None:
