@@ -245,6 +245,16 @@ def test_kuairand_folder_with_random_exposure(tmp_path):
         read_log(tmp_path, "kuairand")
 
 
+def test_a_log_without_time_fits_without_a_leave_model(source_log, tmp_path):
+    _, frame, _ = source_log
+    untimed = frame.drop(columns=["session_id", "position"]).assign(timestamp=np.nan)
+    log = read_log(write_frame(untimed, tmp_path / "untimed.csv"))
+    assert log.n_sessions == 0 and (log.session == -1).all()
+    result = fit_world(log, FitSettings(dims=4, iterations=2))
+    assert "leave_window" not in result.params and result.manifest["statistics"]["leave_rule_survival_distance"] is None
+    assert result.extra_arrays["return_gaps"].size == 0
+
+
 def test_fit_settings_are_validated():
     with pytest.raises(ValueError, match=r"fit setting holdout must be a number in \[0.0, 0.9\], got 2"):
         FitSettings(holdout=2)

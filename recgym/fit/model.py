@@ -310,6 +310,39 @@ def leave_distance(world: World, params: dict[str, Any], table: np.ndarray, leng
     return float(np.abs(real - simulated).max())
 
 
+def fit_leave_rule(log: Log, rows: np.ndarray, world: World, params: dict[str, Any], settings: FitSettings,
+                   rng: np.random.Generator, progress: bool = False) -> tuple[dict[str, Any], float | None]:
+    """(leave_window, leave_threshold, patience, patience_threshold, max_turn; its survival gap) of the
+    candidate whose replay of the training sessions among ``rows`` best matches their session-length
+    survival (module docstring, step 4). A log without timed sessions fits none: ({}, None), the
+    SimParams defaults stay."""
+    cap, counts = length_cap(log, rows)
+    if not counts.size:
+        return {}, None
+    frequency = np.bincount(np.minimum(counts, cap))
+    platform_cap = int(frequency.argmax())  # a length many sessions share may be the platform's own cap
+    # sessions that all end by leaving say nothing of a cap: SimParams' default unless longer ones were logged
+    uncapped = max(int(min(counts.max(), 10_000)), SimParams().max_turn)
+    max_turns = {uncapped} | ({platform_cap} if 1 < platform_cap < cap and frequency[platform_cap] >= PLATFORM_CAP_SHARE
+                              * counts.size else set())
+    table, lengths, session_users = session_table(log, rows, cap)
+    table = session_items(log, table)
+    lengths_capped = np.minimum(lengths, cap)
+    pick = _sample(np.arange(lengths.size), settings.leave_sessions, rng)
+    grid = [dict(zip(LEAVE_GRID, values)) for values in itertools.product(*LEAVE_GRID.values())
+            if values[1] > 0 or values[2] == LEAVE_GRID["patience_threshold"][0]]
+    grid = [{**rule, "max_turn": max_turn} for max_turn in sorted(max_turns, reverse=True) for rule in grid]
+    best: tuple[float, dict[str, Any]] | None = None
+    for candidate in tqdm(grid, desc="leave model", unit="rule", disable=not progress, leave=False):
+        rule = {**candidate, "patience_threshold": candidate["patience_threshold"] * world.reward_max,
+                "leave_threshold": 0}
+        distance = leave_distance(world, {**params, **rule}, table[pick], lengths_capped[pick],
+                                  session_users[pick], cap, settings.seed)
+        if best is None or distance < best[0]:
+            best = (distance, rule)
+    return best[1], best[0]
+
+
 def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = False) -> FitResult:
     """Fit a v1 world to ``log`` (see the module docstring). A log too small to fit is a one-line
     :class:`~recgym.loaders.DataFileError` naming the source."""
@@ -397,30 +430,11 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
     }
     steps.update()
     # 4. leave model
-    cap, counts = length_cap(log, rows)
-    frequency = np.bincount(np.minimum(counts, cap))
-    platform_cap = int(frequency.argmax())  # a length many sessions share may be the platform's own cap
-    # sessions that all end by leaving say nothing of a cap: SimParams' default unless longer ones were logged
-    uncapped = max(int(min(counts.max(initial=1), 10_000)), SimParams().max_turn)
-    max_turns = {uncapped} | ({platform_cap} if 1 < platform_cap < cap and frequency[platform_cap] >= PLATFORM_CAP_SHARE
-                              * counts.size else set())
-    table, lengths, session_users = session_table(log, rows, cap)
-    table = session_items(log, table)
-    lengths_capped = np.minimum(lengths, cap)
-    pick = _sample(np.arange(lengths.size), settings.leave_sessions, rng)
-    best = None
-    grid = [dict(zip(LEAVE_GRID, values)) for values in itertools.product(*LEAVE_GRID.values())
-            if values[1] > 0 or values[2] == LEAVE_GRID["patience_threshold"][0]]
-    grid = [{**rule, "max_turn": max_turn} for max_turn in sorted(max_turns, reverse=True) for rule in grid]
-    for candidate in tqdm(grid, desc="leave model", unit="rule", disable=not progress, leave=False):
-        rule = {**candidate, "patience_threshold": candidate["patience_threshold"] * reward_max}
-        distance = leave_distance(world, {**params, **rule}, table[pick], lengths_capped[pick],
-                                  session_users[pick], cap, settings.seed)
-        if best is None or distance < best[0]:
-            best = (distance, rule)
-    params.update(best[1], leave_threshold=0)
+    rule, leave_gap = fit_leave_rule(log, rows, world, params, settings, rng, progress)
+    params.update(rule)
     steps.update()
     # 5. activity and return gaps (data)
+    _, session_lengths = length_cap(log, rows)
     gaps, later = return_gaps(log)
     gaps = gaps[train[later]]  # a gap belongs to the split of the session it leads to
     sessions_per_user = np.bincount(log.user[session_starts(log, rows)], minlength=log.n_users)
@@ -431,14 +445,14 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         "sessions": log.n_sessions, "random_exposure_rows": int(log.random.sum()),
         "click_model_on": "random exposure" if random_rows.size >= settings.min_rows else "all training rows",
         "click_rate": float(click[rows].mean()), "mean_watch_ratio_per_click": float(watch[watched].mean()),
-        "mean_session_length": float(lengths.mean()) if lengths.size else None,
+        "mean_session_length": float(session_lengths.mean()) if session_lengths.size else None,
         "median_return_gap_h": float(np.median(gaps) / 3600) if gaps.size else None,
-        "leave_rule_survival_distance": best[0], "als_rmse": float(np.sqrt(np.mean((target - prediction) ** 2))),
+        "leave_rule_survival_distance": leave_gap, "als_rmse": float(np.sqrt(np.mean((target - prediction) ** 2))),
     }
     manifest = {"source": {"path": log.source, "logged_signals": list(log.logged)},
                 "fit_settings": dataclasses.asdict(settings), "statistics": statistics, "hooks": HOOKS}
     return FitResult(world, params, train, manifest,
-                     {"user_sessions": sessions_per_user, "return_gaps": gaps, "session_lengths": lengths})
+                     {"user_sessions": sessions_per_user, "return_gaps": gaps, "session_lengths": session_lengths})
 
 
 def session_starts(log: Log, rows: np.ndarray) -> np.ndarray:

@@ -244,6 +244,8 @@ def _sessions(user: np.ndarray, timestamp: np.ndarray, given: np.ndarray | None,
         rows = np.flatnonzero(~np.isnan(timestamp))
         order = rows[np.lexsort((timestamp[rows], user[rows]))]
         new = np.r_[True, (user[order[1:]] != user[order[:-1]]) | (np.diff(timestamp[order]) > SESSION_GAP_S)]
+    if not order.size:  # no row with a time: no sessions
+        return session, np.zeros(n, np.int64)
     index = np.cumsum(new) - 1
     session[order] = index
     starts = np.flatnonzero(new)
