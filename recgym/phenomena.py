@@ -316,8 +316,12 @@ def time_agnostic_regret(world: World, params: SimParams, users: np.ndarray, see
                             dataclasses.replace(params, daily_cycle=0.0, weekly_cycle=0.0, time_of_day=0.0))
 
 
+#: The propensity hypotheses of ``novelty_identifiability_30``'s observer.
+PROPENSITY_GRID = np.linspace(0.0, 1.0, 21)
+
+
 def novelty_identifiability(world: World, params: SimParams, users: np.ndarray, seed: int, steps: int = 30,
-                            grid: np.ndarray = np.linspace(0.0, 1.0, 21)) -> tuple:
+                            grid: np.ndarray = PROPENSITY_GRID) -> tuple:
     """corr(posterior-mean propensity, true propensity) after ``steps`` uniform-random items per user.
 
     Per step and hypothesis (g, mode) the consumed item's satisfaction is rebuilt from the logit without
