@@ -111,6 +111,19 @@ def test_dsrm_hrl_state_is_a_function_of_each_rows_history():
     assert not np.allclose(model.purify(rows_of(obs, rows), "ddim", 5, 2), full[rows], atol=1e-3)  # per-row noise
 
 
+def test_a_reverse_chain_conditions_the_denoiser_once_and_computes_the_same_noise():
+    import torch as th
+
+    from recgym.agents.dsrm.model import DSRMConfig, NoisePredictor
+
+    th.manual_seed(0)
+    denoiser = NoisePredictor(DSRMConfig(embed_dim=8, history_len=4, hidden=16))
+    x, condition = th.randn(5, 8), th.randn(5, 32)
+    eps = denoiser.conditioned(condition)
+    for k in (1, 7, 20):
+        th.testing.assert_close(eps(x, k), denoiser(x, th.full((5,), k), condition), rtol=1e-5, atol=1e-6)
+
+
 def test_frozen_levels_act_as_sb3_predict_and_terminal_views_are_the_ended_rows():
     method = NoveltyHRL()
     config = HierarchyConfig(rounds=1, n_sessions=16, device="cpu", ppo={"n_steps": 16, "batch_size": 128, "n_epochs": 1})
