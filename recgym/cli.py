@@ -21,7 +21,7 @@ import recgym
 from recgym import pareto, phenomena
 from recgym.agents import AGENTS, get_agent, load_agent, make_policy, train_agent
 from recgym.agents.checkpoints import writable_dir
-from recgym.envs import ENV_IDS
+from recgym.envs import ENV_IDS, FITTED_ID
 from recgym.evaluation import METRICS, EvaluationResult, evaluate, make_eval_env
 from recgym.params import SimParams
 from recgym.threads import set_torch_threads
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default 1; ray backend: as many as Ray's CPUs allow); see docs/experiments.md")
 
     def common(sub: argparse.ArgumentParser, episodes: int = 100) -> None:
-        sub.add_argument("--env", default=DEFAULT_ENV, help=f"env id ({', '.join(ENV_IDS)})")
+        sub.add_argument("--env", default=DEFAULT_ENV, help=f"env id ({', '.join((*ENV_IDS, FITTED_ID))})")
         sub.add_argument("--episodes", type=count(1), default=episodes, help="evaluation episodes")
         sub.add_argument("--mode", default=None, help="Free, NX_0 (default) or NX_10")
         sub.add_argument("--seed", type=count(0), default=0)
@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="simulator option (any SimParams field), e.g. --option popular_streak=3; repeatable")
         sub.add_argument("--data-dir", type=existing_dir, default=None, metavar="PATH",
                          help="folder with KuaiRec's small_matrix.csv: DORL's matrix-backed protocol (KuaiRec-v0 only)")
+        sub.add_argument("--world-dir", type=Path, default=None, metavar="WORLD_DIR",
+                         help=f"a world dir written by `recgym fit` (with --env {FITTED_ID}; docs/fit.md)")
         threads(sub)
 
     agents_help = "; ".join(f"{name}: {spec.description}" for name, spec in AGENTS.items())
@@ -274,6 +276,8 @@ def _env_options(args: argparse.Namespace) -> dict[str, Any]:
         options["mode"] = args.mode
     if args.data_dir is not None:
         options["data_dir"] = str(args.data_dir)
+    if args.world_dir is not None:
+        options["world_dir"] = str(args.world_dir)
     return options
 
 

@@ -18,7 +18,7 @@ from gymnasium.vector import AutoresetMode
 
 from recgym import metrics
 from recgym.agents.baselines import Policy
-from recgym.envs import ENV_IDS
+from recgym.envs import ENV_IDS, FITTED_ID
 from recgym.envs.vector import RecSysVectorEnv
 
 #: Summary keys, in table order. Catalogue-level ones have no per-episode CI (NaN).
@@ -99,15 +99,16 @@ def as_policy(policy: Any, deterministic: bool = True) -> Policy:
 
 
 def make_eval_env(env: str | RecSysVectorEnv | Any, num_envs: int, mode: str | None = None, **options: Any) -> RecSysVectorEnv:
-    """The batched env to evaluate on: an id (built with ``mode`` and ``options``), a
-    :class:`RecSysVectorEnv`, or an :class:`~recgym.envs.sb3.SB3VecEnv` (its underlying env).
+    """The batched env to evaluate on: an id (built with ``mode`` and ``options``; ``recgym/Fitted-v1``
+    with ``world_dir=WORLD_DIR``), a :class:`RecSysVectorEnv`, or an :class:`~recgym.envs.sb3.SB3VecEnv`
+    (its underlying env).
 
     Evaluation counts an episode's steps as they come, so the env must autoreset in the same step
     (``AutoresetMode.SAME_STEP``, what an id builds): a next-step env would add a reward-0 restart
     step to every episode but the first in each row; another mode is a ``ValueError``."""
     if isinstance(env, str):
-        if env not in ENV_IDS:
-            raise ValueError(f"unknown env id {env!r}; valid ids: {', '.join(ENV_IDS)}")
+        if env not in ENV_IDS and env != FITTED_ID:
+            raise ValueError(f"unknown env id {env!r}; valid ids: {', '.join((*ENV_IDS, FITTED_ID))}")
         if mode is not None:
             options["mode"] = mode
         venv = gym.make_vec(env, num_envs=num_envs, vectorization_mode="vector_entry_point",

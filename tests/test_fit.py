@@ -125,6 +125,32 @@ def test_fitted_id_runs_single_and_vector(fitted):
     assert len(observations) == 4 and population.world.fingerprint == result.world.fingerprint
 
 
+def test_fitted_world_is_first_class_in_the_cli_and_resolve_world(fitted, tmp_path, capsys):
+    _, result, world_dir = fitted
+    assert resolve_world(world_dir).fingerprint == result.world.fingerprint
+    assert resolve_world(f"{world_dir}/").fingerprint == result.world.fingerprint
+    with pytest.raises(ValueError, match=r"missing/manifest\.json: not found"):
+        resolve_world(tmp_path / "missing")
+    fitted_env = ["--env", "recgym/Fitted-v1", "--world-dir", str(world_dir), "--episodes", "40"]
+    assert main(["eval", *fitted_env, "--policy", "popular", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["R_cum"]
+    direct = evaluate("popular", "recgym/Fitted-v1", episodes=40, seed=0, world_dir=str(world_dir)).summary["R_cum"]
+    source = evaluate("popular", "recgym/Synthetic-v1", episodes=40, seed=0, world_options=SOURCE).summary["R_cum"]
+    assert printed == pytest.approx(direct) and printed != pytest.approx(source)
+    assert main(["compare", *fitted_env, "--policies", "random,popular", "--logdir", str(tmp_path / "runs"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["popular"]["R_cum"] == pytest.approx(direct)
+    damaged = shutil.copytree(world_dir, tmp_path / "damaged")
+    np.save(damaged / "item_emb.npy", np.zeros_like(result.world.item_emb))
+    for folder, message in ((tmp_path / "missing", "manifest.json: not found"),
+                            (damaged, "item_emb.npy: checksum differs")):
+        assert main(["eval", "--env", "recgym/Fitted-v1", "--world-dir", str(folder), "--policy", "random"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and message in error, error
+    assert main(["eval", "--env", "recgym/Fitted-v1", "--policy", "random"]) == 2
+    assert "needs world_dir" in capsys.readouterr().err
+
+
 def test_world_dir_refuses_damage_and_other_versions(fitted, tmp_path):
     _, result, _ = fitted
     target = save_world_dir(tmp_path / "w", result.world, result.params, result.manifest)

@@ -33,6 +33,9 @@ class RecSysEnv(RegisteredSpec, gym.Env):
     tags), ``recgym/Synthetic-v0`` (200 users x 500 items, configurable via ``world_options``).
     ``recgym/KuaiRec-v1``, ``recgym/KuaiRand-v1`` (the real KuaiRand-Pure users' static features),
     ``recgym/Synthetic-v1``: the same catalogues with the v1 user model (see Version History).
+    ``recgym/Fitted-v1`` (``world_dir=WORLD_DIR``): a v1 world fitted to a log by ``recgym fit``, its
+    fitted options as defaults (``docs/fit.md``); on the command line ``--env recgym/Fitted-v1
+    --world-dir WORLD_DIR``.
 
     ## Action Space
 
