@@ -184,7 +184,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--format", default="csv", help="csv (the generic schema; Parquet by suffix) or kuairec")
     sub.add_argument("--seed", type=count(0), default=0)
     sub.add_argument("--num-envs", type=count(1), default=256, help="sessions stepped at once")
-    sub.add_argument("--days", type=count(1), default=14, help="days the session starts are spread over")
     sub.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
                      help="simulator option (any SimParams field); repeatable")
     sub.add_argument("--world-option", action="append", default=[], metavar="KEY=VALUE", type=_number_option,
@@ -243,7 +242,7 @@ def run_log(args: argparse.Namespace) -> int:
     from recgym.fit.log import write_log
 
     path = write_log(args.env, args.out, args.sessions, args.policy, args.seed, args.format,
-                     num_envs=args.num_envs, days=args.days, world_options=dict(args.world_option), **dict(args.option))
+                     num_envs=args.num_envs, world_options=dict(args.world_option), **dict(args.option))
     print(f"recgym log: {args.sessions} sessions of {args.env} ({args.policy}) written to {path}")
     return 0
 

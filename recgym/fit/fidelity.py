@@ -10,7 +10,9 @@ logged. Every row of the summary table has a distance and a pass/fail threshold
 * ``popularity_curve`` -- the Lorenz curves of clicks per item, max vertical gap;
 * ``session_length`` -- Kaplan-Meier survival of session length up to the held-out sessions' 99th
   percentile, max gap (the replay is censored where the log's exposures end; it ends at ``max_turn``);
-* ``return_gap`` -- two-sample KS statistic of held-out return gaps against the stored (training) ones;
+* ``return_gap`` -- two-sample KS statistic of the held-out return gaps (start to start) against the
+  fitted world's: each held-out gap drawn again from the fitted return rate after the same earlier
+  session (:func:`recgym.fit.model.return_rates`, the simulator's formula), plus that session's duration;
 * ``click_auc`` -- AUC of the fitted click logit on the held-out clicks (distance ``1 - AUC``);
 * ``watch_ndcg@10`` -- NDCG@10 of each user's held-out clicked items ranked by fitted satisfaction,
   graded by their watch ratio (distance: the shortfall against ranking by popularity, 0 if better).
@@ -30,7 +32,8 @@ from recgym.fit.model import (
     log_satisfaction,
     popularity_score,
     replay,
-    return_gaps,
+    return_data,
+    return_rates,
     session_items,
     session_table,
     survival_curves,
@@ -157,13 +160,15 @@ def fidelity_report(log: Log, world: World, params: dict[str, Any], train: np.nd
                             float(np.abs(real_survival - sim_survival).max()), THRESHOLDS["session_length"]))
     curves = {"popularity": {"real": real_curve, "simulated": sim_curve},
               "survival": {"real": real_survival, "simulated": sim_survival}}
-    gaps, later = return_gaps(log)
-    held_gaps, train_gaps = gaps[~train[later]], gaps[train[later]]
-    if held_gaps.size >= 10 and train_gaps.size >= 10:
-        statistic = float(scipy.stats.ks_2samp(held_gaps, train_gaps).statistic)
-        rows.append(FidelityRow("return_gap", float(np.median(held_gaps) / 3600), float(np.median(train_gaps) / 3600),
-                                statistic, THRESHOLDS["return_gap"]))
-        curves["return_gap_h"] = {"real": np.sort(held_gaps) / 3600, "simulated": np.sort(train_gaps) / 3600}
+    returns = return_data(log, world, float(params["watch_max"]))
+    held_gap = ~train[returns["later"]]
+    if held_gap.sum() >= 10:
+        real_gaps = returns["seconds"][held_gap]
+        rates = return_rates(world, params, log.user[returns["later"][held_gap]], returns["satisfaction"][held_gap])
+        sim_gaps = (rng.standard_exponential(rates.size) / rates + returns["duration_days"][held_gap]) * 86_400.0
+        rows.append(FidelityRow("return_gap", float(np.median(real_gaps) / 3600), float(np.median(sim_gaps) / 3600),
+                                float(scipy.stats.ks_2samp(real_gaps, sim_gaps).statistic), THRESHOLDS["return_gap"]))
+        curves["return_gap_h"] = {"real": np.sort(real_gaps) / 3600, "simulated": np.sort(sim_gaps) / 3600}
     held_users, held_items = log.user[held], log.item[held]
     log_sat = log_satisfaction(world, float(params["watch_max"]), held_users, held_items)
     pop = popularity_score(world.pop_prior, held_items)
@@ -212,7 +217,7 @@ def write_report(report: FidelityReport, out_dir: str | Path, title: str) -> tup
         ax.set_xlabel(x_label)
     gaps = report.curves.get("return_gap_h")
     if gaps is not None:
-        for label, values, style in (("held out", gaps["real"], "-"), ("stored (train)", gaps["simulated"], "--")):
+        for label, values, style in (("held out", gaps["real"], "-"), ("fitted world", gaps["simulated"], "--")):
             axes[1, 1].plot(values, np.linspace(0, 1, values.size), style, label=label)
         axes[1, 1].set_xscale("log")
         axes[1, 1].set_title("return gap CDF (hours)")

@@ -55,19 +55,23 @@ def uniform_allowed(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
 
 
 def simulate_log(
-    env_id: str, sessions: int, policy: str = "random", seed: int = 0, num_envs: int = 256, days: int = 14,
+    env_id: str, sessions: int, policy: str = "random", seed: int = 0, num_envs: int = 256,
     world_options: dict[str, Any] | None = None, **options: Any,
 ) -> tuple[pd.DataFrame, Any]:
-    """Run ``policy`` on ``env_id`` (a v1 id) for ``sessions`` sessions; return (the log as a
-    DataFrame in :data:`LOG_COLUMNS`, the world it came from).
+    """Run ``policy`` on ``env_id`` (a v1 id, session episodes) for ``sessions`` sessions; return (the
+    log as a DataFrame in :data:`LOG_COLUMNS`, the world it came from).
 
-    Sessions start on a day drawn uniformly from ``days`` days after :data:`LOG_EPOCH`, at the
-    simulator's session hour; impressions are ``minutes_per_step`` apart. ``"random"`` draws
+    A session starts at the platform's return clock (:attr:`recgym.simulator.Simulator.start_day`, days
+    after :data:`LOG_EPOCH`: users come back after their satisfaction-dependent return gaps,
+    ``docs/simulator.md`` "Users over time"), impressions ``minutes_per_step`` apart. The clock runs
+    while ``num_envs`` sessions are open at once, so a user who was due back while every slot was busy
+    starts later than drawn: fewer slots, gaps closer to the drawn ones. ``"random"`` draws
     uniformly among allowed items (:func:`uniform_allowed`); any other name is a registered agent
     (:func:`recgym.agents.make_policy`). Sessions still running at the end (ids >= ``sessions``) are dropped.
     """
     sessions = check_count("sessions", sessions)
-    check_count("days", days)
+    if options.get("episode", "session") != "session":
+        raise ValueError(f"episode={options['episode']!r}: a log is a platform's sessions; use episode='session'")
     venv = gym.make_vec(env_id, num_envs=min(check_count("num_envs", num_envs), sessions),
                         vectorization_mode="vector_entry_point", autoreset_mode=AutoresetMode.SAME_STEP,
                         **({"world_options": world_options} if world_options else {}), **options).unwrapped
@@ -85,7 +89,7 @@ def simulate_log(
     n = venv.num_envs
     session = np.arange(n)
     position = np.zeros(n, np.int64)
-    start = LOG_EPOCH + rng.integers(0, days, size=n) * 86_400.0 + venv.sim.hour.astype(np.float64) * 3_600.0
+    start = LOG_EPOCH + venv.sim.start_day * 86_400.0
     seconds_per_step = venv.params.minutes_per_step * 60.0
     next_session, columns = n, []
     while (session < sessions).any():
@@ -101,7 +105,7 @@ def simulate_log(
         position[done] = 0
         session[done] = next_session + np.arange(done.size)
         next_session += done.size
-        start[done] = LOG_EPOCH + rng.integers(0, days, size=done.size) * 86_400.0 + venv.sim.hour[done] * 3_600.0
+        start[done] = LOG_EPOCH + venv.sim.start_day[done] * 86_400.0
         obs = next_obs
     users, items, stamps, session_ids, positions, signals = (np.concatenate(c) for c in zip(*columns))
     keep = session_ids < sessions  # the loop ends once every running session's id is >= sessions

@@ -23,8 +23,14 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
    longest logged session (at least SimParams' default 30: sessions that end by leaving say nothing of
    a cap) or the most common length when at least :data:`PLATFORM_CAP_SHARE` of the sessions share it
    (a platform's cap).
-5. Activity and return gaps, kept as data (the simulator has no returning users yet, issue #17):
-   sessions per user and the empirical gap distribution.
+5. Activity and return gaps, into the simulator's returning users (``docs/simulator.md`` "Users over
+   time"): a gap from a session's end to the same user's next session is Exponential with rate
+   ``session_rate * activity_u * exp(retention_weight * (m - retention_reference))``, ``m`` the
+   session's mean fitted satisfaction. :func:`fit_return_model` maximises that likelihood on the
+   training gaps (per-user rates profiled out, so ``retention_weight`` is identified by each user's
+   own gaps); the per-user rates become the users' activity feature (``activity_levels``' ``0.25 +
+   1.5 a``), or, with KuaiRand's own user features, their activity degrees are kept and only the
+   base rate is fitted. Sessions per user and the empirical gaps are also stored as data.
 
 Mechanisms not fitted are switched off in the fitted params (:data:`UNFITTED_OFF`): interest drift and
 walk, time of day, novelty, boredom, creator fatigue, familiarity, acquired taste; the users' daily and
@@ -48,6 +54,7 @@ from recgym.fit.readers import Log
 from recgym.loaders import DataFileError
 from recgym.params import V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
+from recgym.users import KUAIRAND_USER_COLUMNS, activity_levels
 from recgym.world import World
 
 #: Watch ratios below this are floored before the log (a zero watch on a click is a near-instant swipe).
@@ -64,9 +71,21 @@ SESSION_CAP_QUANTILE = 0.99
 PLATFORM_CAP_SHARE = 0.1
 #: Rows used by the (a, b) and click-model regressions (a uniform sample beyond this).
 REGRESSION_ROWS = 400_000
+#: Pseudo-gaps at the population's rate that shrink the rate of a user with few gaps toward it.
+RATE_PRIOR_GAPS = 1.0
+#: The relative activity range a fitted world's users can hold: ``activity_levels`` maps feature a in
+#: [-1, 1] to 0.25 + 1.5 a, so at most 1.75 (the most active user) and, kept positive, at least 0.01.
+ACTIVITY_RANGE = (0.01, 1.75)
+#: Upper bound of the fitted retention weight (SimParams allows up to 100).
+RETENTION_WEIGHT_MAX = 20.0
+#: The fewest training return gaps a return model is fitted on (fewer: SimParams' defaults stay).
+MIN_GAPS = 20
+#: Rows per block when a per-row satisfaction is computed over the whole log (bounds the memory).
+ROW_BLOCK = 500_000
 HOOKS = {
-    "return_gaps": "empirical per-user session counts and the gap distribution are stored (user_sessions.npy, "
-                   "return_gaps.npy); the simulator has no returning users yet (issue #17)",
+    "return_gaps": "session_rate, retention_weight and each user's activity (user_features[:, 0]) are fitted "
+                   "to the return gaps; the empirical per-user session counts and gaps are also stored "
+                   "(user_sessions.npy, return_gaps.npy)",
     "drift_novelty_time": "interest drift, novelty seeking and time-of-day cycles are not fitted (off)",
     "familiarity": "familiarity pulls are not fitted (off); user_followed holds each user's most clicked creators",
     "post_click_signals": "like/follow/comment/forward/hate use the v1 logging model's fixed intercepts "
@@ -433,10 +452,21 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
     rule, leave_gap = fit_leave_rule(log, rows, world, params, settings, rng, progress)
     params.update(rule)
     steps.update()
-    # 5. activity and return gaps (data)
+    # 5. activity and return gaps
     _, session_lengths = length_cap(log, rows)
-    gaps, later = return_gaps(log)
-    gaps = gaps[train[later]]  # a gap belongs to the split of the session it leads to
+    returns = return_data(log, world, watch_max)
+    in_train = train[returns["later"]]  # a gap belongs to the split of the session it leads to
+    gaps = returns["seconds"][in_train]
+    if in_train.sum() >= MIN_GAPS:
+        kuairand_features = world.user_features.shape[1] == KUAIRAND_USER_COLUMNS
+        rate, weight, user_rates = fit_return_model(
+            returns["gap_days"][in_train], log.user[returns["later"]][in_train], returns["satisfaction"][in_train],
+            log.n_users, activity_levels(world) if kuairand_features else None)
+        params.update(session_rate=rate, retention_weight=weight)
+        if not kuairand_features:
+            features = world.user_features.copy()
+            features[:, 0] = (np.clip(user_rates / rate, *ACTIVITY_RANGE) - 0.25) / 1.5
+            world = dataclasses.replace(world, user_features=features)
     sessions_per_user = np.bincount(log.user[session_starts(log, rows)], minlength=log.n_users)
     steps.update()
     steps.close()
@@ -447,6 +477,7 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         "click_rate": float(click[rows].mean()), "mean_watch_ratio_per_click": float(watch[watched].mean()),
         "mean_session_length": float(session_lengths.mean()) if session_lengths.size else None,
         "median_return_gap_h": float(np.median(gaps) / 3600) if gaps.size else None,
+        "return_model": "fitted" if in_train.sum() >= MIN_GAPS else f"SimParams defaults (fewer than {MIN_GAPS} gaps)",
         "leave_rule_survival_distance": leave_gap, "als_rmse": float(np.sqrt(np.mean((target - prediction) ** 2))),
     }
     manifest = {"source": {"path": log.source, "logged_signals": list(log.logged)},
@@ -460,14 +491,83 @@ def session_starts(log: Log, rows: np.ndarray) -> np.ndarray:
     return rows[(log.session[rows] >= 0) & (log.position[rows] == 0)]
 
 
-def return_gaps(log: Log) -> tuple[np.ndarray, np.ndarray]:
+def return_gaps(log: Log) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """((G,) float64 seconds from each session start to the same user's previous one, (G,) int64 the
-    log row that starts the later session) over every timed session of the log."""
+    log row that starts the later session, (G,) int64 the row that starts the earlier one) over every
+    timed session of the log."""
     first_rows = session_starts(log, np.arange(log.n_rows))
     first_rows = first_rows[~np.isnan(log.timestamp[first_rows])]
     order = first_rows[np.lexsort((log.timestamp[first_rows], log.user[first_rows]))]
     same = log.user[order[1:]] == log.user[order[:-1]]
-    return np.diff(log.timestamp[order])[same].astype(np.float64), order[1:][same]
+    return np.diff(log.timestamp[order])[same].astype(np.float64), order[1:][same], order[:-1][same]
+
+
+def return_data(log: Log, world: World, watch_max: float) -> dict[str, np.ndarray]:
+    """Per return gap of :func:`return_gaps` (G,) arrays: ``seconds`` start to start, ``later`` the
+    row that starts the later session, ``gap_days`` from the earlier session's end (its start + its
+    impressions x the log's median step) to the later session's start, ``duration_days`` the earlier
+    session's length in time, and ``satisfaction`` the earlier session's mean satisfaction in
+    ``world`` (noise-free, :func:`log_satisfaction`: what the simulator's return rate reads,
+    ``recgym.users.end_sessions``)."""
+    gaps, later, earlier = return_gaps(log)
+    timed = np.flatnonzero(log.session >= 0)
+    timed = timed[np.lexsort((log.timestamp[timed], log.session[timed]))]
+    n_sessions = max(log.n_sessions, 1)
+    total = np.zeros(n_sessions)
+    for start in range(0, timed.size, ROW_BLOCK):
+        block = timed[start:start + ROW_BLOCK]
+        total += np.bincount(log.session[block], weights=np.exp(log_satisfaction(
+            world, watch_max, log.user[block], log.item[block])), minlength=n_sessions)
+    impressions = np.bincount(log.session[timed], minlength=n_sessions)
+    steps = np.diff(log.timestamp[timed])[np.diff(log.session[timed]) == 0]
+    step_days = float(np.median(steps)) / 86_400.0 if steps.size else 0.0
+    session = log.session[earlier]
+    duration = impressions[session] * step_days
+    return {"seconds": gaps, "later": later, "gap_days": np.maximum(gaps / 86_400.0 - duration, 0.0),
+            "duration_days": duration,
+            "satisfaction": total[session] / np.maximum(impressions[session], 1)}
+
+
+def return_rates(world: World, params: dict[str, Any], users: np.ndarray, satisfaction: np.ndarray) -> np.ndarray:
+    """(G,) the simulator's return rate per day (``recgym.users.end_sessions``) after sessions of
+    ``users`` (G,) with mean satisfaction ``satisfaction`` (G,), in a world run with ``params``."""
+    defaults = SimParams()
+    rate = params.get("session_rate", defaults.session_rate)
+    weight = params.get("retention_weight", defaults.retention_weight)
+    reference = params.get("retention_reference", defaults.retention_reference)
+    return rate * activity_levels(world)[users] * np.exp(weight * (satisfaction - reference))
+
+
+def fit_return_model(gap_days: np.ndarray, users: np.ndarray, satisfaction: np.ndarray, n_users: int,
+                     activity: np.ndarray | None = None) -> tuple[float, float, np.ndarray]:
+    """Maximum likelihood of ``gap_days`` (G,) ~ Exponential(r_u exp(w (m - retention_reference)))
+    for the gaps' ``users`` (G,) and mean ``satisfaction`` m (G,). ``activity`` (U,) fixed relative
+    rates (r_u = R activity_u: one base rate R), or None: a rate per user, shrunk toward the
+    population's by :data:`RATE_PRIOR_GAPS` pseudo-gaps. The rates are profiled out for each w, so w
+    is identified by each user's gaps after more and less satisfying sessions.
+
+    Returns (``session_rate``: the largest user rate over :data:`ACTIVITY_RANGE`'s top, so that
+    every rate is a feature a fitted world can hold; or R; ``retention_weight`` w; (U,) user rates)."""
+    excess = satisfaction.astype(np.float64) - SimParams().retention_reference
+    counts = np.bincount(users, minlength=n_users).astype(np.float64)
+
+    def rates(weight: float) -> np.ndarray:
+        exposure = gap_days * np.exp(weight * excess)
+        if activity is not None:
+            return activity * (gap_days.size / np.sum(activity[users] * exposure))
+        summed = np.bincount(users, weights=exposure, minlength=n_users)
+        population = gap_days.size / exposure.sum()
+        return (counts + RATE_PRIOR_GAPS) / (summed + RATE_PRIOR_GAPS / population)
+
+    def negative_log_likelihood(weight: float) -> float:
+        rate = rates(weight)[users] * np.exp(weight * excess)
+        return float(-(np.log(rate) - rate * gap_days).sum())
+
+    weight = float(scipy.optimize.minimize_scalar(negative_log_likelihood, bounds=(0.0, RETENTION_WEIGHT_MAX),
+                                                  method="bounded").x)
+    user_rates = rates(weight)
+    base = float(user_rates.max() / ACTIVITY_RANGE[1] if activity is None else user_rates.sum() / activity.sum())
+    return base, weight, user_rates
 
 
 def _int_ids(ids: np.ndarray) -> np.ndarray:
