@@ -305,7 +305,7 @@ def bench_ppo_speedup(config: BenchConfig) -> tuple[float, float]:
 #: The hierarchical agents of :func:`bench_hierarchy` (``hrl_fps``).
 HRL_AGENTS = ("dsrm-hrl", "hrl4pfg", "novelty-hrl")
 #: ``hrl_fps / hrl_reference_fps`` of each agent before issue #18's changes (the code of commit 2d57216),
-#: measured the same way as :func:`bench_hierarchy` in one process, OMP_NUM_THREADS=1, load 7-8
+#: measured as :func:`bench_hierarchy` measures it, OMP_NUM_THREADS=1, load 7-9, medians of three runs
 #: (docs/performance.md, "Hierarchical agents"): ``hrl_speedup`` divides today's ratio by it.
 HRL_BASELINE_VS_REFERENCE = {"dsrm-hrl": 1.71, "hrl4pfg": 2.92, "novelty-hrl": 3.41}
 
@@ -494,7 +494,7 @@ def format_table(results: dict[str, Any]) -> str:
     lines = [
         f"recgym bench on {results['env_id']} (options {results['options']}, {results['timer']} clock)",
         f"1-minute load average at start, end: {loads} on {os.cpu_count()} CPUs",
-        f"{'figure':<24} {'value':>14}  unit",
+        f"{'figure':<30} {'value':>14}  unit",
     ]
     rows = []
     for key, value in results.items():
@@ -504,7 +504,7 @@ def format_table(results: dict[str, Any]) -> str:
         rows += [(f"{key}[{agent}]", key, v) for agent, v in value.items()] if isinstance(value, dict) else [(key, key, value)]
     for label, key, value in rows:
         text = "n/a" if value is None else f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
-        lines.append(f"{label:<24} {text:>14}  {units.get(key, 'user-steps/s')}")
+        lines.append(f"{label:<30} {text:>14}  {units.get(key, 'user-steps/s')}")
     return "\n".join(lines)
 
 
@@ -760,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] and argv[0] in SUITES:
         return SUITES[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(prog="recgym bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter timings and PPO runs (same keys, < 40 s)")
+    parser.add_argument("--quick", action="store_true", help="shorter timings and training runs (same keys; ~3 min at load 7)")
     parser.add_argument("--seconds", type=float, default=None, help="time spent on each throughput figure")
     parser.add_argument("--timer", choices=list(TIMERS), default="wall",
                         help="wall clock, or this process's CPU time (for a machine shared with other jobs)")
