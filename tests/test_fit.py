@@ -109,6 +109,12 @@ def test_round_trip_recovers_the_source(source_log, fitted):
     activity = scipy.stats.spearmanr(activity_levels(world), activity_levels(source)[log.user_ids]).statistic
     assert activity > 0.75, activity
     assert 0.05 < result.params["retention_weight"] < 0.3, result.params
+    # post-click intercepts (measured within 0.25 of the logging model's for like/follow/comment/forward;
+    # hate's -6.3 vs -7.5: its slope -2 on a log satisfaction that absorbed the familiarity inflation, docs/fit.md)
+    intercepts = result.manifest["statistics"]["post_click_intercepts"]
+    assert set(intercepts) == {"like", "follow", "comment", "forward", "hate"}
+    for name in ("like", "follow", "comment", "forward"):
+        assert abs(intercepts[name]["fitted"] - intercepts[name]["simulator"]) < 0.6, intercepts
     report = fidelity_report(log, world, result.params, result.train)
     failed = [row.name for row in report.rows if not row.passed]
     assert not failed, report.markdown("round trip")

@@ -51,8 +51,9 @@ import scipy.sparse
 from tqdm.auto import tqdm
 
 from recgym.fit.readers import Log
+from recgym.logging_model import POST_CLICK_LOGITS
 from recgym.loaders import DataFileError
-from recgym.params import V1_DEFAULTS, SimParams
+from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
 from recgym.users import KUAIRAND_USER_COLUMNS, activity_levels
 from recgym.world import World
@@ -88,8 +89,9 @@ HOOKS = {
                    "(user_sessions.npy, return_gaps.npy)",
     "drift_novelty_time": "interest drift, novelty seeking and time-of-day cycles are not fitted (off)",
     "familiarity": "familiarity pulls are not fitted (off); user_followed holds each user's most clicked creators",
-    "post_click_signals": "like/follow/comment/forward/hate use the v1 logging model's fixed intercepts "
-                          "(recgym.logging_model.POST_CLICK_LOGITS), not fitted rates",
+    "post_click_signals": "like/follow/comment/forward/hate intercepts are fitted (statistics.post_click_intercepts) "
+                          "but the simulator runs the v1 logging model's fixed ones "
+                          "(recgym.logging_model.POST_CLICK_LOGITS: no SimParams knob yet)",
 }
 
 
@@ -478,6 +480,7 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         "mean_session_length": float(session_lengths.mean()) if session_lengths.size else None,
         "median_return_gap_h": float(np.median(gaps) / 3600) if gaps.size else None,
         "return_model": "fitted" if in_train.sum() >= MIN_GAPS else f"SimParams defaults (fewer than {MIN_GAPS} gaps)",
+        "post_click_intercepts": fit_post_click_intercepts(log, rows[click[rows] == 1], world, params),
         "leave_rule_survival_distance": leave_gap, "als_rmse": float(np.sqrt(np.mean((target - prediction) ** 2))),
     }
     manifest = {"source": {"path": log.source, "logged_signals": list(log.logged)},
@@ -489,6 +492,31 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
 def session_starts(log: Log, rows: np.ndarray) -> np.ndarray:
     """The rows among ``rows`` that open a session (position 0)."""
     return rows[(log.session[rows] >= 0) & (log.position[rows] == 0)]
+
+
+#: The post-click signals (recgym.logging_model: POST_CLICK_LOGITS rows, in this order).
+POST_CLICK_SIGNALS = SIGNALS[3:]
+
+
+def fit_post_click_intercepts(log: Log, clicked: np.ndarray, world: World, params: dict[str, Any]
+                              ) -> dict[str, dict[str, float]]:
+    """Per post-click signal the logit intercept ``a_s`` that reproduces its logged rate on the
+    ``clicked`` rows (a rate-matching logistic fit with the logging model's slope ``k_s`` on the
+    fitted log satisfaction and, for the like, ``conformity_like * p``; familiarity is off in a
+    fitted world): signal -> {"fitted": a_s, "simulator": the logging model's fixed a_s, "rate": the
+    logged rate per click}. Signals the log lacks, or that never / always fire, are left out."""
+    log_sat = log_satisfaction(world, float(params["watch_max"]), log.user[clicked], log.item[clicked])
+    like_pull = params.get("conformity_like", SimParams().conformity_like) * popularity_score(
+        world.pop_prior, log.item[clicked])
+    intercepts = {}
+    for j, name in enumerate(POST_CLICK_SIGNALS):
+        rate = float(log.signal(name)[clicked].mean()) if name in log.logged and clicked.size else 0.0
+        if not 0.0 < rate < 1.0:
+            continue
+        offset = POST_CLICK_LOGITS[j, 1] * log_sat + (like_pull if name == "like" else 0.0)
+        intercept = scipy.optimize.brentq(lambda a: np.mean(1.0 / (1.0 + np.exp(-(a + offset)))) - rate, -60.0, 60.0)
+        intercepts[name] = {"fitted": float(intercept), "simulator": float(POST_CLICK_LOGITS[j, 0]), "rate": rate}
+    return intercepts
 
 
 def return_gaps(log: Log) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
