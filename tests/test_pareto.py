@@ -41,9 +41,10 @@ def test_the_oracle_is_the_lambda_0_end(front):
 
 def test_the_sweep_trades_return_for_flat_exposure_and_the_front_is_monotone(front):
     assert list(front.lambdas) == [0.0, 0.01, 0.1, 1.0, 10.0]
-    # measured: Gini 0.780 -> 0.206, R_cum 53.51 -> 39.72 (0.74 of the oracle's)
-    assert front.gini[0] > 0.7 and front.gini[-1] < 0.3
-    assert 0.65 < front.r_cum[-1] / front.r_cum[0] < 0.85
+    # measured (96f1716, novelty and daily cycles on): Gini 0.664 -> 0.199, R_cum 56.72 -> 44.52 (0.78 of
+    # the oracle's); before them (deb4de1): Gini 0.780 -> 0.206, R_cum 0.74 of the oracle's
+    assert front.gini[0] > 0.5 and front.gini[-1] < 0.4 * front.gini[0]
+    assert 0.6 < front.r_cum[-1] / front.r_cum[0] < 0.9
     kept = np.argsort(front.gini[front.on_front])
     assert np.all(np.diff(front.r_cum[front.on_front][kept]) > 0)  # fairer front points earn less
     for g, r in zip(front.gini[front.on_front], front.r_cum[front.on_front]):
@@ -64,7 +65,7 @@ def test_random_is_dominated_and_far_from_the_front(front):
     result = evaluate(RandomPolicy(), ENV, episodes=EPISODES, seed=0, **FAIRNESS)
     score = front.score(result)
     assert score["dominated"]
-    # measured: Gini 0.239, R_cum 15.56 (0.29 of the oracle's): distance 0.453, DPFR 0.658
+    # measured (96f1716): Gini 0.254, R_cum 15.21 (0.27 of the oracle's): distance 0.520, DPFR 0.688
     assert score["front_distance"] > 0.35 and score["dpfr"] > 0.5
     with pytest.raises(ValueError, match="result has 50 episodes, the front 100"):
         front.score(evaluate(RandomPolicy(), ENV, episodes=50, seed=0, **FAIRNESS))
@@ -112,7 +113,7 @@ def test_a_policy_favouring_emerging_creators_raises_their_exposure_share():
 
     catalogue_share = favoured.mean()
     share = evaluate(favour, ENV, episodes=EPISODES, seed=0, **FAIRNESS).summary["emerging_creator_share"]
-    # measured: catalogue share 0.084 (18 of 90 creators), random 0.082
+    # measured: catalogue share 0.084 (18 of 90 creators), random 0.077
     assert random.summary["emerging_creator_share"] == pytest.approx(catalogue_share, abs=0.02)
     assert share > 0.95
     assert "emerging_creator_share" not in evaluate(RandomPolicy(), "recgym/Synthetic-v0", episodes=10).summary
