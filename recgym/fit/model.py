@@ -31,6 +31,9 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
    own gaps); the per-user rates become the users' activity feature (``activity_levels``' ``0.25 +
    1.5 a``), or, with KuaiRand's own user features, their activity degrees are kept and only the
    base rate is fitted. Sessions per user and the empirical gaps are also stored as data.
+6. Post-click intercepts (like, follow, comment, forward, hate): rate matching on the clicked rows with
+   the logging model's slopes (:func:`fit_post_click_intercepts`), reported in the manifest; the
+   simulator runs its fixed ones (no SimParams knob).
 
 Mechanisms not fitted are switched off in the fitted params (:data:`UNFITTED_OFF`): interest drift and
 walk, time of day, novelty, boredom, creator fatigue, familiarity, acquired taste; the users' daily and
@@ -51,8 +54,8 @@ import scipy.sparse
 from tqdm.auto import tqdm
 
 from recgym.fit.readers import Log
-from recgym.logging_model import POST_CLICK_LOGITS
 from recgym.loaders import DataFileError
+from recgym.logging_model import POST_CLICK_LOGITS
 from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
 from recgym.users import KUAIRAND_USER_COLUMNS, activity_levels
@@ -514,9 +517,14 @@ def fit_post_click_intercepts(log: Log, clicked: np.ndarray, world: World, param
         if not 0.0 < rate < 1.0:
             continue
         offset = POST_CLICK_LOGITS[j, 1] * log_sat + (like_pull if name == "like" else 0.0)
-        intercept = scipy.optimize.brentq(lambda a: np.mean(1.0 / (1.0 + np.exp(-(a + offset)))) - rate, -60.0, 60.0)
+        intercept = scipy.optimize.brentq(_rate_excess, -60.0, 60.0, args=(offset, rate))
         intercepts[name] = {"fitted": float(intercept), "simulator": float(POST_CLICK_LOGITS[j, 0]), "rate": rate}
     return intercepts
+
+
+def _rate_excess(intercept: float, offset: np.ndarray, rate: float) -> float:
+    """Mean of sigmoid(intercept + offset) (N,) minus the target ``rate`` (rising in ``intercept``)."""
+    return float(np.mean(1.0 / (1.0 + np.exp(-(intercept + offset))))) - rate
 
 
 def return_gaps(log: Log) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
