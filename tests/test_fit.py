@@ -120,6 +120,23 @@ def test_round_trip_recovers_the_source(source_log, fitted):
     assert not failed, report.markdown("round trip")
 
 
+def _return_gaps_h(frame: pd.DataFrame) -> np.ndarray:
+    """Hours between a user's consecutive session starts in a generic-schema log."""
+    starts = frame[frame["position"] == 0].sort_values(["user_id", "timestamp"])
+    same = starts["user_id"].to_numpy()[1:] == starts["user_id"].to_numpy()[:-1]
+    return np.diff(starts["timestamp"].to_numpy())[same] / 3600
+
+
+def test_fitted_world_returns_its_users_like_the_source(source_log, fitted):
+    _, frame, _ = source_log
+    _, _, world_dir = fitted
+    # the fitted world's own log, through the simulator's kernels (session_rate, retention_weight, activity):
+    # measured KS 0.027 at 6,000 sessions (median gap 16.1 h vs the source's 17.1 h), 0.005 at 20,000
+    own, _ = simulate_log("recgym/Fitted-v1", 6000, "random", seed=1, num_envs=LOG_SLOTS, world_dir=str(world_dir))
+    real, simulated = _return_gaps_h(frame), _return_gaps_h(own)
+    assert scipy.stats.ks_2samp(real, simulated).statistic < 0.06, (np.median(real), np.median(simulated))
+
+
 def test_round_trip_keeps_the_ranking_of_baseline_policies(fitted):
     _, _, world_dir = fitted
     source = {name: evaluate(name, "recgym/Synthetic-v1", episodes=300, seed=0, world_options=SOURCE,
