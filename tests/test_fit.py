@@ -302,6 +302,9 @@ def test_kuairand_folder_with_random_exposure(tmp_path):
     settings = FitSettings(dims=4, iterations=2, min_rows=100)
     result = fit_world(log, settings)
     assert result.manifest["statistics"]["click_model_on"] == "random exposure"
+    # KuaiRand's own user features keep their activity degrees; only the base return rate is fitted
+    assert result.manifest["statistics"]["return_model"] == "fitted"
+    assert np.array_equal(result.world.user_features, np.clip(log.user_features, -1, 1).astype(np.float32))
     again = fit_world(log, settings)  # the seed makes a fit reproducible
     assert again.world.fingerprint == result.world.fingerprint and again.params == result.params
     frame = pd.read_csv(tmp_path / "log_random_4_22_to_5_08_pure.csv")
