@@ -161,6 +161,10 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       weekly preference cycles (``daily_cycle``, ``weekly_cycle``; world table ``user_cycles``), so the
       best item depends on the mode and on the observed clock. A seed's v1 trajectories differ from
       earlier commits (one more session-start draw, new terms).
+    * ``recgym/Fitted-v1``, 2026-12-01, issue #20 second pass (``docs/fit.md``): a world fitted from
+      now on carries its users' return model (``session_rate``, ``retention_weight`` and each user's
+      activity in ``user_features[:, 0]``; earlier world dirs run SimParams' defaults and their
+      feature-derived activity); ``recgym eval/train/compare --env recgym/Fitted-v1 --world-dir DIR``.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
