@@ -204,6 +204,10 @@ def test_world_dir_refuses_damage_and_other_versions(fitted, tmp_path):
     (target / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(WorldDirError, match="format_version 99"):
         load_world(target)
+    manifest["format_version"] = 1  # the first pass's worlds: user_features[:, 0] was no activity level
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(WorldDirError, match=r"format_version 1; this recgym reads versions 2\.\.2 \(refit"):
+        load_world(target)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep.txt").write_text("mine")
     with pytest.raises(WorldDirError, match="not a recgym world dir"):

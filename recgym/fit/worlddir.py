@@ -32,7 +32,12 @@ from recgym.world import World
 
 FORMAT = "recgym-world"
 #: Bump when the layout or the meaning of an array changes; older readers refuse newer worlds.
-FORMAT_VERSION = 1
+#: 2: ``user_features[:, 0]`` is the users' fitted activity (the return model's; params carry
+#: ``session_rate`` and ``retention_weight``).
+FORMAT_VERSION = 2
+#: The oldest version read: in version 1 ``user_features[:, 0]`` was a log-rows share in [-1, 1], which
+#: the returning users (:func:`recgym.users.activity_levels`) would read as a negative activity.
+OLDEST_FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 #: The World's array fields stored in a world dir (all of them are required on load).
@@ -111,8 +116,9 @@ def read_manifest(world_dir: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise WorldDirError(f"{path}: not a {FORMAT!r} manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise WorldDirError(f"{path}: format_version {version!r}; this recgym reads versions 1..{FORMAT_VERSION}")
+    if not isinstance(version, int) or not OLDEST_FORMAT_VERSION <= version <= FORMAT_VERSION:
+        raise WorldDirError(f"{path}: format_version {version!r}; this recgym reads versions "
+                            f"{OLDEST_FORMAT_VERSION}..{FORMAT_VERSION} (refit the log with `recgym fit`)")
     return manifest
 
 
