@@ -326,6 +326,8 @@ def test_a_log_without_time_fits_without_a_leave_model(source_log, tmp_path):
     result = fit_world(log, FitSettings(dims=4, iterations=2))
     assert "leave_window" not in result.params and result.manifest["statistics"]["leave_rule_survival_distance"] is None
     assert result.extra_arrays["return_gaps"].size == 0
+    # no gaps: SimParams' return model, every user at its base rate (never a negative activity)
+    assert "session_rate" not in result.params and np.allclose(activity_levels(result.world), 1.0)
 
 
 def test_fit_settings_are_validated():

@@ -462,16 +462,18 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
     returns = return_data(log, world, watch_max)
     in_train = train[returns["later"]]  # a gap belongs to the split of the session it leads to
     gaps = returns["seconds"][in_train]
+    kuairand_features = world.user_features.shape[1] == KUAIRAND_USER_COLUMNS
+    activity = np.ones(log.n_users)  # without enough gaps: every user at SimParams' base rate
     if in_train.sum() >= MIN_GAPS:
-        kuairand_features = world.user_features.shape[1] == KUAIRAND_USER_COLUMNS
         rate, weight, user_rates = fit_return_model(
             returns["gap_days"][in_train], log.user[returns["later"]][in_train], returns["satisfaction"][in_train],
             log.n_users, activity_levels(world) if kuairand_features else None)
         params.update(session_rate=rate, retention_weight=weight)
-        if not kuairand_features:
-            features = world.user_features.copy()
-            features[:, 0] = (np.clip(user_rates / rate, *ACTIVITY_RANGE) - 0.25) / 1.5
-            world = dataclasses.replace(world, user_features=features)
+        activity = np.clip(user_rates / rate, *ACTIVITY_RANGE)
+    if not kuairand_features:  # the activity feature activity_levels reads: 0.25 + 1.5 a
+        features = world.user_features.copy()
+        features[:, 0] = (activity - 0.25) / 1.5
+        world = dataclasses.replace(world, user_features=features)
     sessions_per_user = np.bincount(log.user[session_starts(log, rows)], minlength=log.n_users)
     steps.update()
     steps.close()
