@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=Path, required=True, help="LOG.csv / .csv.gz / .parquet, or a folder (kuairec)")
     sub.add_argument("--format", default="csv", help="csv (the generic schema; Parquet by suffix) or kuairec")
     sub.add_argument("--seed", type=count(0), default=0)
-    sub.add_argument("--num-envs", type=count(1), default=256, help="sessions stepped at once")
+    sub.add_argument("--num-envs", type=count(1), default=256,
+                     help="sessions open at once; keep it well below the users when the return gaps matter "
+                          "(a user due back waits for a free slot; docs/fit.md)")
     sub.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
                      help="simulator option (any SimParams field); repeatable")
     sub.add_argument("--world-option", action="append", default=[], metavar="KEY=VALUE", type=_number_option,
