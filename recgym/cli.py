@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--env", default="recgym/Synthetic-v1", help="a v1 env id")
     sub.add_argument("--policy", default="random", help="random (uniform over allowed items) or an agent name")
     sub.add_argument("--sessions", "--users", type=count(1), default=1000,
-                     help="sessions logged, each a visit of a user drawn uniformly (--users is an alias)")
+                     help="sessions logged, each a visit of the user who comes back first on the platform's "
+                          "return clock (--users is an alias)")
     sub.add_argument("--out", type=Path, required=True, help="LOG.csv / .csv.gz / .parquet, or a folder (kuairec)")
     sub.add_argument("--format", default="csv", help="csv (the generic schema; Parquet by suffix) or kuairec")
     sub.add_argument("--seed", type=count(0), default=0)
