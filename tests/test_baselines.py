@@ -85,6 +85,16 @@ def test_linucb_learns_the_rewarded_direction():
     assert chosen > 2 * np.abs(true_scores).mean()  # far above an average item
 
 
+def test_linucb_state_ignores_negative_feedback():
+    """A v1 "hate" makes the observed reward negative; the state stays the mean of the liked items
+    (before: -0.9 + 1.0 summed to 0.1, and the state was 10x the item embeddings)."""
+    linucb, venv, _ = _bound(LinUCB(), n=2, seed=1)
+    emb = venv.world.item_emb[[[1, 2], [3, 4]]]
+    state = linucb._state({"embeddings": emb, "feedback": np.array([[-0.9, 1.0], [0.5, 0.5]], np.float32)})
+    np.testing.assert_allclose(state[0], emb[0, 1], rtol=1e-6)
+    np.testing.assert_allclose(state[1], emb[1].mean(0), rtol=1e-6)
+
+
 def test_familiarity_post_ranker_hand_case():
     world = hand_world([[0], [0, 1], [1], [2]], 3, pop_prior=[9.0, 8.0, 7.0, 1.0])
     debias, venv, obs = _bound(FamiliarityDebiaser(MostPopular(), weight=2.0, candidates=3), world, n=1)

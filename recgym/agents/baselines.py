@@ -154,9 +154,11 @@ class LinUCB(Policy):
         self.z_pop = ((log_pop - log_pop.mean()) / log_pop.std()).astype(np.float32)
 
     def _state(self, obs: Obs) -> np.ndarray:
-        """(B, D) recency- and feedback-weighted mean embedding of the history (oldest slot first)."""
+        """(B, D) recency- and feedback-weighted mean embedding of the history (oldest slot first).
+        Negative logged feedback (a v1 "hate" in the observed reward) weighs 0: a convex combination
+        stays one, where a negative weight could cancel the normaliser and blow the state up."""
         k = obs["feedback"].shape[1]
-        weights = obs["feedback"] * self.recency ** np.arange(k - 1, -1, -1, dtype=np.float32)
+        weights = np.maximum(obs["feedback"], 0) * self.recency ** np.arange(k - 1, -1, -1, dtype=np.float32)
         total = np.maximum(weights.sum(axis=1, keepdims=True), 1e-6)
         return np.einsum("bk,bkd->bd", weights, obs["embeddings"]) / total
 
