@@ -14,7 +14,9 @@ from recgym.phenomena import ROWS, gini, measure
 
 @pytest.fixture(scope="module")
 def rows():
-    return measure("recgym/Synthetic-v1", n_users=60, loop_seeds=2, state_users=200)
+    # 3 population seeds: loop_gini_rise's Student-t interval over 2 (t = 12.7) straddled 0 on Synthetic-v1
+    # once the novelty / cycle terms (issue #17) spread the seeds (0.0048, 0.0063; 3 seeds: [0.0008, 0.0087])
+    return measure("recgym/Synthetic-v1", n_users=60, loop_seeds=3, state_users=200)
 
 
 def test_every_row_is_measured_with_intervals(rows):
@@ -26,9 +28,12 @@ def test_every_row_is_measured_with_intervals(rows):
 
 def test_the_pulls_create_the_biases_and_their_controls_remove_them(rows):
     regret, familiarity, loop = rows["logged_oracle_regret"], rows["familiarity_logged_bias"], rows["loop_gini_rise"]
-    assert regret["ci95"][0] > 0.03 and regret["control"] == 0.0  # every signal monotone in satisfaction
+    # Control ~0, no longer exactly 0 since the novelty / cycle terms (issue #17) reach states where every
+    # allowed item has a satisfaction ~0.1 or less: there the expected logged reward, click x (watch - 3 hate
+    # ...), is negative and rises as satisfaction falls (the hate), so the two argmaxes can differ.
+    assert regret["ci95"][0] > 0.03 and 0 <= regret["control"] < 1e-3
     assert familiarity["ci95"][0] > 0.1 and familiarity["control"] == 0.0
-    assert loop["ci95"][0] > 0 and loop["control"] == 0.0  # identical argmaxes, identical populations
+    assert loop["ci95"][0] > 0 and abs(loop["control"]) < 1e-3  # near-identical argmaxes (see the regret's)
     tail = rows["long_tail_oracle_loss"]
     assert tail["ci95"][0] > 0.08 and tail["control"] < tail["default"] / 2
     assert rows["nonpersonalised_share"]["control"] is None and 0.3 < rows["nonpersonalised_share"]["default"] < 0.9
