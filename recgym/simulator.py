@@ -480,10 +480,10 @@ def session_layout(n_sessions: int, world: World, params: SimParams) -> dict[str
         "recent_position": ((n, buffer_len if world.is_v1 else 0), np.int16, -1),
         "slate_log": ((n, params.slate_size if world.is_v1 and params.slate_size > 1 else 0), np.int8, SLATE_UNLOGGED),
         "reward_sum": ((n if world.is_v1 else 0,), np.float32, 0),
-        # A bit per item (416 bytes per session on KuaiRec): 1.7 MB at B = 4,096 stays in cache, a
-        # bool (B, I) table (13.6 MB) did not, and a new session clears its row in one short memset.
         "explore": ((n if world.is_v1 else 0,), np.bool_, False),
         "time_interest": ((n if world.is_v1 else 0, dims), np.float32, 0),
+        # A bit per item (416 bytes per session on KuaiRec): 1.7 MB at B = 4,096 stays in cache, a
+        # bool (B, I) table (13.6 MB) did not, and a new session clears its row in one short memset.
         "seen": ((n, -(-world.n_items // 8)) if params.no_repeat else (0, 0), np.uint8, 0),
     }
 
@@ -532,10 +532,10 @@ def observation_layout(n_sessions: int, world: World, params: SimParams) -> dict
             "user_id": ((n, 1), np.int64),
             "user_features": ((n, world.user_features.shape[1]), np.float32),
         })
-        if params.slate_size > 1:
-            layout["slate_clicks"] = ((n, params.slate_size), np.int8)
         if params.episode == "lifetime":
             layout.update({"session_index": ((n, 1), np.int64), "return_gap": ((n, 1), np.float32)})
+        if params.slate_size > 1:
+            layout["slate_clicks"] = ((n, params.slate_size), np.int8)
     return layout
 
 
