@@ -22,7 +22,7 @@ from recgym import pareto, phenomena
 from recgym.agents import AGENTS, get_agent, load_agent, make_policy, train_agent
 from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS, FITTED_ID
-from recgym.evaluation import METRICS, EvaluationResult, evaluate, make_eval_env
+from recgym.evaluation import METRICS, V1_METRICS, EvaluationResult, evaluate, make_eval_env
 from recgym.params import SimParams
 from recgym.threads import set_torch_threads
 
@@ -419,8 +419,10 @@ def print_table(results: dict[str, EvaluationResult], title: str, width: int = T
     from rich.measure import Measurement
     from rich.table import Table
 
+    # the v1-only columns (emerging_creator_share) where every result has them; v0 tables are unchanged
+    keys = [*METRICS, *(key for key in V1_METRICS if all(key in result.summary for result in results.values()))]
     cells = {name: {key: f"{result.summary[key]:.3f}" + (f" ±{half:.2f}" if (half := result.ci95[key]) == half else "")
-                    for key in METRICS} for name, result in results.items()}
+                    for key in keys} for name, result in results.items()}
 
     def table(keys: list[str], title: str | None) -> Table:
         table = Table(title=title)
@@ -434,7 +436,7 @@ def print_table(results: dict[str, EvaluationResult], title: str, width: int = T
     console = Console(width=width)
     unbounded = console.options.update_width(10 * width)
     groups: list[list[str]] = [[]]
-    for key in METRICS:
+    for key in keys:
         if groups[-1] and Measurement.get(console, unbounded, table([*groups[-1], key], None)).maximum > width:
             groups.append([])
         groups[-1].append(key)

@@ -31,6 +31,14 @@ def test_eval_table_lists_every_metric(capsys):
     assert "popular" in out and all(key in out for key in JSON_KEYS)
 
 
+def test_eval_table_shows_the_v1_column_only_on_v1(capsys):
+    assert cli.main(["eval", "--env", "recgym/Synthetic-v1", "--policy", "popular", "--episodes", "5"]) == 0
+    v1 = capsys.readouterr().out
+    assert "emerging_creator_share" in v1 and all(key in v1 for key in JSON_KEYS)
+    assert cli.main(["eval", "--env", SYN, "--policy", "popular", "--episodes", "5"]) == 0
+    assert "emerging_creator_share" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["eval", "--env", "recgym/Nope-v0", "--policy", "random"], "valid ids: recgym/KuaiRec-v0, recgym/KuaiRand-v0"),
     (["eval", "--env", SYN, "--policy", "nope"], "valid: random, popular, oracle"),
