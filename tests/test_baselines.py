@@ -146,3 +146,12 @@ def test_agent_registry_errors_list_valid_names():
         make_policy("nope")
     with pytest.raises(ValueError, match="must be trained"):
         make_policy("ppo")
+
+
+def test_a_failed_model_build_leaves_no_run_directory(tmp_path):
+    logdir = tmp_path / "runs"
+    with pytest.raises(AssertionError, match="batch_size"):  # SB3's PPO check
+        train("ppo", SYN, 256, seed=0, logdir=logdir, num_envs=16, batch_size=1)
+    assert not logdir.exists()
+    _, path = train("a2c", SYN, 64, seed=0, logdir=logdir, num_envs=16)
+    assert [p.name for p in logdir.iterdir()] == ["a2c_Synthetic-v0_s0_1"] and path.exists()

@@ -269,11 +269,11 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     options = dict(env_options or {})
     agent = agent or algo
     world = make_eval_env(env_id, 1, **options).world  # validates the id and options with one-line errors
-    run_dir = new_run_dir(logdir, agent, env_id, seed)
     venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
     venv.seed(seed)
     train_env = wrap_env(venv) if wrap_env is not None else venv
     model = make_model(algo, train_env, seed=seed, **hyperparams)
+    run_dir = new_run_dir(logdir, agent, env_id, seed)  # only once the model is built: a bad knob leaves no folder
     model.set_logger(configure(str(run_dir), ["stdout", "tensorboard"] if model.verbose >= 1 else ["tensorboard"]))
     setattr(model, META_KEY, checkpoint_meta(agent, env_id, options, world))
     hparams = {"agent": agent, "algo": algo, "env": env_id, "seed": seed, "timesteps": timesteps,
