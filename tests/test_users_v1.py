@@ -172,6 +172,18 @@ def test_lifetime_episode_runs_its_sessions_and_truncates_at_the_horizon():
     assert sessions == [0, 1, 2, 3] and 4 <= steps <= 20  # 4 sessions of at most max_turn=5 steps
 
 
+def test_lifetime_spec_reports_the_lifetimes_step_bound():
+    env = gym.make(SYNTHETIC, **LIFETIME)
+    assert env.spec.max_episode_steps == 20  # 4 sessions x max_turn 5
+    assert gym.make(env.spec).spec.max_episode_steps == 20  # the spec recreates the env
+    assert gym.make(SYNTHETIC, max_turn=5).spec.max_episode_steps == 5  # session mode: max_turn
+    venv = gym.make_vec(SYNTHETIC, num_envs=2, vectorization_mode="vector_entry_point", **LIFETIME)
+    assert venv.spec.max_episode_steps == 20 and gym.make_vec(venv.spec).num_envs == 2
+    with pytest.raises(ValueError, match="max_episode_steps=5 differs from lifetime_sessions \\* max_turn=20"):
+        gym.make_vec(SYNTHETIC, num_envs=2, vectorization_mode="vector_entry_point", max_episode_steps=5,
+                     **LIFETIME)
+
+
 def test_lifetime_days_horizon():
     sim = synthetic_sim(50, episode="lifetime", lifetime_sessions=1000, lifetime_days=5.0, max_turn=3)
     alive, steps = np.ones(50, bool), 0

@@ -108,9 +108,9 @@ def session_spaces(world: World, params: SimParams) -> tuple[spaces.Dict, spaces
 class RegisteredSpec:
     """Mixin for the env classes: the spec ``gym.make`` / ``gym.make_vec`` hands the env, completed and checked.
 
-    ``max_episode_steps`` is set to the env's own limit, ``params.max_turn`` (the ids are registered
-    without one: a registered limit would make ``gym.make`` add a ``TimeLimit`` that cuts
-    ``max_turn=50`` at the default 30). A ``world`` option that differs from the id's world is
+    ``max_episode_steps`` is set to the env's own limit, :func:`episode_step_limit` (``params.max_turn``;
+    in lifetime mode ``lifetime_sessions * max_turn``) (the ids are registered without one: a registered
+    limit would make ``gym.make`` add a ``TimeLimit`` that cuts ``max_turn=50`` at the default 30). A ``world`` option that differs from the id's world is
     refused: it would silently measure another world under the id's name.
     """
 
@@ -119,7 +119,8 @@ class RegisteredSpec:
 
     @property
     def spec(self) -> EnvSpec | None:
-        """The id's spec, with ``max_episode_steps`` equal to ``max_turn`` (``None`` outside ``gym.make``)."""
+        """The id's spec, with ``max_episode_steps`` equal to :func:`episode_step_limit` (``None`` outside
+        ``gym.make``)."""
         return self._spec
 
     @spec.setter
@@ -130,8 +131,15 @@ class RegisteredSpec:
                 shown = world if isinstance(world, str) else type(world).__name__
                 raise ValueError(f"{spec.id} is the {ENV_IDS[spec.id]!r} world; world={shown!r} would measure another "
                                  f"world under its name: use that world's id, or RecSysEnv(world=...) for a custom World")
-            spec = dataclasses.replace(spec, max_episode_steps=self.params.max_turn)
+            spec = dataclasses.replace(spec, max_episode_steps=episode_step_limit(self.params))
         self._spec = spec
+
+
+def episode_step_limit(params: SimParams) -> int:
+    """The most steps one episode can take: ``max_turn`` (a session's cap); in lifetime mode
+    ``lifetime_sessions * max_turn``, since the session count always bounds a lifetime
+    (``lifetime_days`` can only end it sooner)."""
+    return params.max_turn * (params.lifetime_sessions if params.episode == "lifetime" else 1)
 
 
 def has_reset_option(options: dict[str, Any] | None, name: str) -> bool:

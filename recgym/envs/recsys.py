@@ -105,7 +105,8 @@ class RecSysEnv(RegisteredSpec, gym.Env):
     ``info["session_ended"]`` marks it). The episode is ``truncated`` at the horizon:
     ``lifetime_sessions`` sessions (default 20) or a return after ``lifetime_days`` days (``0``: no day
     limit); it never terminates. ``reset()`` starts a new lifetime (the user's taste, history and
-    interest back to the world's). ``env.spec.max_episode_steps`` still reports ``max_turn`` (a session's cap).
+    interest back to the world's). ``env.spec.max_episode_steps`` is the lifetime's step bound
+    ``lifetime_sessions * max_turn`` (every session at its cap; ``lifetime_days`` only ends it sooner).
     In session mode (default) a new session takes the user who returns first on the platform clock,
     so satisfied users come back more often; they keep their drifted interest and acquired taste.
 
@@ -165,6 +166,8 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       now on carries its users' return model (``session_rate``, ``retention_weight`` and each user's
       activity in ``user_features[:, 0]``; earlier world dirs run SimParams' defaults and their
       feature-derived activity); ``recgym eval/train/compare --env recgym/Fitted-v1 --world-dir DIR``.
+    * v1, 2026-12-01: in lifetime mode ``env.spec.max_episode_steps`` is ``lifetime_sessions * max_turn``
+      (it was ``max_turn``, a session's cap, below the episode's length); dynamics unchanged.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}

@@ -10,7 +10,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recgym.envs.core import RegisteredSpec, build_simulator, has_reset_option
+from recgym.envs.core import RegisteredSpec, build_simulator, episode_step_limit, has_reset_option
 from recgym.envs.recsys import episode_spaces
 from recgym.world import World
 
@@ -77,7 +77,8 @@ class RecSysVectorEnv(RegisteredSpec, VectorEnv):
     only in the rows where ``m`` is True, keeping the others and the shared counts (with ``seed``,
     the generator is re-seeded first).
 
-    ``env.spec.max_episode_steps`` (set by ``gym.make_vec``) is ``max_turn``.
+    ``env.spec.max_episode_steps`` (set by ``gym.make_vec``) is ``max_turn`` (lifetime mode:
+    ``lifetime_sessions * max_turn``).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -102,9 +103,10 @@ class RecSysVectorEnv(RegisteredSpec, VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": modes[mode]}
         self.sim = build_simulator(num_envs, world, data_dir, world_options, count_name="num_envs", **options)
         self.world, self.params = self.sim.world, self.sim.params
-        if max_episode_steps is not None and max_episode_steps != self.params.max_turn:
-            raise ValueError(f"max_episode_steps={max_episode_steps!r} differs from max_turn={self.params.max_turn}: "
-                             f"sessions end at max_turn; set the limit with max_turn")
+        if max_episode_steps is not None and max_episode_steps != episode_step_limit(self.params):
+            limit = ("lifetime_sessions * max_turn" if self.params.episode == "lifetime" else "max_turn")
+            raise ValueError(f"max_episode_steps={max_episode_steps!r} differs from {limit}="
+                             f"{episode_step_limit(self.params)}: episodes end there; set the limit with max_turn")
         self.num_envs = self.sim.n_sessions
         self.single_observation_space, self.single_action_space = episode_spaces(self.world, self.params)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
