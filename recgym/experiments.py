@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 from recgym.agents.checkpoints import writable_dir
-from recgym.envs import ENV_IDS, POPULATION_ID
+from recgym.envs import ENV_IDS, FITTED_ID, POPULATION_ID
 from recgym.metrics import t_ci95
 from recgym.params import SimParams
 from recgym.plotting import agg_figure
@@ -67,7 +67,8 @@ class ExperimentConfig:
 
     methods: registered agent names (:data:`recgym.agents.AGENTS`).
     envs: env ids. settings: named simulator-option sets (each a dict of SimParams fields); the grid
-        is methods x seeds x envs x settings. options: simulator options shared by every setting.
+        is methods x seeds x envs x settings. options: simulator options shared by every setting
+        (with ``recgym/Fitted-v1``, the only env then, also ``world_dir``: the fitted world's folder).
     population: ``world`` and ``arrival_rate`` of ``recgym/Population-v0`` cells.
     smoke, full: :class:`Size` per ``--size``.
     """
@@ -183,10 +184,14 @@ def load_config(path: str | Path) -> ExperimentConfig:
     for method in raw["methods"]:
         if method not in AGENTS:
             raise _fail(source, "methods", f"unknown agent {method!r}; valid: {', '.join(AGENTS)}")
-    valid_envs = (*ENV_IDS, POPULATION_ID)
+    valid_envs = (*ENV_IDS, FITTED_ID, POPULATION_ID)
     for env in raw["envs"]:
         if env not in valid_envs:
             raise _fail(source, "envs", f"unknown env {env!r}; valid: {', '.join(valid_envs)}")
+    options = raw.get("options", {})
+    if (FITTED_ID in raw["envs"]) != ("world_dir" in options) or (FITTED_ID in raw["envs"] and len(raw["envs"]) > 1):
+        raise _fail(source, "envs", f"{FITTED_ID} runs alone, with options.world_dir: WORLD_DIR (a folder written "
+                                    f"by `recgym fit`), and world_dir applies to it only")
     if POPULATION_ID in raw["envs"] and len(raw["envs"]) > 1:
         raise _fail(source, "envs", f"{POPULATION_ID} has its own table columns; put it in a config of its own")
     population = {"world": "kuairec", "arrival_rate": 1.0, **(raw.get("population") or {})}
@@ -199,6 +204,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
         raise _fail(source, "population.arrival_rate", f"must be in (0, 1], got {rate!r}")
     raw["population"] = population
+    simulator_options = {key: value for key, value in options.items() if key != "world_dir"}
     settings = raw.get("settings", {"default": {}})
     if not settings:
         raise _fail(source, "settings", "must be a non-empty mapping name -> simulator options")
@@ -207,7 +213,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
             raise _fail(source, f"settings.{name}", f"must be a mapping of simulator options, got "
                                                     f"{type(opts).__name__} {opts!r:.60}")
         try:
-            SimParams.from_kwargs(**{**raw.get("options", {}), **(opts or {})})
+            SimParams.from_kwargs(**{**simulator_options, **(opts or {})})
         except (TypeError, ValueError) as error:
             raise _fail(source, f"settings.{name}", str(error)) from None
     raw["settings"] = {str(k): dict(v or {}) for k, v in settings.items()}

@@ -18,6 +18,7 @@ from recgym.cli import main
 from recgym.envs import population_v0
 from recgym.envs.sb3 import SB3VecEnv
 from recgym.evaluation import evaluate
+from recgym.experiments import load_config, run_experiment
 from recgym.fit.fidelity import fidelity_report
 from recgym.fit.log import LOG_COLUMNS, simulate_log, write_frame, write_kuairec_log
 from recgym.fit.model import FitSettings, fit_world
@@ -189,6 +190,23 @@ def test_fitted_world_is_first_class_in_the_cli_and_resolve_world(fitted, tmp_pa
         assert error.count("\n") == 1 and message in error, error
     assert main(["eval", "--env", "recgym/Fitted-v1", "--policy", "random"]) == 2
     assert "needs world_dir" in capsys.readouterr().err
+
+
+def test_fitted_world_runs_in_compare_over_seeds_and_experiment_configs(fitted, tmp_path, capsys):
+    _, _, world_dir = fitted
+    assert main(["compare", "--env", "recgym/Fitted-v1", "--world-dir", str(world_dir), "--policies", "random,popular",
+                 "--seeds", "2", "--episodes", "20", "--num-envs", "16", "--logdir", str(tmp_path / "runs"),
+                 "--json"]) == 0
+    compared = {row["method"]: row["R_cum"] for row in json.loads(capsys.readouterr().out)}
+    config = tmp_path / "fitted.yaml"
+    config.write_text(f"methods: [random, popular]\nenvs: [recgym/Fitted-v1]\noptions: {{world_dir: '{world_dir}'}}\n"
+                      "full: {seeds: 2, episodes: 20, num_envs: 16}\n")
+    rows = run_experiment(config, size="full", outdir=tmp_path / "grid", progress=False)
+    assert {row["method"]: row["R_cum"] for row in rows} == pytest.approx(compared)  # same cells, same seeds
+    assert compared["random"] != pytest.approx(compared["popular"])
+    config.write_text("methods: [random]\nenvs: [recgym/Fitted-v1]\n")
+    with pytest.raises(ValueError, match="recgym/Fitted-v1 runs alone, with options.world_dir"):
+        load_config(config)
 
 
 def test_world_dir_refuses_damage_and_other_versions(fitted, tmp_path):
