@@ -20,7 +20,8 @@ def register_envs() -> None:
     """Register every recgym id with Gymnasium (idempotent).
 
     No ``max_episode_steps`` is registered: the env truncates at its own ``max_turn`` and reports
-    it as ``env.spec.max_episode_steps`` (a registered limit would add a ``TimeLimit`` fixed at 30).
+    it as ``env.spec.max_episode_steps`` (lifetime mode: ``lifetime_sessions * max_turn``; a
+    registered limit would add a ``TimeLimit`` fixed at 30).
     """
     import gymnasium as gym
 
