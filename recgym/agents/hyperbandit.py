@@ -38,6 +38,7 @@ import numpy as np
 
 from recgym.agents.baselines import LinUCB, Obs
 from recgym.agents.ridge import GroupRidge
+from recgym.sizes import check_count
 
 #: Time-period features: (sin, cos) of the hour and of the weekday.
 N_TIME = 4
@@ -63,16 +64,14 @@ class HyperBanditParams:
     candidates: int = 50
 
     def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, (int, np.integer)) or self.rank < 1:
-            raise ValueError(f"rank must be an integer >= 1, got {self.rank!r}")
+        check_count("rank", self.rank)
         for name, low, closed in (("alpha", 0.0, True), ("ridge", 0.0, False), ("user_ridge", 0.0, False)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value < low or (value == low and not closed):
                 raise ValueError(f"{name} must be a finite number {'>=' if closed else '>'} {low:g}, got {value!r}")
         if self.exploration not in EXPLORATIONS:
             raise ValueError(f"exploration must be one of {', '.join(EXPLORATIONS)}, got {self.exploration!r}")
-        if isinstance(self.candidates, bool) or not isinstance(self.candidates, (int, np.integer)) or self.candidates < 1:
-            raise ValueError(f"candidates must be an integer >= 1, got {self.candidates!r}")
+        check_count("candidates", self.candidates)
 
 
 def time_features(obs: Obs) -> np.ndarray:

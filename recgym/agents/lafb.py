@@ -35,6 +35,7 @@ import numpy as np
 from recgym import metrics
 from recgym.agents.baselines import FamiliarityDebiaser, Obs, Policy
 from recgym.agents.ridge import GroupRidge
+from recgym.sizes import check_count
 from recgym.logging_model import WATCH_RATIO
 
 #: Familiarity features, in order.
@@ -58,9 +59,7 @@ class LAFBParams:
 
     def __post_init__(self) -> None:
         for name in ("candidates", "window"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_count(name, getattr(self, name))
         for name in ("ridge", "user_ridge", "max_factor"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
