@@ -265,6 +265,56 @@ def test_bad_input_is_one_line_and_writes_nothing(source_log, tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
 
 
+def test_parquet_log_reads_and_fits_like_its_csv(source_log, fitted, tmp_path):
+    path, frame, _ = source_log
+    log, result, _ = fitted
+    parquet = write_frame(frame, tmp_path / "log.parquet")
+    again = read_log(parquet)
+    for name in ("user", "item", "session", "position", "signals", "random", "user_ids", "item_ids", "item_cats",
+                 "item_creator"):
+        assert np.array_equal(getattr(again, name), getattr(log, name)), name
+    assert np.allclose(again.timestamp, log.timestamp, rtol=0, atol=1e-3) and again.logged == log.logged
+    # a Parquet timestamp column (date-time) is read as seconds since 1970
+    stamped = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], unit="s").dt.tz_localize("UTC"))
+    assert np.allclose(read_log(write_frame(stamped, tmp_path / "stamped.parquet")).timestamp, log.timestamp, atol=1e-3)
+    refit = fit_world(again, FitSettings(dims=16))
+    assert refit.params["leave_window"] == result.params["leave_window"]
+    assert refit.params["click_base"] == pytest.approx(result.params["click_base"], abs=1e-6)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda frame: frame.drop(columns=["watch_ratio"]), r"log\.parquet: line 1: missing column\(s\) \['watch_ratio'\]"),
+    (lambda frame: frame.assign(click=np.where(np.arange(len(frame)) == 4, 7, frame["click"])),
+     r"log\.parquet: row 5, column 'click': expected 0 or 1, got 7"),
+    (lambda frame: frame.assign(timestamp=np.where(np.arange(len(frame)) == 2, np.inf, frame["timestamp"])),
+     r"log\.parquet: row 3, column 'timestamp': expected a finite number"),
+    (lambda frame: frame.head(0), r"log\.parquet: no data rows after the header"),
+])
+def test_bad_parquet_is_one_line_naming_row_and_column(source_log, tmp_path, capsys, edit, message):
+    _, frame, _ = source_log
+    bad = write_frame(edit(frame.head(200)), tmp_path / "log.parquet")
+    assert _fit_cli(bad, tmp_path / "world") == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and __import__("re").search(message, error), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.parquet"]
+
+
+def test_parquet_without_pyarrow_names_the_extra(source_log, tmp_path, monkeypatch):
+    _, frame, _ = source_log
+    parquet = write_frame(frame.head(50), tmp_path / "log.parquet")
+    (tmp_path / "text.parquet").write_text("user_id,item_id\n1,2\n")
+    with pytest.raises(DataFileError, match=r"text\.parquet: not a readable table"):
+        read_log(tmp_path / "text.parquet")
+
+    def no_pyarrow(*args, **kwargs):
+        raise ImportError("Unable to find a usable engine; tried using: 'pyarrow', 'fastparquet'.")
+
+    monkeypatch.setattr(pd, "read_parquet", no_pyarrow)
+    with pytest.raises(DataFileError, match=r"log\.parquet: reading Parquet needs pyarrow: pip install "
+                                            r"'recgym\[parquet\]' \(Unable to find a usable engine"):
+        read_log(parquet)
+
+
 def test_cli_log_then_fit_with_report(source_log, tmp_path, capsys):
     small = tmp_path / "small.csv"
     assert main(["log", "--sessions", "30", "--out", str(small), "--world-option", "n_users=50",

@@ -112,8 +112,9 @@ def _read_frame(path: Path, columns: tuple[str, ...] | None = None) -> tuple[pd.
         else:
             usecols = (lambda name: name in columns) if columns else None
             frame = pd.read_csv(path, usecols=usecols, skip_blank_lines=False, low_memory=False)
-    except ImportError:
-        raise DataFileError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+    except ImportError as error:
+        raise DataFileError(f"{path}: reading Parquet needs pyarrow: pip install 'recgym[parquet]' "
+                            f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
         raise DataFileError(f"{path}: not a readable table ({str(error).splitlines()[0]})") from None
     except pd.errors.EmptyDataError:
@@ -133,9 +134,14 @@ def _require(path: Path, frame: pd.DataFrame, required: tuple[str, ...]) -> None
 
 def _numbers(path: Path, frame: pd.DataFrame, column: str, parquet: bool, allow_missing: bool, low: float = 0.0,
              binary: bool = False) -> np.ndarray:
-    """(N,) float64 column: finite numbers >= ``low`` (0 / 1 if ``binary``), NaN allowed if ``allow_missing``."""
+    """(N,) float64 column: finite numbers >= ``low`` (0 / 1 if ``binary``), NaN allowed if ``allow_missing``.
+    A date-time column (a Parquet timestamp) is read as seconds since 1970 (UTC), NaT as missing."""
     raw = frame[column]
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        stamps = raw.dt.tz_convert("UTC").dt.tz_localize(None) if raw.dt.tz is not None else raw
+        values = (stamps - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     missing = np.isnan(values)
     bad = ~(missing | (np.isfinite(values) & (values >= low)))
     if binary:
