@@ -19,13 +19,13 @@ from recgym.envs import population_v0
 from recgym.envs.sb3 import SB3VecEnv
 from recgym.evaluation import evaluate
 from recgym.experiments import load_config, run_experiment
-from recgym.fit.fidelity import fidelity_report
+from recgym.fit.fidelity import fidelity_report, rate_row
 from recgym.fit.log import LOG_COLUMNS, simulate_log, write_frame, write_kuairec_log
 from recgym.fit.model import FitSettings, fit_world
 from recgym.fit.readers import read_log
 from recgym.fit.worlddir import WorldDirError, load_world, save_world_dir
 from recgym.loaders import DataFileError
-from recgym.params import SimParams
+from recgym.params import SIGNALS, SimParams
 from recgym.users import activity_levels
 from recgym.worlds import resolve_world
 
@@ -117,8 +117,36 @@ def test_round_trip_recovers_the_source(source_log, fitted):
     for name in ("like", "follow", "comment", "forward"):
         assert abs(intercepts[name]["fitted"] - intercepts[name]["simulator"]) < 0.6, intercepts
     report = fidelity_report(log, world, result.params, result.train)
-    failed = [row.name for row in report.rows if not row.passed]
+    failed = [row.name for row in report.rows if row.verdict == "FAIL"]
     assert not failed, report.markdown("round trip")
+
+
+def test_rate_rows_can_fail_on_a_rare_signal():
+    rng = np.random.default_rng(0)
+    n = 14_000  # the round trip's held-out impressions; hate fired on 0.17% of them (24 events)
+    real = (rng.random(n) < 0.0017).astype(np.float64)
+    close = (rng.random(n) < 0.0015).astype(np.float64)
+    wrong = (rng.random(n) < 0.0004).astype(np.float64)  # the replay before the fitted intercepts ran (docs/fit.md)
+    assert rate_row("hate", real, close, binary=True).verdict == "pass"
+    row = rate_row("hate", real, wrong, binary=True)
+    assert row.verdict == "FAIL" and row.distance > 0.6 and row.threshold < row.distance, row
+    too_few = rate_row("hate", real[:2000], wrong[:2000], binary=True)
+    assert too_few.verdict == f"n/a: too few events (n={int(real[:2000].sum())})" and not too_few.passed
+    common = rate_row("click", (rng.random(n) < 0.3).astype(np.float64), (rng.random(n) < 0.33).astype(np.float64),
+                      binary=True)
+    assert common.threshold == 0.2 and common.verdict == "pass"  # a common signal keeps the 20% tolerance
+
+
+def test_fidelity_report_fails_a_badly_wrong_rare_rate(fitted):
+    log, result, _ = fitted
+    held_clicks = np.flatnonzero(~result.train & (log.signal("click") == 1))
+    signals = log.signals.copy()
+    hate = SIGNALS.index("hate")
+    signals[np.random.default_rng(1).choice(held_clicks, held_clicks.size // 25, replace=False), hate] = 1.0
+    report = fidelity_report(dataclasses.replace(log, signals=signals), result.world, result.params, result.train)
+    row = report.row("rate:hate")
+    assert row.verdict == "FAIL" and row.real > 5 * row.simulated, row
+    assert "FAIL" in report.markdown("wrong hate")
 
 
 def _return_gaps_h(frame: pd.DataFrame) -> np.ndarray:

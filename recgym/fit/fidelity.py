@@ -6,7 +6,11 @@ logged. Every row of the summary table has a distance and a pass/fail threshold
 (:data:`THRESHOLDS`):
 
 * ``rate:<signal>`` -- per-impression rate of each logged signal (the watch ratio: its mean per click),
-  distance ``|sim - real| / max(real, 0.01)``;
+  distance ``|sim - real| / real``, threshold ``max(0.2, 3 se / real)`` with ``se`` the standard error
+  of the difference of the two means (binomial for a 0/1 signal: ``sqrt(p_r (1 - p_r) / n + p_s (1 -
+  p_s) / n)``), so a rare signal passes only when its gap is within sampling noise, and fails when it
+  is not; a signal with fewer than :data:`MIN_EVENTS` real events in the held-out sessions is "n/a:
+  too few events (n=..)", neither pass nor fail;
 * ``popularity_curve`` -- the Lorenz curves of clicks per item, max vertical gap;
 * ``session_length`` -- Kaplan-Meier survival of session length up to the held-out sessions' 99th
   percentile, max gap (the replay is censored where the log's exposures end; it ends at ``max_turn``);
@@ -20,6 +24,7 @@ logged. Every row of the summary table has a distance and a pass/fail threshold
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,10 @@ from recgym.world import World
 
 THRESHOLDS = {"rate": 0.2, "popularity_curve": 0.1, "session_length": 0.1, "return_gap": 0.1, "click_auc": 0.4,
               "watch_ndcg@10": 0.05}
+#: A rate row's threshold is at least this many standard errors of the real - simulated difference.
+RATE_NOISE_Z = 3.0
+#: A rate row needs this many real events (clicks for the watch ratio) to be judged; fewer: "n/a".
+MIN_EVENTS = 10
 #: Held-out sessions replayed (a uniform sample beyond this).
 REPLAY_SESSIONS = 20_000
 NDCG_DEPTH = 10
@@ -52,17 +61,30 @@ NDCG_DEPTH = 10
 
 @dataclass(frozen=True)
 class FidelityRow:
-    """One comparison: the real and simulated statistic, their distance, its threshold and the verdict."""
+    """One comparison: the real and simulated statistic, their distance, its threshold and the verdict
+    (``events``: the real events a rate row rests on; None for the other rows)."""
 
     name: str
     real: float
     simulated: float
     distance: float
     threshold: float
+    events: int | None = None
+
+    @property
+    def judged(self) -> bool:
+        """False for a rate row with fewer than :data:`MIN_EVENTS` real events (its verdict is "n/a")."""
+        return self.events is None or self.events >= MIN_EVENTS
 
     @property
     def passed(self) -> bool:
-        return bool(self.distance <= self.threshold)
+        return self.judged and bool(self.distance <= self.threshold)
+
+    @property
+    def verdict(self) -> str:
+        if not self.judged:
+            return f"n/a: too few events (n={self.events})"
+        return "pass" if self.passed else "FAIL"
 
 
 @dataclass(frozen=True)
@@ -83,11 +105,29 @@ class FidelityReport:
                  "", "| statistic | real | simulated | distance | threshold | pass |",
                  "|---|---|---|---|---|---|"]
         for r in self.rows:
-            lines.append(f"| {r.name} | {r.real:.4g} | {r.simulated:.4g} | {r.distance:.3f} | {r.threshold:g} | "
-                         f"{'pass' if r.passed else 'FAIL'} |")
-        passed = sum(r.passed for r in self.rows)
-        lines += ["", f"{passed} of {len(self.rows)} statistics within their thresholds.", ""]
+            lines.append(f"| {r.name} | {r.real:.4g} | {r.simulated:.4g} | {r.distance:.3f} | {r.threshold:.3g} | "
+                         f"{r.verdict} |")
+        judged = [r for r in self.rows if r.judged]
+        unjudged = len(self.rows) - len(judged)
+        lines += ["", f"{sum(r.passed for r in judged)} of {len(judged)} statistics within their thresholds"
+                  + (f" ({unjudged} n/a: fewer than {MIN_EVENTS} real events)." if unjudged else "."), ""]
         return "\n".join(lines)
+
+
+def rate_row(name: str, real: np.ndarray, simulated: np.ndarray, binary: bool) -> FidelityRow:
+    """The ``rate:<name>`` row of the real (n,) and simulated (m,) values of a signal (per impression,
+    or the watch ratio per click): relative distance of the means, threshold ``max(THRESHOLDS["rate"],
+    RATE_NOISE_Z * se / real)``; events: the real events (``binary``) or values."""
+    real_mean = float(real.mean()) if real.size else 0.0
+    sim_mean = float(simulated.mean()) if simulated.size else 0.0
+    se = math.sqrt((float(real.var()) / real.size if real.size else 0.0)
+                   + (float(simulated.var()) / simulated.size if simulated.size else 0.0))
+    events = int(real.sum()) if binary else int(real.size)
+    if real_mean > 0:
+        distance, threshold = abs(sim_mean - real_mean) / real_mean, max(THRESHOLDS["rate"], RATE_NOISE_Z * se / real_mean)
+    else:
+        distance, threshold = (0.0 if sim_mean == 0 else math.inf), THRESHOLDS["rate"]
+    return FidelityRow(f"rate:{name}", real_mean, sim_mean, distance, threshold, events)
 
 
 def lorenz(counts: np.ndarray, points: int = 101) -> np.ndarray:
@@ -142,12 +182,10 @@ def fidelity_report(log: Log, world: World, params: dict[str, Any], train: np.nd
     for name in log.logged:
         j = SIGNALS.index(name)
         if name == "watch_ratio":
-            real_rate = float(real[real[:, 0] == 1, j].mean()) if (real[:, 0] == 1).any() else 0.0
-            sim_rate = float(sim[sim[:, 0] == 1, j].mean()) if (sim[:, 0] == 1).any() else 0.0
+            rows.append(rate_row(name, real[real[:, 0] == 1, j].astype(np.float64),
+                                 sim[sim[:, 0] == 1, j].astype(np.float64), binary=False))
         else:
-            real_rate, sim_rate = float(real[:, j].mean()), float(sim[:, j].mean())
-        rows.append(FidelityRow(f"rate:{name}", real_rate, sim_rate, abs(sim_rate - real_rate) / max(real_rate, 0.01),
-                                THRESHOLDS["rate"]))
+            rows.append(rate_row(name, real[:, j].astype(np.float64), sim[:, j].astype(np.float64), binary=True))
     items = log.item[table[shown]]
     real_clicks = np.bincount(items, weights=real[:, 0], minlength=log.n_items)
     sim_clicks = np.bincount(items, weights=sim[:, 0], minlength=log.n_items)
