@@ -143,7 +143,7 @@ def test_frozen_levels_act_as_sb3_predict_and_terminal_views_are_the_ended_rows(
         if dones.any():
             break
     assert dones.any()
-    expected, _ = low_view(method, steps[-1][4]["final_obs"], goal, venv.action_masks())
+    expected, _ = low_view(env.method, steps[-1][4]["final_obs"], goal, venv.action_masks())
     for i in np.flatnonzero(dones):
         np.testing.assert_allclose(infos[i]["terminal_observation"], expected[i], rtol=1e-6)
 

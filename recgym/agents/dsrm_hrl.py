@@ -16,7 +16,14 @@ recgym's concrete choices (documented in ``docs/hrl.md``):
   trade a little Psi for engagement;
 * Fair(L_t) is the first-order change of the catalogue's exposure Gini caused by the window's items
   (:func:`recgym.agents.hierarchy.exposure_gini_gradient`), so each session gets its own share;
-* the constraint is relaxed Lagrangian-style: the low-level reward is ``r_t + w_fair * fair_t``.
+* the high level sees the platform's exposure state it regulates: the catalogue's exposure Gini, the
+  long tail's share of all exposure and how exposed the session's history items are;
+* the constraint is a constraint: ``w_fair`` is the fairness budget ``b_t`` of the window, the
+  constraint value ``c_t`` is the recommended item's exposure level (:meth:`DSRMHRL.exposure_level`: the
+  share of the catalogue at least as exposed as it, 1 for the least exposed), and the low level
+  maximises the Lagrangian ``r_t + lambda (c_t - b_t)`` with one multiplier ``lambda`` in
+  ``[0, lagrange_max]`` updated by projected dual ascent after every low-level rollout:
+  ``lambda <- clip(lambda - dual_lr * mean(c_t - b_t), 0, lagrange_max)`` (:meth:`DSRMHRL.end_low_rollout`).
 
 Ablations: ``dsrm-flat`` (DSRM state, one level: fixed goal ``[1, 1]``) and ``hrl-no-dsrm`` (both levels
 on the raw feedback-weighted history state, :func:`recgym.agents.hierarchy.feedback_state`).
@@ -35,28 +42,47 @@ from recgym.agents.hierarchy import (
     CatalogueScores, Obs, RowCache, exposure_gini_gradient, feedback_state, top_candidates,
 )
 from recgym.agents.rewards import log_popularity_score
+from recgym.metrics import gini, long_tail_share
 
 StateFn = Callable[[Obs], np.ndarray]
 
 
 @dataclass
 class DSRMHRL:
-    """The DSRM-HRL method (see module docstring). ``state_fn``: (B, ...) obs -> (B, D) user state."""
+    """The DSRM-HRL method (see module docstring). ``state_fn``: (B, ...) obs -> (B, D) user state.
+
+    ``lagrange_init`` / ``lagrange_max``: the constraint multiplier's start and cap (0 <= init <= max);
+    ``dual_lr`` (> 0): its dual-ascent step. ``lagrange_multiplier`` is the current multiplier.
+    """
 
     state_fn: StateFn = feedback_state
     name: str = "dsrm-hrl"
     option_length: int = 3
     fairness_weight: float = 0.5
     n_candidates: int = 20
+    lagrange_init: float = 0.5
+    lagrange_max: float = 2.0
+    dual_lr: float = 0.5
     high_policy_kwargs: dict[str, Any] = field(default_factory=dict)
     low_policy_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.lagrange_max) and self.lagrange_max > 0):
+            raise ValueError(f"lagrange_max must be a finite number > 0, got {self.lagrange_max!r}")
+        if not (np.isfinite(self.lagrange_init) and 0 <= self.lagrange_init <= self.lagrange_max):
+            raise ValueError(f"lagrange_init must be in [0, lagrange_max={self.lagrange_max}], got {self.lagrange_init!r}")
+        if not (np.isfinite(self.dual_lr) and self.dual_lr > 0):
+            raise ValueError(f"dual_lr must be a finite number > 0, got {self.dual_lr!r}")
+        self.lagrange_multiplier = float(self.lagrange_init)
+        self._gap_sum, self._gap_count = 0.0, 0
+
     def bind(self, venv: Any) -> None:
         self.sim, self.item_emb = venv.sim, venv.world.item_emb
+        self.popular = venv.world.popular_items(0.2)
         self.item_scores = CatalogueScores(self.item_emb)
         dim = self.item_emb.shape[1]
         self.goal_space = spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
-        self.high_observation_space = spaces.Box(-np.inf, np.inf, shape=(dim + 3,), dtype=np.float32)
+        self.high_observation_space = spaces.Box(-np.inf, np.inf, shape=(dim + 6,), dtype=np.float32)
         n_cand = self.n_candidates
         self.low_observation_space = spaces.Box(-np.inf, np.inf, shape=(dim + 2 + 3 * n_cand,), dtype=np.float32)
         self.low_action_space = spaces.Discrete(n_cand)
@@ -77,11 +103,17 @@ class DSRMHRL:
         return log_popularity_score(self.sim.popularity).astype(np.float32)
 
     def high_observation(self, obs: Obs) -> np.ndarray:
+        """(B, D + 6): the state, [session step, mean feedback, the history's mean popularity score], and
+        the platform's exposure state: [exposure Gini, long-tail exposure share (catalogue-wide, the same
+        for every row), the history items' mean exposure level (:meth:`exposure_level`)]."""
         valid = obs["item_ids"] >= 0
         n_valid = np.maximum(valid.sum(axis=1), 1)
         history_pop = np.where(valid, self.popularity_score()[obs["item_ids"]], 0.0).sum(axis=1) / n_valid
+        history_level = np.where(valid, self.exposure_level(obs["item_ids"]), 0.0).sum(axis=1) / n_valid
         mean_feedback = obs["feedback"].sum(axis=1) / n_valid
-        extra = np.stack([obs["step"][:, 0], mean_feedback, history_pop], axis=1)
+        exposure = self.sim.exposure
+        platform = np.broadcast_to([gini(exposure), long_tail_share(exposure, self.popular)], (n_valid.size, 2))
+        extra = np.column_stack([obs["step"][:, 0], mean_feedback, history_pop, platform, history_level])
         return np.concatenate([self.state(obs), extra], axis=1).astype(np.float32)
 
     def candidates(self, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -102,8 +134,31 @@ class DSRMHRL:
         gain = -exposure_gini_gradient(self.sim.exposure)
         return np.where(items >= 0, gain[items], 0.0)
 
+    def exposure_level(self, items: np.ndarray) -> np.ndarray:
+        """Items' exposure level in (0, 1] (any shape of ids; -1 padding reads the last item, mask it):
+        ``1 - (r_i - 1/2) / I`` with ``r_i`` the ascending exposure rank, i.e. the share of the catalogue
+        at least as exposed as the item. It is ``(fair_i - G + 1) / 2`` (:meth:`fairness`) rescaled to
+        the budget's range [0, 1]."""
+        n = self.item_emb.shape[0]
+        ranks = np.empty(n)
+        ranks[np.argsort(self.sim.exposure, kind="stable")] = np.arange(1, n + 1)
+        return 1.0 - (ranks[items] - 0.5) / n
+
     def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return reward + goal[:, 1] * self.fairness(items)
+        """(B,) the Lagrangian ``r_t + lambda (c_t - b_t)``: constraint value ``c_t`` the item's exposure
+        level, budget ``b_t = w_fair``; the gaps are accumulated for :meth:`end_low_rollout`."""
+        gap = self.exposure_level(items) - goal[:, 1]
+        self._gap_sum += float(gap.sum())
+        self._gap_count += gap.size
+        return reward + self.lagrange_multiplier * gap
+
+    def end_low_rollout(self) -> dict[str, float]:
+        """Projected dual ascent on the constraint, once per low-level rollout: ``lambda <- clip(lambda -
+        dual_lr * mean(c_t - b_t), 0, lagrange_max)`` over the rollout's steps. Returns what to log."""
+        gap = self._gap_sum / max(self._gap_count, 1)
+        self.lagrange_multiplier = float(np.clip(self.lagrange_multiplier - self.dual_lr * gap, 0.0, self.lagrange_max))
+        self._gap_sum, self._gap_count = 0.0, 0
+        return {"low/lagrange_multiplier": self.lagrange_multiplier, "low/constraint_gap": gap}
 
     def high_reward(self, option_reward: np.ndarray, option_items: np.ndarray, goal: np.ndarray) -> np.ndarray:
         return option_reward + self.fairness_weight * self.fairness(option_items).sum(axis=1)

@@ -24,6 +24,7 @@ Each level is an ordinary SB3 model on its own goal-conditioned ``VecEnv`` view 
 
 from __future__ import annotations
 
+import copy
 import json
 import zipfile
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from numba import njit
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -80,6 +83,22 @@ class Method(Protocol):
 
     def high_reward(self, option_reward: np.ndarray, option_items: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """(B,) high-level reward of one option: (B,) summed env reward, (B, M) items (-1 unused)."""
+
+    # Optional: ``end_low_rollout(self) -> dict[str, float]``, called after every low-level rollout (a
+    # method's own update between PPO updates, e.g. DSRM-HRL's dual ascent); returns values to log.
+
+
+def high_action_space(goal_space: spaces.Box) -> spaces.Box:
+    """The high policy's action space: ``[-1, 1]`` in every goal dimension (:func:`goal_of_action` maps it
+    onto ``goal_space``), so the Gaussian's initial mean 0 is the CENTRE of the goal range, not an edge."""
+    return spaces.Box(-1.0, 1.0, shape=goal_space.shape, dtype=np.float32)
+
+
+def goal_of_action(goal_space: spaces.Box, action: np.ndarray) -> np.ndarray:
+    """(B, G) float32 goals in ``goal_space`` from (B, G) high-level actions, clipped to [-1, 1] and
+    rescaled linearly: -1 -> ``goal_space.low``, 0 -> the centre, 1 -> ``goal_space.high``."""
+    unit = (np.clip(action, -1.0, 1.0) + 1.0) * 0.5
+    return (goal_space.low + unit * (goal_space.high - goal_space.low)).astype(np.float32)
 
 
 def session_step(obs: Obs, max_turn: int) -> np.ndarray:
@@ -219,13 +238,15 @@ class _GoalVecEnv(VecEnv):
         if venv.metadata["autoreset_mode"] is not AutoresetMode.SAME_STEP:
             raise ValueError(f"the hierarchy levels need a same-step autoreset env (they read infos['final_obs']); "
                              f"this env has {venv.metadata['autoreset_mode']}")
+        # each view binds its own shallow copy: a method reads ITS env's simulator (exposure, popularity)
+        method = copy.copy(method)
         self.method, self.venv = method, venv
         self.render_mode = None
         method.bind(venv)
         if level == "low":
             observation_space, action_space = method.low_observation_space, method.low_action_space
         else:
-            observation_space, action_space = method.high_observation_space, method.goal_space
+            observation_space, action_space = method.high_observation_space, high_action_space(method.goal_space)
         self.env_obs: Obs = {}
         self.goal = np.zeros((venv.num_envs, method.goal_space.shape[0]), np.float32)
         self._actions: np.ndarray | None = None
@@ -262,7 +283,8 @@ class LowLevelVecEnv(_GoalVecEnv):
     Args:
         method: the two-level method.
         venv: the batched env.
-        high_policy: (B, H) high observations -> (B, G) goals; ``None`` draws goals uniformly.
+        high_policy: (B, H) high observations -> (B, G) high actions in [-1, 1] (:func:`goal_of_action`);
+            ``None`` draws goals uniformly.
     """
 
     def __init__(self, method: Method, venv: RecSysVectorEnv,
@@ -283,7 +305,7 @@ class LowLevelVecEnv(_GoalVecEnv):
             space = self.method.goal_space
             fresh = self.goal_rng.uniform(space.low, space.high, size=self.goal.shape).astype(np.float32)
         else:
-            fresh = self.high_policy(self.method.high_observation(self.env_obs))
+            fresh = goal_of_action(self.method.goal_space, self.high_policy(self.method.high_observation(self.env_obs)))
         self.goal[rows] = fresh[rows]
 
     def reset(self) -> np.ndarray:
@@ -327,8 +349,7 @@ class HighLevelVecEnv(_GoalVecEnv):
 
     def step_wait(self):
         method, m = self.method, self.method.option_length
-        space = method.goal_space
-        self.goal = np.clip(self._actions, space.low, space.high).astype(np.float32)
+        self.goal = goal_of_action(method.goal_space, self._actions)
         n = self.num_envs
         active = np.ones(n, bool)
         option_reward = np.zeros(n, np.float32)
@@ -411,7 +432,8 @@ class HierarchicalPolicy(Policy):
             if self.high is None:  # flat ablation: the method's fixed goal
                 self.goal[refresh] = self.method.goal_space.high
             else:
-                self.goal[refresh] = self.high.predict(self.method.high_observation(obs), deterministic=True)[0][refresh]
+                action = self.high.predict(self.method.high_observation(obs), deterministic=True)[0]
+                self.goal[refresh] = goal_of_action(self.method.goal_space, action)[refresh]
         low_observation, candidates = low_view(self.method, obs, self.goal, mask)
         return pick(candidates, self.low.predict(low_observation, deterministic=True)[0])
 
@@ -420,9 +442,12 @@ class HierarchicalPolicy(Policy):
 class HierarchyConfig:
     """Alternating two-level PPO training.
 
-    rounds: alternations (low then high); low_steps / high_steps: timesteps per round per level;
-    n_sessions: B sessions simulated in parallel; flat: train the low level only (fixed goal =
-    ``goal_space.high``: the one-level ablation); ppo: extra kwargs for both SB3 PPO models.
+    rounds: alternations (low then high); low_steps / high_steps: timesteps per round per level
+    (a high-level timestep is one option of one session); n_sessions: B sessions simulated in parallel;
+    flat: train the low level only (fixed goal = ``goal_space.high``: the one-level ablation); ppo: extra
+    kwargs for both SB3 PPO models; high_ppo: the high level's overrides of ``ppo``. Its default short
+    rollouts (4 options per session) give the high level many updates in a small budget:
+    :func:`ppo_gradient_steps` counts them.
     """
 
     rounds: int = 3
@@ -434,6 +459,83 @@ class HierarchyConfig:
     device: str = "auto"
     ppo: dict[str, Any] = field(default_factory=lambda: {"n_steps": 64, "batch_size": 256, "n_epochs": 4,
                                                           "learning_rate": 3e-4, "gamma": 0.9})
+    high_ppo: dict[str, Any] = field(default_factory=lambda: {"n_steps": 4, "batch_size": 64})
+
+    def level_ppo(self, level: str) -> dict[str, Any]:
+        """The SB3 PPO kwargs of ``level`` ("low" or "high")."""
+        return dict(self.ppo, **self.high_ppo) if level == "high" else dict(self.ppo)
+
+    def gradient_steps(self, level: str, steps_per_round: int) -> int:
+        """Optimiser steps ``level`` takes in ``rounds`` rounds of ``steps_per_round`` timesteps each
+        (:func:`ppo_gradient_steps` with this config's PPO settings)."""
+        kwargs = self.level_ppo(level)
+        return self.rounds * ppo_gradient_steps(steps_per_round, self.n_sessions, kwargs.get("n_steps", 2048),
+                                                kwargs.get("batch_size", 64), kwargs.get("n_epochs", 10))
+
+
+def ppo_gradient_steps(timesteps: int, n_envs: int, n_steps: int, batch_size: int, n_epochs: int) -> int:
+    """Optimiser (minibatch) steps of one SB3 ``PPO.learn(timesteps)``: it collects whole rollouts of
+    ``n_steps * n_envs`` transitions until ``timesteps`` are reached, then trains ``n_epochs`` passes of
+    ``ceil(rollout / batch_size)`` minibatches on each."""
+    rollout = n_steps * n_envs
+    return -(-timesteps // rollout) * n_epochs * -(-rollout // batch_size)
+
+
+#: initial log-std of the high level's Gaussian: std 0.5 of the half-range [-1, 1] keeps ~95% of the
+#: sampled goals inside the range (SB3's default std 1 clips a third of them onto its edges).
+HIGH_LOG_STD_INIT = float(np.log(0.5))
+
+
+def high_policy_drift(policy: ActorCriticPolicy, initial: ActorCriticPolicy, observations: np.ndarray) -> tuple[float, float]:
+    """(KL, mean log-std): ``KL(policy || initial)`` of the high level's Gaussian goal distributions,
+    summed over goal dimensions and averaged over the (N, H) ``observations``, and ``policy``'s mean
+    log-std. 0 and the initial log-std for a policy that has not moved."""
+    with th.no_grad():
+        obs = th.as_tensor(observations, device=policy.device)
+        now = policy.get_distribution(obs).distribution
+        before = initial.get_distribution(obs.to(initial.device)).distribution
+        kl = th.distributions.kl_divergence(now, before).sum(dim=-1).mean()
+    return float(kl), float(policy.log_std.detach().mean())
+
+
+class LowRolloutEnd(BaseCallback):
+    """Calls the low view's ``method.end_low_rollout()`` after every low-level rollout and logs what it returns."""
+
+    def __init__(self, method: Method) -> None:
+        super().__init__()
+        self.method = method
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        for key, value in self.method.end_low_rollout().items():
+            self.logger.record(key, value)
+
+
+class HighLevelDrift(BaseCallback):
+    """Logs how far the high level has moved from the policy it started the run with (a deep copy taken
+    at construction): ``high/kl_to_init`` (:func:`high_policy_drift`, on the first rollout's observations,
+    at most 1,024, kept fixed for the run) and ``high/log_std``, after every rollout (before its update)."""
+
+    def __init__(self, model: PPO, probe_size: int = 1024) -> None:
+        super().__init__()
+        self.initial = copy.deepcopy(model.policy)
+        self.probe_size = probe_size
+        self.probe: np.ndarray | None = None
+        self.kl_to_init = 0.0
+        self.log_std = float(model.policy.log_std.detach().mean())
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.probe is None:
+            observations = self.model.rollout_buffer.observations
+            self.probe = observations.reshape(-1, *observations.shape[2:])[: self.probe_size].copy()
+        self.kl_to_init, self.log_std = high_policy_drift(self.model.policy, self.initial, self.probe)
+        self.logger.record("high/kl_to_init", self.kl_to_init)
+        self.logger.record("high/log_std", self.log_std)
 
 
 @dataclass
@@ -452,7 +554,8 @@ class TrainedHierarchy:
 
 
 def _fixed_goal_policy(method: Method) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda high_obs: np.broadcast_to(method.goal_space.high, (high_obs.shape[0], method.goal_space.shape[0]))
+    """The flat ablation's high level: action 1 everywhere, i.e. the goal ``goal_space.high``."""
+    return lambda high_obs: np.ones((high_obs.shape[0], method.goal_space.shape[0]), np.float32)
 
 
 def _level_callbacks(callbacks: Callable[[str], Any] | None, level: str, progress_bar: bool) -> list[Any]:
@@ -472,6 +575,7 @@ class Levels:
     high_env: HighLevelVecEnv | None
     low: PPO
     high: PPO | None
+    high_drift: HighLevelDrift | None = None
 
     def train_round(self, round_index: int, low_steps: int, high_steps: int,
                     callbacks: Callable[[str], Any] | None = None, progress_bar: bool = False) -> None:
@@ -479,13 +583,14 @@ class Levels:
         0, the method's fixed goal when flat), then ``high.learn(high_steps)`` over the frozen low level."""
         first = round_index == 0
         low_env, high = self.low_env, self.high
-        low_env.high_policy = _fixed_goal_policy(self.method) if self.config.flat else None if first else _predictor(high)
+        low_env.high_policy = _fixed_goal_policy(low_env.method) if self.config.flat else None if first else _predictor(high)
+        own = [LowRolloutEnd(low_env.method)] if hasattr(low_env.method, "end_low_rollout") else []
         self.low.learn(low_steps, tb_log_name="low", reset_num_timesteps=first,
-                       callback=_level_callbacks(callbacks, "low", progress_bar))
+                       callback=own + _level_callbacks(callbacks, "low", progress_bar))
         if high is not None:
             self.high_env.low_policy = _predictor(self.low)
             high.learn(high_steps, tb_log_name="high", reset_num_timesteps=first,
-                       callback=_level_callbacks(callbacks, "high", progress_bar))
+                       callback=[self.high_drift, *_level_callbacks(callbacks, "high", progress_bar)])
 
 
 def make_levels(method: Method, env_id: str, config: HierarchyConfig, env_options: dict[str, Any] | None = None,
@@ -499,22 +604,24 @@ def make_levels(method: Method, env_id: str, config: HierarchyConfig, env_option
                                         autoreset_mode=AutoresetMode.SAME_STEP, **options) for _ in range(2))
     low_env = LowLevelVecEnv(method, low_venv, None, seed=config.seed)
     low_env.seed(config.seed)
-    ppo_kwargs = dict(config.ppo, seed=config.seed, device=config.device, tensorboard_log=tensorboard_log)
+    ppo_kwargs = dict(seed=config.seed, device=config.device, tensorboard_log=tensorboard_log)
     rounds_done = 0
     if resume is not None:
         high, low, rounds_done = load_hierarchy(method, resume, low_venv.world, low_env, config.device)
     else:
-        low = PPO("MlpPolicy", low_env, policy_kwargs=method.low_policy_kwargs, **ppo_kwargs)
+        low = PPO("MlpPolicy", low_env, policy_kwargs=method.low_policy_kwargs, **config.level_ppo("low"), **ppo_kwargs)
         high = None
     high_env = None
     if not config.flat:
         high_env = HighLevelVecEnv(method, high_venv, _predictor(low))
         high_env.seed(config.seed + 1)
         if high is None:
-            high = PPO("MlpPolicy", high_env, policy_kwargs=method.high_policy_kwargs, **ppo_kwargs)
+            high = PPO("MlpPolicy", high_env, policy_kwargs={"log_std_init": HIGH_LOG_STD_INIT, **method.high_policy_kwargs},
+                       **config.level_ppo("high"), **ppo_kwargs)
         else:
             high.set_env(high_env)
-    return Levels(method, config, low_env, high_env, low, high), rounds_done
+    high_drift = None if high is None else HighLevelDrift(high)
+    return Levels(method, config, low_env, high_env, low, high, high_drift), rounds_done
 
 
 def train_hierarchy(
@@ -587,4 +694,7 @@ def load_hierarchy(method: Method, path: str | Path, world: World | None = None,
         high = PPO.load(path / "high.zip", device=device) if (path / "high.zip").is_file() else None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         raise ValueError(f"{path}: unreadable hierarchical checkpoint ({first_line(error)})") from None
+    if high is not None and not (np.all(high.action_space.low == -1.0) and np.all(high.action_space.high == 1.0)):
+        raise ValueError(f"{path}: its high level acts in the goal range itself, not in [-1, 1] (a checkpoint "
+                         f"written before the high levels' goals were rescaled); train it again")
     return high, low, int(meta["rounds_done"])
