@@ -10,10 +10,10 @@ import recgym
 from recgym.agents.dsrm_hrl import DSRMHRL
 from recgym.agents.hierarchy import (
     CatalogueScores, HierarchyConfig, HighLevelVecEnv, RowCache, _predictor, exposure_gini_gradient, feedback_state,
-    low_view, make_levels, rows_of, top_candidates, train_hierarchy,
+    goal_of_action, high_policy_drift, low_view, make_levels, rows_of, top_candidates, train_hierarchy,
 )
 from recgym.agents.hrl4pfg import HRL4PFG
-from recgym.agents.hrl_agents import load, train
+from recgym.agents.hrl_agents import load, stage_two_config, train
 from recgym.agents.novelty_hrl import NoveltyHRL, history_novelty, propensity_agreement
 from recgym.metrics import gini
 
@@ -160,11 +160,20 @@ def test_history_novelty_measures_each_item_against_the_ones_before():
 
 
 def test_hrl4pfg_goal_stays_in_the_catalogue_embedding_ball():
-    method = HRL4PFG()
-    method.bind(gym.make_vec("recgym/Synthetic-v0", num_envs=4, vectorization_mode="vector_entry_point"))
+    method, venv = HRL4PFG(), gym.make_vec("recgym/Synthetic-v0", num_envs=4, vectorization_mode="vector_entry_point")
+    method.bind(venv)
+    obs, _ = venv.reset(seed=0)
+    obs, *_ = venv.step(np.arange(4))
     goals = np.random.default_rng(0).uniform(-1, 1, size=(4, method.goal_space.shape[0])) * 5
-    distance = np.linalg.norm(method.virtual_item(goals) - method.center, axis=1)
+    distance = np.linalg.norm(method.virtual_item(goals, obs) - method.center, axis=1)
     assert (distance <= method.radius + 1e-5).all()
+    # goal 0 (the untrained macro policy's mean) is each user's anchor: a long-tail item, not the centre
+    anchors = method.virtual_item(np.zeros_like(goals), obs)
+    tail = ~venv.world.popular_items(0.2)
+    for anchor in anchors:
+        match = np.isclose(venv.world.item_emb @ anchor, 1.0, atol=1e-5)  # the anchor item (unit embeddings)
+        assert match.any() and tail[match].all()
+    assert (np.linalg.norm(anchors - method.center, axis=1) > 0.5 * method.radius).all()
 
 
 def test_high_level_options_last_m_steps_and_early_leavers_wait():
@@ -215,6 +224,102 @@ def test_trained_hierarchy_beats_random_and_checkpoints_round_trip(tmp_path):
                      device="cpu", rounds=1)
     assert (path.name, again.name) == ("hrl-no-dsrm_Synthetic-v0_s0_1", "hrl-no-dsrm_Synthetic-v0_s0_2")
     assert (path / "low.zip").stat().st_mtime_ns == stamp and (again / "meta.json").is_file()
+
+
+def _short_levels(method, tensorboard_log=None):
+    """Both levels of ``method`` after one short round (512 low steps, 1,024 options): ~5 s."""
+    config = HierarchyConfig(rounds=1, n_sessions=16, device="cpu", ppo={"n_steps": 32, "batch_size": 128, "n_epochs": 4})
+    levels, _ = make_levels(method, "recgym/Synthetic-v0", config, FAIRNESS_PROTOCOL, tensorboard_log)
+    levels.train_round(0, 512, 1_024)
+    return levels
+
+
+@pytest.mark.parametrize("method_cls", [DSRMHRL, HRL4PFG, NoveltyHRL])
+def test_an_untrained_high_level_aims_at_the_centre_of_its_goal_range(method_cls):
+    config = HierarchyConfig(rounds=1, n_sessions=16, device="cpu")
+    levels, _ = make_levels(method_cls(), "recgym/Synthetic-v0", config, FAIRNESS_PROTOCOL)
+    space = levels.high_env.method.goal_space
+    goal = goal_of_action(space, levels.high.predict(levels.high_env.reset(), deterministic=True)[0])
+    centre = (space.low + space.high) / 2
+    np.testing.assert_allclose(goal, np.broadcast_to(centre, goal.shape), atol=0.02 * float((space.high - space.low).max()))
+    assert levels.high.policy.log_std.detach().numpy() == pytest.approx(np.log(0.5))  # std 0.5 of the half-range
+
+
+def test_the_default_training_run_gives_the_high_level_over_100_gradient_steps():
+    config = stage_two_config(20_000, option_length=3)  # recgym train's default budget
+    assert config.gradient_steps("high", config.high_steps) == 192
+    assert config.gradient_steps("low", config.low_steps) == 192  # comparable updates at both levels
+
+
+def _moved(levels, probe) -> bool:
+    """The high level has left its initialisation: KL(policy || initial) > 1e-3 on ``probe`` (measured
+    0.016 after a short round) and its log-std moved (measured by 2e-3)."""
+    kl, log_std = high_policy_drift(levels.high.policy, levels.high_drift.initial, probe)
+    return kl > 1e-3 and abs(log_std - np.log(0.5)) > 2e-4
+
+
+def test_the_high_level_leaves_its_initialisation_and_logs_how_far(tmp_path):
+    trained = _short_levels(DSRMHRL(name="hrl-no-dsrm"), str(tmp_path))
+    probe = trained.high_drift.probe
+    assert probe.shape[0] >= 64 and _moved(trained, probe)
+    untrained, _ = make_levels(DSRMHRL(name="hrl-no-dsrm"), "recgym/Synthetic-v0", trained.config, FAIRNESS_PROTOCOL)
+    assert not _moved(untrained, probe)  # 0 updates: KL exactly 0, log-std unchanged
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(run):
+        return EventAccumulator(str(tmp_path / run)).Reload().Tags()["scalars"]
+
+    assert {"high/kl_to_init", "high/log_std"} <= set(scalars("high_1"))
+    assert {"low/lagrange_multiplier", "low/constraint_gap"} <= set(scalars("low_1"))
+
+
+def test_dsrm_hrl_constraint_multiplier_follows_dual_ascent_and_high_level_sees_exposure():
+    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point", **FAIRNESS_PROTOCOL)
+    method = DSRMHRL(name="hrl-no-dsrm", lagrange_init=0.5, dual_lr=0.5)
+    method.bind(venv)
+    obs, _ = venv.reset(seed=0)
+    for _ in range(3):
+        obs, *_ = venv.step(np.zeros(8, np.int64) + np.arange(8))
+    level = method.exposure_level(np.arange(venv.world.n_items))
+    exposed = venv.sim.exposure > 0
+    assert level.min() > 0 and level.max() < 1 and level[exposed].max() < level[~exposed].min()
+    items = np.arange(8)
+    reward = method.low_reward(np.ones(8), obs, obs, np.tile([1.0, 1.0], (8, 1)), items)  # budget 1: violated
+    np.testing.assert_allclose(reward, 1.0 + 0.5 * (level[items] - 1.0))
+    logged = method.end_low_rollout()
+    gap = float((level[items] - 1.0).mean())
+    assert logged["low/constraint_gap"] == pytest.approx(gap)
+    assert method.lagrange_multiplier == pytest.approx(0.5 - 0.5 * gap) and gap < 0  # violated -> lambda rises
+    for _ in range(10):  # never-exposed items (level > 0.7) under budget 0.2: satisfied -> lambda falls to its floor 0
+        method.low_reward(np.ones(8), obs, obs, np.full((8, 2), 0.2), items + 100)
+        method.end_low_rollout()
+    assert method.lagrange_multiplier == 0.0
+    high = method.high_observation(obs)
+    assert high.shape == (8, method.high_observation_space.shape[0])
+    np.testing.assert_allclose(high[:, -3], gini(venv.sim.exposure), rtol=1e-6)  # the platform's exposure Gini
+    with pytest.raises(ValueError, match="dual_lr must be a finite number > 0"):
+        DSRMHRL(dual_lr=0.0)
+    with pytest.raises(ValueError, match="lagrange_init must be in"):
+        DSRMHRL(lagrange_init=3.0)
+
+
+def test_hrl4pfg_virtual_items_leave_the_catalogue_centre_for_tail_items_of_each_user():
+    levels = _short_levels(HRL4PFG())
+    method = levels.high_env.method
+    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=64, vectorization_mode="vector_entry_point", **FAIRNESS_PROTOCOL)
+    obs, _ = venv.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        obs, *_ = venv.step(rng.integers(0, venv.world.n_items, 64))
+    method.bind(venv)
+    goal = goal_of_action(method.goal_space, _predictor(levels.high)(method.high_observation(obs)))
+    virtual = method.virtual_item(goal, obs)
+    nearest = (virtual @ venv.world.item_emb.T).argmax(axis=1)
+    # measured: distance 0.90 (radius 1.23), nearest items all long-tail, 55 distinct for 64 sessions; the
+    # centre parameterisation put every session's virtual item on the same one item
+    assert np.linalg.norm(virtual - method.center, axis=1).mean() > 0.5 * method.radius
+    assert (~venv.world.popular_items(0.2))[nearest].mean() > 0.9
+    assert np.unique(nearest).size >= 32
 
 
 class _GoalReader:

@@ -8,7 +8,11 @@ concatenates an attention-pooled preference ``p_t`` with ``g_t``, takes the L it
 as candidates and samples among them; micro reward ``r^a + lambda_g [d(p_t, g_t) - d(p_{t+1}, g_t)]``
 with ``lambda_g = 0.1``. Both actor-critic (SB3 PPO here).
 
-recgym's concrete choices (``docs/hrl.md``): the macro policy's features extractor is
+recgym's concrete choices (``docs/hrl.md``): the macro action is an offset from an anchor, the
+long-tail item nearest the user's preference ``p_t`` (:meth:`HRL4PFG.anchor`), so the untrained macro
+policy (mean offset 0) already points each user at a long-tail item of their own taste instead of at
+the catalogue centre (where the candidates are the same mainstream items for everybody); the offset is
+held for the option, the anchor follows ``p_t``. The macro policy's features extractor is
 :class:`HistoryAttention` (one multi-head self-attention layer over (embedding, feedback) tokens);
 ``p_t`` pools the history with softmax weights on the observed feedback (temperature 0.5); the micro
 observation adds each candidate's similarity to ``p_t`` and its popularity, so the micro policy can
@@ -69,15 +73,26 @@ class HRL4PFG:
         self.item_scores = CatalogueScores(self.item_emb)
         self.center = world.item_emb.mean(axis=0)
         self.radius = float(np.linalg.norm(world.item_emb - self.center, axis=1).max())
+        self.tail_items = np.flatnonzero(~world.popular_items(0.2))
+        self.tail_scores = CatalogueScores(self.item_emb[self.tail_items])
         k, dim, n_cand = venv.params.history_len, world.embed_dim, self.n_candidates
         self.goal_space = spaces.Box(-1.0, 1.0, shape=(dim,), dtype=np.float32)
         self.high_observation_space = spaces.Box(-np.inf, np.inf, shape=(k, dim + 2), dtype=np.float32)
         self.low_observation_space = spaces.Box(-np.inf, np.inf, shape=(2 * dim + 2 * n_cand,), dtype=np.float32)
         self.low_action_space = spaces.Discrete(n_cand)
 
-    def virtual_item(self, goal: np.ndarray) -> np.ndarray:
-        """(B, D) g_t: the (B, D) action in [-1, 1] mapped into the catalogue's embedding ball."""
-        offset = self.radius * goal
+    def anchor(self, obs: Obs) -> np.ndarray:
+        """(B, D) embedding of the long-tail item (outside the top 20% by prior popularity) nearest the
+        user's preference ``p_t`` (largest dot product; the catalogue centre stands for an empty history)."""
+        preference = self.preference(obs)
+        query = np.where((obs["item_ids"] >= 0).any(axis=1, keepdims=True), preference, self.center)
+        return self.item_emb[self.tail_items[self.tail_scores(query).argmax(axis=1)]]
+
+    def virtual_item(self, goal: np.ndarray, obs: Obs) -> np.ndarray:
+        """(B, D) g_t: the anchor (:meth:`anchor`) plus the (B, D) goal in [-1, 1] scaled by
+        ``radius / sqrt(D)`` (a goal of +-1 in every dimension moves a whole radius), projected into the
+        catalogue's embedding ball ``||g_t - v_center|| <= radius``."""
+        offset = self.anchor(obs) - self.center + self.radius * goal / np.sqrt(goal.shape[1])
         norm = np.linalg.norm(offset, axis=1, keepdims=True)
         return self.center + offset * np.minimum(1.0, self.radius / np.maximum(norm, 1e-8))
 
@@ -95,7 +110,7 @@ class HRL4PFG:
 
     def candidates(self, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(B, L) the allowed items nearest g_t, nearest first (unit embeddings: largest dot product)."""
-        return top_candidates(self.item_scores(self.virtual_item(goal)), mask, self.n_candidates)
+        return top_candidates(self.item_scores(self.virtual_item(goal, obs)), mask, self.n_candidates)
 
     def high_observation(self, obs: Obs) -> np.ndarray:
         valid = (obs["item_ids"] >= 0).astype(np.float32)
@@ -105,11 +120,11 @@ class HRL4PFG:
         preference = self.preference(obs)
         similarity = np.einsum("bd,bld->bl", preference, self.item_emb[cands])
         log_pop = np.log(self.popularity(cands))
-        return np.concatenate([preference, self.virtual_item(goal), similarity, log_pop], axis=1).astype(np.float32)
+        return np.concatenate([preference, self.virtual_item(goal, obs), similarity, log_pop], axis=1).astype(np.float32)
 
 
     def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
-        target = self.virtual_item(goal)
+        target = self.virtual_item(goal, obs)
         before = np.linalg.norm(self.preference(obs) - target, axis=1)
         after = np.linalg.norm(self.preference(next_obs) - target, axis=1)
         return reward + self.guide_weight * (before - after)

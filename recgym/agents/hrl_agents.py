@@ -64,8 +64,8 @@ def train(
     """Train ``agent`` for about ``timesteps`` simulator steps in a new run directory
     ``logdir/<agent>_<env>_s<seed>_<n>/``; returns (policy, checkpoint directory = run directory).
 
-    Budget split: DSRM stage I logs ``timesteps // 2`` transitions (DSRM agents only); stage II gives
-    60% of ``timesteps`` to the low level and 40% to the high level (each option is up to M steps).
+    Budget split: DSRM stage I logs ``timesteps // 2`` transitions (DSRM agents only); stage II
+    (:func:`stage_two_config`) gives 60% of ``timesteps`` to the low level and 40% to the high level.
     """
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
         raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
@@ -78,15 +78,26 @@ def train(
     run_dir = new_run_dir(logdir, agent, env_id, seed)
     dsrm_model = _stage_one(env_id, timesteps, seed, run_dir, device, progress_bar, env_options) if uses_dsrm else None
     method = build_method(agent, dsrm_model)
-    option_length = method.option_length
-    config = HierarchyConfig(
-        rounds=rounds, low_steps=max(1, int(0.6 * timesteps / rounds)),
-        high_steps=max(1, int(0.4 * timesteps / rounds / option_length)), n_sessions=num_envs, flat=flat,
-        seed=seed, device=device,
-    )
+    config = stage_two_config(timesteps, method.option_length, rounds=rounds, num_envs=num_envs, flat=flat,
+                              seed=seed, device=device)
     trained = train_hierarchy(method, env_id, config, logdir=run_dir.parent, run_name=run_dir.name,
                               progress_bar=progress_bar, env_options=env_options)
     return trained.policy(), trained.checkpoint
+
+
+def stage_two_config(timesteps: int, option_length: int, *, rounds: int = 3, num_envs: int = 64, flat: bool = False,
+                     seed: int = 0, device: str = "auto") -> HierarchyConfig:
+    """The two levels' training config for a budget of ``timesteps`` simulator steps: per round, the low
+    level gets 60% / rounds steps and the high level 40% / rounds env steps, i.e. that many options / M
+    (an option lasts up to ``option_length`` = M steps), with the default PPO settings of
+    :class:`HierarchyConfig`. The same for every method: equal env steps and gradient steps.
+
+    At ``recgym train``'s default 20,000 steps (64 sessions, 3 rounds): the low level takes 3 rollouts of
+    4,096 steps x 4 epochs x 16 minibatches = 192 gradient steps, the high level 12 rollouts of 256
+    options x 4 epochs x 4 minibatches = 192 (:meth:`HierarchyConfig.gradient_steps`)."""
+    return HierarchyConfig(rounds=rounds, low_steps=max(1, int(0.6 * timesteps / rounds)),
+                           high_steps=max(1, int(0.4 * timesteps / rounds / option_length)), n_sessions=num_envs,
+                           flat=flat, seed=seed, device=device)
 
 
 def _stage_one(env_id: str, timesteps: int, seed: int, run_dir: Path, device: str, progress: bool,
