@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("experiment", help="run an experiment grid (methods x seeds x envs) from a YAML config")
     sub.add_argument("config", help="a bundled config by name (recgym/configs/NAME.yaml: dorl_table, fairness_table, "
-                                    "noise_sweep, novelty, population) or the path of a YAML file")
+                                    "noise_sweep, novelty, population; the v1 tables *_v1) or the path of a YAML file")
     sub.add_argument("--size", default="smoke", help="smoke (CI) or full")
     sub.add_argument("--outdir", type=Path, default=None, help="default results/NAME/SIZE")
     sub.add_argument("--backend", default="local", help="local or ray (one Ray Tune trial per cell)")
@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     workers(sub)
     threads(sub)
     sub.set_defaults(run=run_experiment)
+
+    sub = commands.add_parser("results", help="rewrite docs/results.md's v1 section from the stored cells of the "
+                                              "v1 configs' full runs (cells not yet run: pending, done/total)")
+    sub.add_argument("--doc", type=Path, default=Path("docs/results.md"), help="the Markdown file to update")
+    sub.add_argument("--root", type=Path, default=None, help="where the full runs store their cells (default results/v1)")
+    sub.set_defaults(run=run_results)
 
     sub = commands.add_parser("phenomena", help="measure the v1 phenomena rows: default vs control, 95% intervals")
     phenomena.add_arguments(sub, _option, count)
@@ -397,6 +403,15 @@ def run_experiment(args: argparse.Namespace) -> int:
         return 2
     print((outdir / "results.md").read_text(), end="")
     print(f"{len(rows)} rows; tables, pareto.png and TensorBoard logs in {outdir}")
+    return 0
+
+
+def run_results(args: argparse.Namespace) -> int:
+    from recgym.experiments import V1_RESULTS, write_v1_section
+
+    section = write_v1_section(args.doc, args.root or V1_RESULTS)
+    print(section, end="")
+    print(f"v1 section of {args.doc} rewritten from the cells under {args.root or V1_RESULTS}")
     return 0
 
 

@@ -14,6 +14,13 @@ A cell on the env id ``recgym/Population-v0`` is a population rollout instead of
 same options, then serve every present user of the population for ``platform_steps`` steps; the cell
 records the platform's fairness over time (JSON, TensorBoard scalars per step, ``fairness_over_time.png``)
 and the table gets :data:`POPULATION_COLUMNS`.
+
+A v1 table (every env a v1 world, :attr:`ExperimentConfig.is_v1`; issue #19's protocol) gets
+:data:`V1_COLUMNS`: each cell is also scored against the reference front of its env and setting
+(:func:`cell_front`, measured once on the cells' evaluation seeds and cached in ``OUTDIR/fronts/``) and
+records its wall time; the Pareto plot draws the front and each method's mean with 95% error bars. Full
+runs of v1 tables store their cells in the committed :data:`V1_RESULTS`, and :func:`write_v1_section`
+rebuilds ``docs/results.md``'s v1 section from whatever cells are stored (the rest marked pending).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import itertools
 import json
 import multiprocessing
 import re
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,16 +42,23 @@ import numpy as np
 import yaml
 
 from recgym.agents.checkpoints import writable_dir
-from recgym.envs import ENV_IDS, FITTED_ID, POPULATION_ID
+from recgym.envs import ENV_IDS, FITTED_ID, POPULATION_ID, POPULATION_V1_ID
 from recgym.metrics import t_ci95
 from recgym.params import SimParams
-from recgym.plotting import agg_figure
+from recgym.plotting import agg_figure, front_figure
 from recgym.threads import default_torch_threads, set_torch_threads
 
 #: Summary columns written per cell and aggregated over seeds.
 COLUMNS = ("R_cum", "R_each", "length", "gini", "exposure_gap", "coverage", "novelty")
 #: Summary columns of population cells (:class:`recgym.evaluation.PopulationResult` summary).
 POPULATION_COLUMNS = ("R_each", "sessions", "length", "gini", "popularity_gini", "long_tail_share")
+#: Columns of the v1 tables (issue #19's protocol: agents learn from the logs, scored on the truth): true
+#: R_cum (on ``episode: lifetime`` settings: the user's lifetime value), R_each, length, exposure Gini, DPFR and
+#: the distance to the reference front (:mod:`recgym.pareto`), the emerging creators' exposure share and the
+#: cell's wall time in seconds (training + evaluation).
+V1_COLUMNS = ("R_cum", "R_each", "length", "gini", "dpfr", "front_distance", "emerging_creator_share", "wall_s")
+#: Population ids (cells are population rollouts) and the world each one requires.
+POPULATION_IDS = (POPULATION_ID, POPULATION_V1_ID)
 #: Keys of a config's ``population:`` mapping (:class:`recgym.envs.population.PopulationEnv` arguments).
 POPULATION_KEYS = ("world", "arrival_rate")
 SIZES = ("smoke", "full")
@@ -90,15 +105,24 @@ class ExperimentConfig:
 
     @property
     def is_population(self) -> bool:
-        return POPULATION_ID in self.envs
+        return any(env in POPULATION_IDS for env in self.envs)
+
+    @property
+    def is_v1(self) -> bool:
+        """A table of issue #19's protocol: every env is a v1 world (the population's world too)."""
+        if self.is_population:
+            return self.population["world"].endswith("-v1")
+        return all(env.endswith("-v1") for env in self.envs)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return POPULATION_COLUMNS if self.is_population else COLUMNS
+        if self.is_population:
+            return (*POPULATION_COLUMNS, "wall_s") if self.is_v1 else POPULATION_COLUMNS
+        return V1_COLUMNS if self.is_v1 else COLUMNS
 
     def training_env(self, env: str) -> str:
         """The Gymnasium id a cell on ``env`` trains on (the population's world's vector env)."""
-        if env != POPULATION_ID:
+        if env not in POPULATION_IDS:
             return env
         return next(env_id for env_id, world in ENV_IDS.items() if world == self.population["world"])
 
@@ -127,8 +151,15 @@ def config_path(config: str | Path) -> Path:
                      f"({', '.join(bundled)})")
 
 
+#: Where full runs of v1 tables store their cells: a committed directory, so a table completes over sessions.
+V1_RESULTS = Path("results") / "v1"
+
+
 def results_dir(config: ExperimentConfig, size: str) -> Path:
-    """The default output directory of a run: ``results/<config name>/<size>``."""
+    """The default output directory of a run: ``results/v1/<config name>`` for the full size of a v1 table
+    (committed: :data:`V1_RESULTS`), else ``results/<config name>/<size>`` (git-ignored)."""
+    if config.is_v1 and size == "full":
+        return V1_RESULTS / config.name
     return Path("results") / config.name / size
 
 
@@ -184,7 +215,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
     for method in raw["methods"]:
         if method not in AGENTS:
             raise _fail(source, "methods", f"unknown agent {method!r}; valid: {', '.join(AGENTS)}")
-    valid_envs = (*ENV_IDS, FITTED_ID, POPULATION_ID)
+    valid_envs = (*ENV_IDS, FITTED_ID, *POPULATION_IDS)
     for env in raw["envs"]:
         if env not in valid_envs:
             raise _fail(source, "envs", f"unknown env {env!r}; valid: {', '.join(valid_envs)}")
@@ -192,14 +223,19 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if (FITTED_ID in raw["envs"]) != ("world_dir" in options) or (FITTED_ID in raw["envs"] and len(raw["envs"]) > 1):
         raise _fail(source, "envs", f"{FITTED_ID} runs alone, with options.world_dir: WORLD_DIR (a folder written "
                                     f"by `recgym fit`), and world_dir applies to it only")
-    if POPULATION_ID in raw["envs"] and len(raw["envs"]) > 1:
-        raise _fail(source, "envs", f"{POPULATION_ID} has its own table columns; put it in a config of its own")
-    population = {"world": "kuairec", "arrival_rate": 1.0, **(raw.get("population") or {})}
+    population_env = next((env for env in raw["envs"] if env in POPULATION_IDS), None)
+    if population_env is not None and len(raw["envs"]) > 1:
+        raise _fail(source, "envs", f"{population_env} has its own table columns; put it in a config of its own")
+    default_world = "kuairec-v1" if population_env == POPULATION_V1_ID else "kuairec"
+    population = {"world": default_world, "arrival_rate": 1.0, **(raw.get("population") or {})}
     if set(population) - set(POPULATION_KEYS):
         raise _fail(source, "population", f"unknown keys {sorted(set(population) - set(POPULATION_KEYS))}; "
                                           f"valid: {', '.join(POPULATION_KEYS)}")
-    if population["world"] not in ENV_IDS.values():
-        raise _fail(source, "population.world", f"unknown world {population['world']!r}; valid: {', '.join(ENV_IDS.values())}")
+    worlds = [world for world in ENV_IDS.values() if population_env != POPULATION_V1_ID or world.endswith("-v1")]
+    if population["world"] not in worlds:
+        raise _fail(source, "population.world", f"unknown world {population['world']!r}"
+                                                f"{' for ' + population_env if population_env else ''}; "
+                                                f"valid: {', '.join(worlds)}")
     rate = population["arrival_rate"]
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
         raise _fail(source, "population.arrival_rate", f"must be in (0, 1], got {rate!r}")
@@ -283,34 +319,119 @@ def write_cell(cell: Cell, record: dict[str, Any], outdir: Path) -> None:
     partial.replace(outdir / f"{cell.id}.json")
 
 
+#: A cell of seed s is evaluated with seed ``EVAL_SEED + s``; the reference fronts on the same seeds (paired).
+EVAL_SEED = 10_000
+
+
+def front_file(outdir: Path, env: str, setting: str) -> Path:
+    """Where the reference front of ``env`` under ``setting`` is cached: ``OUTDIR/fronts/<env>__<setting>.json``."""
+    return outdir / "fronts" / f"{env.split('/')[-1]}__{setting}.json"
+
+
+def front_settings(config: ExperimentConfig, size: Size, env: str, setting: str) -> dict[str, Any]:
+    """What a cell's reference front is measured on: the cells' env, options, episodes, evaluation seeds and
+    batch (exposure Gini depends on the number of episodes, so the front is per size)."""
+    return {"env": env, "options": {**config.options, **config.settings[setting]}, "episodes": size.episodes,
+            "seeds": size.seeds, "seed": EVAL_SEED, "num_envs": size.num_envs}
+
+
+def front_from_dict(stored: dict[str, Any]) -> Any:
+    """The :class:`recgym.pareto.Front` of its :meth:`~recgym.pareto.Front.to_dict`."""
+    from recgym.pareto import Front
+
+    points = stored["points"]
+
+    def column(key: str, dtype: Any = np.float64) -> np.ndarray:
+        return np.array([point[key] for point in points], dtype)
+
+    return Front(stored["env"], stored["options"], stored["episodes"], stored["seeds"], stored["seed"],
+                 stored["num_envs"], column("lambda"), column("gini"), column("gini_ci95"), column("R_cum"),
+                 column("R_cum_ci95"), column("on_front", bool))
+
+
+def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, outdir: Path) -> Any:
+    """The reference front (:func:`recgym.pareto.reference_front`, its default lambdas) of the cells on ``env``
+    under ``setting``: measured once and cached in :func:`front_file`; a cached front of other settings
+    (another size or options) is a one-line ``ValueError``, as a cell's."""
+    from recgym.pareto import reference_front
+
+    path = front_file(outdir, env, setting)
+    expected = front_settings(config, size, env, setting)
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if {key: stored.get(key) for key in expected} != expected:
+            raise ValueError(f"{path}: this reference front was measured with other settings; use another output "
+                             f"directory, or delete it to measure it again")
+        return front_from_dict(stored)
+    front = reference_front(**{key: value for key, value in expected.items() if key != "options"},
+                            **expected["options"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(front.to_dict()))
+    partial.replace(path)
+    return front
+
+
+#: Evaluations on the truth during a v1 training run (its learning curve in TensorBoard).
+CURVE_POINTS = 10
+#: Modules whose registered train functions train through :func:`recgym.agents.flat.train` (and take its
+#: ``eval_freq`` / ``eval_scorer``): flat, reward-shaped and recurrent SB3 agents.
+FLAT_TRAINERS = ("recgym.agents.flat", "recgym.agents.rewards", "recgym.agents.shaped", "recgym.agents.recurrent")
+
+
+def learning_curve_options(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
+    """Training options that make a v1 cell's agent log its learning curve on the truth through
+    :class:`recgym.agents.callbacks.RecMetricsCallback`: ``eval/*`` scalars (true R_cum, Gini, ...) every
+    ``timesteps / CURVE_POINTS`` steps on the cell's number of episodes, with ``eval/dpfr`` and
+    ``eval/front_distance`` against the cell's reference front. Agents of :data:`FLAT_TRAINERS` only (the
+    hierarchical ones and DORL log their own scalars); ``{}`` for others and for population cells."""
+    from recgym.agents import get_agent
+
+    if config.is_population or get_agent(cell.method).train.partition(":")[0] not in FLAT_TRAINERS:
+        return {}
+    front = cell_front(config, size, cell.env, cell.setting, outdir)
+
+    def scorer(result: Any) -> dict[str, float]:
+        return {key: value for key, value in front.score(result).items() if key != "dominated"}
+
+    return {"eval_episodes": size.episodes, "eval_freq": max(1, size.timesteps // CURVE_POINTS), "eval_scorer": scorer}
+
+
 def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
     """Train (if trainable) and evaluate one cell; returns the JSON-ready record written to disk
     (with the cell's configuration, :func:`cell_config`). Population cells also record ``series``
-    (platform metric -> per-step list) and log it per step."""
+    (platform metric -> per-step list) and log it per step. v1 cells also record ``dpfr``,
+    ``front_distance`` and ``dominated`` against :func:`cell_front` (already cached by
+    :func:`run_experiment`) and ``wall_s``."""
     from torch.utils.tensorboard import SummaryWriter
 
     from recgym.agents import get_agent, make_policy, train_agent
     from recgym.evaluation import evaluate, population_rollout
 
+    start = time.perf_counter()
     options = {**config.options, **config.settings[cell.setting]}
     logdir = outdir / "tb" / cell.id
     if get_agent(cell.method).trainable:
+        curve = learning_curve_options(config, size, cell, outdir) if config.is_v1 else {}
         policy, _ = train_agent(cell.method, config.training_env(cell.env), size.timesteps, seed=cell.seed,
-                                logdir=logdir, num_envs=size.num_envs, env_options=options)
+                                logdir=logdir, num_envs=size.num_envs, env_options=options, **curve)
     else:
         policy = make_policy(cell.method)
     if config.is_population:
-        rollout = population_rollout(policy, size.platform_steps, seed=10_000 + cell.seed, n_users=size.num_envs,
+        rollout = population_rollout(policy, size.platform_steps, seed=EVAL_SEED + cell.seed, n_users=size.num_envs,
                                      **config.population, **options)
         summary = rollout.summary
         record = {**dataclasses.asdict(cell), "id": cell.id, **summary,
                   "series": {key: [float(v) for v in values] for key, values in rollout.series.items()}}
     else:
-        result = evaluate(policy, cell.env, episodes=size.episodes, seed=10_000 + cell.seed,
+        result = evaluate(policy, cell.env, episodes=size.episodes, seed=EVAL_SEED + cell.seed,
                           num_envs=size.num_envs, **options)
-        summary = result.summary
-        record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(),
+        scores = cell_front(config, size, cell.env, cell.setting, outdir).score(result) if config.is_v1 else {}
+        summary = {**result.summary, **scores}
+        record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(), **scores,
                   "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
+    if config.is_v1:
+        summary["wall_s"] = record["wall_s"] = time.perf_counter() - start
     record["config"] = cell_config(config, size, cell)
     with SummaryWriter(str(logdir / "eval")) as writer:
         for key in config.columns:
@@ -430,6 +551,42 @@ def pareto_plot(records: list[dict[str, Any]], path: Path, utility: str = "R_cum
     fig.savefig(path, dpi=120)
 
 
+def front_plot(records: list[dict[str, Any]], fronts: dict[tuple[str, str], Any], path: Path) -> None:
+    """v1 tables: one panel per (env, setting) with its reference front (the penalised-oracle sweep's
+    non-dominated points), DPFR's reference point and each method's mean (1 - Gini, true R_cum) over seeds with
+    Student-t 95% error bars (:func:`recgym.plotting.front_figure`)."""
+    panels = []
+    for (env, setting), front in fronts.items():
+        methods = {}
+        for method in dict.fromkeys(r["method"] for r in records):
+            runs = [r for r in records if (r["method"], r["env"], r["setting"]) == (method, env, setting)]
+            if runs:
+                (equity, equity_ci), (utility, utility_ci) = (
+                    t_ci95(np.array([value(r) for r in runs])) for value in (lambda r: 1 - r["gini"], lambda r: r["R_cum"]))
+                methods[method] = (equity, equity_ci, utility, utility_ci)
+        fairness, utility = front.reference_point(0.5)
+        panels.append({"title": f"{env.split('/')[-1]}, {setting}: {front.episodes} episodes x {front.seeds} seeds",
+                       "front": front.vertices * [1.0, front.oracle_r_cum],
+                       "reference": (fairness, utility * front.oracle_r_cum), "methods": methods})
+    front_figure(panels).savefig(path, dpi=120)
+
+
+def fronts_table(fronts: dict[tuple[str, str], Any]) -> str:
+    """Markdown: each reference front's ends (the oracle, lambda 0, and the fairest front point) and its DPFR
+    reference point (alpha 0.5), the rows every v1 table carries beside its methods."""
+    lines = ["| reference front | env | setting | oracle R_cum | oracle Gini | fairest R_cum | fairest Gini | "
+             "DPFR point R_cum | DPFR point Gini |", "|---" * 9 + "|"]
+    for (env, setting), front in fronts.items():
+        fairest = np.flatnonzero(front.on_front)[np.argmin(front.gini[front.on_front])]
+        fairness, utility = front.reference_point(0.5)
+        lines.append(f"| penalised oracle ({front.seeds} seeds) | {env.split('/')[-1]} | {setting} | "
+                     f"{front.r_cum[0]:.2f} ± {front.r_cum_ci[0]:.2f} | {front.gini[0]:.3f} ± {front.gini_ci[0]:.3f} | "
+                     f"{front.r_cum[fairest]:.2f} ± {front.r_cum_ci[fairest]:.2f} | "
+                     f"{front.gini[fairest]:.3f} ± {front.gini_ci[fairest]:.3f} | "
+                     f"{utility * front.oracle_r_cum:.2f} | {1 - fairness:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def fairness_over_time_plot(records: list[dict[str, Any]], path: Path,
                             keys: tuple[str, ...] = ("exposure_gini", "popularity_gini")) -> None:
     """Population cells: each of ``keys`` (rows) vs platform step per setting (columns), one line per
@@ -453,6 +610,68 @@ def fairness_over_time_plot(records: list[dict[str, Any]], path: Path,
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+#: The markers of ``docs/results.md``'s v1 section (:func:`write_v1_section` replaces what lies between them).
+V1_BEGIN, V1_END = "<!-- v1 tables: begin (written by `recgym results`) -->", "<!-- v1 tables: end -->"
+
+
+def v1_configs() -> list[ExperimentConfig]:
+    """The bundled configs of issue #19's protocol (:attr:`ExperimentConfig.is_v1`), by name."""
+    return [config for config in map(load_config, bundled_configs().values()) if config.is_v1]
+
+
+def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
+    """Markdown of one v1 table from the full-size cells stored in ``root/<name>`` (:func:`results_dir`): a
+    row per method, env and setting with every column's mean ± 95% t-interval once all its seeds are
+    stored, else ``pending (k/S seeds)``; the reference fronts once measured; the count of cells done."""
+    size = config.full
+    outdir = root / config.name
+    grid = cells(config, size)
+    stored = {cell: read_cell(config, size, cell, outdir) for cell in grid}
+    done = [record for record in stored.values() if record is not None]
+    hours = sum(record.get("wall_s", 0.0) for record in done) / 3600
+    lines = [f"### {config.name}: {config.description}", "",
+             f"`recgym experiment {config.name} --size full` ({size.seeds} seeds, {size.timesteps:,} training steps "
+             f"per learning agent, {size.episodes if not config.is_population else size.platform_steps} "
+             f"{'episodes' if not config.is_population else 'platform steps'} per cell): "
+             f"**{len(done)}/{len(grid)} cells done** ({hours:.2f} h of cell wall time stored).", "",
+             "| method | env | setting | seeds | " + " | ".join(config.columns) + " |",
+             "|" + "---|" * (4 + len(config.columns))]
+    groups: dict[tuple[str, str, str], list[dict[str, Any] | None]] = {}
+    for cell, record in stored.items():
+        groups.setdefault((cell.method, cell.env, cell.setting), []).append(record)
+    for (method, env, setting), records in groups.items():
+        finished = [record for record in records if record is not None]
+        head = f"| {method} | {env.split('/')[-1]} | {setting} | {len(finished)}/{len(records)} | "
+        if len(finished) < len(records):
+            lines.append(head + "pending" + " |" * len(config.columns))
+        else:
+            row = aggregate(finished, config.columns)[0]
+            lines.append(head + " | ".join(f"{row[k]:.3f} ± {row[k + '_ci']:.3f}" for k in config.columns) + " |")
+    fronts = {(env, setting): front_from_dict(json.loads(front_file(outdir, env, setting).read_text()))
+              for env in config.envs for setting in config.settings if front_file(outdir, env, setting).exists()}
+    if fronts:
+        lines += ["", fronts_table(fronts).rstrip("\n")]
+    if (outdir / "pareto.png").exists() and len(done) == len(grid):
+        lines += ["", f"![{config.name}: true R_cum vs exposure equity with the reference front]"
+                      f"(../{(outdir / 'pareto.png').as_posix()})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_v1_section(doc: str | Path = "docs/results.md", root: str | Path = V1_RESULTS) -> str:
+    """(Re)write the v1 section of ``doc`` (between :data:`V1_BEGIN` and :data:`V1_END`, appended when absent)
+    from the cells stored under ``root``: one :func:`v1_table` per bundled v1 config. Returns the section."""
+    section = "\n".join([V1_BEGIN, *(v1_table(config, Path(root)) for config in v1_configs()), V1_END])
+    path = Path(doc)
+    text = path.read_text() if path.exists() else ""
+    if V1_BEGIN in text and V1_END in text:
+        before, rest = text.split(V1_BEGIN, 1)
+        text = before + section + rest.split(V1_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section + "\n"
+    path.write_text(text)
+    return section
 
 
 def ray_trial(trial: dict[str, Any]) -> dict[str, float]:
@@ -499,6 +718,8 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
     out = writable_dir(outdir or results_dir(config, size), "output directory")
     grid = cells(config, chosen)
     todo = [cell for cell in grid if read_cell(config, chosen, cell, out) is None]
+    fronts = {(env, setting): cell_front(config, chosen, env, setting, out)  # once, before the cells read them
+              for env in config.envs for setting in config.settings} if config.is_v1 and not config.is_population else {}
     if backend == "ray":
         from recgym.integrations.ray_tune import run_trials_on_ray
 
@@ -522,8 +743,12 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
         run_cells(config, chosen, todo, out, progress=progress, workers=workers or 1, torch_threads=torch_threads)
     records = [read_cell(config, chosen, cell, out) for cell in grid]
     rows = aggregate(records, config.columns)
-    write_tables(rows, out, config.columns)
-    pareto_plot(records, out / "pareto.png", config.columns[0])
+    table = write_tables(rows, out, config.columns)
+    if fronts:
+        (out / "results.md").write_text(table + "\n" + fronts_table(fronts))
+        front_plot(records, fronts, out / "pareto.png")
+    else:
+        pareto_plot(records, out / "pareto.png", config.columns[0])
     if config.is_population:
         fairness_over_time_plot(records, out / "fairness_over_time.png")
     return rows

@@ -56,6 +56,10 @@ AGENTS: dict[str, AgentSpec] = {
     "random": AgentSpec("uniformly random allowed item", f"{_BASELINES}:RandomPolicy"),
     "popular": AgentSpec("most popular item by logged popularity", f"{_BASELINES}:MostPopular"),
     "oracle": AgentSpec("leave-aware greedy on the TRUE expected reward (upper reference)", f"{_BASELINES}:OracleGreedy"),
+    "oracle-tail": AgentSpec("control: the oracle restricted to the long tail (no top-20% item while a tail item "
+                             "is allowed)", f"{_BASELINES}:LongTailOracle"),
+    "nonpersonalised": AgentSpec("control: one ranking for everyone, the population's mean satisfaction, leave-aware "
+                                 "(v1 worlds)", f"{_BASELINES}:PopulationMeanRanking"),
     "egreedy": AgentSpec("epsilon-greedy bandit over items (epsilon=0.1)", f"{_BASELINES}:EpsilonGreedy"),
     "ucb": AgentSpec("UCB1 bandit over items", f"{_BASELINES}:UCB"),
     "linucb": AgentSpec("contextual LinUCB on history x item features", f"{_BASELINES}:LinUCB"),
@@ -80,6 +84,10 @@ AGENTS: dict[str, AgentSpec] = {
     "ppo-novelty": AgentSpec("DNaIR-style PPO trained on reward + EasyRL4Rec diversity/novelty bonus",
                              train="recgym.agents.rewards:train_ppo_novelty",
                              load="recgym.agents.rewards:load_ppo_novelty"),
+    **{name: AgentSpec(f"flat PPO with {method}'s reward shaping (its flat control; recgym/agents/shaped.py)",
+                       train="recgym.agents.shaped:train_shaped_ppo", load="recgym.agents.shaped:load_shaped_ppo",
+                       args=(name,))
+       for name, method in (("ppo-fair", "dsrm-hrl"), ("ppo-tail", "hrl4pfg"))},
     "dorl": AgentSpec("DORL-style A2C on an uncertainty-penalised ensemble reward model (simulator transitions)",
                       train="recgym.agents.dorl:train_dorl", load="recgym.agents.dorl:load_dorl"),
     "maskable-ppo": _sb3("maskable-ppo", "sb3-contrib MaskablePPO (trains with the NX no-repeat mask)"),

@@ -65,6 +65,44 @@ class OracleGreedy(Policy):
         return sim.expected_reward() - 2.0 * sim.world.reward_max * sim.leave_mask()
 
 
+class LongTailOracle(OracleGreedy):
+    """Control: :class:`OracleGreedy` restricted to the long tail (items outside the top ``1 - tail`` by prior
+    popularity, ``World.popular_items``) as :func:`recgym.phenomena.long_tail_and_share` runs it: the best tail
+    item by true expected reward, a head item only when no tail item is allowed, and (as the oracle) no
+    leave-triggering item while another allowed item exists."""
+
+    def __init__(self, head_fraction: float = 0.2) -> None:
+        if isinstance(head_fraction, bool) or not isinstance(head_fraction, (int, float)) or not 0 <= head_fraction < 1:
+            raise ValueError(f"head_fraction must be in [0, 1), got {head_fraction!r}")
+        self.head_fraction = float(head_fraction)
+
+    def bind(self, env: Any, seed: int | None = None) -> None:
+        super().bind(env, seed)
+        self.head = self.world.popular_items(self.head_fraction)
+
+    def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
+        sim = self.env.sim
+        return np.where(self.head, -1.0, sim.expected_reward()) - 2.0 * self.world.reward_max * sim.leave_mask()
+
+
+class PopulationMeanRanking(Policy):
+    """Control: the best non-personalised ranking of the phenomena reference. Every session gets the same
+    order, the population's mean base satisfaction of each item (:func:`recgym.phenomena.population_mean_satisfaction`,
+    computed once at ``bind``), skipping items that would make the user leave (the leave rules are the
+    protocol's, public) when another allowed item exists. v1 worlds (the score uses the items' quality)."""
+
+    def bind(self, env: Any, seed: int | None = None) -> None:
+        from recgym.phenomena import population_mean_satisfaction
+
+        if not env.world.is_v1:
+            raise ValueError(f"the population-mean ranking needs a v1 world, got {env.world.name!r}")
+        super().bind(env, seed)
+        self.ranking = population_mean_satisfaction(self.world)
+
+    def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
+        return self.ranking[None, :] - 2.0 * self.world.reward_max * self.env.sim.leave_mask()
+
+
 @dataclass
 class _ItemStats:
     """Per-item reward sums and counts pooled over all sessions."""

@@ -10,6 +10,7 @@ hyperparameters (TensorBoard's hparams plugin) and a histogram of item exposure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,20 @@ class RecMetricsCallback(BaseCallback):
         eval_env: env id (or env) for ``eval/*`` summaries via :func:`recgym.evaluate`; ``None``
             disables them. ``eval_freq``: timesteps between evaluations (0: only at the end).
         eval_episodes, eval_options, seed: passed to :func:`recgym.evaluate`.
+        scorer: more ``eval/*`` scalars from each evaluation, ``EvaluationResult -> {name: value}`` (e.g.
+            a reference front's :meth:`recgym.pareto.Front.score`: ``eval/dpfr``, ``eval/front_distance``).
     """
 
     def __init__(self, hparams: dict[str, Any] | None = None, min_episodes: int = 64, eval_env: Any = None,
                  eval_freq: int = 0, eval_episodes: int = 100, eval_options: dict[str, Any] | None = None,
-                 seed: int | None = 0, verbose: int = 0) -> None:
+                 seed: int | None = 0, scorer: Callable[[EvaluationResult], dict[str, Any]] | None = None,
+                 verbose: int = 0) -> None:
         super().__init__(verbose)
         self.hparams = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
                         for key, value in (hparams or {}).items()}
         self.min_episodes = min_episodes
         self.eval_env, self.eval_freq, self.eval_episodes = eval_env, eval_freq, eval_episodes
-        self.eval_options, self.seed = dict(eval_options or {}), seed
+        self.eval_options, self.seed, self.scorer = dict(eval_options or {}), seed, scorer
         self.last_eval: EvaluationResult | None = None
 
     def _on_training_start(self) -> None:
@@ -109,6 +113,8 @@ class RecMetricsCallback(BaseCallback):
         self.last_eval = evaluate(self.model, self.eval_env, episodes=self.eval_episodes, seed=self.seed,
                                   **self.eval_options)
         self._record("eval", self.last_eval)
+        for key, value in (self.scorer(self.last_eval) if self.scorer is not None else {}).items():
+            self.logger.record(f"eval/{key}", float(value))
 
     def _record(self, prefix: str, result: EvaluationResult) -> None:
         for key, value in result.summary.items():

@@ -248,8 +248,8 @@ def load_model(algo: str, path: str | Path, env: Any = None, agent: str | None =
 
 def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 64,
           progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
-          wrap_env: Callable[[Any], Any] | None = None, agent: str | None = None,
-          **hyperparams: Any) -> tuple[BaseAlgorithm, Path]:
+          wrap_env: Callable[[Any], Any] | None = None, agent: str | None = None, eval_freq: int = 0,
+          eval_scorer: Callable[[Any], dict[str, Any]] | None = None, **hyperparams: Any) -> tuple[BaseAlgorithm, Path]:
     """Train ``algo`` on ``env_id`` for ``timesteps`` in a new run directory
     ``logdir/<agent>_<env>_s<seed>_<n>/`` (:func:`recgym.agents.checkpoints.new_run_dir`): TensorBoard
     event files and the checkpoint ``model.zip`` side by side. The model carries the checkpoint
@@ -258,7 +258,11 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
 
     ``wrap_env`` turns the ``SB3VecEnv`` into the env the learner trains on, e.g. a
     :class:`recgym.agents.rewards.RewardShaper` that rewrites the reward; the metric callback still
-    reports the simulator's true reward (and the shaped reward separately as ``rollout/shaped_reward``)."""
+    reports the simulator's true reward (and the shaped reward separately as ``rollout/shaped_reward``).
+
+    ``eval_episodes`` > 0: the run is evaluated on the truth (:func:`recgym.evaluate`, ``eval/*`` scalars) at
+    the end and, with ``eval_freq`` > 0, every ``eval_freq`` timesteps (a learning curve); ``eval_scorer``
+    adds scalars computed from each evaluation (:class:`~recgym.agents.callbacks.RecMetricsCallback`'s ``scorer``)."""
     from recgym.agents.callbacks import RecMetricsCallback
     from recgym.agents.progress import TrainingProgressBar
     from recgym.envs.sb3 import SB3VecEnv
@@ -283,7 +287,8 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
                       f"slate_size=1; on slates the run logs SB3's rollout/ep_rew_mean and ep_len_mean", stacklevel=2)
         eval_episodes = 0
     callback = RecMetricsCallback(hparams=hparams, eval_env=env_id if eval_episodes else None,
-                                  eval_episodes=eval_episodes, eval_options=options, seed=seed)
+                                  eval_freq=eval_freq, eval_episodes=eval_episodes, eval_options=options, seed=seed,
+                                  scorer=eval_scorer)
     model.learn(total_timesteps=timesteps, callback=[callback, TrainingProgressBar()] if progress_bar else callback)
     path = run_dir / "model.zip"
     model.save(path)

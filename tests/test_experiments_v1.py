@@ -1,0 +1,133 @@
+"""Issue #19's protocol v1 pipeline: v1 columns scored against a cached reference front, the controls
+(long-tail oracle, non-personalised ranking, flat PPO with a hierarchical method's shaping), learning curves
+on the truth in TensorBoard, the Population-v1 logs-vs-truth table, and the results section that completes
+over sessions (pending cells counted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recgym.experiments import (
+    V1_BEGIN, V1_COLUMNS, V1_END, front_file, load_config, run_experiment, v1_table, write_v1_section,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+GRID = """
+name: grid_v1
+methods: [random, oracle, oracle-tail, nonpersonalised]
+envs: [recgym/Synthetic-v1]
+options: {max_turn: 10, popular_streak: 3, leave_window: 0}
+full: {seeds: 2, timesteps: 64, episodes: 16, num_envs: 8}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "grid.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_v1_cells_are_scored_against_one_cached_front_on_paired_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rows = run_experiment(write(tmp_path, GRID), "full", out, progress=False)
+    by = {row["method"]: row for row in rows}
+    assert set(by["oracle"]) >= set(V1_COLUMNS) and all(np.isfinite(by["oracle"][key]) for key in V1_COLUMNS)
+    front = json.loads(front_file(out, "recgym/Synthetic-v1", "default").read_text())
+    oracle_point = next(p for p in front["points"] if p["lambda"] == 0)
+    # the front runs the cells' evaluation seeds: its lambda-0 point IS the oracle row (measured 18.503, 0.864)
+    assert by["oracle"]["R_cum"] == pytest.approx(oracle_point["R_cum"], rel=1e-9)
+    assert by["oracle"]["gini"] == pytest.approx(oracle_point["gini"], rel=1e-9)
+    # controls: the tail costs the oracle utility (16.24 vs 18.50), one ranking for all costs more (9.92)
+    # and concentrates exposure (Gini 0.980 vs 0.864); random is farthest from the front's DPFR point
+    assert by["nonpersonalised"]["R_cum"] < by["oracle-tail"]["R_cum"] < by["oracle"]["R_cum"]
+    assert by["nonpersonalised"]["gini"] > by["oracle"]["gini"]
+    assert by["random"]["dpfr"] > by["nonpersonalised"]["dpfr"] > by["oracle"]["dpfr"]
+    assert all(row["wall_s"] > 0 for row in rows)
+    assert "| penalised oracle (2 seeds) | Synthetic-v1 | default |" in (out / "results.md").read_text()
+    assert (out / "pareto.png").stat().st_size > 10_000
+    stamp = front_file(out, "recgym/Synthetic-v1", "default").stat().st_mtime_ns
+    assert run_experiment(write(tmp_path, GRID), "full", out, progress=False) == rows  # resumed: nothing redone
+    assert front_file(out, "recgym/Synthetic-v1", "default").stat().st_mtime_ns == stamp
+    for cell in out.glob("*.json"):
+        cell.unlink()  # the cells of other options would be refused first
+    with pytest.raises(ValueError, match="reference front was measured with other settings"):
+        run_experiment(write(tmp_path, GRID.replace("max_turn: 10", "max_turn: 11")), "full", out, progress=False)
+
+
+def test_long_tail_oracle_serves_the_tail_and_the_ranking_is_the_same_for_everyone() -> None:
+    from recgym.agents import make_policy
+    from recgym.evaluation import make_eval_env
+
+    venv = make_eval_env("recgym/Synthetic-v1", 8, leave_window=0)
+    obs, _ = venv.reset(seed=3)
+    tail, ranking = make_policy("oracle-tail"), make_policy("nonpersonalised")
+    for policy in (tail, ranking):
+        policy.bind(venv, 0)
+    head = venv.world.popular_items(0.2)
+    for _ in range(5):
+        mask = venv.sim.action_mask()
+        assert not head[tail.act(obs, mask)].any()
+        picks = ranking.act(obs, mask)
+        assert (picks == picks[0]).all()  # fresh sessions, no leave risk: one ranking, one item
+        obs, *_ = venv.step(picks)
+    with pytest.raises(ValueError, match="needs a v1 world"):
+        ranking.bind(make_eval_env("recgym/Synthetic-v0", 2), 0)
+
+
+def test_shaped_ppo_twin_logs_its_learning_curve_on_the_truth(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    grid = GRID.replace("[random, oracle, oracle-tail, nonpersonalised]", "[ppo-fair]").replace(
+        "full: {seeds: 2, timesteps: 64, episodes: 16, num_envs: 8}", "full: {seeds: 1, timesteps: 256, episodes: 8, num_envs: 4}")
+    out = tmp_path / "out"
+    rows = run_experiment(write(tmp_path, grid), "full", out, progress=False)
+    assert rows[0]["method"] == "ppo-fair" and np.isfinite(rows[0]["dpfr"])
+    events = EventAccumulator(str(next((out / "tb").rglob("ppo-fair_Synthetic-v1_s0_1")))).Reload()
+    for key in ("eval/R_cum", "eval/gini", "eval/dpfr", "eval/front_distance"):
+        steps = [event.step for event in events.Scalars(key)]
+        assert len(steps) >= 3 and steps == sorted(steps), key  # every 25 steps' rollout end, and at the end
+    shaped, env_reward = (np.mean([e.value for e in events.Scalars(key)]) for key in
+                          ("rollout/shaped_reward", "rollout/env_reward"))
+    assert shaped != env_reward  # the learner saw DSRM-HRL's fairness term on top of the logged reward
+
+
+def test_population_v1_compares_learners_on_logs_and_on_truth(tmp_path: Path) -> None:
+    grid = """
+methods: [popular, ppo]
+envs: [recgym/Population-v1]
+population: {world: synthetic-v1, arrival_rate: 0.5}
+settings:
+  logs: {reward_signal: observed}
+  truth: {reward_signal: "true"}
+smoke: {seeds: 1, timesteps: 64, num_envs: 4, platform_steps: 5}
+"""
+    config = load_config(write(tmp_path, grid))
+    assert config.is_v1 and config.is_population and config.training_env("recgym/Population-v1") == "recgym/Synthetic-v1"
+    rows = run_experiment(config, "smoke", tmp_path / "out", progress=False)
+    assert {(r["method"], r["setting"]) for r in rows} == {(m, s) for m in ("popular", "ppo") for s in ("logs", "truth")}
+    assert all(np.isfinite(r["popularity_gini"]) and r["wall_s"] > 0 for r in rows)
+    assert (tmp_path / "out" / "fairness_over_time.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="population.world: unknown world 'kuairec' for recgym/Population-v1"):
+        load_config(write(tmp_path, grid.replace("synthetic-v1", "kuairec"), "bad.yaml"))
+
+
+def test_results_section_counts_pending_cells_and_completes_over_runs(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GRID))
+    root = tmp_path / "v1"
+    table = v1_table(config, root)
+    assert "**0/8 cells done**" in table and table.count("| pending |") == 4
+    run_experiment(config, "full", root / config.name, progress=False, methods=["oracle", "random"])
+    table = v1_table(config, root)
+    assert "**4/8 cells done**" in table and table.count("| pending |") == 2
+    assert "| oracle | Synthetic-v1 | default | 2/2 | 18.503 ± " in table and "| penalised oracle" in table
+    doc = write(tmp_path, f"# Results\n\nv0 text\n\n{V1_BEGIN}\nold\n{V1_END}\n\ntail\n", "results.md")
+    section = write_v1_section(doc, root)
+    text = doc.read_text()
+    assert text.startswith("# Results\n\nv0 text\n\n") and text.endswith("\n\ntail\n") and "old" not in text
+    assert section in text and "### fairness_v1" in section and "**0/" in section  # bundled tables: nothing stored
+    assert write_v1_section(doc, root) == section and doc.read_text() == text
