@@ -299,10 +299,19 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         policy = make_policy(args.policy)
     result = evaluate(policy, args.env, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs, **options)
+    extra = {}
+    if args.policy in ("novelty-hrl", "hrl4pfg") and args.checkpoint is not None:  # scored against the simulator's truth
+        from recgym.agents.hrl_agents import method_summary
+
+        extra = method_summary(args.policy, policy, args.env, args.episodes, args.seed, args.num_envs, **options)
+        result.summary.update(extra)
+        result.ci95.update(dict.fromkeys(extra, float("nan")))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         print_table({args.policy: result}, title=f"{args.env} ({args.episodes} episodes, seed {args.seed})")
+        for key, value in extra.items():
+            print(f"{key}: {value:.3f}")
     return 0
 
 

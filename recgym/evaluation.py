@@ -292,3 +292,83 @@ def population_rollout(policy: Any, steps: int, seed: int = 0, n_users: int = 64
                "gini": float(series["exposure_gini"][-1]), "popularity_gini": float(series["popularity_gini"][-1]),
                "long_tail_share": float(series["long_tail_share"].mean())}
     return PopulationResult(series, summary)
+
+
+@dataclass(frozen=True)
+class LifetimeGuidance:
+    """Progressive guidance over users' lifetimes (v1 ``episode="lifetime"`` envs): per session index
+    ``k`` (S sessions, the longest recorded lifetime), averaged over the lifetimes that reached it.
+
+    session_value: (S,) mean true return of session k. session_tail_share: (S,) share of session k's
+    recommendations outside the top group by prior popularity. session_tail_affinity: (S,) the user's mean
+    acquired taste (the simulator's truth, ``Users.taste``, mean over neighbourhoods) at the start of
+    session k. lifetime_value: mean true return of a lifetime; tail_affinity_gain: mean over lifetimes of
+    the acquired taste at their last step minus at their first.
+    """
+
+    session_value: np.ndarray
+    session_tail_share: np.ndarray
+    session_tail_affinity: np.ndarray
+    lifetime_value: float
+    tail_affinity_gain: float
+    n_lifetimes: int
+
+    def summary(self) -> dict[str, float]:
+        """``recgym eval`` summary entries: lifetime value, tail-affinity gain, and first-session vs
+        later-session tail share and value (``nan`` where no lifetime had a second session)."""
+        later = slice(1, None)
+        with np.errstate(invalid="ignore"):
+            return {"lifetime_value": self.lifetime_value, "tail_affinity_gain": self.tail_affinity_gain,
+                    "tail_share_first_session": float(self.session_tail_share[0]),
+                    "tail_share_later_sessions": float(np.mean(self.session_tail_share[later])) if len(self.session_tail_share) > 1 else float("nan"),
+                    "value_first_session": float(self.session_value[0]),
+                    "value_later_sessions": float(np.mean(self.session_value[later])) if len(self.session_value) > 1 else float("nan")}
+
+
+def lifetime_guidance(policy: Any, env: str | RecSysVectorEnv | Any, episodes: int = 64, seed: int | None = 0,
+                      num_envs: int = 64, **options: Any) -> LifetimeGuidance:
+    """Run ``policy`` for ``episodes`` lifetimes of a v1 lifetime env (the first ``episodes`` to start, as
+    :func:`evaluate`) and measure how its users' tail affinity and value evolve across their sessions."""
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    venv = make_eval_env(env, min(num_envs, int(episodes)), **options)
+    if not venv.world.is_v1 or venv.params.episode != "lifetime":
+        raise ValueError(f"lifetime_guidance needs a v1 env with episode='lifetime', got world v1={venv.world.is_v1}, "
+                         f"episode={venv.params.episode!r}")
+    agent = as_policy(policy)
+    obs, _ = venv.reset(seed=seed)
+    agent.bind(venv, seed)
+    sim = venv.sim
+    episode_id = np.arange(venv.num_envs)
+    next_id = venv.num_envs
+    columns: list[tuple[np.ndarray, ...]] = []
+    while (episode_id < episodes).any():
+        affinity = sim.users.taste[sim.user].mean(axis=1)
+        session = sim.session_index.copy()
+        actions = agent.act(obs, sim.action_mask())
+        obs, rewards, terminated, truncated, infos = venv.step(actions)
+        columns.append((episode_id.copy(), session, infos["true_reward"], ~sim.popular[actions], affinity))
+        done = np.flatnonzero(terminated | truncated)
+        episode_id[done] = next_id + np.arange(done.size)
+        next_id += done.size
+    episode, session, reward, tail, affinity = (np.concatenate(column) for column in zip(*columns))
+    keep = episode < episodes
+    episode, session, reward, tail, affinity = episode[keep], session[keep], reward[keep], tail[keep], affinity[keep]
+    n_sessions = int(session.max()) + 1
+    cell = episode * n_sessions + session  # one (lifetime, session) cell per step
+    steps = np.bincount(cell, minlength=episodes * n_sessions).reshape(episodes, n_sessions)
+    value = np.bincount(cell, reward, episodes * n_sessions).reshape(episodes, n_sessions)
+    tail_steps = np.bincount(cell, tail, episodes * n_sessions).reshape(episodes, n_sessions)
+    start = np.full(episodes * n_sessions, np.nan)
+    start[cell[::-1]] = affinity[::-1]  # each cell's first step (reversed: the first write wins last)
+    reached = steps > 0
+    first = np.full(episodes, np.nan)
+    last = np.full(episodes, np.nan)
+    first[episode[::-1]], last[episode] = affinity[::-1], affinity
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return LifetimeGuidance(
+            session_value=np.where(reached, value, 0).sum(0) / reached.sum(0),
+            session_tail_share=tail_steps.sum(0) / steps.sum(0),
+            session_tail_affinity=np.nanmean(start.reshape(episodes, n_sessions), axis=0),
+            lifetime_value=float(value.sum(1).mean()), tail_affinity_gain=float(np.mean(last - first)),
+            n_lifetimes=int(episodes))

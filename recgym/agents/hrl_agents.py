@@ -19,7 +19,7 @@ from recgym.agents.hierarchy import (
     HierarchicalPolicy, HierarchyConfig, Method, Obs, load_hierarchy, read_meta, train_hierarchy,
 )
 from recgym.agents.hrl4pfg import HRL4PFG
-from recgym.agents.novelty_hrl import NoveltyHRL
+from recgym.agents.novelty_hrl import NoveltyHRL, propensity_agreement
 from recgym.world import World
 
 #: agent name -> (uses DSRM, one level only)
@@ -109,6 +109,26 @@ def _stage_one(env_id: str, timesteps: int, seed: int, run_dir: Path, device: st
                      env_options=env_options)
     model.save(run_dir / DSRM_FILE)
     return model
+
+
+def method_summary(agent: str, policy: HierarchicalPolicy, env: str, episodes: int, seed: int, num_envs: int,
+                   **options: Any) -> dict[str, float]:
+    """What ``recgym eval`` adds to a hierarchical agent's summary, scored against the simulator's truth
+    where the env has it: novelty-hrl on v1 envs, its inferred propensity against the true static and
+    session propensities (:func:`recgym.agents.novelty_hrl.propensity_agreement`, ``propensity_*``);
+    hrl4pfg on v1 lifetime envs, progressive guidance across sessions
+    (:func:`recgym.evaluation.lifetime_guidance`, ``guidance_*``). Empty otherwise."""
+    from recgym.evaluation import lifetime_guidance, make_eval_env
+
+    venv = make_eval_env(env, 1, **options)
+    if not venv.world.is_v1:
+        return {}
+    if agent == "novelty-hrl":
+        return propensity_agreement(policy, env, episodes, seed, num_envs, **options).summary()
+    if agent == "hrl4pfg" and venv.params.episode == "lifetime":
+        guidance = lifetime_guidance(policy, env, episodes, seed, num_envs, **options)
+        return {f"guidance_{key}": value for key, value in guidance.summary().items()}
+    return {}
 
 
 def load(agent: str, path: str | Path, world: World | None = None) -> HierarchicalPolicy:

@@ -20,11 +20,12 @@ recgym's concrete choices (``docs/hrl.md``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from scipy import stats
 
 from recgym.agents.hierarchy import CatalogueScores, Obs, feedback_state, session_step, top_candidates
 from recgym.agents.rewards import diversity_novelty_bonus, log_popularity_score
@@ -131,24 +132,35 @@ class PropensityAgreement:
     """How well a trained high level's goal ``nu`` tracks the simulator's TRUE novelty propensity.
 
     Scored at every high-level decision after the session's first option (the history is empty before):
-    Pearson correlations of ``nu`` with the true propensity (static + session), with the static part
-    alone, and, as a reference for how much the observation reveals, of the high level's input feature
-    ``slope`` (feedback-on-novelty slope, :meth:`NoveltyHRL.novelty_response`) with the truth.
+    Pearson (``r_``) and Spearman (``rho_``) correlations of ``nu`` with the true propensity (static +
+    session), with the static part alone (the world's ``user_novelty``) and with the session part (the
+    rest: v0's session offset, v1's latent session mode), and, as a reference for how much the
+    observation reveals, Pearson of the high level's input feature ``slope`` (feedback-on-novelty slope,
+    :meth:`NoveltyHRL.novelty_response`) with the truth. A correlation is 0 where either side is constant.
     """
 
     r_inferred_total: float
     r_inferred_static: float
+    r_inferred_session: float
+    rho_inferred_total: float
+    rho_inferred_static: float
+    rho_inferred_session: float
     r_slope_total: float
     mean_inferred: float
     std_inferred: float
     mean_true: float
     n_decisions: int
 
+    def summary(self) -> dict[str, float]:
+        """The scores as ``recgym eval`` summary entries: ``propensity_<field>``."""
+        return {f"propensity_{key}": float(value) for key, value in asdict(self).items()}
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+
+def _correlation(x: np.ndarray, y: np.ndarray, rank: bool = False) -> float:
+    """Pearson (Spearman if ``rank``) correlation of two (N,) arrays; 0 where either is constant."""
     if x.std() < 1e-9 or y.std() < 1e-9:
         return 0.0
-    return float(np.corrcoef(x, y)[0, 1])
+    return float(stats.spearmanr(x, y)[0] if rank else stats.pearsonr(x, y)[0])
 
 
 def propensity_agreement(policy: Any, env: str, episodes: int = 200, seed: int = 0, num_envs: int = 64,
@@ -180,7 +192,9 @@ def propensity_agreement(policy: Any, env: str, episodes: int = 200, seed: int =
     nu, truth_total, truth_static, slopes = (np.concatenate(x).astype(np.float64) for x in (inferred, total, static, slope))
     if nu.size < 2:
         raise ValueError("too few high-level decisions after a session's first option; raise episodes")
+    truth_session = truth_total - truth_static
     return PropensityAgreement(
-        r_inferred_total=_pearson(nu, truth_total), r_inferred_static=_pearson(nu, truth_static),
-        r_slope_total=_pearson(slopes, truth_total), mean_inferred=float(nu.mean()), std_inferred=float(nu.std()),
+        **{f"{prefix}_inferred_{part}": _correlation(nu, truth, rank=prefix == "rho") for prefix in ("r", "rho")
+           for part, truth in (("total", truth_total), ("static", truth_static), ("session", truth_session))},
+        r_slope_total=_correlation(slopes, truth_total), mean_inferred=float(nu.mean()), std_inferred=float(nu.std()),
         mean_true=float(truth_total.mean()), n_decisions=int(nu.size))
