@@ -7,7 +7,8 @@ Generic schema (CSV or Parquet, one row per impression; :data:`LOG_COLUMNS`)::
 
     user_id, item_id, timestamp (s), session_id, position (index in the session's feed),
     click, watch_ratio, long_view, like, follow, comment, forward, hate  (recgym.params.SIGNALS),
-    category ("3|7": the item's category ids), creator, duration (s)
+    category ("3|7": the item's category ids), creator, duration (s),
+    is_random (1: the random policy's uniform exposure, 0: an agent's)
 
 KuaiRec schema (a folder): ``big_matrix.csv`` (``user_id,video_id,play_duration,video_duration,time,
 date,timestamp,watch_ratio``; a row per impression, watch ratio 0 when swiped away) and
@@ -28,7 +29,8 @@ from recgym.params import SIGNALS
 from recgym.sizes import check_count
 
 #: Columns of the generic log schema, in file order.
-LOG_COLUMNS = ("user_id", "item_id", "timestamp", "session_id", "position", *SIGNALS, "category", "creator", "duration")
+LOG_COLUMNS = ("user_id", "item_id", "timestamp", "session_id", "position", *SIGNALS, "category", "creator", "duration",
+               "is_random")
 
 #: 2020-07-05 00:00 UTC, KuaiRec's first day: the logs' time origin.
 LOG_EPOCH = 1_593_907_200.0
@@ -117,6 +119,7 @@ def simulate_log(
         "session_id": session_ids[keep], "position": positions[keep],
         **{name: signals[keep, j] for j, name in enumerate(SIGNALS)},
         "category": labels[items], "creator": world.item_creator[items], "duration": world.item_duration[items],
+        "is_random": np.int8(agent is None),  # the random policy's exposure is uniform, independent of taste
     })
     for name in SIGNALS:
         if name != "watch_ratio":

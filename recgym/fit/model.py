@@ -13,8 +13,14 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
    ``click_slope``, ``conformity``), on the random-exposure rows when the log has at least
    ``min_rows`` of them (KuaiRand's log_random, KuaiRec's small matrix: exposure there is
    independent of taste, so conformity is not confounded with what the recommender chose to show),
-   else on every training row. ``watch_noise``: the spread of ``log w - log sat``; ``long_view_ratio``:
-   the watch ratio above which the logged long-view rate is reproduced.
+   else on every training row. Familiarity pulls, on random exposure only (:func:`familiarity_identified`):
+   ``familiarity_click`` is the click regression's coefficient on ``f`` (1 when the item's creator made
+   one of the session's last ``history_len`` impressions, :func:`recent_creator`), ``familiarity_watch``
+   the gap in mean ``log w - log sat`` between familiar and other clicked random-exposure rows (those
+   familiar rows stay out of the factorisation); without random exposure both are off (not identifiable:
+   what a recommender chose to show confounds them with taste). ``watch_noise``: the spread of ``log w -
+   log sat`` (less the familiarity inflation); ``long_view_ratio``: the watch ratio above which the
+   logged long-view rate is reproduced.
 3. Popularity: logged clicks per item (+1); creators and categories as logged; item age from the first
    impression; followed creators: each user's most clicked creators.
 4. Leave model: the (``leave_window``, ``patience``, ``patience_threshold``) of :data:`LEAVE_GRID` whose
@@ -36,8 +42,8 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
    simulator runs its fixed ones (no SimParams knob).
 
 Mechanisms not fitted are switched off in the fitted params (:data:`UNFITTED_OFF`): interest drift and
-walk, time of day, novelty, boredom, creator fatigue, familiarity, acquired taste; the users' daily and
-weekly cycles are zero. Their hooks are listed in the manifest.
+walk (not identifiable from logs of this size: ``docs/fit.md``), time of day, novelty, boredom, creator
+fatigue, acquired taste; the users' daily and weekly cycles are zero. Their hooks are listed in the manifest.
 """
 
 from __future__ import annotations
@@ -65,8 +71,8 @@ from recgym.world import World
 WATCH_FLOOR = 0.01
 #: Mechanisms the fit does not identify yet: off in a fitted world (each is a SimParams knob a user may turn on).
 UNFITTED_OFF = {"interest_drift": 0.0, "interest_walk": 0.0, "time_of_day": 0.0, "novelty_weight": 0.0,
-                "session_novelty_volatility": 0.0, "boredom": 0.0, "creator_fatigue": 0.0,
-                "familiarity_click": 0.0, "familiarity_watch": 0.0, "taste_weight": 0.0, "popular_streak": 0}
+                "session_novelty_volatility": 0.0, "boredom": 0.0, "creator_fatigue": 0.0, "taste_weight": 0.0,
+                "popular_streak": 0}
 #: Leave-rule candidates (DORL window with threshold 0, patience budget, patience threshold as a share of reward_max).
 LEAVE_GRID = {"leave_window": (0, 1, 2, 4), "patience": (0.0, 1.0, 3.0, 10.0), "patience_threshold": (0.05, 0.15, 0.3)}
 #: The leave rule is fitted on session lengths up to this quantile (longer sessions are censored there).
@@ -90,8 +96,13 @@ HOOKS = {
     "return_gaps": "session_rate, retention_weight and each user's activity (user_features[:, 0]) are fitted "
                    "to the return gaps; the empirical per-user session counts and gaps are also stored "
                    "(user_sessions.npy, return_gaps.npy)",
-    "drift_novelty_time": "interest drift, novelty seeking and time-of-day cycles are not fitted (off)",
-    "familiarity": "familiarity pulls are not fitted (off); user_followed holds each user's most clicked creators",
+    "drift_novelty_time": "interest drift and walk, novelty seeking and time-of-day cycles are not fitted (off; "
+                          "drift: not identifiable from the split-half agreement of the users' fitted interests, "
+                          "docs/fit.md)",
+    "familiarity": "familiarity_click and familiarity_watch are fitted on random-exposure rows (a creator among the "
+                   "session's last history_len impressions vs not; user_followed is then empty, the estimate's "
+                   "familiarity); without them they are off and user_followed holds each user's most clicked "
+                   "creators (statistics.familiarity says which)",
     "post_click_signals": "like/follow/comment/forward/hate intercepts are fitted (statistics.post_click_intercepts) "
                           "but the simulator runs the v1 logging model's fixed ones "
                           "(recgym.logging_model.POST_CLICK_LOGITS: no SimParams knob yet)",
@@ -219,17 +230,22 @@ def popularity_score(pop_prior: np.ndarray, items: np.ndarray) -> np.ndarray:
     return np.log1p(pop_prior[items]) / np.log1p(pop_prior.max())
 
 
-def _fit_click_model(log_sat: np.ndarray, pop: np.ndarray, clicks: np.ndarray) -> tuple[float, float, float]:
-    """(click_base, click_slope, conformity) maximising the logistic likelihood, within SimParams' ranges."""
-    features = np.column_stack([np.ones_like(log_sat), log_sat, pop])
+def _fit_click_model(log_sat: np.ndarray, pop: np.ndarray, clicks: np.ndarray, familiar: np.ndarray | None = None
+                     ) -> tuple[float, float, float, float]:
+    """(click_base, click_slope, conformity, familiarity_click) maximising the logistic likelihood of
+    ``clicks`` on [1, log sat, popularity score, familiar (N,) 0/1], within SimParams' ranges; without
+    ``familiar`` the familiarity pull is not fitted (0)."""
+    features = np.column_stack([np.ones_like(log_sat), log_sat, pop, np.zeros_like(log_sat) if familiar is None
+                                else familiar.astype(np.float64)])
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         z = features @ theta
         value = np.sum(np.logaddexp(0.0, z) - clicks * z) / z.size
         return value, features.T @ (1.0 / (1.0 + np.exp(-z)) - clicks) / z.size
 
-    result = scipy.optimize.minimize(loss, np.array([-2.0, 1.0, 0.0]), jac=True, method="L-BFGS-B",
-                                     bounds=[(-20.0, 20.0), (0.0, 10.0), (0.0, 20.0)])
+    result = scipy.optimize.minimize(loss, np.array([-2.0, 1.0, 0.0, 0.0]), jac=True, method="L-BFGS-B",
+                                     bounds=[(-20.0, 20.0), (0.0, 10.0), (0.0, 20.0),
+                                             (0.0, 0.0 if familiar is None else 20.0)])
     return tuple(float(v) for v in result.x)
 
 
@@ -380,10 +396,17 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
                             f"{settings.min_rows} of each kind of row and >= 2 users and items")
     rng = np.random.default_rng([settings.seed, 3])
     steps = tqdm(total=5, desc="fit", unit="step", disable=not progress)
+    # the familiarity pulls are identified on random exposure (step 2); the familiar random-exposure rows
+    # they are measured on stay out of the factorisation, which would otherwise absorb the pull
+    random_rows = rows[log.random[rows]]
+    familiar = recent_creator(log, SimParams().history_len)
+    familiarity = familiarity_identified(random_rows, random_rows[(click[random_rows] == 1) & (watch[random_rows] > 0)],
+                                         familiar, settings.min_rows)
+    factorised = ~(familiar[watched] & log.random[watched]) if familiarity == "fitted" else np.ones(watched.size, bool)
     # 1. satisfaction
     target = np.log(np.maximum(watch[watched].astype(np.float64), WATCH_FLOOR))
-    mu, x, b_u, y, b_i = als(log.user[watched], log.item[watched], target, log.n_users, log.n_items, settings,
-                             progress)
+    mu, x, b_u, y, b_i = als(log.user[watched[factorised]], log.item[watched[factorised]], target[factorised],
+                             log.n_users, log.n_items, settings, progress)
     steps.update()
     seen_items = np.bincount(log.item[watched], minlength=log.n_items) > 0
     beta = float(b_i[seen_items].std()) if seen_items.sum() > 1 else 0.0
@@ -438,16 +461,25 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         user_cycles=np.zeros((log.n_users, 4, settings.dims), np.float32),  # time cycles not fitted: none
     )
     steps.update()
-    # 2. click model, watch noise, long view
-    random_rows = rows[log.random[rows]]
+    # 2. click model, familiarity pulls (random exposure only), watch noise, long view
     click_rows = _sample(random_rows if random_rows.size >= settings.min_rows else rows, REGRESSION_ROWS, rng)
     log_sat = log_satisfaction(world, watch_max, log.user[click_rows], log.item[click_rows])
-    click_base, click_slope, conformity = _fit_click_model(
-        log_sat, popularity_score(pop_prior, log.item[click_rows]), click[click_rows].astype(np.float64))
+    click_base, click_slope, conformity, familiarity_click = _fit_click_model(
+        log_sat, popularity_score(pop_prior, log.item[click_rows]), click[click_rows].astype(np.float64),
+        familiar[click_rows] if familiarity == "fitted" else None)
     residual = target - log_satisfaction(world, watch_max, log.user[watched], log.item[watched])
+    familiarity_watch = 0.0
+    if familiarity == "fitted":  # the mean log watch ratio gap, familiar vs not, on random exposure
+        on_random, seen = log.random[watched], familiar[watched]
+        familiarity_watch = float(np.clip(residual[on_random & seen].mean() - residual[on_random & ~seen].mean(),
+                                          0.0, 100.0))
+        residual = residual - familiarity_watch * seen
+        # the fitted world's familiarity is the estimate's: the session's recent creators, no followed ones
+        world = dataclasses.replace(world, user_followed=np.zeros((log.n_users, 0), np.int32))
     long_view_rate = float(log.signal("long_view")[watched].mean())
     params: dict[str, Any] = {
         **UNFITTED_OFF, "click_base": click_base, "click_slope": click_slope, "conformity": conformity,
+        "familiarity_click": familiarity_click, "familiarity_watch": familiarity_watch,
         "watch_noise": float(min(residual.std(), 100.0)), "watch_max": watch_max,
         "long_view_ratio": (float(np.quantile(watch[watched], 1 - long_view_rate)) if "long_view" in log.logged
                             and 0 < long_view_rate < 1 else 1.0),
@@ -481,17 +513,53 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         "rows": int(log.n_rows), "train_rows": int(rows.size), "users": log.n_users, "items": log.n_items,
         "sessions": log.n_sessions, "random_exposure_rows": int(log.random.sum()),
         "click_model_on": "random exposure" if random_rows.size >= settings.min_rows else "all training rows",
+        "familiarity": familiarity,
         "click_rate": float(click[rows].mean()), "mean_watch_ratio_per_click": float(watch[watched].mean()),
         "mean_session_length": float(session_lengths.mean()) if session_lengths.size else None,
         "median_return_gap_h": float(np.median(gaps) / 3600) if gaps.size else None,
         "return_model": "fitted" if in_train.sum() >= MIN_GAPS else f"SimParams defaults (fewer than {MIN_GAPS} gaps)",
-        "post_click_intercepts": fit_post_click_intercepts(log, rows[click[rows] == 1], world, params),
+        "post_click_intercepts": fit_post_click_intercepts(log, rows[click[rows] == 1], world, params, familiar),
         "leave_rule_survival_distance": leave_gap, "als_rmse": float(np.sqrt(np.mean((target - prediction) ** 2))),
     }
     manifest = {"source": {"path": log.source, "logged_signals": list(log.logged)},
                 "fit_settings": dataclasses.asdict(settings), "statistics": statistics, "hooks": HOOKS}
     return FitResult(world, params, train, manifest,
                      {"user_sessions": sessions_per_user, "return_gaps": gaps, "session_lengths": session_lengths})
+
+
+#: The fewest clicked random-exposure training rows on each side (familiar, not) to fit the familiarity pulls.
+MIN_FAMILIAR_ROWS = 30
+
+
+def recent_creator(log: Log, k: int) -> np.ndarray:
+    """(N,) bool: the row's creator made one of the ``k`` impressions before it in its session (the
+    simulator's creator familiarity without followed creators; rows without a session: False)."""
+    rows = np.flatnonzero(log.session >= 0)
+    order = rows[np.lexsort((log.position[rows], log.session[rows]))]
+    creator, session = log.item_creator[log.item[order]], log.session[order]
+    familiar = np.zeros(order.size, bool)
+    for lag in range(1, min(k, order.size - 1) + 1):
+        familiar[lag:] |= (session[lag:] == session[:-lag]) & (creator[lag:] == creator[:-lag])
+    out = np.zeros(log.n_rows, bool)
+    out[order] = familiar
+    return out
+
+
+def familiarity_identified(random_rows: np.ndarray, clicked_random: np.ndarray, familiar: np.ndarray,
+                           min_rows: int) -> str:
+    """"fitted" when the familiarity pulls can be fitted: at least ``min_rows`` random-exposure training
+    rows (``random_rows``; the click model is then fitted on them) and :data:`MIN_FAMILIAR_ROWS` clicked
+    ones (``clicked_random``) on each side of ``familiar`` (N,) bool. There exposure is independent of
+    taste, so a recent creator's pull on the click and the watch ratio is not the recommender's choice
+    of what the user likes. Otherwise the reason it is not identifiable."""
+    if random_rows.size < min_rows:
+        return (f"not identifiable: {random_rows.size} random-exposure rows, need >= {min_rows} (exposure "
+                "chosen by a recommender confounds the familiarity pull with taste); off")
+    shares = int(familiar[clicked_random].sum()), int((~familiar[clicked_random]).sum())
+    if min(shares) < MIN_FAMILIAR_ROWS:
+        return (f"not identifiable: {shares[0]} familiar and {shares[1]} other clicked random-exposure rows "
+                f"(need >= {MIN_FAMILIAR_ROWS} each); off")
+    return "fitted"
 
 
 def session_starts(log: Log, rows: np.ndarray) -> np.ndarray:
@@ -503,22 +571,25 @@ def session_starts(log: Log, rows: np.ndarray) -> np.ndarray:
 POST_CLICK_SIGNALS = SIGNALS[3:]
 
 
-def fit_post_click_intercepts(log: Log, clicked: np.ndarray, world: World, params: dict[str, Any]
-                              ) -> dict[str, dict[str, float]]:
+def fit_post_click_intercepts(log: Log, clicked: np.ndarray, world: World, params: dict[str, Any],
+                              familiar: np.ndarray) -> dict[str, dict[str, float]]:
     """Per post-click signal the logit intercept ``a_s`` that reproduces its logged rate on the
     ``clicked`` rows (a rate-matching logistic fit with the logging model's slope ``k_s`` on the
-    fitted log satisfaction and, for the like, ``conformity_like * p``; familiarity is off in a
-    fitted world): signal -> {"fitted": a_s, "simulator": the logging model's fixed a_s, "rate": the
-    logged rate per click}. Signals the log lacks, or that never / always fire, are left out."""
+    fitted log satisfaction, ``conformity_like * p`` for the like and the fitted ``familiarity_click``
+    times ``familiar`` (N,) bool for all but the hate): signal -> {"fitted": a_s, "simulator": the
+    logging model's default a_s, "rate": the logged rate per click}. Signals the log lacks, or that
+    never / always fire, are left out."""
     log_sat = log_satisfaction(world, float(params["watch_max"]), log.user[clicked], log.item[clicked])
     like_pull = params.get("conformity_like", SimParams().conformity_like) * popularity_score(
         world.pop_prior, log.item[clicked])
+    familiarity_pull = float(params.get("familiarity_click", 0.0)) * familiar[clicked]
     intercepts = {}
     for j, name in enumerate(POST_CLICK_SIGNALS):
         rate = float(log.signal(name)[clicked].mean()) if name in log.logged and clicked.size else 0.0
         if not 0.0 < rate < 1.0:
             continue
-        offset = POST_CLICK_LOGITS[j, 1] * log_sat + (like_pull if name == "like" else 0.0)
+        offset = (POST_CLICK_LOGITS[j, 1] * log_sat + (like_pull if name == "like" else 0.0)
+                  + (familiarity_pull if name != "hate" else 0.0))
         intercept = scipy.optimize.brentq(_rate_excess, -60.0, 60.0, args=(offset, rate))
         intercepts[name] = {"fitted": float(intercept), "simulator": float(POST_CLICK_LOGITS[j, 0]), "rate": rate}
     return intercepts
