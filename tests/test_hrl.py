@@ -65,25 +65,37 @@ def test_catalogue_scores_are_the_dot_products():
     np.testing.assert_allclose(CatalogueScores(item_emb)(queries), queries @ item_emb.T, rtol=1e-5, atol=1e-5)
 
 
-def test_row_cache_recomputes_only_the_rows_whose_history_changed():
+def test_row_cache_computes_only_histories_it_has_not_seen():
     venv = gym.make_vec("recgym/Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point",
                         autoreset_mode="SameStep")
     obs, _ = venv.reset(seed=0)
-    computed = []
+    computed, seen = [], set()
 
     def compute(batch):
         computed.append(len(batch["item_ids"]))
         return feedback_state(batch)
 
+    def unseen(batch):  # the rows whose history no earlier batch held
+        rows = {ids.tobytes() + fb.tobytes() for ids, fb in zip(batch["item_ids"], batch["feedback"])}
+        fresh = len(rows - seen)
+        seen.update(rows)
+        return fresh
+
     cache = RowCache(8, venv.world.embed_dim)
+    expected = [unseen(obs)]  # one distinct (empty) history; rows repeated within a batch are each computed
     np.testing.assert_array_equal(cache.get(obs, compute), feedback_state(obs))
     active = np.arange(8) < 3
     for step in range(4):
         obs, *_ = venv.step(np.arange(8) + 10 * step, active=active)
+        expected.append(unseen(obs))
         np.testing.assert_allclose(cache.get(obs, compute), feedback_state(obs), rtol=1e-6)
+    assert computed[0] == 8 and computed[1:] == expected[1:] and max(computed[1:]) <= 3  # only the active sessions
     assert cache.get(obs, compute).shape == (8, venv.world.embed_dim)  # the same observation: nothing computed
-    assert computed == [8, 3, 3, 3, 3]  # whole batch, then the three active sessions of each step
-    assert cache.get(rows_of(obs, [1, 2]), compute).shape == (2, venv.world.embed_dim) and computed[-1] == 2
+    np.testing.assert_allclose(cache.get(rows_of(obs, [2, 1]), compute), feedback_state(obs)[[2, 1]], rtol=1e-6)
+    assert len(computed) == 5  # nor for a sub-batch of it
+    stacked = {key: np.concatenate([value, value[:2] + (1 if key == "feedback" else 0)]) for key, value in obs.items()}
+    np.testing.assert_allclose(cache.get(stacked, compute), feedback_state(stacked), rtol=1e-6)
+    assert computed[-1] == 2  # a stacked batch: only its two new rows
 
 
 def test_dsrm_hrl_state_is_a_function_of_each_rows_history():

@@ -89,9 +89,9 @@ class DSRMHRL:
         self._rows = RowCache(venv.num_envs, dim)
 
     def state(self, obs: Obs) -> np.ndarray:
-        """(B, D) unit state of ``obs``. DSRM sampling is the costly part, so on a batch of the bound
-        env's B sessions only the rows whose history changed since the last call are computed
-        (:class:`~recgym.agents.hierarchy.RowCache`); other batches are computed whole."""
+        """(N, D) unit state of ``obs`` (any N rows). DSRM sampling is the costly part, so only the rows
+        whose history is not among the recently computed ones are sampled, in one call
+        (:class:`~recgym.agents.hierarchy.RowCache`)."""
         return self._rows.get(obs, self._unit_state)
 
     def _unit_state(self, obs: Obs) -> np.ndarray:

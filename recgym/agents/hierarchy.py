@@ -174,36 +174,65 @@ def rows_of(obs: Obs, rows: np.ndarray) -> Obs:
 
 
 class RowCache:
-    """Per-session values of observation batches (B rows, F columns), recomputed only for the rows whose
-    history (``item_ids`` and ``feedback``) changed since the previous call.
+    """Per-row values of observation batches (F columns), keyed by each row's history (``item_ids`` and
+    ``feedback``): :meth:`get` computes only the rows whose history is not among the rows of the last
+    batches it saw (at most ``4 * n_rows`` rows are remembered).
 
-    In the hierarchy's views most rows of consecutive observations are unchanged: the high level's
-    waiting sessions, the terminal observations of sessions that did not end, the observation the
-    high level decides on and the low level then sees. ``compute`` must be row-wise: a row's value a
-    function of that row's history alone (:meth:`get`).
+    In the hierarchy's views most rows repeat: the high level's waiting sessions, the observation the
+    high level decides on and the low level then sees, the same sub-batch read by several views. A
+    row is found by a 64-bit hash of its history (one vectorised pass), then compared in full, so a
+    hash collision costs a recomputation, never a wrong value. ``compute`` must be row-wise: a row's
+    value a function of that row's history alone.
     """
 
     def __init__(self, n_rows: int, width: int) -> None:
-        self.values = np.zeros((n_rows, width), np.float32)
+        self.capacity, self.width = 4 * n_rows, width
+        self.values = np.zeros((0, width), np.float32)
         self.item_ids: np.ndarray | None = None
         self.feedback: np.ndarray | None = None
+        self.keys = np.zeros(0, np.uint64)
+        self.order = np.zeros(0, np.int64)  # argsort of keys
+
+    #: odd 64-bit multipliers of the row hash (ids, then feedback bits), enough for histories of 256 slots
+    MULTIPLIERS = np.random.default_rng(0).integers(1, 2**62, size=512, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+    @classmethod
+    def _hash(cls, item_ids: np.ndarray, feedback: np.ndarray) -> np.ndarray:
+        """(N,) uint64 hash of each row's (k,) ids and (k,) feedback bits (wrapping sums of products)."""
+        k = item_ids.shape[1]
+        bits = feedback.view(np.uint32).astype(np.uint64)
+        return ((item_ids.astype(np.uint64) * cls.MULTIPLIERS[:k]).sum(axis=1)
+                + (bits * cls.MULTIPLIERS[256:256 + k]).sum(axis=1))
 
     def get(self, obs: Obs, compute: Callable[[Obs], np.ndarray]) -> np.ndarray:
-        """(B, F) ``compute(obs)``, fresh array; a batch of another size than B is computed whole, uncached."""
-        item_ids, feedback = obs["item_ids"], obs["feedback"]
-        if item_ids.shape[0] != self.values.shape[0]:
-            return compute(obs)
-        if self.item_ids is None or self.item_ids.shape != item_ids.shape:
-            stale = np.ones(item_ids.shape[0], bool)
-            self.item_ids, self.feedback = item_ids.copy(), feedback.copy()
-        else:
-            stale = (item_ids != self.item_ids).any(axis=1) | (feedback != self.feedback).any(axis=1)
-        if stale.all():
-            self.values[:] = compute(obs)
-        elif stale.any():
-            self.values[stale] = compute(rows_of(obs, stale))
-        self.item_ids[stale], self.feedback[stale] = item_ids[stale], feedback[stale]
-        return self.values.copy()
+        """(N, F) ``compute(obs)`` for a batch of any N rows, fresh array."""
+        item_ids, feedback = obs["item_ids"], np.ascontiguousarray(obs["feedback"], np.float32)
+        keys = self._hash(item_ids, feedback)
+        values = np.empty((keys.size, self.width), np.float32)
+        found = np.zeros(keys.size, bool)
+        if self.keys.size and self.item_ids is not None and self.item_ids.shape[1:] == item_ids.shape[1:]:
+            at = self.order[np.minimum(np.searchsorted(self.keys[self.order], keys), self.keys.size - 1)]
+            found = ((self.keys[at] == keys) & (self.item_ids[at] == item_ids).all(axis=1)
+                     & (self.feedback[at] == feedback).all(axis=1))
+            values[found] = self.values[at[found]]
+        if not found.all():
+            values[~found] = compute(obs if not found.any() else rows_of(obs, ~found))
+        keep = slice(max(0, self.keys.size + keys.size - self.capacity), None)  # newest rows last
+        if self.item_ids is None or self.item_ids.shape[1:] != item_ids.shape[1:]:
+            self.item_ids, self.feedback = item_ids[:0], feedback[:0]
+        self.item_ids = np.concatenate([self.item_ids, item_ids])[keep]
+        self.feedback = np.concatenate([self.feedback, feedback])[keep]
+        self.values = np.concatenate([self.values, values])[keep]
+        self.keys = np.concatenate([self.keys, keys])[keep]
+        self.order = np.argsort(self.keys, kind="stable")
+        return values
+
+
+def stack_rows(obs: Obs, extra: Obs, rows: np.ndarray) -> Obs:
+    """One batch of ``obs``'s B rows followed by ``extra``'s ``rows``: views computed in one call."""
+    if rows.size == 0:
+        return obs
+    return {key: np.concatenate([value, extra[key][rows]]) for key, value in obs.items()}
 
 
 def pick(candidates: np.ndarray, low_action: np.ndarray) -> np.ndarray:
@@ -294,24 +323,23 @@ class LowLevelVecEnv(_GoalVecEnv):
         self.goal_rng = np.random.default_rng(seed)
         self.candidates = np.zeros((venv.num_envs, 0), np.int64)
 
-    def _low_observation(self) -> np.ndarray:
-        observation, self.candidates = low_view(self.method, self.env_obs, self.goal, self.venv.action_masks())
-        return observation
-
-    def _refresh_goals(self, rows: np.ndarray) -> None:
+    def _refresh_goals(self, rows: np.ndarray, views: Obs) -> None:
+        """New goals for the sessions ``rows``, the high level reading the first B rows of ``views``."""
         if not rows.any():
             return
         if self.high_policy is None:
             space = self.method.goal_space
             fresh = self.goal_rng.uniform(space.low, space.high, size=self.goal.shape).astype(np.float32)
         else:
-            fresh = goal_of_action(self.method.goal_space, self.high_policy(self.method.high_observation(self.env_obs)))
+            action = self.high_policy(self.method.high_observation(views))[:self.num_envs]
+            fresh = goal_of_action(self.method.goal_space, action)
         self.goal[rows] = fresh[rows]
 
     def reset(self) -> np.ndarray:
         self._reset_env()
-        self._refresh_goals(np.ones(self.num_envs, bool))
-        return self._low_observation()
+        self._refresh_goals(np.ones(self.num_envs, bool), self.env_obs)
+        observation, self.candidates = low_view(self.method, self.env_obs, self.goal, self.venv.action_masks())
+        return observation
 
     def step_wait(self):
         method, obs = self.method, self.env_obs
@@ -320,16 +348,22 @@ class LowLevelVecEnv(_GoalVecEnv):
         done = terminated | truncated
         final_obs = info["final_obs"] if done.any() else next_obs
         rewards = method.low_reward(reward, obs, final_obs, self.goal, items)
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if done.any():  # the ended sessions' last views (SB3 bootstraps truncated ones from them)
-            ended = np.flatnonzero(done)
-            terminal, _ = low_view(method, rows_of(final_obs, ended), self.goal[ended], self.venv.action_masks()[ended])
-            for row, i in enumerate(ended):
-                infos[i] = {"terminal_observation": terminal[row],
-                            "TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
+        # One batch for every view of this step: the B next observations, then the ended sessions' last
+        # ones (SB3 bootstraps truncated sessions from them) under the goals they ended with.
+        n, ended = self.num_envs, np.flatnonzero(done)
+        views = stack_rows(next_obs, final_obs, ended)
+        ended_goals = self.goal[ended]
         self.env_obs = next_obs
-        self._refresh_goals(session_step(next_obs, self.venv.params.max_turn) % method.option_length == 0)
-        return self._low_observation(), rewards.astype(np.float32), done, infos
+        self._refresh_goals(session_step(next_obs, self.venv.params.max_turn) % method.option_length == 0, views)
+        masks = self.venv.action_masks()
+        observation, candidates = low_view(method, views, np.concatenate([self.goal, ended_goals]),
+                                           np.concatenate([masks, masks[ended]]))
+        self.candidates = candidates[:n]
+        infos: list[dict[str, Any]] = [{} for _ in range(n)]
+        for row, i in enumerate(ended, start=n):
+            infos[i] = {"terminal_observation": observation[row],
+                        "TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
+        return observation[:n], rewards.astype(np.float32), done, infos
 
 
 class HighLevelVecEnv(_GoalVecEnv):
@@ -357,10 +391,12 @@ class HighLevelVecEnv(_GoalVecEnv):
         done = np.zeros(n, bool)
         timeout = np.zeros(n, bool)
         terminal_obs: Obs = {}
+        items = np.zeros(n, np.int64)  # a waiting session's placeholder item (it is not stepped)
         for j in range(m):
-            obs = self.env_obs
-            low_observation, candidates = low_view(method, obs, self.goal, self.venv.action_masks())
-            items = pick(candidates, self.low_policy(low_observation))
+            obs, rows = self.env_obs, np.flatnonzero(active)  # views of the active sessions only
+            low_observation, candidates = low_view(method, rows_of(obs, rows), self.goal[rows],
+                                                   self.venv.action_masks()[rows])
+            items[rows] = pick(candidates, self.low_policy(low_observation))
             next_obs, reward, terminated, truncated, info = self.venv.step(items, active=active)
             option_reward += np.where(active, reward, 0.0)
             option_items[active, j] = items[active]
@@ -377,13 +413,12 @@ class HighLevelVecEnv(_GoalVecEnv):
             if not active.any():
                 break
         rewards = method.high_reward(option_reward, option_items, self.goal)
+        ended = np.flatnonzero(done)  # the next observations and the ended sessions' last ones, one batch
+        observation = method.high_observation(stack_rows(self.env_obs, terminal_obs, ended))
         infos: list[dict[str, Any]] = [{} for _ in range(n)]
-        if done.any():
-            ended = np.flatnonzero(done)
-            terminal = method.high_observation(rows_of(terminal_obs, ended))
-            for row, i in enumerate(ended):
-                infos[i] = {"terminal_observation": terminal[row], "TimeLimit.truncated": bool(timeout[i])}
-        return method.high_observation(self.env_obs), rewards.astype(np.float32), done, infos
+        for row, i in enumerate(ended, start=n):
+            infos[i] = {"terminal_observation": observation[row], "TimeLimit.truncated": bool(timeout[i])}
+        return observation[:n], rewards.astype(np.float32), done, infos
 
 
 def _predictor(model: PPO | None) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -399,7 +434,7 @@ def _predictor(model: PPO | None) -> Callable[[np.ndarray], np.ndarray] | None:
     def act(observation: np.ndarray) -> np.ndarray:
         if policy.training:  # left in training mode by the last update
             policy.set_training_mode(False)
-        with th.no_grad():
+        with th.inference_mode():
             obs = preprocess_obs(th.as_tensor(observation, device=policy.device), policy.observation_space)
             head = policy.action_net(policy.mlp_extractor.forward_actor(policy.pi_features_extractor(obs)))
         if isinstance(space, spaces.Discrete):

@@ -120,18 +120,29 @@ class NoisePredictor(nn.Module):
     def forward(self, x: torch.Tensor, steps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x, timestep_embedding(steps, self.time_dim), condition], dim=1))
 
-    def conditioned(self, condition: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
-        """``eps(x, k)`` = :meth:`forward` of (B, D) x at step k (the same for every row) for a fixed
-        (B, 4D) ``condition``, what a reverse chain calls at each step: the first layer's condition
-        part (4D of its 5D + 32 inputs) is computed once per chain instead of once per step, and the
-        step's features once instead of once per row. The same function, summed in another order."""
+    def conditioned(self, condition: torch.Tensor, steps: list[int] | None = None,
+                    repeats: int = 1) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """``eps(x, k)`` = :meth:`forward` of (R B, D) x at step k (the same for every row) for a fixed
+        (B, 4D) ``condition`` repeated ``repeats`` times (row r B + b is row b's r-th copy), what a
+        reverse chain calls at each step: the first layer's condition part (4D of its 5D + 32 inputs)
+        is computed once per chain on the B distinct rows instead of once per step and copy, the step
+        features once per step instead of once per row (all of ``steps`` in one pass when given), and
+        the rest of the network is called as plain functions of its weights. The same function,
+        summed in another order."""
         first, dim = self.net[0], condition.shape[1] // 4
-        fixed = F.linear(condition, first.weight[:, dim + self.time_dim:], first.bias)  # (B, hidden)
-        weight_x, weight_t = first.weight[:, :dim], first.weight[:, dim:dim + self.time_dim]
+        _, hidden, _, out = self.net[1:]
+        fixed = F.linear(condition, first.weight[:, dim + self.time_dim:], first.bias).repeat(repeats, 1)  # (R B, hidden)
+        weight_x, weight_t = first.weight[:, :dim].T, first.weight[:, dim:dim + self.time_dim].T
+
+        def step_features(ks: list[int]) -> torch.Tensor:  # (len(ks), hidden)
+            return timestep_embedding(torch.tensor(ks, device=condition.device), self.time_dim) @ weight_t
+
+        known = dict(zip(steps, step_features(steps))) if steps else {}
 
         def eps(x: torch.Tensor, k: int) -> torch.Tensor:
-            step = timestep_embedding(torch.full((1,), k, device=x.device), self.time_dim) @ weight_t.T  # (1, hidden)
-            return self.net[1:](torch.addmm(fixed + step, x, weight_x.T))
+            step = known[k] if k in known else step_features([k])[0]
+            h = F.silu(torch.addmm(fixed + step, x, weight_x))
+            return F.linear(F.silu(F.linear(h, hidden.weight, hidden.bias)), out.weight, out.bias)
 
         return eps
 
@@ -247,16 +258,18 @@ class DSRM(nn.Module):
 
     def sample(
         self, raw: torch.Tensor, context: torch.Tensor, sampler: str = "ddpm", steps: int | None = None,
-        generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None, noise: torch.Tensor | None = None, repeats: int = 1,
     ) -> torch.Tensor:
         """Run the reverse chain from the forward-noised raw state: (B, D) s~ and its (B, 3D) history
-        context -> (B, D) s^ (unit scale).
+        context -> (B, D) s^ (unit scale); with ``repeats`` = R, R chains per row: (R B, D), row
+        r B + b the r-th chain of row b (the condition is computed once per row).
 
         Differentiable (a fine-tuned feature extractor back-propagates through it).
 
         ``sampler="ddpm"`` walks all K ancestral steps; ``"ddim"`` takes ``steps`` (default K)
-        deterministic DDIM (eta = 0) jumps, the fast sampler. ``noise``: the (B, D) noise of the
-        forward-noised start (default: drawn from ``generator``).
+        deterministic DDIM (eta = 0) jumps, the fast sampler. ``noise``: the (R B, D) noise of the
+        forward-noised start (default: drawn from ``generator``). The schedule's coefficients are
+        Python floats (no tensor op per coefficient), and each step is a few fused tensor ops.
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
@@ -266,30 +279,35 @@ class DSRM(nn.Module):
         n_jumps = big_k if steps is None else steps
         if isinstance(n_jumps, bool) or not isinstance(n_jumps, int) or not 1 <= n_jumps <= big_k:
             raise ValueError(f"steps must be an integer in [1, {big_k}], got {steps!r}")
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
         condition = self._condition(raw, context)
         if noise is None:
-            noise = torch.randn(raw.shape, generator=generator, device=raw.device)
-        x = self.alpha_bar[big_k].sqrt() * condition[:, :self.config.embed_dim] + (1 - self.alpha_bar[big_k]).sqrt() * noise
+            noise = torch.randn((repeats * raw.shape[0], raw.shape[1]), generator=generator, device=raw.device)
+        alpha_bar, scale = self.alpha_bar.tolist(), self.target_scale
+        start = condition[:, :self.config.embed_dim].repeat(repeats, 1)
+        x = torch.add(math.sqrt(alpha_bar[big_k]) * start, noise, alpha=math.sqrt(1 - alpha_bar[big_k]))
         if sampler == "ddpm":
             schedule = list(range(big_k, 0, -1))
         else:
             schedule = sorted({int(round(v)) for v in np.linspace(big_k, 1, n_jumps)}, reverse=True)
-        denoise = self.denoiser.conditioned(condition)
+        denoise = self.denoiser.conditioned(condition, schedule, repeats)
         for i, k in enumerate(schedule):
             prev = schedule[i + 1] if i + 1 < len(schedule) else 0
-            ab, ab_prev = self.alpha_bar[k], self.alpha_bar[prev]
+            ab, ab_prev = alpha_bar[k], alpha_bar[prev]
             eps = denoise(x, k)
-            x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-3 * self.target_scale, 3 * self.target_scale)
+            x0 = (torch.add(x, eps, alpha=-math.sqrt(1 - ab)) / math.sqrt(ab)).clamp(-3 * scale, 3 * scale)
             if sampler == "ddim" or prev == 0:  # at prev = 0, alpha_bar = 1: x becomes the predicted x0
-                x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+                x = torch.add(math.sqrt(ab_prev) * x0, eps, alpha=math.sqrt(1 - ab_prev))
             else:  # ancestral step: posterior q(x_prev | x_k, x0)
                 beta = 1 - ab / ab_prev
-                mean = (ab_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - ab_prev) * x) / (1 - ab)
-                std = (beta * (1 - ab_prev) / (1 - ab)).sqrt()
-                x = mean + std * torch.randn(x.shape, generator=generator, device=x.device)
-        return x / self.target_scale
+                mean = torch.add(math.sqrt(ab_prev) * beta / (1 - ab) * x0, x,
+                                 alpha=math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab))
+                std = math.sqrt(beta * (1 - ab_prev) / (1 - ab))
+                x = torch.add(mean, torch.randn(x.shape, generator=generator, device=x.device), alpha=std)
+        return x / scale
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def purify(
         self, obs: dict[str, Any], sampler: str = "ddpm", steps: int | None = None, n_samples: int = 8,
         seed: int | None = 0, shared_noise: bool = False,
@@ -320,8 +338,7 @@ class DSRM(nn.Module):
             dim = raw.shape[1]
             chains = torch.randn((n_samples, 1, dim), generator=generator, device=raw.device)
             noise = chains.expand(n_samples, raw.shape[0], dim).reshape(-1, dim)
-        samples = self.sample(raw.repeat(n_samples, 1), context.repeat(n_samples, 1), sampler, steps, generator,
-                              noise=noise)
+        samples = self.sample(raw, context, sampler, steps, generator, noise=noise, repeats=n_samples)
         return samples.view(n_samples, *raw.shape).mean(dim=0)
 
     # ----------------------------------------------------------- persistence
