@@ -57,7 +57,7 @@ POPULATION_COLUMNS = ("R_each", "sessions", "length", "gini", "popularity_gini",
 #: the distance to the reference front (:mod:`recgym.pareto`), the emerging creators' exposure share and the
 #: cell's wall time in seconds (training + evaluation).
 V1_COLUMNS = ("R_cum", "R_each", "length", "gini", "dpfr", "front_distance", "emerging_creator_share", "wall_s")
-#: Population ids (cells are population rollouts) and the world each one requires.
+#: The population ids: a cell on one is a population rollout (Population-v1 needs a v1 world).
 POPULATION_IDS = (POPULATION_ID, POPULATION_V1_ID)
 #: Keys of a config's ``population:`` mapping (:class:`recgym.envs.population.PopulationEnv` arguments).
 POPULATION_KEYS = ("world", "arrival_rate")
@@ -579,7 +579,7 @@ def fronts_table(fronts: dict[tuple[str, str], Any]) -> str:
     for (env, setting), front in fronts.items():
         fairest = np.flatnonzero(front.on_front)[np.argmin(front.gini[front.on_front])]
         fairness, utility = front.reference_point(0.5)
-        lines.append(f"| penalised oracle ({front.seeds} seeds) | {env.split('/')[-1]} | {setting} | "
+        lines.append(f"| penalised oracle ({front.seeds} seed{'s' * (front.seeds > 1)}) | {env.split('/')[-1]} | {setting} | "
                      f"{front.r_cum[0]:.2f} ± {front.r_cum_ci[0]:.2f} | {front.gini[0]:.3f} ± {front.gini_ci[0]:.3f} | "
                      f"{front.r_cum[fairest]:.2f} ± {front.r_cum_ci[fairest]:.2f} | "
                      f"{front.gini[fairest]:.3f} ± {front.gini_ci[fairest]:.3f} | "
@@ -631,9 +631,13 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     stored = {cell: read_cell(config, size, cell, outdir) for cell in grid}
     done = [record for record in stored.values() if record is not None]
     hours = sum(record.get("wall_s", 0.0) for record in done) / 3600
+    from recgym.agents import get_agent
+
+    budget = (f"{size.timesteps:,} training steps per trained agent" if any(get_agent(m).trainable for m in config.methods)
+              else "no training: the bandits learn online during evaluation")
     lines = [f"### {config.name}: {config.description}", "",
-             f"`recgym experiment {config.name} --size full` ({size.seeds} seeds, {size.timesteps:,} training steps "
-             f"per learning agent, {size.episodes if not config.is_population else size.platform_steps} "
+             f"`recgym experiment {config.name} --size full` ({size.seeds} seeds, {budget}, "
+             f"{size.episodes if not config.is_population else size.platform_steps} "
              f"{'episodes' if not config.is_population else 'platform steps'} per cell): "
              f"**{len(done)}/{len(grid)} cells done** ({hours:.2f} h of cell wall time stored).", "",
              "| method | env | setting | seeds | " + " | ".join(config.columns) + " |",

@@ -131,3 +131,21 @@ def test_results_section_counts_pending_cells_and_completes_over_runs(tmp_path: 
     assert text.startswith("# Results\n\nv0 text\n\n") and text.endswith("\n\ntail\n") and "old" not in text
     assert section in text and "### fairness_v1" in section and "**0/" in section  # bundled tables: nothing stored
     assert write_v1_section(doc, root) == section and doc.read_text() == text
+
+
+def test_flat_twin_of_dsrm_hrl_learns_on_its_lagrangian_with_dual_ascent() -> None:
+    from recgym.agents.shaped import ExposureFairnessShaper
+    from recgym.envs.sb3 import SB3VecEnv
+
+    shaper = ExposureFairnessShaper(SB3VecEnv("recgym/Synthetic-v1", num_envs=4), rollout_steps=2)
+    shaper.reset()
+    start = shaper.method.lagrange_multiplier
+    for step in range(2):
+        actions = np.arange(4) + 4 * step
+        shaper.step(actions)
+        # the fixed goal's budget is 1 (goal_space.high): every item is under budget, the term is a penalty
+        expected = shaper.last_env_reward + start * (shaper.method.exposure_level(actions) - 1.0)
+        np.testing.assert_allclose(shaper.last_shaped_reward, expected, rtol=1e-6)
+    assert shaper.method.lagrange_multiplier > start  # one rollout of 2 steps: the multiplier rose (dual ascent)
+    with pytest.raises(ValueError, match="rollout_steps must be an integer >= 1"):
+        ExposureFairnessShaper(SB3VecEnv("recgym/Synthetic-v1", num_envs=2), rollout_steps=0)

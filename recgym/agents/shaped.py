@@ -12,24 +12,33 @@ from typing import Any
 import numpy as np
 
 from recgym.agents.dsrm_hrl import DSRMHRL
+from recgym.agents.flat import ALGOS, load_model, train
 from recgym.agents.hrl4pfg import HRL4PFG
 from recgym.agents.rewards import NoveltyBonusShaper, RewardShaper
+from recgym.sizes import check_count
 
 
 class ExposureFairnessShaper(RewardShaper):
-    """DSRM-HRL's low-level shaping with the flat ablation's fixed goal ``w_fair = weight``: reward +
-    ``weight`` x the item's fairness gain (-dGini/dx of the platform's exposure), computed by the
-    method itself (:meth:`recgym.agents.dsrm_hrl.DSRMHRL.fairness`), so the twin follows the method."""
+    """DSRM-HRL's low-level reward at its one-level ablation's fixed goal (``goal_space.high``, as ``dsrm-flat``):
+    the method's own Lagrangian ``r + lambda (c - b)`` (:meth:`recgym.agents.dsrm_hrl.DSRMHRL.low_reward`: ``c``
+    the item's exposure level, ``b`` the goal's fairness budget), with ``lambda`` updated by the method's dual
+    ascent (:meth:`~recgym.agents.dsrm_hrl.DSRMHRL.end_low_rollout`) once per ``rollout_steps`` batched steps
+    (flat PPO's ``n_steps``: one rollout, as the hierarchy does after each low-level rollout)."""
 
-    def __init__(self, venv: Any, weight: float = 1.0) -> None:
-        if not np.isfinite(weight) or weight < 0:
-            raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
+    def __init__(self, venv: Any, rollout_steps: int = ALGOS["ppo"].defaults["n_steps"]) -> None:
+        check_count("rollout_steps", rollout_steps)
         super().__init__(venv)
-        self.method, self.weight = DSRMHRL(), weight
+        self.method = DSRMHRL()
         self.method.bind(venv.venv)
+        self.goal = np.broadcast_to(self.method.goal_space.high, (venv.num_envs, self.method.goal_space.shape[0]))
+        self.rollout_steps, self.steps = rollout_steps, 0
 
     def shape(self, reward: np.ndarray, obs: dict[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
-        return reward + self.weight * self.method.fairness(actions)
+        shaped = self.method.low_reward(reward, obs, obs, self.goal, actions)
+        self.steps += 1
+        if self.steps % self.rollout_steps == 0:
+            self.method.end_low_rollout()
+        return shaped
 
 
 class LongTailShaper(RewardShaper):
@@ -57,8 +66,6 @@ SHAPED_PPO: dict[str, tuple[type[RewardShaper], str]] = {
 def train_shaped_ppo(agent: str, env_id: str, timesteps: int, **options: Any) -> tuple[Any, Any]:
     """Flat PPO (:func:`recgym.agents.flat.train`, its options) trained on the reward shaping of
     :data:`SHAPED_PPO` ``[agent]``; a PPO checkpoint carrying ``agent``'s metadata."""
-    from recgym.agents.flat import train
-
     shaper, _ = SHAPED_PPO[agent]
     return train("ppo", env_id, timesteps, agent=agent, wrap_env=shaper, **options)
 
@@ -66,6 +73,4 @@ def train_shaped_ppo(agent: str, env_id: str, timesteps: int, **options: Any) ->
 def load_shaped_ppo(agent: str, path: Any, world: Any = None) -> Any:
     """Load a checkpoint of a :data:`SHAPED_PPO` agent (a plain PPO model: the shaping only mattered in
     training); refused for another agent or, given ``world``, another world."""
-    from recgym.agents.flat import load_model
-
     return load_model("ppo", path, agent=agent, world=world)
