@@ -75,7 +75,7 @@ KNOBS = np.dtype([
     ("v1", np.bool_), ("conformity", np.float32), ("conformity_like", np.float32), ("familiarity_click", np.float32),
     ("familiarity_watch", np.float32), ("click_base", np.float32), ("click_slope", np.float32),
     ("watch_noise", np.float32), ("watch_max", np.float32), ("long_view_ratio", np.float32),
-    ("reward_weights", np.float32, (N_SIGNALS,)),
+    ("reward_weights", np.float32, (N_SIGNALS,)), ("post_click_intercepts", np.float32, (N_SIGNALS - 3,)),
     ("cascade", np.bool_), ("position_decay", np.float32),  # v1 slates' click model (recgym.choice)
     # v1 novelty seeking and time (issue #17): novelty_time_term, update_mode, set_time_interest
     ("novelty_mode_shift", np.float32), ("daily_cycle", np.float32), ("weekly_cycle", np.float32),

@@ -10,7 +10,8 @@ consumed item's satisfaction ``sat``, familiarity ``f`` and popularity score ``p
     like, follow, comment, forward, hate ~ Bernoulli(sigmoid(a_s + k_s log sat + pulls_s))
     no click: every signal is 0 (the user swiped away)
 
-with (a_s, k_s) in :data:`POST_CLICK_LOGITS`; the like carries ``conformity_like * p``, like /
+with a_s the knob ``post_click_intercepts`` (default :data:`recgym.params.DEFAULT_POST_CLICK_INTERCEPTS`)
+and k_s in :data:`POST_CLICK_SLOPES`; the like carries ``conformity_like * p``, like /
 follow / comment / forward carry ``familiarity_click * f``, hate none. The observed reward is
 ``click * sum_s reward_weights_s * signal_s``. With every pull off, E[watch_ratio | click] = sat
 (clip aside) and each signal is a monotone function of sat.
@@ -35,14 +36,15 @@ UNIFORMS_PER_IMPRESSION = 6
 #: repeat of an earlier slot: missing from the log, not a negative).
 SLATE_UNLOGGED, SLATE_IMPRESSION, SLATE_CLICK = -1, 0, 1
 
-#: (intercept, slope in log satisfaction) of like, follow, comment, forward, hate (signals 3..7).
-POST_CLICK_LOGITS = np.array([[-4.5, 1.5], [-6.5, 1.5], [-6.0, 1.0], [-6.5, 1.0], [-7.5, -2.0]], np.float32)
+#: Slope in log satisfaction of the logits of like, follow, comment, forward, hate (signals 3..7; their
+#: intercepts are the knob ``post_click_intercepts``).
+POST_CLICK_SLOPES = np.array([1.5, 1.5, 1.0, 1.0, -2.0], np.float32)
 
 
 @njit(cache=True, inline="always")
 def post_click_logit(kn: np.void, j: int, log_sat: np.float32, pop_score: np.float32, fam: np.float32) -> np.float32:
     """Logit of post-click signal ``j`` (0 like, 1 follow, 2 comment, 3 forward, 4 hate)."""
-    x = POST_CLICK_LOGITS[j, 0] + POST_CLICK_LOGITS[j, 1] * log_sat
+    x = kn.post_click_intercepts[j] + POST_CLICK_SLOPES[j] * log_sat
     if j == 0:
         x += kn.conformity_like * pop_score
     if j < 4:

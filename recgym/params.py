@@ -24,6 +24,11 @@ SIGNALS = ("click", "watch_ratio", "long_view", "like", "follow", "comment", "fo
 #: v1's default ``reward_weights``: the observed reward is click * sum_s w_s * signal_s.
 DEFAULT_REWARD_WEIGHTS = {"watch_ratio": 1.0, "like": 1.0, "follow": 2.0, "comment": 1.0, "forward": 1.0, "hate": -3.0}
 
+#: The post-click signals of the v1 logging model (``recgym.logging_model``) and their default logit
+#: intercepts: ``P(signal | click) = sigmoid(intercept + slope log sat + pulls)`` (``post_click_intercepts``).
+POST_CLICK_SIGNALS = SIGNALS[3:]
+DEFAULT_POST_CLICK_INTERCEPTS = {"like": -4.5, "follow": -6.5, "comment": -6.0, "forward": -6.5, "hate": -7.5}
+
 #: Defaults that differ on the v1 worlds (``recgym/*-v1``): agents learn from what the platform logs,
 #: and v0's additive conformity / random feedback loss are replaced by the v1 logging model.
 V1_DEFAULTS = {"reward_signal": "observed", "popularity_noise": 0.0, "exposure_bias": 0.0, "observation_noise": 0.0,
@@ -38,7 +43,8 @@ USERS_KNOBS = ("episode", "lifetime_sessions", "lifetime_days", "interest_memory
 
 #: Knobs of the v1 user model (``docs/design-v1.md``); a v0 world refuses non-default values.
 V1_KNOBS = ("conformity", "conformity_like", "familiarity_click", "familiarity_watch", "click_base", "click_slope",
-            "watch_noise", "watch_max", "long_view_ratio", "reward_weights", "click_model", "position_decay")
+            "watch_noise", "watch_max", "long_view_ratio", "reward_weights", "post_click_intercepts", "click_model",
+            "position_decay")
 #: Novelty seeking and time on the v1 worlds (issue #17, ``docs/simulator.md`` "Novelty and time"): v1 knobs too.
 NOVELTY_TIME_KNOBS = ("novelty_mode_shift", "novelty_switch", "daily_cycle", "weekly_cycle")
 V1_KNOBS += NOVELTY_TIME_KNOBS
@@ -119,6 +125,10 @@ class SimParams:
         reward_weights: ``{signal: weight}`` over :data:`SIGNALS`; the observed reward is
             ``click * sum_s weight_s * signal_s`` (``None``: :data:`DEFAULT_REWARD_WEIGHTS`; a dict
             replaces them all, e.g. ``{"click": 1}`` is KuaiRand's is_click, ``{"watch_ratio": 1}`` KuaiRec's).
+        post_click_intercepts: ``{signal: intercept}`` over :data:`POST_CLICK_SIGNALS`, each in [-100, 100]:
+            the logit intercepts of like, follow, comment, forward and hate given a click (``None``:
+            :data:`DEFAULT_POST_CLICK_INTERCEPTS`; a dict overrides the signals it names, e.g. a fitted
+            world's, ``recgym fit``).
 
     v1 slates (``slate_size > 1`` on v1 worlds; the user clicks at most one item, which is what is consumed)
         click_model: ``"position"`` (position-based model: slot j is examined with probability
@@ -189,6 +199,7 @@ class SimParams:
     watch_max: float = 5.0
     long_view_ratio: float = 1.0
     reward_weights: Any = None
+    post_click_intercepts: Any = None
     click_model: str = "position"
     position_decay: float = 1.0
     novelty_mode_shift: float = 0.45
@@ -198,6 +209,7 @@ class SimParams:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reward_weights", _reward_weights(self.reward_weights))
+        object.__setattr__(self, "post_click_intercepts", _post_click_intercepts(self.post_click_intercepts))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.type == "int":
@@ -286,6 +298,25 @@ def _reward_weights(weights: Any) -> tuple[float, ...]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1e3 <= value <= 1e3:
             raise ValueError(f"reward_weights[{name!r}] must be a number in [-1000, 1000], got {value!r}")
     return tuple(float(weights.get(name, 0.0)) for name in SIGNALS)
+
+
+def _post_click_intercepts(intercepts: Any) -> tuple[float, ...]:
+    """``post_click_intercepts`` as one float per :data:`POST_CLICK_SIGNALS` entry (a dict over some of
+    them, the rest at :data:`DEFAULT_POST_CLICK_INTERCEPTS`; ``None``; or such a tuple)."""
+    if isinstance(intercepts, tuple) and len(intercepts) == len(POST_CLICK_SIGNALS):
+        return intercepts
+    if intercepts is None:
+        intercepts = {}
+    if not isinstance(intercepts, dict):
+        raise ValueError(f"post_click_intercepts must be a dict {{signal: intercept}} over {list(POST_CLICK_SIGNALS)}, "
+                         f"got {intercepts!r}")
+    unknown = sorted(set(intercepts) - set(POST_CLICK_SIGNALS))
+    if unknown:
+        raise ValueError(f"post_click_intercepts: unknown signal(s) {unknown}; signals: {', '.join(POST_CLICK_SIGNALS)}")
+    for name, value in intercepts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -100 <= value <= 100:
+            raise ValueError(f"post_click_intercepts[{name!r}] must be a number in [-100, 100], got {value!r}")
+    return tuple(float(intercepts.get(name, DEFAULT_POST_CLICK_INTERCEPTS[name])) for name in POST_CLICK_SIGNALS)
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:

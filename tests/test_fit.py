@@ -114,6 +114,7 @@ def test_round_trip_recovers_the_source(source_log, fitted):
     # hate's -6.3 vs -7.5: its slope -2 on a log satisfaction that absorbed the familiarity inflation, docs/fit.md)
     intercepts = result.manifest["statistics"]["post_click_intercepts"]
     assert set(intercepts) == {"like", "follow", "comment", "forward", "hate"}
+    assert result.params["post_click_intercepts"] == {name: entry["fitted"] for name, entry in intercepts.items()}
     for name in ("like", "follow", "comment", "forward"):
         assert abs(intercepts[name]["fitted"] - intercepts[name]["simulator"]) < 0.6, intercepts
     report = fidelity_report(log, world, result.params, result.train)
@@ -145,6 +146,29 @@ def test_familiarity_pulls_are_fitted_on_random_exposure(tmp_path, pulls, expect
         off = fit_world(chosen, FitSettings(dims=4, iterations=2))
         assert off.params["familiarity_click"] == off.params["familiarity_watch"] == 0.0
         assert off.manifest["statistics"]["familiarity"].startswith("not identifiable: 0 random-exposure rows")
+
+
+def test_post_click_intercepts_knob_moves_the_logged_rates():
+    assert SimParams().post_click_intercepts == (-4.5, -6.5, -6.0, -6.5, -7.5)  # the v1 logging model's, unchanged
+    assert SimParams(post_click_intercepts={"hate": -3}).post_click_intercepts == (-4.5, -6.5, -6.0, -6.5, -3.0)
+    for bad, message in (({"hat": 1.0}, r"post_click_intercepts: unknown signal\(s\) \['hat'\]"),
+                         ({"like": 200}, r"post_click_intercepts\['like'\] must be a number in \[-100, 100\], got 200"),
+                         ([1.0], r"post_click_intercepts must be a dict")):
+        with pytest.raises(ValueError, match=message):
+            SimParams(post_click_intercepts=bad)
+    with pytest.raises(ValueError, match="post_click_intercepts"):  # a v1 knob: a v0 world refuses it
+        gym.make("recgym/Synthetic-v0", post_click_intercepts={"hate": -3.0}).reset(seed=0)
+
+    def rates(**options):
+        frame, _ = simulate_log("recgym/Synthetic-v1", 3000, "random", seed=0, num_envs=64, world_options=SOURCE,
+                                **options)
+        clicked = frame[frame["click"] == 1]
+        return clicked["hate"].mean(), clicked["like"].mean()
+
+    hate, like = rates()
+    raised_hate, same_like = rates(post_click_intercepts={"hate": -3.0})
+    assert raised_hate > 10 * hate and raised_hate > 0.05, (hate, raised_hate)  # measured 0.0013 -> 0.097
+    assert same_like == like  # the other signals' draws are untouched
 
 
 def test_rate_rows_can_fail_on_a_rare_signal():
@@ -209,6 +233,9 @@ def test_fitted_id_runs_single_and_vector(fitted):
     env = gym.make("recgym/Fitted-v1", world_dir=world_dir)
     obs, _ = env.reset(seed=0)
     assert env.unwrapped.params.leave_window == result.params["leave_window"]
+    fitted_intercepts = result.params["post_click_intercepts"]  # the world runs its fitted intercepts
+    assert env.unwrapped.params.post_click_intercepts == tuple(fitted_intercepts[name] for name in
+                                                               ("like", "follow", "comment", "forward", "hate"))
     obs, *_ = env.step(env.action_space.sample())
     assert obs["signals"].shape[1] == 8
     with pytest.raises(ValueError, match="needs world_dir"):
@@ -278,7 +305,7 @@ def test_world_dir_refuses_damage_and_other_versions(fitted, tmp_path):
         load_world(target)
     manifest["format_version"] = 1  # the first pass's worlds: user_features[:, 0] was no activity level
     (target / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(WorldDirError, match=r"format_version 1; this recgym reads versions 2\.\.2 \(refit"):
+    with pytest.raises(WorldDirError, match=r"format_version 1; this recgym reads versions 2\.\.3 \(refit"):
         load_world(target)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep.txt").write_text("mine")

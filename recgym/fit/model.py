@@ -38,8 +38,8 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
    1.5 a``), or, with KuaiRand's own user features, their activity degrees are kept and only the
    base rate is fitted. Sessions per user and the empirical gaps are also stored as data.
 6. Post-click intercepts (like, follow, comment, forward, hate): rate matching on the clicked rows with
-   the logging model's slopes (:func:`fit_post_click_intercepts`), reported in the manifest; the
-   simulator runs its fixed ones (no SimParams knob).
+   the logging model's slopes (:func:`fit_post_click_intercepts`), into the fitted params'
+   ``post_click_intercepts`` (the simulator runs them) and the manifest's statistics.
 
 Mechanisms not fitted are switched off in the fitted params (:data:`UNFITTED_OFF`): interest drift and
 walk (not identifiable from logs of this size: ``docs/fit.md``), time of day, novelty, boredom, creator
@@ -61,8 +61,8 @@ from tqdm.auto import tqdm
 
 from recgym.fit.readers import Log
 from recgym.loaders import DataFileError
-from recgym.logging_model import POST_CLICK_LOGITS
-from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
+from recgym.logging_model import POST_CLICK_SLOPES
+from recgym.params import DEFAULT_POST_CLICK_INTERCEPTS, POST_CLICK_SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
 from recgym.users import KUAIRAND_USER_COLUMNS, activity_levels
 from recgym.world import World
@@ -104,8 +104,8 @@ HOOKS = {
                    "familiarity); without them they are off and user_followed holds each user's most clicked "
                    "creators (statistics.familiarity says which)",
     "post_click_signals": "like/follow/comment/forward/hate intercepts are fitted (statistics.post_click_intercepts) "
-                          "but the simulator runs the v1 logging model's fixed ones "
-                          "(recgym.logging_model.POST_CLICK_LOGITS: no SimParams knob yet)",
+                          "and run by the simulator (params.post_click_intercepts; a signal the log lacks keeps "
+                          "the default)",
 }
 
 
@@ -509,6 +509,8 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
     sessions_per_user = np.bincount(log.user[session_starts(log, rows)], minlength=log.n_users)
     steps.update()
     steps.close()
+    intercepts = fit_post_click_intercepts(log, rows[click[rows] == 1], world, params, familiar)
+    params["post_click_intercepts"] = {name: entry["fitted"] for name, entry in intercepts.items()}
     statistics = {
         "rows": int(log.n_rows), "train_rows": int(rows.size), "users": log.n_users, "items": log.n_items,
         "sessions": log.n_sessions, "random_exposure_rows": int(log.random.sum()),
@@ -518,7 +520,7 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         "mean_session_length": float(session_lengths.mean()) if session_lengths.size else None,
         "median_return_gap_h": float(np.median(gaps) / 3600) if gaps.size else None,
         "return_model": "fitted" if in_train.sum() >= MIN_GAPS else f"SimParams defaults (fewer than {MIN_GAPS} gaps)",
-        "post_click_intercepts": fit_post_click_intercepts(log, rows[click[rows] == 1], world, params, familiar),
+        "post_click_intercepts": intercepts,
         "leave_rule_survival_distance": leave_gap, "als_rmse": float(np.sqrt(np.mean((target - prediction) ** 2))),
     }
     manifest = {"source": {"path": log.source, "logged_signals": list(log.logged)},
@@ -567,10 +569,6 @@ def session_starts(log: Log, rows: np.ndarray) -> np.ndarray:
     return rows[(log.session[rows] >= 0) & (log.position[rows] == 0)]
 
 
-#: The post-click signals (recgym.logging_model: POST_CLICK_LOGITS rows, in this order).
-POST_CLICK_SIGNALS = SIGNALS[3:]
-
-
 def fit_post_click_intercepts(log: Log, clicked: np.ndarray, world: World, params: dict[str, Any],
                               familiar: np.ndarray) -> dict[str, dict[str, float]]:
     """Per post-click signal the logit intercept ``a_s`` that reproduces its logged rate on the
@@ -578,7 +576,7 @@ def fit_post_click_intercepts(log: Log, clicked: np.ndarray, world: World, param
     fitted log satisfaction, ``conformity_like * p`` for the like and the fitted ``familiarity_click``
     times ``familiar`` (N,) bool for all but the hate): signal -> {"fitted": a_s, "simulator": the
     logging model's default a_s, "rate": the logged rate per click}. Signals the log lacks, or that
-    never / always fire, are left out."""
+    never / always fire, are left out (the world runs the default intercept for them)."""
     log_sat = log_satisfaction(world, float(params["watch_max"]), log.user[clicked], log.item[clicked])
     like_pull = params.get("conformity_like", SimParams().conformity_like) * popularity_score(
         world.pop_prior, log.item[clicked])
@@ -588,10 +586,10 @@ def fit_post_click_intercepts(log: Log, clicked: np.ndarray, world: World, param
         rate = float(log.signal(name)[clicked].mean()) if name in log.logged and clicked.size else 0.0
         if not 0.0 < rate < 1.0:
             continue
-        offset = (POST_CLICK_LOGITS[j, 1] * log_sat + (like_pull if name == "like" else 0.0)
+        offset = (POST_CLICK_SLOPES[j] * log_sat + (like_pull if name == "like" else 0.0)
                   + (familiarity_pull if name != "hate" else 0.0))
         intercept = scipy.optimize.brentq(_rate_excess, -60.0, 60.0, args=(offset, rate))
-        intercepts[name] = {"fitted": float(intercept), "simulator": float(POST_CLICK_LOGITS[j, 0]), "rate": rate}
+        intercepts[name] = {"fitted": float(intercept), "simulator": DEFAULT_POST_CLICK_INTERCEPTS[name], "rate": rate}
     return intercepts
 
 

@@ -33,8 +33,11 @@ from recgym.world import World
 FORMAT = "recgym-world"
 #: Bump when the layout or the meaning of an array changes; older readers refuse newer worlds.
 #: 2: ``user_features[:, 0]`` is the users' fitted activity (the return model's; params carry
-#: ``session_rate`` and ``retention_weight``).
-FORMAT_VERSION = 2
+#: ``session_rate`` and ``retention_weight``). 3: params carry ``post_click_intercepts`` (the simulator
+#: runs them) and, fitted on random exposure, ``familiarity_click`` / ``familiarity_watch`` with
+#: ``user_followed`` of shape (U, 0). A version-2 world is read as it was written (its params run the
+#: default intercepts and no familiarity).
+FORMAT_VERSION = 3
 #: The oldest version read: in version 1 ``user_features[:, 0]`` was a log-rows share in [-1, 1], which
 #: the returning users (:func:`recgym.users.activity_levels`) would read as a negative activity.
 OLDEST_FORMAT_VERSION = 2
