@@ -109,10 +109,11 @@ class ExperimentConfig:
 
     @property
     def is_v1(self) -> bool:
-        """A table of issue #19's protocol: every env is a v1 world (the population's world too)."""
+        """A table of issue #19's protocol: every env is a registered v1 world (the population's world too).
+        ``recgym/Fitted-v1`` tables keep the v0 columns: the reference front runs registered worlds only."""
         if self.is_population:
             return self.population["world"].endswith("-v1")
-        return all(env.endswith("-v1") for env in self.envs)
+        return all(ENV_IDS.get(env, "").endswith("-v1") for env in self.envs)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -565,7 +566,8 @@ def front_plot(records: list[dict[str, Any]], fronts: dict[tuple[str, str], Any]
                     t_ci95(np.array([value(r) for r in runs])) for value in (lambda r: 1 - r["gini"], lambda r: r["R_cum"]))
                 methods[method] = (equity, equity_ci, utility, utility_ci)
         fairness, utility = front.reference_point(0.5)
-        panels.append({"title": f"{env.split('/')[-1]}, {setting}: {front.episodes} episodes x {front.seeds} seeds",
+        panels.append({"title": f"{env.split('/')[-1]}, {setting}: {front.episodes} episodes x {front.seeds} "
+                                f"seed{'s' * (front.seeds > 1)}, mean and 95% interval over seeds",
                        "front": front.vertices * [1.0, front.oracle_r_cum],
                        "reference": (fairness, utility * front.oracle_r_cum), "methods": methods})
     front_figure(panels).savefig(path, dpi=120)
@@ -634,7 +636,7 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     from recgym.agents import get_agent
 
     budget = (f"{size.timesteps:,} training steps per trained agent" if any(get_agent(m).trainable for m in config.methods)
-              else "no training: the bandits learn online during evaluation")
+              else "no trained agent: online learners learn during evaluation")
     lines = [f"### {config.name}: {config.description}", "",
              f"`recgym experiment {config.name} --size full` ({size.seeds} seeds, {budget}, "
              f"{size.episodes if not config.is_population else size.platform_steps} "

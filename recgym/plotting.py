@@ -22,15 +22,18 @@ def front_figure(panels: list[dict[str, Any]], utility: str = "true R_cum") -> A
     ``reference``: (2,) DPFR's reference point on it (a star); ``methods``: name -> (x, x_err, y, y_err),
     each method's mean point with its error bars (95% half-widths; NaN draws none)."""
     import numpy as np
+    from matplotlib import colormaps
 
+    colours, markers = colormaps["tab20"], "o^sDv<>P"  # a table can have 14 methods: 20 colours, 8 markers
     figure = agg_figure(figsize=(5.5 * len(panels), 4.5))
     axes = np.atleast_1d(figure.subplots(1, len(panels)))
     for ax, panel in zip(axes, panels):
         front = np.asarray(panel["front"])
         ax.plot(front[:, 0], front[:, 1], "k-", marker=".", label="reference front")
         ax.plot(*panel["reference"], "k*", markersize=11, label="DPFR reference (alpha 0.5)")
-        for name, (x, x_err, y, y_err) in panel["methods"].items():
-            ax.errorbar(x, y, xerr=np.nan_to_num(x_err), yerr=np.nan_to_num(y_err), fmt="o", capsize=3, label=name)
+        for index, (name, (x, x_err, y, y_err)) in enumerate(panel["methods"].items()):
+            ax.errorbar(x, y, xerr=np.nan_to_num(x_err), yerr=np.nan_to_num(y_err), fmt=markers[index % len(markers)],
+                        color=colours(index % 20), capsize=3, label=name)
         ax.set_title(panel["title"], fontsize=9)
         ax.set_xlabel("exposure equity (1 - Gini)")
         ax.set_ylabel(utility)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from recgym.experiments import (
-    V1_BEGIN, V1_COLUMNS, V1_END, front_file, load_config, run_experiment, v1_table, write_v1_section,
+    COLUMNS, V1_BEGIN, V1_COLUMNS, V1_END, front_file, load_config, run_experiment, v1_table, write_v1_section,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -39,10 +39,10 @@ def test_v1_cells_are_scored_against_one_cached_front_on_paired_seeds(tmp_path: 
     assert set(by["oracle"]) >= set(V1_COLUMNS) and all(np.isfinite(by["oracle"][key]) for key in V1_COLUMNS)
     front = json.loads(front_file(out, "recgym/Synthetic-v1", "default").read_text())
     oracle_point = next(p for p in front["points"] if p["lambda"] == 0)
-    # the front runs the cells' evaluation seeds: its lambda-0 point IS the oracle row (measured 18.503, 0.864)
+    # the front runs the cells' evaluation seeds: its lambda-0 point IS the oracle row (at dae149f: 18.503, 0.864)
     assert by["oracle"]["R_cum"] == pytest.approx(oracle_point["R_cum"], rel=1e-9)
     assert by["oracle"]["gini"] == pytest.approx(oracle_point["gini"], rel=1e-9)
-    # controls: the tail costs the oracle utility (16.24 vs 18.50), one ranking for all costs more (9.92)
+    # controls (at dae149f): the tail costs the oracle utility (16.24 vs 18.50), one ranking for all costs more (9.92)
     # and concentrates exposure (Gini 0.980 vs 0.864); random is farthest from the front's DPFR point
     assert by["nonpersonalised"]["R_cum"] < by["oracle-tail"]["R_cum"] < by["oracle"]["R_cum"]
     assert by["nonpersonalised"]["gini"] > by["oracle"]["gini"]
@@ -53,6 +53,8 @@ def test_v1_cells_are_scored_against_one_cached_front_on_paired_seeds(tmp_path: 
     stamp = front_file(out, "recgym/Synthetic-v1", "default").stat().st_mtime_ns
     assert run_experiment(write(tmp_path, GRID), "full", out, progress=False) == rows  # resumed: nothing redone
     assert front_file(out, "recgym/Synthetic-v1", "default").stat().st_mtime_ns == stamp
+    fitted = load_config(write(tmp_path, "methods: [random]\nenvs: [recgym/Fitted-v1]\noptions: {world_dir: w}\n", "f.yaml"))
+    assert not fitted.is_v1 and fitted.columns == COLUMNS  # no reference front for a fitted world: v0 columns
     for cell in out.glob("*.json"):
         cell.unlink()  # the cells of other options would be refused first
     with pytest.raises(ValueError, match="reference front was measured with other settings"):
@@ -124,7 +126,8 @@ def test_results_section_counts_pending_cells_and_completes_over_runs(tmp_path: 
     run_experiment(config, "full", root / config.name, progress=False, methods=["oracle", "random"])
     table = v1_table(config, root)
     assert "**4/8 cells done**" in table and table.count("| pending |") == 2
-    assert "| oracle | Synthetic-v1 | default | 2/2 | 18.503 ± " in table and "| penalised oracle" in table
+    oracle_row = next(line for line in table.splitlines() if line.startswith("| oracle | Synthetic-v1 | default | 2/2 | "))
+    assert "pending" not in oracle_row and oracle_row.count(" ± ") == len(V1_COLUMNS) and "| penalised oracle" in table
     doc = write(tmp_path, f"# Results\n\nv0 text\n\n{V1_BEGIN}\nold\n{V1_END}\n\ntail\n", "results.md")
     section = write_v1_section(doc, root)
     text = doc.read_text()
