@@ -1,4 +1,4 @@
-"""Every bundled experiment config runs end to end at its ``smoke`` size (about 2.5 min for all five on
+"""Every bundled v0 experiment config runs end to end at its ``smoke`` size (about 2.5 min for all five on
 2 cores), so CI exercises the exact grids that produce docs/results.md at ``full`` size."""
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import pytest
 
 from recgym.experiments import bundled_configs, cells, load_config, run_experiment
 
-CONFIGS = list(bundled_configs().values())
+#: The v0 grids. The v1 tables (issue #19) are 28-140 cells each even at smoke size (7 minutes each for
+#: fairness_v1 and noise_v1 on a loaded 2-core machine): their shapes are covered by the fast tests of
+#: tests/test_experiments_v1.py, and their smoke runs on both worlds are measured in docs/experiments.md.
+CONFIGS = [path for path in bundled_configs().values() if not load_config(path).is_v1]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
