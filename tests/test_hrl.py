@@ -8,8 +8,9 @@ import pytest
 
 import recgym
 from recgym.agents.dsrm_hrl import DSRMHRL
+from recgym.agents.checkpoints import checkpoint_meta
 from recgym.agents.hierarchy import (
-    CatalogueScores, HierarchyConfig, HighLevelVecEnv, RowCache, _predictor, exposure_gini_gradient, feedback_state,
+    CatalogueScores, HierarchicalPolicy, HierarchyConfig, HighLevelVecEnv, RowCache, _predictor, exposure_gini_gradient, feedback_state,
     goal_of_action, high_policy_drift, low_view, make_levels, rows_of, top_candidates, train_hierarchy,
 )
 from recgym.agents.hrl4pfg import HRL4PFG
@@ -332,6 +333,17 @@ def test_hrl4pfg_virtual_items_leave_the_catalogue_centre_for_tail_items_of_each
     assert np.linalg.norm(virtual - method.center, axis=1).mean() > 0.5 * method.radius
     assert (~venv.world.popular_items(0.2))[nearest].mean() > 0.9
     assert np.unique(nearest).size >= 32
+    # the micro policy samples among its candidates (seeded): 64 fresh sessions, identical so far, do not all
+    # get the same first item (the arg-max gave every one the same item, then the same anchor)
+    meta = checkpoint_meta("hrl4pfg", "recgym/Synthetic-v0", FAIRNESS_PROTOCOL, venv.world)
+    first = []
+    for _ in range(2):
+        policy = HierarchicalPolicy(HRL4PFG(), levels.high, levels.low, meta)
+        obs, _ = venv.reset(seed=5)
+        policy.bind(venv, seed=0)
+        first.append(policy.act(obs, venv.action_masks()))
+    np.testing.assert_array_equal(first[0], first[1])  # reproducible
+    assert np.unique(first[0]).size >= 10
 
 
 class _GoalReader:
