@@ -44,8 +44,12 @@ ROLLOUT = 4_096  # low-level steps and high-level options per round (64 sessions
 REFERENCE_ROLLOUT = 2_048  # the SB3 reference: 64 sessions x n_steps 32
 
 
-def child(agents: list[str], rounds: int, torch_threads: int) -> dict[str, object]:
-    """Time ``rounds`` rounds of each agent and the SB3 reference with the ``recgym`` on ``sys.path``."""
+def child(agents: list[str], rounds: int, torch_threads: int, same_updates: bool) -> dict[str, object]:
+    """Time ``rounds`` rounds of each agent and the SB3 reference with the ``recgym`` on ``sys.path``;
+    ``same_updates``: the high level with the low level's PPO settings (as before issue #19's
+    ``HierarchyConfig.high_ppo``), where the config has that field."""
+    import dataclasses
+
     import gymnasium as gym
     import numpy as np
     import torch
@@ -110,8 +114,9 @@ def child(agents: list[str], rounds: int, torch_threads: int) -> dict[str, objec
             def _on_step(self) -> bool:
                 return True
 
+        settings = {"high_ppo": {}} if same_updates and "high_ppo" in {f.name for f in dataclasses.fields(HierarchyConfig)} else {}
         config = HierarchyConfig(rounds=1 + rounds, low_steps=ROLLOUT, high_steps=ROLLOUT, n_sessions=64, seed=0,
-                                 device="cpu")
+                                 device="cpu", **settings)
         with tempfile.TemporaryDirectory() as logdir:
             train_hierarchy(build_method(agent, dsrm), ENV_ID, config, logdir=logdir, env_options=ALL_MECHANISMS,
                             callbacks=RoundClock)
@@ -127,7 +132,7 @@ def run_child(code_root: Path, args: argparse.Namespace) -> dict[str, object]:
     """One measuring subprocess importing ``recgym`` from ``code_root``."""
     env = dict(os.environ, PYTHONPATH=str(code_root), PYTHONWARNINGS="ignore")
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--rounds", str(args.rounds),
-               "--torch-threads", str(args.torch_threads), "--agents", *args.agents]
+               "--torch-threads", str(args.torch_threads), "--agents", *args.agents] + ["--same-updates"] * args.same_updates
     with tempfile.TemporaryDirectory() as cwd:
         done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -145,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="timed rounds per agent per subprocess (default: %(default)s)")
     parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS))
     parser.add_argument("--torch-threads", type=int, default=1, help="torch threads (default: %(default)s, as recgym bench)")
+    parser.add_argument("--same-updates", action="store_true",
+                        help="the new code's high level with the low level's PPO settings (n_steps 64, batch 256), "
+                             "the gradient steps per round of the old code")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.pairs, args.rounds, args.torch_threads) < 1:
         parser.error("--pairs, --rounds and --torch-threads must be positive integers")
     if args.child:
-        print(json.dumps(child(args.agents, args.rounds, args.torch_threads)))
+        print(json.dumps(child(args.agents, args.rounds, args.torch_threads, args.same_updates)))
         return 0
     new_root = Path(__file__).resolve().parent.parent
     started, load_start = time.time(), os.getloadavg()[0]
@@ -172,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"\nold = {args.commit} (git worktree), new = {new_root}; OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, {args.torch_threads} torch thread(s), {args.pairs} pairs x "
-          f"{args.rounds} round(s); load average {load_start:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs, "
+          f"{args.rounds} round(s){', new high level with the old PPO settings' if args.same_updates else ''}; "
+          f"load average {load_start:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs, "
           f"{time.time() - started:.0f} s")
     print(f"{'agent':<12} {'old fps':>9} {'new fps':>9} {'new/old':>8} {'old/ref':>8} {'new/ref':>8}")
     summary = {}
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SB3 reference: {reference['old']:,.0f} frames/s beside the old code, {reference['new']:,.0f} beside the new")
     print(json.dumps({"commit": args.commit, "agents": summary, "reference_fps": reference,
                       "load_average": [load_start, os.getloadavg()[0]],
-                      "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}))
+                      "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "same_updates": args.same_updates}))
     return 0
 
 

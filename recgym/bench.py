@@ -306,7 +306,10 @@ def bench_ppo_speedup(config: BenchConfig) -> tuple[float, float]:
 HRL_AGENTS = ("dsrm-hrl", "hrl4pfg", "novelty-hrl")
 #: ``hrl_fps / hrl_reference_fps`` of each agent before issue #18's changes (the code of commit 2d57216),
 #: measured as :func:`bench_hierarchy` measures it, OMP_NUM_THREADS=1, load 7-9, medians of three runs
-#: (docs/performance.md, "Hierarchical agents"): ``hrl_speedup`` divides today's ratio by it.
+#: (docs/performance.md, "Hierarchical agents"): ``hrl_speedup`` divides today's ratio by it. The ratio moves
+#: with the machine's load (0.7x-1.3x of these values in single runs at load 8-10);
+#: ``benchmarks/bench_hrl_baseline.py`` re-measures it from git history (its ``old/ref`` column) beside the
+#: new code's, in alternating subprocesses.
 HRL_BASELINE_VS_REFERENCE = {"dsrm-hrl": 1.71, "hrl4pfg": 2.92, "novelty-hrl": 3.41}
 
 
@@ -314,7 +317,8 @@ def bench_hierarchy(config: BenchConfig) -> tuple[dict[str, float], float]:
     """Training frames/s of each of :data:`HRL_AGENTS` and of the plain SB3 PPO reference, in one process.
 
     Each agent is built as ``recgym train --agent NAME`` builds it (:class:`~recgym.agents.hierarchy.HierarchyConfig`
-    defaults but ``ppo_envs`` sessions per level (64, as ``recgym train``), PPO n_steps 64, batch 256, 4 epochs) on ``config.env_id``
+    defaults but ``ppo_envs`` sessions per level (64, as ``recgym train``): the low level PPO n_steps 64, batch 256,
+    4 epochs, the high level since issue #19 n_steps 4, batch 64, i.e. four times the gradient steps per round) on ``config.env_id``
     with :data:`ALL_MECHANISMS`, on CPU; dsrm-hrl's DSRM is an untrained default-size model (the same
     computation as a pretrained one; stage I is not timed). One call is one round of that training at
     the defaults of ``recgym train``: ``low.learn`` of one rollout, then ``high.learn`` of one rollout
