@@ -99,6 +99,44 @@ def test_row_cache_computes_only_histories_it_has_not_seen():
     assert computed[-1] == 2  # a stacked batch: only its two new rows
 
 
+def test_a_low_level_step_computes_the_dsrm_state_once_for_every_view():
+    """The B next observations and the ended sessions' last ones are one batch: one state call per step
+    (the high level's goal refresh, the candidates, the low observation and the terminal views read it)."""
+    from recgym.agents.hierarchy import LowLevelVecEnv
+
+    venv = gym.make_vec("recgym/Synthetic-v0", num_envs=16, vectorization_mode="vector_entry_point",
+                        autoreset_mode="SameStep", **FAIRNESS_PROTOCOL)
+    calls = []
+    method = DSRMHRL(state_fn=lambda obs: calls.append(len(obs["item_ids"])) or feedback_state(obs))
+    env = LowLevelVecEnv(method, venv, high_policy=lambda high_obs: np.zeros((len(high_obs), 2), np.float32))
+    env.seed(0)
+    env.reset()
+    ended = 0
+    for _ in range(venv.params.max_turn + 1):  # every session ends by the time limit, if not before
+        calls.clear()
+        _, _, dones, infos = env.step(np.zeros(16, np.int64))
+        assert len(calls) == 1 and calls[0] <= 16 + dones.sum()  # the rows not seen before, in one call
+        ended += dones.sum()
+        assert all(infos[i]["terminal_observation"].shape == env.observation_space.shape for i in np.flatnonzero(dones))
+    assert ended > 0
+
+
+def test_repeated_chains_compute_what_the_repeated_rows_compute():
+    import torch as th
+
+    from recgym.agents.dsrm import DSRM, DSRMConfig
+
+    th.manual_seed(0)
+    model = DSRM(DSRMConfig(embed_dim=8, history_len=4, hidden=32), "none", 10).eval()
+    raw, context = th.randn(5, 8), th.randn(5, 24)
+    for sampler, steps in (("ddim", 5), ("ddpm", None)):
+        with th.no_grad():
+            chains = model.sample(raw, context, sampler, steps, th.Generator().manual_seed(3), repeats=3)
+            rows = model.sample(raw.repeat(3, 1), context.repeat(3, 1), sampler, steps, th.Generator().manual_seed(3))
+        assert chains.shape == (15, 8)
+        th.testing.assert_close(chains, rows, rtol=1e-5, atol=1e-5)
+
+
 def test_dsrm_hrl_state_is_a_function_of_each_rows_history():
     """With shared chain noise a session's purified state does not depend on the batch it is computed
     in, so the method's row cache gives what a whole-batch computation gives."""
