@@ -598,85 +598,13 @@ def population_main(argv: list[str] | None = None) -> int:
 
 
 # ------------------------------------------------- dsrm: does the purified state recover the TRUE interest?
-def noise_options(level: float) -> dict[str, float]:
-    """SimParams observation-noise knobs at ``level`` times their defaults (0 = off)."""
-    return {"popularity_noise": 0.5 * level, "exposure_bias": min(0.5 * level, 0.95), "observation_noise": 0.05 * level}
-
-
-DENOISING_HEADER = (f"{'':>14} | {'cos hist':>8} {'cos raw':>8} {'cos pur':>8} | "
-                    f"{'ndcg hist':>8} {'ndcg raw':>8} {'ndcg pur':>8} | {'ratio':>6}")
-
-
-def denoising_row(label: str, scores: Any) -> str:
-    """One table row of :class:`recgym.agents.dsrm.DenoisingScores`."""
-    return (f"{label:>14} | {scores.cosine_history:8.3f} {scores.cosine_raw:8.3f} {scores.cosine_purified:8.3f} | "
-            f"{scores.ndcg_history:8.3f} {scores.ndcg_raw:8.3f} {scores.ndcg_purified:8.3f} | {scores.ratio:6.3f}")
-
-
 def dsrm_main(argv: list[str] | None = None) -> int:
-    """``recgym bench dsrm`` (``benchmarks/bench_dsrm.py``): pretrains DSRM on a random behaviour
-    policy's logs (observed data only) and scores, against the simulator's ground truth, the
-    feedback-weighted history mean, the encoder's raw state and the purified state:
+    """``recgym bench dsrm`` (``benchmarks/bench_dsrm.py``): DSRM's states scored against the
+    simulator's true interest, with the noise-off control and the K sweep
+    (:func:`recgym.agents.dsrm.evaluate.main`, ``docs/dsrm.md``)."""
+    from recgym.agents.dsrm.evaluate import main as dsrm_eval_main
 
-    1. headline at the env's default observation noise (noise level 1);
-    2. noise curve: level L scales the three observation-noise knobs (:func:`noise_options`; 0 = off);
-    3. K sweep at ``--sweep-level`` (default 2, where the denoising gain is clearly above the seed
-       noise): diffusion steps (the linear schedule is per step, so a larger K noises the raw state
-       more before restoring it), plus the DDIM fast sampler.
-
-    Prints tables, then one JSON line.
-    """
-    from recgym.agents.dsrm import evaluate, pretrain
-    from recgym.threads import set_torch_threads
-
-    parser = argparse.ArgumentParser(prog="recgym bench dsrm", description=dsrm_main.__doc__.splitlines()[0])
-    parser.add_argument("--env", default=ENV_ID)
-    parser.add_argument("--timesteps", type=int, default=50_000, help="logged transitions for stage I")
-    parser.add_argument("--eval-timesteps", type=int, default=10_000)
-    parser.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 3.0])
-    parser.add_argument("--k-values", type=int, nargs="+", default=[5, 10, 20, 30, 100, 300])
-    parser.add_argument("--sweep-level", type=float, default=2.0, help="noise level of the K sweep")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny models: 1 is fastest)")
-    parser.add_argument("--quick", action="store_true", help="small run: fewer logs, levels and K values")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.timesteps, args.eval_timesteps, args.levels, args.k_values = 15_000, 3_000, [0.0, 2.0], [10, 300]
-    set_torch_threads(args.threads)
-    clock = TIMERS["wall"]
-    start = clock()
-
-    def run_level(level: float, k_steps: int) -> tuple[Any, Any]:
-        options = noise_options(level)
-        model = pretrain(args.env, timesteps=args.timesteps, k_steps=k_steps, logdir=None, seed=args.seed,
-                         progress=False, env_options=options, device=args.device)
-        return evaluate(model, args.env, timesteps=args.eval_timesteps, seed=args.seed + 1000, env_options=options), model
-
-    print(f"DSRM on {args.env}: {args.timesteps} logged transitions (random behaviour), seed {args.seed}")
-    print("\nNoise curve (K = 20, DDPM sampler, mean of 8 chains):\n" + DENOISING_HEADER)
-    curve, by_level = [], {}
-    for level in sorted(set(args.levels) | {1.0, args.sweep_level}):
-        by_level[level] = run_level(level, 20)
-        curve.append({"level": level, **noise_options(level), **by_level[level][0].as_dict()})
-        print(denoising_row(f"level {level:g}", by_level[level][0]))
-    headline = by_level[1.0][0]
-    print(f"\nK sweep (noise level {args.sweep_level:g}):\n" + DENOISING_HEADER)
-    sweep = []
-    for k_steps in sorted(set(args.k_values) | {20}):
-        scores = by_level[args.sweep_level][0] if k_steps == 20 else run_level(args.sweep_level, k_steps)[0]
-        sweep.append({"k_steps": k_steps, **scores.as_dict()})
-        print(denoising_row(f"K={k_steps} ddpm", scores))
-    ddim = evaluate(by_level[args.sweep_level][1], args.env, timesteps=args.eval_timesteps, seed=args.seed + 1000,
-                    env_options=noise_options(args.sweep_level), sampler="ddim", steps=5)
-    print(denoising_row("K=20 ddim/5", ddim))
-    print(json.dumps({
-        "env": args.env, "timesteps": args.timesteps, "eval_timesteps": args.eval_timesteps, "seed": args.seed,
-        "denoising_ratio": headline.ratio, "headline": headline.as_dict(), "noise_curve": curve,
-        "sweep_level": args.sweep_level, "k_sweep": sweep, "ddim_5_steps": ddim.as_dict(),
-        "seconds": round(clock() - start, 1),
-    }, default=float))
-    return 0
+    return dsrm_eval_main(argv)
 
 
 # ------------------------------------------------- data: loading a KuaiRec folder, cold and cached

@@ -126,9 +126,3 @@ def test_population_suite_runs_through_the_bench_entry_point(capsys):
     assert [row["n_users"] for row in result["rows"]] == [4, 64]
     assert all(row["sim_calls_per_step"] == 1.0 and row["sim_us"] > 0 for row in result["rows"])  # one batched call
     assert result["per_user_speedup_small_to_large"]["sim_us"] > 1  # per-user cost falls with the batch
-
-
-def test_noise_options_scale_the_three_observation_noise_knobs():
-    assert bench.noise_options(0.0) == {"popularity_noise": 0.0, "exposure_bias": 0.0, "observation_noise": 0.0}
-    assert bench.noise_options(1.0) == {"popularity_noise": 0.5, "exposure_bias": 0.5, "observation_noise": 0.05}
-    assert bench.noise_options(3.0)["exposure_bias"] == 0.95  # capped below 1

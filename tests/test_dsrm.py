@@ -1,6 +1,7 @@
-"""DSRM: the purified state is closer to the simulator's true interest than the raw one, by a margin
-that grows with the observation noise and vanishes without it, and the model is a safe,
-reloadable, SB3-pluggable component."""
+"""DSRM: stage I learns the distribution of a held-out view of the user (a target with real spread
+given the history); its states are scored on the user-specific part of the true interest against a
+constant state, the teacher and an oracle-debiased ceiling; with the logging's pulls off its gain
+over the raw state is ~0; and the model is a safe, reloadable, SB3-pluggable component."""
 
 from __future__ import annotations
 
@@ -13,49 +14,85 @@ from stable_baselines3 import PPO
 
 import recgym  # noqa: F401  (registers the env ids)
 from recgym.agents.dsrm import DSRM, DSRMConfig, DSRMExtractor, evaluate, pretrain
-from recgym.agents.dsrm.evaluate import cosine, ndcg_at
+from recgym.agents.dsrm.evaluate import cosine, noise_off_options, specific_cosine
 from recgym.agents.dsrm.model import resolve_device
-from recgym.agents.dsrm.train import Log, load_model, train_cli
+from recgym.agents.dsrm.rollouts import make_venv
+from recgym.agents.dsrm.train import Log, collect, load_model, stage_one, train_cli
 from recgym.envs.sb3 import SB3VecEnv
 from recgym.world import kuairec_world, synthetic_world
 
 ENV = "recgym/Synthetic-v0"
+ENV_V1 = "recgym/Synthetic-v1"
 TINY = {"d_model": 32, "n_heads": 4, "n_layers": 1, "hidden": 128}
-NOISE_OFF = {"popularity_noise": 0.0, "exposure_bias": 0.0, "observation_noise": 0.0}
-HIGH_NOISE = {"popularity_noise": 1.5, "exposure_bias": 0.95, "observation_noise": 0.15}  # 3x the defaults
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory) -> tuple[object, object]:
+    torch.set_num_threads(1)
+    logdir = tmp_path_factory.mktemp("runs")
+    stage = stage_one(ENV, timesteps=20_000, num_envs=200, encoder_epochs=2, diffusion_epochs=10, logdir=logdir,
+                      seed=0, device="cpu", progress=False, oracle=True, **TINY)
+    return stage, logdir
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[DSRM, object]:
-    torch.set_num_threads(1)
-    logdir = tmp_path_factory.mktemp("runs")
-    model = pretrain(ENV, timesteps=20_000, num_envs=200, encoder_epochs=2, diffusion_epochs=10, logdir=logdir,
-                     seed=0, device="cpu", progress=False, **TINY)
-    return model, logdir
+def trained(staged) -> tuple[DSRM, object]:
+    return staged[0].model, staged[1]
 
 
-def _ratio_at(noise: dict[str, float]) -> float:
-    model = pretrain(ENV, timesteps=20_000, num_envs=200, encoder_epochs=2, diffusion_epochs=10, logdir=None,
-                     seed=0, device="cpu", progress=False, env_options=noise, **TINY)
-    return evaluate(model, ENV, timesteps=3_000, num_envs=100, seed=7, env_options=noise).ratio
+def test_held_out_target_has_real_spread_given_the_history():
+    """Rows with the same (empty) history get different clean targets: the target is not a function of the
+    history, as the previous stage I's was (there every empty history had one target)."""
+    venv = make_venv(ENV_V1, 100)
+    log = collect(venv, 5_000, seed=0)
+    targets = log.held_out_profiles(log.next_feedback, np.ones(len(log.user), np.float32), venv.world.item_emb)
+    empty = (log.item_ids < 0).all(axis=1) & (np.abs(targets).sum(axis=1) > 0)
+    assert empty.sum() > 1_000
+    same_history = targets[empty]
+    pairwise = same_history[:500] @ same_history[500:1000].T
+    assert np.abs(pairwise).mean() < 0.5  # measured 0.31: unit targets of one input point every which way
+    assert np.linalg.norm(same_history.mean(axis=0)) < 0.5  # measured 0.23
 
 
-def test_purified_state_is_closer_to_the_true_interest(trained):
-    model, _ = trained
-    scores = evaluate(model, ENV, timesteps=3_000, num_envs=100, seed=7)
+def test_held_out_profiles_leave_out_what_the_history_has_seen():
+    """Hand-made log: user 0 has session 0 (steps a, b) and session 1 (step c); user 1 one step."""
+    emb = np.eye(4, dtype=np.float32)
+    item = np.array([0, 1, 2, 3])
+    y = np.array([2.0, 0.0, 1.0, 1.0], np.float32)
+    log = Log(np.full((4, 2), -1), np.zeros((4, 2), np.float32), item, y, np.array([0, 0, 0, 1]),
+              np.array([0, 0, 1, 2]), np.zeros(4, bool), np.zeros(4))
+    profiles = log.held_out_profiles(y, np.ones(4, np.float32), emb)
+    c = (y - 1.0)[:, None] * (emb[item] - 0.25)  # y_bar 1, e_bar 0.25
+    expected = np.stack([c[0] + c[1] + c[2], c[1] + c[2], c[0] + c[1] + c[2], c[3]])  # row 1 has seen row 0
+    norms = np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(profiles, np.where(norms > 0, expected / np.maximum(norms, 1e-12), 0), atol=1e-6)
+    assert np.all(profiles[3] == 0)  # y = y_bar and e = e_bar weights: nothing held out to learn from
+
+
+def test_states_are_scored_on_the_user_specific_interest(staged):
+    stage, _ = staged
+    scores = evaluate(stage.model, ENV, timesteps=3_000, num_envs=100, seed=7, stage=stage)
     assert scores.n_states > 1_500
-    assert scores.cosine_raw > scores.cosine_history > 0.05  # the encoder already beats the heuristic
-    assert scores.ratio > 1.005, scores.as_dict()  # measured 1.020 (cos 0.372 -> 0.379)
+    assert set(scores.specific) == {"constant", "history", "raw", "teacher", "purified", "ceiling"}
+    assert scores.specific["constant"] == 0.0  # nothing user-specific in one state for everyone
+    assert scores.cosine["constant"] > 0.2  # ... though the population's taste is most of the plain cosine
+    # measured: ceiling 0.043, raw 0.016, purified 0.021, history heuristic 0.059 (tiny model, 20k logs)
+    assert scores.specific["ceiling"] > scores.specific["raw"] + 0.01, scores.as_dict()
+    assert scores.specific["raw"] > 0.005 and scores.specific["purified"] > 0.005
 
 
-def test_denoising_gain_grows_with_the_noise_and_vanishes_without_it():
-    off, high = _ratio_at(NOISE_OFF), _ratio_at(HIGH_NOISE)
-    assert abs(off - 1) < 0.01, off  # measured 1.006: nothing to remove, the purified state is the raw one
-    assert high > off + 0.015, (off, high)  # measured 1.040
+def test_noise_off_control_gain_is_zero():
+    """With the v1 logging's pulls off, the naive and debiased views coincide and s^_t adds nothing to s~_t."""
+    options = noise_off_options(ENV_V1)
+    assert options["conformity"] == options["familiarity_watch"] == options["exposure_bias"] == 0.0
+    stage = stage_one(ENV_V1, timesteps=10_000, num_envs=200, encoder_epochs=2, diffusion_epochs=10, logdir=None,
+                      seed=0, device="cpu", progress=False, env_options=options, **TINY)
+    assert abs(stage.debiasing.beta) < 0.3 and abs(stage.debiasing.beta_familiar) < 0.1
+    scores = evaluate(stage.model, ENV_V1, timesteps=3_000, num_envs=100, seed=7, env_options=options, stage=stage)
+    assert abs(scores.gain) < 0.01, scores.as_dict()  # measured +0.0007 (specific raw 0.0071, purified 0.0078)
+    assert abs(scores.specific["teacher"] - scores.specific["raw"]) < 0.005  # measured -0.0006
 
 
 def test_debiasing_fit_recovers_the_noise_model():
@@ -67,18 +104,26 @@ def test_debiasing_fit_recovers_the_noise_model():
     user = rng.integers(0, 100, n)
     taste = rng.normal(1.0, 0.3, n)
     feedback = np.where(rng.random(n) < 0.6 * (1 - popularity[item]), 0.0, taste + 0.8 * popularity[item])
+    familiar = rng.random(n) < 0.3
+    feedback = np.where(feedback > 0, feedback + 0.5 * familiar, 0.0)
     log = Log(np.zeros((n, 1), np.int64), np.zeros((n, 1), np.float32), item, feedback.astype(np.float32), user,
-              popularity)
+              np.arange(n), familiar, popularity, lossy=True)
     fitted = log.fit_debiasing()
     assert fitted.beta == pytest.approx(0.8, abs=0.02)
+    assert fitted.beta_familiar == pytest.approx(0.5, abs=0.02)
     assert fitted.propensity_intercept == pytest.approx(0.4, abs=0.01)
     assert fitted.propensity_slope == pytest.approx(0.6, abs=0.02)
     debiased, weights = log.debiased_feedback(fitted)
     logged = feedback > 0
     assert abs(np.corrcoef(debiased[logged], popularity[item][logged])[0, 1]) < 0.01
+    assert abs(np.corrcoef(debiased[logged], familiar[logged])[0, 1]) < 0.01
     assert np.all(weights[~logged] == 0) and weights[logged].mean() == pytest.approx(1.0)
     rare, common = popularity[item] < 0.2, popularity[item] > 0.8
     assert weights[logged & rare].mean() > 1.5 * weights[logged & common].mean()  # rarely logged, weighted up
+    lossless = Log(*(getattr(log, f) for f in ("item_ids", "feedback", "next_item", "next_feedback", "user", "session",
+                                               "familiar", "item_popularity")))
+    assert lossless.fit_debiasing().propensity_slope == 0.0  # a 0 is a skip, not a lost feedback: no propensity
+    assert np.all(lossless.debiased_feedback(lossless.fit_debiasing())[1] == 1.0)
 
 
 def test_pretraining_logs_both_losses_to_tensorboard(trained):
@@ -90,7 +135,8 @@ def test_pretraining_logs_both_losses_to_tensorboard(trained):
     encoder = [event.value for event in events.Scalars("stage1/encoder_loss")]
     teacher = [event.value for event in events.Scalars("stage1/teacher_loss")]
     diffusion = [event.value for event in events.Scalars("stage1/diffusion_loss")]
-    assert len(encoder) == len(teacher) == 2 and len(diffusion) == 10
+    oracle = [event.value for event in events.Scalars("stage1/oracle_loss")]
+    assert len(encoder) == len(teacher) == len(oracle) == 2 and len(diffusion) == 10
     assert events.Scalars("stage1/beta")[0].value > 0  # default conformity is on
     assert diffusion[-1] < diffusion[0] < 1.0  # eps-MSE starts below the unit-variance noise and falls
 
@@ -136,7 +182,7 @@ def test_save_load_roundtrip_and_world_checks(trained, tmp_path):
     old_format = torch.load(path, weights_only=True)
     del old_format["format_version"]
     torch.save(old_format, tmp_path / "v1.pt")
-    with pytest.raises(ValueError, match="format version 1, this code reads version 2"):
+    with pytest.raises(ValueError, match="format version 1, this code reads version 3"):
         DSRM.load(tmp_path / "v1.pt")
 
 
@@ -182,12 +228,11 @@ def test_sb3_algorithm_reads_the_purified_state(trained, freeze):
 
 def test_scores_on_hand_made_cases():
     assert np.allclose(cosine(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[2.0, 0.0], [1.0, 1.0]])), [1.0, 0.0])
-    relevance = np.array([[3.0, 2.0, 1.0, 0.0]])
-    allowed = np.array([[True, True, False, True]])
-    perfect = ndcg_at(np.array([[9.0, 8.0, 7.0, 6.0]]), relevance, allowed, k=2)
-    swapped = ndcg_at(np.array([[8.0, 9.0, 7.0, 6.0]]), relevance, allowed, k=2)
-    assert perfect[0] == pytest.approx(1.0)
-    assert swapped[0] == pytest.approx((2 + 3 / np.log2(3)) / (3 + 2 / np.log2(3)))
+    truth = np.array([[1.0, 1.0], [1.0, -1.0]])
+    population = np.array([1.0, 0.0])  # both users like axis 0; what sets them apart is axis 1
+    assert specific_cosine(np.array([[5.0, 0.1], [5.0, 0.1]], np.float32), truth, population) == 0.0  # constant
+    assert specific_cosine(np.array([[5.0, 0.1], [5.0, -0.1]]), truth, population) == pytest.approx(1.0)
+    assert specific_cosine(np.array([[5.0, -0.1], [5.0, 0.1]]), truth, population) == pytest.approx(-1.0)
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -199,5 +244,5 @@ def test_cli_training_hook_saves_a_checkpoint_and_logs_scores(tmp_path):
     assert load_model(path).world_fingerprint == model.world_fingerprint == synthetic_world().fingerprint
     events = EventAccumulator(str(path.parent))
     events.Reload()
-    assert {"stage1/encoder_loss", "stage1/diffusion_loss", "dsrm/ratio", "dsrm/cosine_purified"} <= set(
+    assert {"stage1/encoder_loss", "stage1/diffusion_loss", "dsrm/gain", "dsrm/specific_purified"} <= set(
         events.Tags()["scalars"])

@@ -27,8 +27,9 @@ from recgym.agents.checkpoints import META_KEY, check_meta, check_world, first_l
 from recgym.world import World
 
 SAMPLERS = ("ddpm", "ddim")
-#: Checkpoint format: 2 added the logged item popularity and the popularity-conditioned denoiser.
-FORMAT_VERSION = 2
+#: Checkpoint format: 2 added the logged item popularity and the popularity-conditioned denoiser; 3: the
+#: encoders regress held-out feedback (no feedback bias in the model), the DDPM samples the held-out profile.
+FORMAT_VERSION = 3
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -176,7 +177,6 @@ class DSRM(nn.Module):
         self.config, self.world_fingerprint, self.n_items = config, world_fingerprint, int(n_items)
         self.encoder = HistoryEncoder(config)
         self.denoiser = NoisePredictor(config)
-        self.feedback_bias = nn.Parameter(torch.zeros(()))
         self.target_scale = math.sqrt(config.embed_dim)
         self.register_buffer("alpha_bar", linear_alpha_bar(config), persistent=False)
         popularity = np.zeros(self.n_items) if item_popularity is None else np.asarray(item_popularity)
@@ -187,7 +187,7 @@ class DSRM(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.feedback_bias.device
+        return self.alpha_bar.device
 
     # ----------------------------------------------------------------- checks
     def check_world(self, world: World, source: str = "DSRM checkpoint") -> None:
@@ -381,7 +381,7 @@ class DSRM(nn.Module):
         version = checkpoint.get("format_version", 1)
         if version != FORMAT_VERSION:
             raise ValueError(f"DSRM checkpoint {str(path)!r} has format version {version}, this code reads version "
-                             f"{FORMAT_VERSION} (popularity-conditioned denoiser); retrain it with pretrain()")
+                             f"{FORMAT_VERSION} (held-out-profile stage I); retrain it with pretrain()")
         model = cls(DSRMConfig(**checkpoint["config"]), checkpoint["world_fingerprint"], checkpoint["n_items"])
         model.load_state_dict(checkpoint["state_dict"])
         if world is not None:

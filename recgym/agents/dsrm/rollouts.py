@@ -45,13 +45,21 @@ def behaviour_actions(behaviour: str, venv: RecSysVectorEnv, rng: np.random.Gene
 def rollout(
     venv: RecSysVectorEnv, n_steps: int, behaviour: str, seed: int,
     probe: Callable[[Simulator], Any] | None = None,
-) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any], Any]]:
-    """Run ``n_steps`` batched steps; yield (observation, actions, infos of the step, probe(sim) before it)."""
+) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any], Any, np.ndarray]]:
+    """Run ``n_steps`` batched steps; yield (observation, actions, infos of the step, probe(sim) before it,
+    true feedback history): the last is (B, k) float32, the TRUE reward of each history slot of the
+    observation (0 on empty slots), what the observed ``feedback`` would be without the logging's
+    noise and pulls. Only a simulator has it (DSRM's oracle-debiased ceiling reads it)."""
     rng = np.random.default_rng(seed)
     obs, _ = venv.reset(seed=seed)
+    true_feedback = np.zeros(obs["feedback"].shape, np.float32)
     for _ in range(n_steps):
         actions = behaviour_actions(behaviour, venv, rng)
         probed = probe(venv.sim) if probe is not None else None
         next_obs, _, _, _, infos = venv.step(actions)
-        yield obs, actions, infos, probed
+        yield obs, actions, infos, probed, true_feedback
+        # every step appends its item to the history (clicked or not); a new session starts it empty
+        true_feedback = np.roll(true_feedback, -1, axis=1)
+        true_feedback[:, -1] = infos["true_reward"]
+        true_feedback[next_obs["item_ids"] < 0] = 0.0
         obs = next_obs
