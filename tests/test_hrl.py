@@ -384,6 +384,19 @@ def test_hrl4pfg_virtual_items_leave_the_catalogue_centre_for_tail_items_of_each
     assert np.unique(first[0]).size >= 10
 
 
+def test_a_high_level_acting_in_the_goal_range_itself_is_refused(tmp_path):
+    from stable_baselines3 import PPO
+
+    config = HierarchyConfig(rounds=1, low_steps=64, high_steps=64, n_sessions=16, device="cpu",
+                             ppo={"n_steps": 4, "batch_size": 64, "n_epochs": 1})
+    trained = train_hierarchy(NoveltyHRL(), "recgym/Synthetic-v0", config, logdir=tmp_path, env_options=FAIRNESS_PROTOCOL)
+    load("novelty-hrl", trained.checkpoint)  # its own high level acts in [-1, 1]: accepted
+    old = gym.make("Pendulum-v1")  # any Box level not in [-1, 1] (a pre-rescaling [0, 1] goal level)
+    PPO("MlpPolicy", old, n_steps=64, batch_size=64, device="cpu").save(trained.checkpoint / "high.zip")
+    with pytest.raises(ValueError, match="acts in the goal range itself, not in \\[-1, 1\\]"):
+        load("novelty-hrl", trained.checkpoint)
+
+
 class _GoalReader:
     """A stand-in high level whose goal is ``goal_of(sim)``: the truth, or a constant."""
 
