@@ -324,6 +324,21 @@ def test_the_high_level_leaves_its_initialisation_and_logs_how_far(tmp_path):
     assert {"low/lagrange_multiplier", "low/constraint_gap"} <= set(scalars("low_1"))
 
 
+def test_a_resumed_dsrm_hrl_run_continues_from_its_lagrange_multiplier(tmp_path):
+    import json
+
+    config = HierarchyConfig(rounds=1, low_steps=256, high_steps=64, n_sessions=16, device="cpu",
+                             ppo={"n_steps": 16, "batch_size": 64, "n_epochs": 1})
+    first = train_hierarchy(DSRMHRL(name="hrl-no-dsrm"), "recgym/Synthetic-v0", config, logdir=tmp_path,
+                            env_options=FAIRNESS_PROTOCOL)
+    saved = json.loads((first.checkpoint / "meta.json").read_text())["method_state"]["lagrange_multiplier"]
+    assert saved != 0.5  # moved by dual ascent from lagrange_init
+    config.rounds = 2
+    levels, done = make_levels(DSRMHRL(name="hrl-no-dsrm"), "recgym/Synthetic-v0", config, FAIRNESS_PROTOCOL,
+                               resume=first.checkpoint)
+    assert done == 1 and levels.low_env.method.lagrange_multiplier == saved
+
+
 def test_dsrm_hrl_constraint_multiplier_follows_dual_ascent_and_high_level_sees_exposure():
     venv = gym.make_vec("recgym/Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point", **FAIRNESS_PROTOCOL)
     method = DSRMHRL(name="hrl-no-dsrm", lagrange_init=0.5, dual_lr=0.5)

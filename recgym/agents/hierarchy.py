@@ -666,6 +666,8 @@ def make_levels(method: Method, env_id: str, config: HierarchyConfig, env_option
     rounds_done = 0
     if resume is not None:
         high, low, rounds_done = load_hierarchy(method, resume, low_venv.world, low_env, config.device)
+        for key, value in read_meta(method.name, resume).get("method_state", {}).items():
+            setattr(low_env.method, key, value)  # e.g. DSRM-HRL's Lagrange multiplier where the run stopped
     else:
         low = PPO("MlpPolicy", low_env, policy_kwargs={**FUSED_ADAM, **method.low_policy_kwargs}, **config.level_ppo("low"),
                   **ppo_kwargs)
@@ -682,6 +684,10 @@ def make_levels(method: Method, env_id: str, config: HierarchyConfig, env_option
             high.set_env(high_env)
     high_drift = None if high is None else HighLevelDrift(high)
     return Levels(method, config, low_env, high_env, low, high, high_drift), rounds_done
+
+
+#: a method's training state that a checkpoint keeps (``meta.json``'s ``method_state``) and a resumed run restores
+METHOD_STATE = ("lagrange_multiplier",)
 
 
 def train_hierarchy(
@@ -712,7 +718,8 @@ def train_hierarchy(
     for round_index in range(rounds_done, config.rounds):
         levels.train_round(round_index, config.low_steps, config.high_steps, callbacks, progress_bar)
         rounds_done = round_index + 1
-        save_hierarchy(checkpoint, meta, levels.high, levels.low, config, rounds_done)
+        state = {key: getattr(levels.low_env.method, key) for key in METHOD_STATE if hasattr(levels.low_env.method, key)}
+        save_hierarchy(checkpoint, {**meta, "method_state": state}, levels.high, levels.low, config, rounds_done)
     return TrainedHierarchy(method, levels.high, levels.low, checkpoint, rounds_done, meta)
 
 
