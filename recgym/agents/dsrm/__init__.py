@@ -9,6 +9,6 @@ from recgym.agents.dsrm.evaluate import DenoisingScores, evaluate
 from recgym.agents.dsrm.extractor import DSRMExtractor
 from recgym.agents.dsrm.model import DSRM, DSRMConfig
 from recgym.agents.dsrm.rollouts import BEHAVIOURS
-from recgym.agents.dsrm.train import pretrain
+from recgym.agents.dsrm.train import pretrain, stage_one
 
-__all__ = ["BEHAVIOURS", "DSRM", "DSRMConfig", "DSRMExtractor", "DenoisingScores", "evaluate", "pretrain"]
+__all__ = ["BEHAVIOURS", "DSRM", "DSRMConfig", "DSRMExtractor", "DenoisingScores", "evaluate", "pretrain", "stage_one"]

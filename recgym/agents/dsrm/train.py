@@ -169,7 +169,8 @@ class Log:
         order = np.lexsort((np.arange(len(self.session)), self.session))  # by session, in time order
         before = np.cumsum(contributions[order], axis=0) - contributions[order]  # exclusive running sums
         starts = np.r_[True, self.session[order][1:] != self.session[order][:-1]]
-        seen = before - before[np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))]  # this session's earlier steps
+        first = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))  # each row's session start
+        seen = before - before[first]  # the sum over this session's earlier steps
         profiles = np.empty_like(contributions)
         profiles[order] = per_user[self.user[order]] - seen
         norms = np.linalg.norm(profiles, axis=1, keepdims=True)
@@ -398,7 +399,8 @@ def _feedback_loss(
     drawn held-out steps j (B,): the state regresses what the user does outside its history."""
     device = history["feedback"].device
     held_out_emb = emb_padded[torch.as_tensor(log.next_item[held_out])].to(device)
-    error = (encode(encoder, history) * held_out_emb).sum(dim=1) + bias - torch.as_tensor(targets[held_out], device=device)
+    predicted = (encode(encoder, history) * held_out_emb).sum(dim=1) + bias
+    error = predicted - torch.as_tensor(targets[held_out], device=device)
     return (torch.as_tensor(weights[held_out], device=device) * error**2).mean()
 
 
