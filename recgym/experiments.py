@@ -57,6 +57,10 @@ POPULATION_COLUMNS = ("R_each", "sessions", "length", "gini", "popularity_gini",
 #: the distance to the reference front (:mod:`recgym.pareto`), the emerging creators' exposure share and the
 #: cell's wall time in seconds (training + evaluation).
 V1_COLUMNS = ("R_cum", "R_each", "length", "gini", "dpfr", "front_distance", "emerging_creator_share", "wall_s")
+#: Columns of v1 tables with lifetime settings (empty on their session settings): the mean over lifetimes of
+#: the user's acquired taste at its last step minus at its first (:func:`recgym.evaluation.lifetime_guidance`
+#: on the cell's lifetimes: HRL4PFG's progressive guidance). The lifetime value is R_cum there.
+LIFETIME_COLUMNS = ("tail_affinity_gain",)
 #: The population ids: a cell on one is a population rollout (Population-v1 needs a v1 world).
 POPULATION_IDS = (POPULATION_ID, POPULATION_V1_ID)
 #: Keys of a config's ``population:`` mapping (:class:`recgym.envs.population.PopulationEnv` arguments).
@@ -116,9 +120,17 @@ class ExperimentConfig:
         return all(ENV_IDS.get(env, "").endswith("-v1") for env in self.envs)
 
     @property
+    def has_lifetimes(self) -> bool:
+        """A v1 episode table with an ``episode: lifetime`` setting: it gets :data:`LIFETIME_COLUMNS`."""
+        return self.is_v1 and not self.is_population and any(
+            {**self.options, **options}.get("episode") == "lifetime" for options in self.settings.values())
+
+    @property
     def columns(self) -> tuple[str, ...]:
         if self.is_population:
             return (*POPULATION_COLUMNS, "wall_s") if self.is_v1 else POPULATION_COLUMNS
+        if self.has_lifetimes:
+            return (*V1_COLUMNS[:-1], *LIFETIME_COLUMNS, V1_COLUMNS[-1])
         return V1_COLUMNS if self.is_v1 else COLUMNS
 
     def training_env(self, env: str) -> str:
@@ -374,7 +386,7 @@ def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, out
 
 
 #: Evaluations on the truth during a v1 training run (its learning curve in TensorBoard).
-CURVE_POINTS = 10
+CURVE_POINTS = 5
 #: Modules whose registered train functions train through :func:`recgym.agents.flat.train` (and take its
 #: ``eval_freq`` / ``eval_scorer``): flat, reward-shaped and recurrent SB3 agents.
 FLAT_TRAINERS = ("recgym.agents.flat", "recgym.agents.rewards", "recgym.agents.shaped", "recgym.agents.recurrent")
@@ -407,7 +419,7 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
     from torch.utils.tensorboard import SummaryWriter
 
     from recgym.agents import get_agent, make_policy, train_agent
-    from recgym.evaluation import evaluate, population_rollout
+    from recgym.evaluation import evaluate, lifetime_guidance, population_rollout
 
     start = time.perf_counter()
     options = {**config.options, **config.settings[cell.setting]}
@@ -428,6 +440,11 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
         result = evaluate(policy, cell.env, episodes=size.episodes, seed=EVAL_SEED + cell.seed,
                           num_envs=size.num_envs, **options)
         scores = cell_front(config, size, cell.env, cell.setting, outdir).score(result) if config.is_v1 else {}
+        if config.has_lifetimes:  # the same lifetimes again, followed session by session (None on sessions)
+            gain = (lifetime_guidance(policy, cell.env, episodes=size.episodes, seed=EVAL_SEED + cell.seed,
+                                      num_envs=size.num_envs, **options).tail_affinity_gain
+                    if options.get("episode") == "lifetime" else None)
+            scores["tail_affinity_gain"] = gain
         summary = {**result.summary, **scores}
         record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(), **scores,
                   "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
@@ -436,7 +453,8 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
     record["config"] = cell_config(config, size, cell)
     with SummaryWriter(str(logdir / "eval")) as writer:
         for key in config.columns:
-            writer.add_scalar(f"eval/{key}", summary[key], 0)
+            if summary[key] is not None:
+                writer.add_scalar(f"eval/{key}", summary[key], 0)
         for key, values in record.get("series", {}).items():
             for step, value in enumerate(values, start=1):
                 writer.add_scalar(f"population/{key}", value, step)
@@ -654,7 +672,8 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
             lines.append(head + "pending" + " |" * len(config.columns))
         else:
             row = aggregate(finished, config.columns)[0]
-            lines.append(head + " | ".join(f"{row[k]:.3f} ± {row[k + '_ci']:.3f}" for k in config.columns) + " |")
+            lines.append(head + " | ".join(f"{row[k]:.3f} ± {row[k + '_ci']:.3f}" if np.isfinite(row[k]) else "—"
+                                           for k in config.columns) + " |")
     fronts = {(env, setting): front_from_dict(json.loads(front_file(outdir, env, setting).read_text()))
               for env in config.envs for setting in config.settings if front_file(outdir, env, setting).exists()}
     if fronts:

@@ -92,7 +92,7 @@ def test_shaped_ppo_twin_logs_its_learning_curve_on_the_truth(tmp_path: Path) ->
     events = EventAccumulator(str(next((out / "tb").rglob("ppo-fair_Synthetic-v1_s0_1")))).Reload()
     for key in ("eval/R_cum", "eval/gini", "eval/dpfr", "eval/front_distance"):
         steps = [event.step for event in events.Scalars(key)]
-        assert len(steps) >= 3 and steps == sorted(steps), key  # every 25 steps' rollout end, and at the end
+        assert len(steps) >= 3 and steps == sorted(steps), key  # every 51 steps: each rollout's end, and the end
     shaped, env_reward = (np.mean([e.value for e in events.Scalars(key)]) for key in
                           ("rollout/shaped_reward", "rollout/env_reward"))
     assert shaped != env_reward  # the learner saw DSRM-HRL's fairness term on top of the logged reward
@@ -152,3 +152,20 @@ def test_flat_twin_of_dsrm_hrl_learns_on_its_lagrangian_with_dual_ascent() -> No
     assert shaper.method.lagrange_multiplier > start  # one rollout of 2 steps: the multiplier rose (dual ascent)
     with pytest.raises(ValueError, match="rollout_steps must be an integer >= 1"):
         ExposureFairnessShaper(SB3VecEnv("recgym/Synthetic-v1", num_envs=2), rollout_steps=0)
+
+
+def test_lifetime_settings_add_the_guidance_column(tmp_path: Path) -> None:
+    grid = GRID.replace("[random, oracle, oracle-tail, nonpersonalised]", "[oracle, nonpersonalised]").replace(
+        "full:", "settings:\n  session: {}\n  lifetime: {episode: lifetime, lifetime_sessions: 3}\nfull:")
+    config = load_config(write(tmp_path, grid))
+    assert config.has_lifetimes and config.columns[-2:] == ("tail_affinity_gain", "wall_s")
+    root = tmp_path / "v1"
+    rows = {(row["method"], row["setting"]): row
+            for row in run_experiment(config, "full", root / config.name, progress=False)}
+    for method in ("oracle", "nonpersonalised"):
+        assert np.isfinite(rows[method, "lifetime"]["tail_affinity_gain"])  # users acquire taste over 3 sessions
+        assert np.isnan(rows[method, "session"]["tail_affinity_gain"])  # one session: no lifetime to follow
+        assert rows[method, "lifetime"]["R_cum"] > 2 * rows[method, "session"]["R_cum"]  # lifetime value: 3 sessions
+    session_row = next(line for line in v1_table(config, root).splitlines()
+                       if line.startswith("| oracle | Synthetic-v1 | session |"))
+    assert session_row.endswith(" | — | " + session_row.split(" | ")[-1])  # no guidance column on a session
