@@ -1,6 +1,6 @@
 """Hierarchical agents' training throughput, the code before issue #18 against this tree's, re-measured.
 
-    python benchmarks/bench_hrl_baseline.py                     # 3 pairs of runs, ~4-6 min on a quiet 2-core machine
+    python benchmarks/bench_hrl_baseline.py                     # 3 pairs of runs (~4-6 min on a quiet 2-core machine, estimated; 6-7 min per pair at load 9)
     OMP_NUM_THREADS=1 python benchmarks/bench_hrl_baseline.py   # numpy's BLAS on one thread (docs/performance.md)
     python benchmarks/bench_hrl_baseline.py --pairs 1 --agents novelty-hrl   # a quick look
 
