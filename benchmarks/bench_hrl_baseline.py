@@ -1,6 +1,7 @@
 """Hierarchical agents' training throughput, the code before issue #18 against this tree's, re-measured.
 
-    python benchmarks/bench_hrl_baseline.py                     # 3 pairs of runs (~4-6 min on a quiet 2-core machine, estimated; 6-7 min per pair at load 9)
+    python benchmarks/bench_hrl_baseline.py                     # 3 old/new pairs: ~4-6 min quiet (estimated)
+                                                                # 6-7 min per pair at load 9
     OMP_NUM_THREADS=1 python benchmarks/bench_hrl_baseline.py   # numpy's BLAS on one thread (docs/performance.md)
     python benchmarks/bench_hrl_baseline.py --pairs 1 --agents novelty-hrl   # a quick look
 
@@ -114,7 +115,8 @@ def child(agents: list[str], rounds: int, torch_threads: int, same_updates: bool
             def _on_step(self) -> bool:
                 return True
 
-        settings = {"high_ppo": {}} if same_updates and "high_ppo" in {f.name for f in dataclasses.fields(HierarchyConfig)} else {}
+        has_high_ppo = "high_ppo" in {f.name for f in dataclasses.fields(HierarchyConfig)}
+        settings = {"high_ppo": {}} if same_updates and has_high_ppo else {}
         config = HierarchyConfig(rounds=1 + rounds, low_steps=ROLLOUT, high_steps=ROLLOUT, n_sessions=64, seed=0,
                                  device="cpu", **settings)
         with tempfile.TemporaryDirectory() as logdir:
@@ -132,7 +134,8 @@ def run_child(code_root: Path, args: argparse.Namespace) -> dict[str, object]:
     """One measuring subprocess importing ``recgym`` from ``code_root``."""
     env = dict(os.environ, PYTHONPATH=str(code_root), PYTHONWARNINGS="ignore")
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--rounds", str(args.rounds),
-               "--torch-threads", str(args.torch_threads), "--agents", *args.agents] + ["--same-updates"] * args.same_updates
+               "--torch-threads", str(args.torch_threads), "--agents", *args.agents]
+    command += ["--same-updates"] * args.same_updates
     with tempfile.TemporaryDirectory() as cwd:
         done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -147,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commit", default=BEFORE_ISSUE_18, help="the old code's commit (default: %(default)s)")
     parser.add_argument("--pairs", type=int, default=3, help="old/new subprocess pairs (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=1, help="timed rounds per agent per subprocess (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="timed rounds per agent per subprocess (default: %(default)s)")
     parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS))
-    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads (default: %(default)s, as recgym bench)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch threads (default: %(default)s, as recgym bench)")
     parser.add_argument("--same-updates", action="store_true",
                         help="the new code's high level with the low level's PPO settings (n_steps 64, batch 256), "
                              "the gradient steps per round of the old code")
@@ -196,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{agent:<12} {row['old_fps']:>9,.0f} {row['new_fps']:>9,.0f} {row['speedup']:>7.2f}x "
               f"{row['old_vs_reference']:>8.2f} {row['new_vs_reference']:>8.2f}")
     reference = {side: statistics.median(run["reference_fps"] for run in side_runs) for side, side_runs in runs.items()}
-    print(f"SB3 reference: {reference['old']:,.0f} frames/s beside the old code, {reference['new']:,.0f} beside the new")
+    print(f"SB3 reference: {reference['old']:,.0f} frames/s beside the old code, "
+          f"{reference['new']:,.0f} beside the new")
     print(json.dumps({"commit": args.commit, "agents": summary, "reference_fps": reference,
                       "load_average": [load_start, os.getloadavg()[0]],
                       "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "same_updates": args.same_updates}))

@@ -669,8 +669,8 @@ def make_levels(method: Method, env_id: str, config: HierarchyConfig, env_option
         for key, value in read_meta(method.name, resume).get("method_state", {}).items():
             setattr(low_env.method, key, value)  # e.g. DSRM-HRL's Lagrange multiplier where the run stopped
     else:
-        low = PPO("MlpPolicy", low_env, policy_kwargs={**FUSED_ADAM, **method.low_policy_kwargs}, **config.level_ppo("low"),
-                  **ppo_kwargs)
+        low = PPO("MlpPolicy", low_env, policy_kwargs={**FUSED_ADAM, **method.low_policy_kwargs},
+                  **config.level_ppo("low"), **ppo_kwargs)
         high = None
     high_env = None
     if not config.flat:

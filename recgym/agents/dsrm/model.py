@@ -132,7 +132,8 @@ class NoisePredictor(nn.Module):
         summed in another order."""
         first, dim = self.net[0], condition.shape[1] // 4
         _, hidden, _, out = self.net[1:]
-        fixed = F.linear(condition, first.weight[:, dim + self.time_dim:], first.bias).repeat(repeats, 1)  # (R B, hidden)
+        fixed = F.linear(condition, first.weight[:, dim + self.time_dim:], first.bias)  # (B, hidden)
+        fixed = fixed.repeat(repeats, 1)  # (R B, hidden)
         weight_x, weight_t = first.weight[:, :dim].T, first.weight[:, dim:dim + self.time_dim].T
 
         def step_features(ks: list[int]) -> torch.Tensor:  # (len(ks), hidden)
