@@ -19,7 +19,11 @@ logged. Every row of the summary table has a distance and a pass/fail threshold
   session (:func:`recgym.fit.model.return_rates`, the simulator's formula), plus that session's duration;
 * ``click_auc`` -- AUC of the fitted click logit on the held-out clicks (distance ``1 - AUC``);
 * ``watch_ndcg@10`` -- NDCG@10 of each user's held-out clicked items ranked by fitted satisfaction,
-  graded by their watch ratio (distance: the shortfall against ranking by popularity, 0 if better).
+  graded by their watch ratio (distance: the shortfall against ranking by popularity, 0 if better);
+* ``drift_lag_ratio`` -- the far/near ratio of the lag statistic of interest drift
+  (:func:`recgym.fit.drift.drift_fidelity`) on the held-out clicks, real vs the fitted world's leave-free
+  replay of the same users' rows in time order; distance ``|sim - real|``, threshold 3 standard errors of
+  the difference (bootstrap over users, replay seeds); absent without enough held-out clicks.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from recgym.fit.model import (
     session_table,
     survival_curves,
 )
+from recgym.fit.drift import drift_fidelity
 from recgym.fit.readers import Log
 from recgym.metrics import gini
 from recgym.params import SIGNALS
@@ -223,6 +228,10 @@ def fidelity_report(log: Log, world: World, params: dict[str, Any], train: np.nd
         if np.isfinite(model) and np.isfinite(baseline):
             rows.append(FidelityRow("watch_ndcg@10", baseline, model, max(baseline - model, 0.0),
                                     THRESHOLDS["watch_ndcg@10"]))
+    drift = drift_fidelity(log, world, params, train, seed, RATE_NOISE_Z)
+    if drift is not None:
+        real_ratio, sim_ratio, threshold = drift
+        rows.append(FidelityRow("drift_lag_ratio", real_ratio, sim_ratio, abs(sim_ratio - real_ratio), threshold))
     return FidelityReport(rows, curves, int(lengths.size), int(shown.sum()))
 
 

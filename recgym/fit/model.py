@@ -40,9 +40,11 @@ What is fitted, on the training sessions (a ``holdout`` share of sessions is kep
 6. Post-click intercepts (like, follow, comment, forward, hate): rate matching on the clicked rows with
    the logging model's slopes (:func:`fit_post_click_intercepts`), into the fitted params'
    ``post_click_intercepts`` (the simulator runs them) and the manifest's statistics.
+7. Interest drift: one combined ``interest_walk`` calibrated by replay (:func:`recgym.fit.drift.fit_drift`),
+   written only above its stated resolution (``statistics.drift``), else 0; ``interest_drift`` stays 0.
 
-Mechanisms not fitted are switched off in the fitted params (:data:`UNFITTED_OFF`): interest drift and
-walk (not identifiable from logs of this size: ``docs/fit.md``), time of day, novelty, boredom, creator
+Mechanisms not fitted are switched off in the fitted params (:data:`UNFITTED_OFF`): interest drift toward
+consumed items (the walk above stands for both), time of day, novelty, boredom, creator
 fatigue, acquired taste; the users' daily and weekly cycles are zero. Their hooks are listed in the manifest.
 """
 
@@ -96,9 +98,9 @@ HOOKS = {
     "return_gaps": "session_rate, retention_weight and each user's activity (user_features[:, 0]) are fitted "
                    "to the return gaps; the empirical per-user session counts and gaps are also stored "
                    "(user_sessions.npy, return_gaps.npy)",
-    "drift_novelty_time": "interest drift and walk, novelty seeking and time-of-day cycles are not fitted (off; "
-                          "drift: not identifiable from the split-half agreement of the users' fitted interests, "
-                          "docs/fit.md)",
+    "drift_novelty_time": "interest_walk is fitted as one combined walk by replay calibration above its resolution "
+                          "(statistics.drift; below it 0), interest_drift stays 0; novelty seeking and time-of-day "
+                          "cycles are not fitted (off, docs/fit.md)",
     "familiarity": "familiarity_click and familiarity_watch are fitted on random-exposure rows (a creator among the "
                    "session's last history_len impressions vs not; user_followed is then empty, the estimate's "
                    "familiarity); without them they are off and user_followed holds each user's most clicked "
@@ -395,7 +397,7 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
                             f"and a watch ratio > 0, {log.n_users} users, {log.n_items} items; need >= "
                             f"{settings.min_rows} of each kind of row and >= 2 users and items")
     rng = np.random.default_rng([settings.seed, 3])
-    steps = tqdm(total=5, desc="fit", unit="step", disable=not progress)
+    steps = tqdm(total=6, desc="fit", unit="step", disable=not progress)
     # the familiarity pulls are identified on random exposure (step 2); the familiar random-exposure rows
     # they are measured on stay out of the factorisation, which would otherwise absorb the pull
     random_rows = rows[log.random[rows]]
@@ -508,6 +510,11 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         world = dataclasses.replace(world, user_features=features)
     sessions_per_user = np.bincount(log.user[session_starts(log, rows)], minlength=log.n_users)
     steps.update()
+    # 7. interest drift (imported here: recgym.fit.drift builds on this module's ALS and replay)
+    from recgym.fit.drift import fit_drift
+
+    params["interest_walk"], drift = fit_drift(log, rows, world, params, settings, progress)
+    steps.update()
     steps.close()
     intercepts = fit_post_click_intercepts(log, rows[click[rows] == 1], world, params, familiar)
     params["post_click_intercepts"] = {name: entry["fitted"] for name, entry in intercepts.items()}
@@ -520,7 +527,7 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         "mean_session_length": float(session_lengths.mean()) if session_lengths.size else None,
         "median_return_gap_h": float(np.median(gaps) / 3600) if gaps.size else None,
         "return_model": "fitted" if in_train.sum() >= MIN_GAPS else f"SimParams defaults (fewer than {MIN_GAPS} gaps)",
-        "post_click_intercepts": intercepts,
+        "post_click_intercepts": intercepts, "drift": drift,
         "leave_rule_survival_distance": leave_gap, "als_rmse": float(np.sqrt(np.mean((target - prediction) ** 2))),
     }
     manifest = {"source": {"path": log.source, "logged_signals": list(log.logged)},
