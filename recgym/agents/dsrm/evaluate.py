@@ -194,9 +194,11 @@ def table(label: str, scores: list[DenoisingScores]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``recgym bench dsrm``: DSRM's states scored on the user-specific part of the true interest, at
-    the env's default logging and in the noise-off control, over seeds with 95% intervals, and the K
-    sweep (denoising steps). Prints the tables, then one JSON line."""
+    """``recgym bench dsrm``: DSRM's states scored against the true interest, noise-off control, K sweep.
+
+    The user-specific cosine of each state (:data:`STATES`) at the env's default logging and in the
+    noise-off control, over seeds with 95% intervals, and the K sweep (denoising steps). Prints the
+    tables, then one JSON line."""
     from recgym.threads import set_torch_threads
 
     parser = argparse.ArgumentParser(prog="recgym bench dsrm", description=main.__doc__.splitlines()[0])
