@@ -332,6 +332,23 @@ def write_cell(cell: Cell, record: dict[str, Any], outdir: Path) -> None:
     partial.replace(outdir / f"{cell.id}.json")
 
 
+def code_version() -> str:
+    """The code a cell ran: ``git describe --always --dirty`` of the package's checkout (``-dirty``: with
+    uncommitted changes), or ``recgym <version>`` outside a git checkout."""
+    import subprocess
+
+    from recgym import __version__
+
+    try:
+        described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                                   capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        described = None
+    if described is None or described.returncode != 0:
+        return f"recgym {__version__}"
+    return described.stdout.strip()
+
+
 #: A cell of seed s is evaluated with seed ``EVAL_SEED + s``; the reference fronts on the same seeds (paired).
 EVAL_SEED = 10_000
 
@@ -450,6 +467,7 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
                   "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
     if config.is_v1:
         summary["wall_s"] = record["wall_s"] = time.perf_counter() - start
+        record["code"] = code_version()
     record["config"] = cell_config(config, size, cell)
     with SummaryWriter(str(logdir / "eval")) as writer:
         for key in config.columns:
@@ -676,6 +694,13 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
                                            for k in config.columns) + " |")
     fronts = {(env, setting): front_from_dict(json.loads(front_file(outdir, env, setting).read_text()))
               for env in config.envs for setting in config.settings if front_file(outdir, env, setting).exists()}
+    versions: dict[str, int] = {}
+    for record in done:
+        versions[record.get("code", "unknown")] = versions.get(record.get("code", "unknown"), 0) + 1
+    if versions:
+        lines += ["", "Code of the stored cells (`git describe`: cells): "
+                  + ", ".join(f"`{version}`: {count}" for version, count in versions.items())
+                  + (" (**mixed: rerun the older cells before citing the table**)" if len(versions) > 1 else "")]
     if fronts:
         lines += ["", fronts_table(fronts).rstrip("\n")]
     if (outdir / "pareto.png").exists() and len(done) == len(grid):

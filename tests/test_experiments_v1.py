@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from recgym.experiments import (
-    COLUMNS, V1_BEGIN, V1_COLUMNS, V1_END, front_file, load_config, run_experiment, v1_table, write_v1_section,
+    COLUMNS, V1_BEGIN, V1_COLUMNS, V1_END, code_version, front_file, load_config, run_experiment, v1_table,
+    write_v1_section,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -128,6 +129,10 @@ def test_results_section_counts_pending_cells_and_completes_over_runs(tmp_path: 
     assert "**4/8 cells done**" in table and table.count("| pending |") == 2
     oracle_row = next(line for line in table.splitlines() if line.startswith("| oracle | Synthetic-v1 | default | 2/2 | "))
     assert "pending" not in oracle_row and oracle_row.count(" ± ") == len(V1_COLUMNS) and "| penalised oracle" in table
+    assert f"`{code_version()}`: 4" in table and "mixed" not in table  # each cell records the code it ran
+    stored = next((root / config.name).glob("random__*__s0.json"))
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), "code": "0ld"}))
+    assert "`0ld`: 1" in v1_table(config, root) and "**mixed" in v1_table(config, root)
     doc = write(tmp_path, f"# Results\n\nv0 text\n\n{V1_BEGIN}\nold\n{V1_END}\n\ntail\n", "results.md")
     section = write_v1_section(doc, root)
     text = doc.read_text()
