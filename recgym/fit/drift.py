@@ -9,15 +9,18 @@ a user's clicks ``lag`` clicks apart, pooled over the far lags :data:`FAR_LAGS` 
 walk; the per-quarter vectors lower it even without drift, so it is read only through a calibration:
 the same users' impressions are replayed, in time order as one leave-free sequence each, in the fitted
 world at the candidate walks :data:`WALK_GRID` (:data:`REPLAY_SEEDS` seeds each), and the log's ratio
-is interpolated onto that curve. Its resolution is the walk whose replayed ratio lies
+is interpolated onto that curve (a log ratio more than :data:`RESOLUTION_Z` noise units below the curve's end
+is out of its range: misfit, walk 0). Its resolution is the walk whose replayed ratio lies
 :data:`RESOLUTION_Z` noise units below the no-walk one (noise: a bootstrap over users of the log's
-ratio and the replay seeds' spread), at least :data:`RESOLUTION_FLOOR` (model misfit); below it the fit writes walk 0. The simulator's two drift knobs
-(``interest_drift`` toward consumed items, ``interest_walk``) are not separated: one combined
-``interest_walk`` is fitted, ``interest_drift`` stays 0.
+ratio and the replay seeds' spread), at least :data:`RESOLUTION_FLOOR` (model misfit); below it the
+fit writes walk 0. The simulator's two drift knobs (``interest_drift`` toward consumed items,
+``interest_walk``) are not separated: one combined ``interest_walk`` is fitted, ``interest_drift``
+stays 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -36,8 +39,12 @@ MIN_DRIFT_CLICKS = 25
 NEAR_LAGS = (1, 5)
 FAR_LAGS = (11, 20)
 QUARTERS = 4
+#: The per-quarter factorisation's dimensions: at most this many (the fit's ``dims`` if fewer); its cost
+#: grows with their square, and the statistic needs directions, not the full model.
+DRIFT_DIMS = 16
 #: Candidate walks (``interest_walk``, per impression) the replay calibrates at.
 WALK_GRID = (0.0, 0.02, 0.04, 0.08)
+#: Replay seeds per walk (at least 2: their spread is part of the noise).
 REPLAY_SEEDS = 2
 BOOTSTRAP = 200
 #: Noise units between the no-walk ratio and the resolution's.
@@ -86,7 +93,8 @@ def lag_sums(clicks: np.ndarray, watch: np.ndarray, items: np.ndarray, scored: n
     counts = np.bincount(owner, minlength=n_seq)
     rank = np.arange(owner.size) - np.searchsorted(owner, owner)
     pseudo = owner * QUARTERS + (QUARTERS * rank) // np.maximum(counts[owner], 1)
-    mu, _, b_u, y, b_i = als(pseudo, item, target, n_seq * QUARTERS, int(items.max(initial=0)) + 1, settings)
+    mu, _, b_u, y, b_i = als(pseudo, item, target, n_seq * QUARTERS, int(items.max(initial=0)) + 1,
+                             dataclasses.replace(settings, dims=min(settings.dims, DRIFT_DIMS)))
     z = target - mu - b_u[pseudo] - b_i[item]
     direction = _unit(y).astype(np.float64)
     pick = scored[owner, position]
@@ -155,7 +163,7 @@ def fit_drift(log: Log, rows: np.ndarray, world: World, params: dict[str, Any], 
         curve[w, s] = ratio(replay_lag_sums(world, params, items, users, shown, WALK_GRID[w], settings.seed + s,
                                             settings))
     mean = np.minimum.accumulate(curve.mean(axis=1))  # the ratio falls with the walk
-    seed_se = float(np.sqrt(np.mean(curve.var(axis=1, ddof=1)) / REPLAY_SEEDS)) if REPLAY_SEEDS > 1 else 0.0
+    seed_se = float(np.sqrt(np.mean(curve.var(axis=1, ddof=1)) / REPLAY_SEEDS))  # of a walk's mean ratio
     noise = float(np.hypot(log_se, seed_se))
     grid = np.asarray(WALK_GRID)
     # np.interp needs increasing abscissae: the falling curve, negated, with ties broken upward
@@ -164,8 +172,15 @@ def fit_drift(log: Log, rows: np.ndarray, world: World, params: dict[str, Any], 
     resolution = max(float(np.interp(RESOLUTION_Z * noise, drop + 1e-12 * np.arange(grid.size), grid))
                      if drop[-1] >= RESOLUTION_Z * noise else float(grid[-1]), RESOLUTION_FLOOR)
     estimate = float(np.interp(-log_ratio, rising, grid)) if np.isfinite(log_ratio) else 0.0
-    identifiable = bool(np.isfinite(log_ratio) and np.isfinite(mean).all() and estimate > resolution)
-    if identifiable:
+    # a log that decorrelates more than the replay at any candidate walk is misfit, not a walk reading
+    out_of_range = bool(log_ratio < mean[-1] - RESOLUTION_Z * noise)
+    identifiable = bool(np.isfinite(log_ratio) and np.isfinite(mean).all() and estimate > resolution
+                        and not out_of_range)
+    if out_of_range:
+        reason = (f"out of the calibrated range: the log's far/near ratio {log_ratio:.3f} lies more than "
+                  f"{RESOLUTION_Z:g} noise units ({noise:.3f}) below the replay's at walk {grid[-1]:g} "
+                  f"({mean[-1]:.3f}): no candidate walk reproduces it (a mechanism the fit leaves out); walk 0 written")
+    elif identifiable:
         reason = ("fitted" if estimate < grid[-1] else
                   f"fitted at the grid's end: the log's ratio is at or below the replay's at walk {grid[-1]}")
     else:
@@ -203,7 +218,7 @@ def drift_fidelity(log: Log, world: World, params: dict[str, Any], train: np.nda
     real_ratio = ratio(real)
     if not np.isfinite(real_ratio) or not np.isfinite(ratios).all():
         return None
-    seed_se = float(ratios.std(ddof=1) / np.sqrt(ratios.size)) if ratios.size > 1 else 0.0
+    seed_se = float(ratios.std(ddof=1) / np.sqrt(ratios.size))
     sim_se = float(np.hypot(bootstrap_se(sum(replays), seed), seed_se))
     threshold = z * float(np.hypot(bootstrap_se(real, seed), sim_se))
     return real_ratio, float(ratios.mean()), threshold

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from recgym.fit.drift import drift_fidelity
 from recgym.fit.model import (
     length_cap,
     log_satisfaction,
@@ -47,7 +48,6 @@ from recgym.fit.model import (
     session_table,
     survival_curves,
 )
-from recgym.fit.drift import drift_fidelity
 from recgym.fit.readers import Log
 from recgym.metrics import gini
 from recgym.params import SIGNALS
