@@ -40,7 +40,7 @@ from recgym.logging_model import (
     log_clicked, log_signals, record_impression,
 )
 from recgym.params import SimParams
-from recgym.users import creator_consumed, record_consumption, taste_term
+from recgym.users import creator_consumed, record_consumption
 
 LEAVE_NONE, LEAVE_CATEGORY_WINDOW, LEAVE_POPULAR_STREAK, LEAVE_PATIENCE = 0, 1, 2, 3
 LEAVE_REASONS = ("none", "category_window", "popular_streak", "patience")
@@ -116,6 +116,8 @@ class Catalogue(NamedTuple):
     user_followed: np.ndarray  # (U, K) int32 v1 followed creators, (0, 0) in v0 worlds
     user_cycles: np.ndarray  # (U, 4, D) float32 v1 daily / weekly preference cycles (World.user_cycles), (0, 4, D) in v0
     mode_thresholds: np.ndarray  # (U, 3) float32 v1 session-mode draws' thresholds, see mode_thresholds(); (0, 3) in v0
+    item_neighbourhood: np.ndarray  # (I,) int64 v1 neighbourhood of each item (recgym.users.item_neighbourhoods), (0,) in v0
+    item_niche: np.ndarray  # (I,) float32 v1 1 for a long-tail item (an acquired taste), 0 for a popular one; (0,) in v0
 
 
 class Sessions(NamedTuple):
@@ -139,7 +141,8 @@ class Sessions(NamedTuple):
     clicks: np.ndarray  # (I,) float64 shared: weighted positive observed feedback
     highest_popularity: np.ndarray  # (1,) float64 shared: max of pop_prior + clicks (clicks only grow)
     # users over time (recgym.users.Users: the SAME per-user arrays; v1 worlds, (0, 0) in v0)
-    taste: np.ndarray  # (U, C) float32 acquired taste per category
+    taste: np.ndarray  # (U, N) float32 acquired taste per neighbourhood
+    taste_pending: np.ndarray  # (U, N) float32 taste gained in the user's current session (consolidated at its end)
     consumed_categories: np.ndarray  # (U, C) int32 long-term history: items consumed per category
     consumed_creators: np.ndarray  # (U, ceil(n_creators / 8)) uint8 long-term history: creators ever consumed
     reward_sum: np.ndarray  # (B,) float32 v1 the session's summed true reward ((0,) in v0)
@@ -346,8 +349,6 @@ def utility(kn: np.void, cat: Catalogue, s: Sessions, b: int, item: int) -> tupl
         s.history_sum_emb[b], history_count(s, b, k), novelty_propensity(kn, cat, s, b), s.category_fatigue[b],
         np.float32(repeats) / np.float32(k),
     )
-    if kn.v1 and kn.taste_weight:  # acquired taste (recgym.users)
-        term += kn.taste_weight * taste_term(s.taste[s.user[b]], cat.cat_lists[item], cat.cat_counts[item])
     if kn.v1:
         term += novelty_time_term(kn, cat, s, b, item)
     if cat.reward_matrix.shape[0]:
@@ -528,7 +529,7 @@ def click_in_slate(
             continue
         item = actions[b, j]
         base, term = utility(kn, cat, s, b, item)
-        sat = satisfaction(kn, cat, item, base, term)
+        sat = satisfaction(kn, cat, s, b, item, base, term)
         pop_score = popularity_score(cat.pop_prior[item] + s.clicks[item], log_max)
         logit = click_logit(kn, np.log(max(sat, MIN_SATISFACTION)), pop_score, familiarity(kn, cat, s, b, item))
         slate_log[j] = SLATE_IMPRESSION
@@ -621,7 +622,7 @@ def step_sessions(
             reward = feedback = np.float32(0.0)
             signals[:, b] = 0.0
         elif kn.v1:
-            sat = satisfaction(kn, cat, item, base, term)
+            sat = satisfaction(kn, cat, s, b, item, base, term)
             reward = clip(sat + kn.reward_noise * normals[b, 0], kn.watch_max)
             fam = familiarity(kn, cat, s, b, item)  # before the item enters the history
             if slate_size > 1:  # the click model clicked it
@@ -658,8 +659,10 @@ def step_sessions(
             s.reward_sum[b] += reward
             if item >= 0:
                 user = s.user[b]
-                record_consumption(kn.taste_rate, s.taste[user], s.consumed_categories[user], s.consumed_creators[user],
+                record_consumption(kn.taste_rate, s.taste[user], s.taste_pending[user], s.consumed_categories[user],
+                                   s.consumed_creators[user],
                                    cat.cat_lists[item], cat.cat_counts[item], cat.item_creator[item],
+                                   cat.item_neighbourhood[item], cat.item_niche[item],
                                    min(reward / cat.reward_max, np.float32(1.0)))
         rewards[0, b] = reward if kn.reward_true else feedback
         rewards[1, b], rewards[2, b] = reward, feedback
@@ -768,7 +771,7 @@ def expected_reward_table(
         for item in range(n_items):
             if not (kn.no_repeat and is_seen(s.seen, b, item)):
                 base, term = utility(kn, cat, s, b, item)
-                table[b, item] = satisfaction(kn, cat, item, base, term) if kn.v1 else expected_reward(cat, base, term)
+                table[b, item] = satisfaction(kn, cat, s, b, item, base, term) if kn.v1 else expected_reward(cat, base, term)
 
 
 @njit(cache=True, _nrt=False)
@@ -783,7 +786,7 @@ def expected_observed_table(knobs: np.ndarray, catalogue: tuple, sessions: tuple
         for item in range(n_items):
             if not (kn.no_repeat and is_seen(s.seen, b, item)):
                 base, term = utility(kn, cat, s, b, item)
-                sat = satisfaction(kn, cat, item, base, term)
+                sat = satisfaction(kn, cat, s, b, item, base, term)
                 pop_score = popularity_score(cat.pop_prior[item] + s.clicks[item], log_max)
                 table[b, item] = expected_observed_reward(kn, sat, familiarity(kn, cat, s, b, item), pop_score)
 

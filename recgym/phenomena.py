@@ -77,11 +77,15 @@ ROWS = {
 }
 
 # Users over time (issue #17, recgym.users): lifetime episodes of the fairness protocol's sessions.
+#: The guided policy of ``guidance_lifetime_gain``: how many sessions it steers toward the long tail, and
+#: how hard (a long-tail item's true-greedy score is multiplied by 1 + GUIDANCE).
+GUIDED_SESSIONS, GUIDANCE = 8, 1.0
 ROWS.update({
     "guidance_lifetime_gain": Row(
-        "lifetime V(guided: for the first 5 sessions the true-greedy score x (1 + 1 - the item's acquired taste), "
-        "steering toward neighbourhoods the user has not acquired; then true-greedy) / lifetime V(myopic oracle) - 1, "
-        "20 sessions of max_turn 10 per user", ">= 0.05; control <= 0", "taste_weight=0 (acquired taste off)"),
+        f"lifetime V(guided: steers toward the long tail, for the first {GUIDED_SESSIONS} sessions the true-greedy "
+        f"score x {1 + GUIDANCE:g} on long-tail items (outside the top popular_fraction by prior popularity); then "
+        "true-greedy) / lifetime V(myopic oracle: true-greedy) - 1, 20 sessions of max_turn 10 per user",
+        ">= 0.05; control <= 0", "taste_weight=0 (acquired taste off)"),
     "retention_ratio": Row(
         "sessions per user within 14 days under the myopic oracle / under uniform-random unseen items "
         "(lifetime episodes of max_turn 10 sessions)", ">= 1.3; control ~1",
@@ -90,8 +94,6 @@ ROWS.update({
 
 #: The lifetime rows' sessions (short, so 20 sessions x the oracle's tables stay quick).
 LIFETIME_PROTOCOL = dict(max_turn=10, episode="lifetime")
-#: The guided policy of ``guidance_lifetime_gain``: how many sessions it steers, and how hard.
-GUIDED_SESSIONS, GUIDANCE = 5, 1.0
 #: ``retention_ratio``'s horizon in days.
 RETENTION_DAYS = 14.0
 
@@ -412,14 +414,12 @@ def run_lifetimes(world: World, params: SimParams, users: np.ndarray, seed: int,
 
 
 def guided(sim: Simulator) -> np.ndarray:
-    """The true-greedy score, in the user's first ``GUIDED_SESSIONS`` sessions multiplied by
-    1 + GUIDANCE x (1 - the item's acquired taste: mean over its categories)."""
+    """Steers toward the long tail: the true-greedy score, in the user's first ``GUIDED_SESSIONS``
+    sessions multiplied by 1 + GUIDANCE on long-tail items (not in the top ``popular_fraction`` by prior
+    popularity); then true-greedy."""
     scores = sim.expected_reward()
     early = sim.session_index < GUIDED_SESSIONS
-    if early.any():
-        cats = sim.world.item_cats.astype(np.float32)
-        acquired = sim.users.taste[sim.user[early]] @ cats.T / np.maximum(cats.sum(axis=1), 1)
-        scores[early] *= 1 + GUIDANCE * (1 - acquired)
+    scores[early] *= 1 + GUIDANCE * ~sim.popular
     return choose(sim, scores)
 
 

@@ -26,7 +26,8 @@ from recgym.logging_model import N_SIGNALS, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESS
 from recgym.params import USERS_KNOBS, V1_KNOBS, SimParams
 from recgym.sizes import array_bytes, check_count, check_memory
 from recgym.users import (
-    activity_levels, allocate_users, end_sessions, free_users, reset_users, restart_users, take_returning, users_layout,
+    activity_levels, allocate_users, end_sessions, free_users, item_neighbourhoods, reset_users, restart_users,
+    take_returning, users_layout,
 )
 from recgym.world import World
 
@@ -109,6 +110,9 @@ class Simulator:
             user_cycles=world.user_cycles if world.is_v1 else np.zeros((0, 4, dims), np.float32),
             mode_thresholds=(dynamics.mode_thresholds(world.user_novelty, params.novelty_switch) if world.is_v1
                              else np.zeros((0, 3), np.float32)),
+            item_neighbourhood=(item_neighbourhoods(world, params.taste_neighbourhoods) if world.is_v1
+                                else np.zeros(0, np.int64)),
+            item_niche=(~self.popular).astype(np.float32) if world.is_v1 else np.zeros(0, np.float32),
         )
         self.knobs = dynamics.knobs(params, world.is_v1)
         # Padded embeddings: index -1 (an empty history slot) reads a zero row in observations.
@@ -116,7 +120,7 @@ class Simulator:
         no_repeat = params.no_repeat
         # Users over time (recgym.users): the per-user state that persists across sessions (0 rows in v0).
         self.users = allocate_users(world.n_users if world.is_v1 else 0, dims, world.n_categories,
-                                    world.n_creators if world.is_v1 else 0)
+                                    world.n_creators if world.is_v1 else 0, params.taste_neighbourhoods)
         self._users_args = tuple(self.users)
         self._start_interest = self.users.long_term_interest if world.is_v1 else self.catalogue.user_interest
         self.start_day = np.zeros(n, np.float64)  # (B,) day each session began (platform / lifetime clock)
@@ -127,7 +131,8 @@ class Simulator:
             exposure=np.zeros(n_items, np.float64),
             clicks=np.zeros(n_items, np.float64),
             highest_popularity=np.array([world.pop_prior.max()], np.float64),
-            taste=self.users.taste, consumed_categories=self.users.consumed_categories,
+            taste=self.users.taste, taste_pending=self.users.taste_pending,
+            consumed_categories=self.users.consumed_categories,
             consumed_creators=self.users.consumed_creators,
         )
         self._reset_users()  # a first reset without a seed finds the users ready
@@ -558,7 +563,8 @@ def memory_need(n_sessions: int, world: World, params: SimParams) -> int:
     mask = array_bytes((n, world.n_items), bool)
     users = 0 if not world.is_v1 else sum(  # the persistent per-user state (recgym.users) and its (B,) clocks
         array_bytes(shape, dtype) for shape, dtype in
-        users_layout(world.n_users, world.embed_dim, world.n_categories, world.n_creators).values()
+        users_layout(world.n_users, world.embed_dim, world.n_categories, world.n_creators,
+                     params.taste_neighbourhoods).values()
     ) + array_bytes((n, 3), np.float64)
     return state + catalogue + observations + step + mask + users
 

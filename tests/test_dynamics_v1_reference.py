@@ -12,6 +12,7 @@ from scipy.stats import norm
 
 from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
+from recgym.users import item_neighbourhoods
 from recgym.world import kuairec_world
 from recgym.world_v1 import kuairec_world_v1
 from test_dynamics_reference import reference_utility  # tests/ is on sys.path (pytest prepend mode)
@@ -70,11 +71,11 @@ def reference_tables(sim: Simulator) -> dict[str, np.ndarray]:
     """(B, I) satisfaction, familiarity, popularity score, click logit, P(click) and E[observed reward], in numpy."""
     p, world = sim.params, sim.world
     base, terms = reference_utility(sim)
-    cats = world.item_cats.astype(np.float64)  # acquired taste (recgym.users): mean over the item's categories
-    terms = terms + p.taste_weight * (sim.users.taste[sim.user] @ cats.T) / np.maximum(cats.sum(axis=1), 1)
     terms = terms + reference_novelty_time(sim)
     quality = np.exp(world.quality_weight * world.item_quality - world.quality_weight ** 2 / 2)
-    sat = np.minimum(world.reward_max * sigmoid(base + terms) * quality, p.watch_max)
+    neighbourhood = item_neighbourhoods(world, p.taste_neighbourhoods)  # acquired taste of the long tail (recgym.users)
+    appeal = 1 + p.taste_weight * ~sim.popular * sim.users.taste[sim.user][:, neighbourhood]
+    sat = np.minimum(world.reward_max * sigmoid(base + terms) * quality * appeal, p.watch_max)
     recent = sim.recent_items[:, -p.history_len:]
     recent_creators = np.where(recent >= 0, world.item_creator[np.maximum(recent, 0)], -1)
     known = np.concatenate([recent_creators, world.user_followed[sim.user]], axis=1)

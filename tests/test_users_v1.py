@@ -81,26 +81,75 @@ def test_drift_persists_between_sessions_and_its_control_restarts_from_the_world
             np.testing.assert_array_equal(sim.interest[0], sim.world.user_interest[user])
 
 
-def test_acquired_taste_raises_the_appeal_of_the_consumed_neighbourhood():
-    sim = synthetic_sim(1, **LIFETIME)
+def test_acquired_taste_multiplies_the_long_tail_of_its_neighbourhood():
+    sim = synthetic_sim(1, **LIFETIME, taste_weight=2.0)
     base = sim.expected_reward()[0].copy()
-    in_category = sim.world.item_cats[:, 0]
-    sim.users.taste[sim.user[0], 0] = 0.8
+    neighbourhood = user_model.item_neighbourhoods(sim.world, sim.params.taste_neighbourhoods)
+    tail = (neighbourhood == 0) & ~sim.popular
+    sim.users.taste[sim.user[0], 0] = 0.5
     lifted = sim.expected_reward()[0]
-    assert (lifted[in_category] > base[in_category]).all() and in_category.sum() > 20
-    np.testing.assert_array_equal(lifted[~in_category], base[~in_category])
+    assert tail.sum() > 5 and (neighbourhood == 0).sum() > tail.sum()  # the neighbourhood has popular items too
+    # x (1 + 2 * 0.5) = 2 unless capped at watch_max: a multiplier, not a logit term that saturates
+    np.testing.assert_allclose(lifted[tail], np.minimum(2 * base[tail], sim.params.watch_max), rtol=1e-6)
+    np.testing.assert_array_equal(lifted[~tail], base[~tail])  # popular items and other neighbourhoods unchanged
     off = synthetic_sim(1, **LIFETIME, taste_weight=0.0)  # the control: taste is recorded, but has no effect
-    off.users.taste[off.user[0], 0] = 0.8
+    off.users.taste[off.user[0], 0] = 0.5
     np.testing.assert_array_equal(off.expected_reward()[0], base)
 
 
-def test_taste_grows_with_satisfied_consumption():
+def test_taste_grows_only_with_satisfied_consumption_of_the_long_tail():
     sim = synthetic_sim(8, taste_rate=0.1)
-    run(sim, 30)
-    taste, consumed = sim.users.taste, sim.users.consumed_categories > 0
-    assert (taste[~consumed] == 0).all() and taste.max() < 1
-    assert (taste[consumed] > 0).mean() > 0.75  # 0.87: an item enjoyed 0 (a repeat, a zero draw) adds no taste
-    assert 0.02 < taste[consumed].mean() < 0.3
+    neighbourhood = user_model.item_neighbourhoods(sim.world, sim.params.taste_neighbourhoods)
+    tail_consumed = np.zeros_like(sim.users.taste, dtype=bool)
+    for served, result in run(sim, 30):
+        tail = ~sim.popular[result.consumed]
+        tail_consumed[served[tail], neighbourhood[result.consumed[tail]]] = True
+    taste = sim.users.taste + sim.users.taste_pending  # the running sessions' gains are still pending
+    assert (taste[~tail_consumed] == 0).all() and taste.max() < 1  # popular items build no taste
+    assert tail_consumed.sum() > 100
+    assert (taste[tail_consumed] > 0).mean() > 0.75  # an item enjoyed 0 (a repeat, a zero draw) adds no taste
+    assert 0.02 < taste[tail_consumed].mean() < 0.3
+
+
+def test_taste_gained_in_a_session_acts_from_the_next_session():
+    sim = synthetic_sim(1, **{**LIFETIME, "max_turn": 8}, taste_weight=2.0, taste_rate=0.3)
+    neighbourhood = user_model.item_neighbourhoods(sim.world, sim.params.taste_neighbourhoods)
+    user, tail = int(sim.user[0]), ~sim.popular
+    for step in range(8):
+        table = sim.expected_reward()[0]
+        item = int(np.argmax(np.where(tail & (table > 0), table, -1)))  # long-tail items only
+        if step:
+            # the next item of the same neighbourhood gains nothing yet: taste is still pending
+            assert sim.users.taste[user].max() == 0 and sim.users.taste_pending[user].max() > 0.1
+        result = sim.step(np.array([item]))
+    assert result.session_ended[0] and sim.session_index[0] == 1
+    gained = sim.users.taste[user].copy()
+    assert sim.users.taste_pending[user].max() == 0 and gained.max() > 0.2  # consolidated at the session's end
+    lifted = sim.expected_reward()[0]
+    sim.users.taste[user] = 0
+    plain = sim.expected_reward()[0]
+    sim.users.taste[user] = gained
+    shown = plain > 0  # unmasked: the first session's items stay masked for the lifetime
+    expected = np.minimum(plain * (1 + 2.0 * gained[neighbourhood] * tail), sim.params.watch_max)
+    np.testing.assert_allclose(lifted[shown], expected[shown], rtol=1e-5)
+    assert (lifted[shown] > plain[shown]).sum() > 10
+
+
+def test_item_neighbourhoods_are_a_deterministic_k_means_of_the_embeddings():
+    world = resolve_world_v1("kuairec-v1")
+    first = user_model.item_neighbourhoods(world, 64)
+    user_model.item_neighbourhoods.cache_clear()
+    again = user_model.item_neighbourhoods(world, 64)
+    np.testing.assert_array_equal(first, again)
+    sizes = np.bincount(first, minlength=64)
+    assert first.shape == (world.n_items,) and (sizes > 0).all() and sizes.max() < 0.1 * world.n_items
+    emb = world.item_emb.astype(np.float64)
+    centres = np.stack([emb[first == n].mean(axis=0) for n in range(64)])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    assert ((emb @ centres.T).argmax(axis=1) == first).mean() > 0.99  # a fixed point of Lloyd's iteration
+    own = np.einsum("id,id->i", emb, centres[first]).mean()
+    other = np.einsum("id,id->i", emb, centres[np.roll(first, 1)]).mean()
+    assert own > other + 0.2  # items sit near their own centre
 
 
 # ------------------------------------------------------------------ returns
@@ -263,6 +312,8 @@ def test_population_v1_passes_the_parallel_api_test_and_users_come_back():
     ("interest_memory", 1.5, r"interest_memory must be in \[0.0, 1.0\], got 1.5"),
     ("taste_weight", -0.1, r"taste_weight must be in \[0.0, 100.0\], got -0.1"),
     ("taste_rate", 2.0, r"taste_rate must be in \[0.0, 1.0\], got 2.0"),
+    ("taste_neighbourhoods", 0, r"taste_neighbourhoods must be in \[1, 100000\], got 0"),
+    ("taste_neighbourhoods", 6.5, "taste_neighbourhoods must be an integer, got 6.5"),
     ("session_rate", 0.0, r"session_rate must be in \[0.001, 1000.0\], got 0.0"),
     ("retention_weight", float("nan"), "retention_weight must be finite, got nan"),
     ("retention_reference", -1.0, r"retention_reference must be in \[0.0, 1000.0\], got -1.0"),
