@@ -150,7 +150,7 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       whose trajectories are unchanged).
     * v1, 2026-12-01, issue #17 (users over time, :mod:`recgym.users`): users persist across sessions
       (drifted interest kept, ``interest_memory``; acquired taste per category enters the utility,
-      ``taste_weight`` / ``taste_rate``; long-term consumed categories and creators); a session's end
+      ``taste_weight`` / ``taste_rate``, per neighbourhood since, see below; long-term consumed categories and creators); a session's end
       draws the return gap from a satisfaction-dependent rate (``session_rate`` x activity,
       ``retention_weight``), and new sessions take users in order of return (they were uniform draws):
       a seed's v1 trajectories differ from earlier commits. ``episode="lifetime"`` (see above).
@@ -168,6 +168,13 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       feature-derived activity); ``recgym eval/train/compare --env recgym/Fitted-v1 --world-dir DIR``.
     * v1, 2026-12-01: in lifetime mode ``env.spec.max_episode_steps`` is ``lifetime_sessions * max_turn``
       (it was ``max_turn``, a session's cap, below the episode's length); dynamics unchanged.
+    * v1, 2026-12-01, issue #17 (acquired taste of the long tail, ``docs/simulator.md`` "Users over
+      time"): taste is per catalogue neighbourhood (``taste_neighbourhoods`` k-means clusters of the item
+      embeddings, 64), not per category; it multiplies a long-tail item's satisfaction by
+      ``1 + taste_weight * taste`` (it was a term of the utility's logit), grows only with consumed
+      long-tail items and acts from the user's next session; ``taste_weight`` 3, ``taste_rate`` 0.2 (were
+      1, 0.05). A seed's v1 trajectories after a user's first session differ from earlier commits; first
+      sessions are unchanged.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
