@@ -173,8 +173,8 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       embeddings, 64), not per category; it multiplies a long-tail item's satisfaction by
       ``1 + taste_weight * taste`` (it was a term of the utility's logit), grows only with consumed
       long-tail items and acts from the user's next session; ``taste_weight`` 3, ``taste_rate`` 0.2 (were
-      1, 0.05). A seed's v1 trajectories after a user's first session differ from earlier commits; first
-      sessions are unchanged.
+      1, 0.05). A seed's v1 trajectories differ from earlier commits (the old taste acted within the
+      session too).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
