@@ -15,6 +15,7 @@ from pettingzoo.test import parallel_api_test
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import recgym  # noqa: F401  (registers the ids)
+from recgym import phenomena
 from recgym import users as user_model
 from recgym.envs import population_v1
 from recgym.envs.sb3 import SB3VecEnv
@@ -133,6 +134,19 @@ def test_taste_gained_in_a_session_acts_from_the_next_session():
     expected = np.minimum(plain * (1 + 2.0 * gained[neighbourhood] * tail), sim.params.watch_max)
     np.testing.assert_allclose(lifted[shown], expected[shown], rtol=1e-5)
     assert (lifted[shown] > plain[shown]).sum() > 10
+
+
+def test_steering_toward_the_long_tail_pays_over_a_lifetime_and_not_without_taste():
+    # recgym phenomena's guidance_lifetime_gain on 20 KuaiRec-v1 users (the first 20 of the row's draw):
+    # 0.057 [0.022, 0.096] at the defaults, -0.046 [-0.067, -0.025] with taste_weight=0 (the early steering
+    # is then a pure cost); ~20 s
+    world = resolve_world_v1("kuairec-v1")
+    params = SimParams.from_kwargs(**{**V1_DEFAULTS, **phenomena.PROTOCOL})
+    users = np.random.default_rng(0).choice(world.n_users, 400, replace=False)[:20]
+    gain, low, _ = phenomena.guidance_lifetime_gain(world, params, users, 0)
+    control, _, high = phenomena.guidance_lifetime_gain(world, dataclasses.replace(params, taste_weight=0.0), users, 0)
+    assert low > 0 and gain > 0.03
+    assert high < 0
 
 
 def test_item_neighbourhoods_are_a_deterministic_k_means_of_the_embeddings():
