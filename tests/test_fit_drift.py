@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_fit import (  # tests/ is on sys.path (pytest prepend mode)
+    LOG_SLOTS,
+    SESSIONS,
+    SOURCE,
+    SOURCE_OPTIONS,
+)
 
-from recgym.fit.drift import RESOLUTION_FLOOR, WALK_GRID, bootstrap_se, ratio
+from recgym.fit.drift import RESOLUTION_FLOOR, WALK_GRID, bootstrap_se, ratio, read_walk
 from recgym.fit.fidelity import fidelity_report
 from recgym.fit.log import simulate_log, write_frame
 from recgym.fit.model import FitSettings, fit_world
 from recgym.fit.readers import read_log
-from test_fit import LOG_SLOTS, SESSIONS, SOURCE, SOURCE_OPTIONS  # tests/ is on sys.path (pytest prepend mode)
 
 #: The round trip's source with 150 users (~130 sessions, ~350 impressions each): enough clicks per user
 #: for the lags 11-20 in a held-out half.
@@ -66,3 +71,24 @@ def test_lag_ratio_and_its_bootstrap():
     assert np.isnan(ratio(np.array([[1.0, 2.0, 0.0, 0.0]])))  # no far pairs
     spread = np.array([[2.0, 4.0, 2.0, 4.0], [2.0, 4.0, 0.0, 4.0]] * 20)
     assert 0.05 < bootstrap_se(spread, 0) < 0.25  # per-user ratios 1 and 0, 40 users: se ~ 0.5/sqrt(40) = 0.08
+
+
+#: Calibration curves measured in docs/fit.md ((walk, seed) replayed ratios at walks 0 / 0.02 / 0.04 / 0.08).
+STEEP = np.array([[0.438, 0.404], [0.259, 0.216], [0.168, 0.081], [0.055, 0.033]])  # 400 users, no drift
+FLAT = np.array([[0.645, 0.638], [0.641, 0.634], [0.639, 0.633], [0.636, 0.634]])  # 2,000 users, issue #17 on
+
+
+@pytest.mark.parametrize("curve, log_ratio, log_se, walk, reason", [
+    (STEEP, 0.406, 0.023, 0.0, "below the resolution"),  # reads 0.002
+    (STEEP, 0.15, 0.023, pytest.approx(0.0355, abs=0.001), "fitted"),  # 0.02 + 0.02 (0.2375 - 0.15) / 0.113
+    (STEEP, 0.0, 0.023, 0.08, "fitted at the grid's end"),  # within the noise of the curve's end
+    (FLAT, 0.512, 0.006, 0.0, "out of the calibrated range"),  # the 2,000-user source: misfit, not a walk
+    (FLAT, 0.637, 0.006, 0.0, "below the resolution"),  # a curve that barely falls resolves nothing
+])
+def test_read_walk_on_measured_curves(curve, log_ratio, log_se, walk, reason):
+    reading = read_walk(curve, log_ratio, log_se)
+    assert reading["walk"] == walk and reading["reason"].startswith(reason), reading
+    assert reading["identifiable"] == (reading["walk"] > 0) == (reason.startswith("fitted"))
+    assert reading["resolution"] >= RESOLUTION_FLOOR
+    if curve is FLAT:  # drop 0.008 < 2 noise units: the resolution is the grid's end
+        assert reading["resolution"] == WALK_GRID[-1]

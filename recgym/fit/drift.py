@@ -162,16 +162,26 @@ def fit_drift(log: Log, rows: np.ndarray, world: World, params: dict[str, Any], 
     for w, s in tqdm(runs, desc="drift", unit="replay", disable=not progress, leave=False):
         curve[w, s] = ratio(replay_lag_sums(world, params, items, users, shown, WALK_GRID[w], settings.seed + s,
                                             settings))
+    reading = read_walk(curve, log_ratio, log_se)
+    return reading["walk"], {**base, **reading, "log_ratio": log_ratio, "log_ratio_se": log_se,
+                             "near_pairs": int(real[:, 1].sum()),
+                             "lags": {"near": list(NEAR_LAGS), "far": list(FAR_LAGS)},
+                             "calibration": {str(w): [float(v) for v in curve[i]] for i, w in enumerate(WALK_GRID)}}
+
+
+def read_walk(curve: np.ndarray, log_ratio: float, log_se: float) -> dict[str, Any]:
+    """The walk a log's far/near ratio reads as on the calibration ``curve`` ((W, seeds) replayed ratios at
+    :data:`WALK_GRID`): ``walk`` (written: the estimate when identifiable, else 0), ``estimate``,
+    ``resolution``, ``identifiable``, ``reason``, ``replay_seed_se`` (module docstring)."""
     mean = np.minimum.accumulate(curve.mean(axis=1))  # the ratio falls with the walk
-    seed_se = float(np.sqrt(np.mean(curve.var(axis=1, ddof=1)) / REPLAY_SEEDS))  # of a walk's mean ratio
+    seed_se = float(np.sqrt(np.mean(curve.var(axis=1, ddof=1)) / curve.shape[1]))  # of a walk's mean ratio
     noise = float(np.hypot(log_se, seed_se))
     grid = np.asarray(WALK_GRID)
-    # np.interp needs increasing abscissae: the falling curve, negated, with ties broken upward
-    rising = -mean + 1e-12 * np.arange(grid.size)
+    ties = 1e-12 * np.arange(grid.size)  # np.interp needs increasing abscissae
     drop = mean[0] - mean
-    resolution = max(float(np.interp(RESOLUTION_Z * noise, drop + 1e-12 * np.arange(grid.size), grid))
+    resolution = max(float(np.interp(RESOLUTION_Z * noise, drop + ties, grid))
                      if drop[-1] >= RESOLUTION_Z * noise else float(grid[-1]), RESOLUTION_FLOOR)
-    estimate = float(np.interp(-log_ratio, rising, grid)) if np.isfinite(log_ratio) else 0.0
+    estimate = float(np.interp(-log_ratio, -mean + ties, grid)) if np.isfinite(log_ratio) else 0.0
     # a log that decorrelates more than the replay at any candidate walk is misfit, not a walk reading
     out_of_range = bool(log_ratio < mean[-1] - RESOLUTION_Z * noise)
     identifiable = bool(np.isfinite(log_ratio) and np.isfinite(mean).all() and estimate > resolution
@@ -182,15 +192,12 @@ def fit_drift(log: Log, rows: np.ndarray, world: World, params: dict[str, Any], 
                   f"({mean[-1]:.3f}): no candidate walk reproduces it (a mechanism the fit leaves out); walk 0 written")
     elif identifiable:
         reason = ("fitted" if estimate < grid[-1] else
-                  f"fitted at the grid's end: the log's ratio is at or below the replay's at walk {grid[-1]}")
+                  f"fitted at the grid's end: the log's ratio is at or below the replay's at walk {grid[-1]:g}")
     else:
         reason = (f"below the resolution: the log's far/near ratio {log_ratio:.3f} reads as walk {estimate:.3f}, "
                   f"not told from none at walk <= {resolution:.3f}; walk 0 written")
-    walk = estimate if identifiable else 0.0
-    return walk, {**base, "identifiable": identifiable, "walk": walk, "estimate": estimate, "resolution": resolution,
-                  "reason": reason, "log_ratio": log_ratio, "log_ratio_se": log_se, "replay_seed_se": seed_se,
-                  "near_pairs": int(real[:, 1].sum()), "lags": {"near": list(NEAR_LAGS), "far": list(FAR_LAGS)},
-                  "calibration": {str(w): [float(v) for v in curve[i]] for i, w in enumerate(WALK_GRID)}}
+    return {"walk": estimate if identifiable else 0.0, "estimate": estimate, "resolution": resolution,
+            "identifiable": identifiable, "reason": reason, "replay_seed_se": seed_se}
 
 
 def drift_fidelity(log: Log, world: World, params: dict[str, Any], train: np.ndarray, seed: int, z: float
