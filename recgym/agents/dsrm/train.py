@@ -335,7 +335,7 @@ def refit_diffusion(stage: StageOne, k_steps: int, diffusion_epochs: int = 20, b
     model.encoder.load_state_dict(base.encoder.state_dict())
     torch.manual_seed(seed)
     n_batches = -(-len(stage.raw) // batch_size) * diffusion_epochs
-    with tqdm(total=n_batches, disable=True) as bar:
+    with tqdm(total=n_batches, disable=True) as bar, torch.enable_grad():  # callable under no_grad too
         model.train()
         _fit_diffusion(model, stage.raw, stage.context, stage.clean, lr, diffusion_epochs, batch_size, seed + 1,
                        None, bar)
