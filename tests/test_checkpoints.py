@@ -14,7 +14,7 @@ import recgym
 from recgym import cli
 from recgym.agents import load_agent, train_agent
 from recgym.agents.dsrm import DSRM, DSRMConfig
-from recgym.agents.dsrm.train import load_model as load_dsrm
+from recgym.agents.dsrm.cli import load_model as load_dsrm
 from recgym.world import synthetic_world
 
 SYN = "recgym/Synthetic-v0"

@@ -14,10 +14,11 @@ from stable_baselines3 import PPO
 
 import recgym  # noqa: F401  (registers the env ids)
 from recgym.agents.dsrm import DSRM, DSRMConfig, DSRMExtractor, evaluate, pretrain
+from recgym.agents.dsrm.cli import load_model, train_cli
 from recgym.agents.dsrm.evaluate import cosine, noise_off_options, specific_cosine
 from recgym.agents.dsrm.model import resolve_device
 from recgym.agents.dsrm.rollouts import make_venv
-from recgym.agents.dsrm.train import Log, collect, load_model, stage_one, train_cli
+from recgym.agents.dsrm.train import Log, collect, stage_one
 from recgym.envs.sb3 import SB3VecEnv
 from recgym.world import kuairec_world, synthetic_world
 

@@ -92,7 +92,7 @@ AGENTS: dict[str, AgentSpec] = {
                       train="recgym.agents.dorl:train_dorl", load="recgym.agents.dorl:load_dorl"),
     "maskable-ppo": _sb3("maskable-ppo", "sb3-contrib MaskablePPO (trains with the NX no-repeat mask)"),
     "dsrm-pretrain": AgentSpec("DSRM stage I: diffusion denoiser of the user state (random behaviour logs)",
-                               train="recgym.agents.dsrm.train:train_cli", load="recgym.agents.dsrm.train:load_model"),
+                               train="recgym.agents.dsrm.cli:train_cli", load="recgym.agents.dsrm.cli:load_model"),
     **{name: AgentSpec(description, train="recgym.agents.hrl_agents:train", load="recgym.agents.hrl_agents:load",
                        args=(name,))
        for name, description in (
