@@ -1,7 +1,7 @@
 """Interest drift fitted by replay calibration (``docs/fit.md`` "Interest drift").
 
 The statistic: on each user's clicks in time order, a factorisation with one user vector per quarter of
-the user's clicks (pseudo-users ``(user, quarter)``, the fit's own :func:`~recgym.fit.model.als`; a static
+the user's clicks (pseudo-users ``(user, quarter)``, the fit's own :func:`~recgym.fit.core.als`; a static
 factorisation's item space loses the directions users drift along) gives item directions ``e`` and
 residuals ``z = log w - mu - b_(user, quarter) - b_i``; the mean of ``z_1 z_2 cos(e_1, e_2)`` over pairs of
 a user's clicks ``lag`` clicks apart, pooled over the far lags :data:`FAR_LAGS` and the near lags
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from recgym.fit.model import WATCH_FLOOR, FitSettings, _sample, _unit, als, replay
+from recgym.fit.core import WATCH_FLOOR, FitSettings, _sample, _unit, als, replay
 from recgym.fit.readers import Log
 from recgym.params import SIGNALS
 from recgym.world import World

@@ -1,7 +1,7 @@
 """The fidelity report: the fitted world replays the held-out sessions' own exposures.
 
 Each held-out session's logged items are shown, in order, to the same user in the fitted world
-(:func:`recgym.fit.model.replay`), and what the world logs is compared with what the platform
+(:func:`recgym.fit.core.replay`), and what the world logs is compared with what the platform
 logged. Every row of the summary table has a distance and a pass/fail threshold
 (:data:`THRESHOLDS`):
 
@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from recgym.fit.core import replay
 from recgym.fit.drift import drift_fidelity
 from recgym.fit.model import (
     length_cap,
     log_satisfaction,
     popularity_score,
-    replay,
     return_data,
     return_rates,
     session_items,

@@ -61,16 +61,21 @@ import scipy.optimize
 import scipy.sparse
 from tqdm.auto import tqdm
 
+from recgym.fit.core import WATCH_FLOOR, FitSettings, _sample, _unit, als, replay
+from recgym.fit.drift import fit_drift
 from recgym.fit.readers import Log
 from recgym.loaders import DataFileError
 from recgym.logging_model import POST_CLICK_SLOPES
-from recgym.params import DEFAULT_POST_CLICK_INTERCEPTS, POST_CLICK_SIGNALS, V1_DEFAULTS, SimParams
-from recgym.simulator import Simulator
+from recgym.params import (
+    DEFAULT_POST_CLICK_INTERCEPTS,
+    POST_CLICK_SIGNALS,
+    SimParams,
+)
 from recgym.users import KUAIRAND_USER_COLUMNS, activity_levels
 from recgym.world import World
 
-#: Watch ratios below this are floored before the log (a zero watch on a click is a near-instant swipe).
-WATCH_FLOOR = 0.01
+#: :func:`fit_world`'s settings when none are given.
+DEFAULT_SETTINGS = FitSettings()
 #: Mechanisms the fit does not identify yet: off in a fitted world (each is a SimParams knob a user may turn on).
 UNFITTED_OFF = {"interest_drift": 0.0, "interest_walk": 0.0, "time_of_day": 0.0, "novelty_weight": 0.0,
                 "session_novelty_volatility": 0.0, "boredom": 0.0, "creator_fatigue": 0.0, "taste_weight": 0.0,
@@ -112,37 +117,6 @@ HOOKS = {
 
 
 @dataclass(frozen=True)
-class FitSettings:
-    """Knobs of :func:`fit_world` (each validated; a bad value is a one-line ``ValueError``).
-
-    dims: embedding dimensions D; iterations: ALS sweeps; regularization: ALS ridge per observation;
-    holdout: share of sessions kept out of the fit for the fidelity report; followed_creators: K per user;
-    min_rows: the fewest training rows (and clicked rows) a fit accepts; leave_sessions: training
-    sessions replayed per leave-rule candidate; seed: the split, ALS start and samples.
-    """
-
-    dims: int = 32
-    iterations: int = 8
-    regularization: float = 0.05
-    holdout: float = 0.2
-    followed_creators: int = 8
-    min_rows: int = 200
-    leave_sessions: int = 4000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        ranges = {"dims": (2, 512), "iterations": (1, 100), "regularization": (1e-6, 1e3), "holdout": (0.0, 0.9),
-                  "followed_creators": (0, 1000), "min_rows": (10, 10**9), "leave_sessions": (10, 10**7),
-                  "seed": (0, 2**32 - 1)}
-        for f in dataclasses.fields(self):
-            value, (low, high) = getattr(self, f.name), ranges[f.name]
-            kind_ok = isinstance(value, int) if f.type == "int" else isinstance(value, (int, float))
-            if isinstance(value, bool) or not kind_ok or not low <= value <= high:
-                raise ValueError(f"fit setting {f.name} must be {'an integer' if f.type == 'int' else 'a number'} "
-                                 f"in [{low}, {high}], got {value!r}")
-
-
-@dataclass(frozen=True)
 class FitResult:
     """What :func:`fit_world` produced: the v1 ``world``, the fitted SimParams keyword defaults
     ``params``, ``train`` (N,) bool the rows fitted on (the rest are held out), manifest entries
@@ -162,58 +136,6 @@ def split_rows(log: Log, holdout: float, seed: int) -> np.ndarray:
     held_session = rng.random(max(log.n_sessions, 1)) < holdout
     held_row = rng.random(log.n_rows) < holdout
     return ~np.where(log.session >= 0, held_session[np.maximum(log.session, 0)], held_row)
-
-
-def _solve_side(matrix: scipy.sparse.csr_matrix, residual: np.ndarray, other: np.ndarray, regularization: float
-                ) -> np.ndarray:
-    """Ridge solutions of every row of ``matrix`` (rows x cols, ones where observed) against the
-    features ``other`` (cols, k): ``(sum f f^T + lam n I) w = sum r f`` batched; ``residual`` holds
-    the targets in ``matrix.data`` order. Returns (rows, k)."""
-    k = other.shape[1]
-    outer = (other[:, :, None] * other[:, None, :]).reshape(other.shape[0], k * k)
-    grams = (matrix @ outer).reshape(-1, k, k)
-    counts = np.diff(matrix.indptr).astype(np.float64)
-    grams += (regularization * np.maximum(counts, 1.0))[:, None, None] * np.eye(k)
-    weighted = scipy.sparse.csr_matrix((residual, matrix.indices, matrix.indptr), shape=matrix.shape)
-    return np.linalg.solve(grams, (weighted @ other)[:, :, None])[:, :, 0]
-
-
-def als(users: np.ndarray, items: np.ndarray, target: np.ndarray, n_users: int, n_items: int, settings: FitSettings,
-        progress: bool = False) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Explicit ALS with biases: ``target ~ mu + b_u + b_i + <x_u, y_i>`` on the observed (user, item)
-    cells (repeated cells averaged). Returns (mu, x (U, D), b_u (U,), y (I, D), b_i (I,))."""
-    cells = scipy.sparse.coo_matrix((target, (users, items)), shape=(n_users, n_items)).tocsr()
-    counts = scipy.sparse.coo_matrix((np.ones_like(target), (users, items)), shape=(n_users, n_items)).tocsr()
-    cells.sum_duplicates()
-    counts.sum_duplicates()
-    mean = cells.data / counts.data
-    by_user = scipy.sparse.csr_matrix((np.ones_like(mean), cells.indices, cells.indptr), shape=cells.shape)
-    by_item = by_user.T.tocsr()
-    # where each item-side entry sits in the user-side data (to move targets between the two orders)
-    order = scipy.sparse.csr_matrix((np.arange(mean.size, dtype=np.float64), cells.indices, cells.indptr),
-                                    shape=cells.shape).T.tocsr().data.astype(np.int64)
-    row_of = np.repeat(np.arange(n_users), np.diff(cells.indptr))
-    mu = float(mean.mean())
-    rng = np.random.default_rng([settings.seed, 2])
-    d = settings.dims
-    y, b_i = 0.1 * rng.standard_normal((n_items, d)), np.zeros(n_items)
-    x, b_u = np.zeros((n_users, d)), np.zeros(n_users)
-    ones_u, ones_i = np.ones((n_items, 1)), np.ones((n_users, 1))
-    for _ in tqdm(range(settings.iterations), desc="ALS", unit="sweep", disable=not progress, leave=False):
-        solved = _solve_side(by_user, mean - mu - b_i[cells.indices], np.hstack([y, ones_u]), settings.regularization)
-        x, b_u = solved[:, :d], solved[:, d]
-        solved = _solve_side(by_item, (mean - mu - b_u[row_of])[order], np.hstack([x, ones_i]), settings.regularization)
-        y, b_i = solved[:, :d], solved[:, d]
-    return mu, x, b_u, y, b_i
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-
-
-def _sample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
-    return rows if rows.size <= limit else np.sort(rng.choice(rows, size=limit, replace=False))
 
 
 def log_satisfaction(world: World, watch_max: float, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -304,26 +226,6 @@ def session_items(log: Log, table: np.ndarray) -> np.ndarray:
     return np.where(table >= 0, log.item[np.maximum(table, 0)], -1)
 
 
-def replay(world: World, params: dict[str, Any], table: np.ndarray, users: np.ndarray, seed: int
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Replay logged sessions' exposures (``table`` (S, L) items, -1 after the end) for ``users`` (S,)
-    through ``world`` in one batch (Free mode: a log may repeat items). Returns ((S, L, 8) float32 the
-    simulated logged signals, 0 after the end; (S,) the simulated session length: the step at which the
-    user left + 1, or L + 1 if they never left within the logged exposures)."""
-    n, length = table.shape
-    sim = Simulator(world, SimParams.from_kwargs(**{**V1_DEFAULTS, **params, "mode": "Free", "max_turn": length + 1}),
-                    n, seed=seed)
-    sim.reset(seed, users)
-    signals = np.zeros((n, length, 8), np.float32)
-    left = np.full(n, length + 1, np.int64)
-    for t in range(length):
-        active = table[:, t] >= 0
-        result = sim.step(np.where(active, table[:, t], 0), active=active)
-        signals[:, t] = result.signals.T
-        left = np.where(active & result.terminated & (left > length), t + 1, left)
-    return signals, left
-
-
 def survival(lengths: np.ndarray, ended: np.ndarray, horizon: int) -> np.ndarray:
     """(horizon,) Kaplan-Meier S(t) = P(length > t), t = 1..horizon, of sessions of ``lengths`` whose end
     was observed where ``ended`` (the others are censored at their length)."""
@@ -385,7 +287,7 @@ def fit_leave_rule(log: Log, rows: np.ndarray, world: World, params: dict[str, A
     return best[1], best[0]
 
 
-def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = False) -> FitResult:
+def fit_world(log: Log, settings: FitSettings = DEFAULT_SETTINGS, progress: bool = False) -> FitResult:
     """Fit a v1 world to ``log`` (see the module docstring). A log too small to fit is a one-line
     :class:`~recgym.loaders.DataFileError` naming the source."""
     train = split_rows(log, settings.holdout, settings.seed)
@@ -510,9 +412,7 @@ def fit_world(log: Log, settings: FitSettings = FitSettings(), progress: bool = 
         world = dataclasses.replace(world, user_features=features)
     sessions_per_user = np.bincount(log.user[session_starts(log, rows)], minlength=log.n_users)
     steps.update()
-    # 7. interest drift (imported here: recgym.fit.drift builds on this module's ALS and replay)
-    from recgym.fit.drift import fit_drift
-
+    # 7. interest drift
     params["interest_walk"], drift = fit_drift(log, rows, world, params, settings, progress)
     steps.update()
     steps.close()
