@@ -93,12 +93,14 @@ def als(users: np.ndarray, items: np.ndarray, target: np.ndarray, n_users: int, 
     return mu, x, b_u, y, b_i
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """(N, D) float32: each row of ``x`` scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
-def _sample(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+def sample_rows(rows: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """``rows`` if there are at most ``limit``, else ``limit`` of them drawn without replacement, sorted."""
     return rows if rows.size <= limit else np.sort(rng.choice(rows, size=limit, replace=False))
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from recgym.fit.core import WATCH_FLOOR, FitSettings, _sample, _unit, als, replay
+from recgym.fit.core import WATCH_FLOOR, FitSettings, als, replay, sample_rows, unit_rows
 from recgym.fit.readers import Log
 from recgym.params import SIGNALS
 from recgym.world import World
@@ -69,7 +69,7 @@ def user_sequences(log: Log, rows: np.ndarray, rng: np.random.Generator, max_use
     rank = np.arange(order.size) - np.searchsorted(owner, owner)
     order, owner, rank = order[rank < limit], owner[rank < limit], rank[rank < limit]
     clicks = np.bincount(owner, weights=log.signal("click")[order], minlength=log.n_users)
-    users = _sample(np.flatnonzero(clicks >= min_clicks), max_users, rng)
+    users = sample_rows(np.flatnonzero(clicks >= min_clicks), max_users, rng)
     index = np.full(log.n_users, -1)
     index[users] = np.arange(users.size)
     kept = index[owner] >= 0
@@ -96,7 +96,7 @@ def lag_sums(clicks: np.ndarray, watch: np.ndarray, items: np.ndarray, scored: n
     mu, _, b_u, y, b_i = als(pseudo, item, target, n_seq * QUARTERS, int(items.max(initial=0)) + 1,
                              dataclasses.replace(settings, dims=min(settings.dims, DRIFT_DIMS)))
     z = target - mu - b_u[pseudo] - b_i[item]
-    direction = _unit(y).astype(np.float64)
+    direction = unit_rows(y).astype(np.float64)
     pick = scored[owner, position]
     owner, z, direction = owner[pick], z[pick], direction[item[pick]]
     sums = np.zeros((n_seq, 4))

@@ -61,7 +61,7 @@ import scipy.optimize
 import scipy.sparse
 from tqdm.auto import tqdm
 
-from recgym.fit.core import WATCH_FLOOR, FitSettings, _sample, _unit, als, replay
+from recgym.fit.core import WATCH_FLOOR, FitSettings, als, replay, sample_rows, unit_rows
 from recgym.fit.drift import fit_drift
 from recgym.fit.readers import Log
 from recgym.loaders import DataFileError
@@ -272,7 +272,7 @@ def fit_leave_rule(log: Log, rows: np.ndarray, world: World, params: dict[str, A
     table, lengths, session_users = session_table(log, rows, cap)
     table = session_items(log, table)
     lengths_capped = np.minimum(lengths, cap)
-    pick = _sample(np.arange(lengths.size), settings.leave_sessions, rng)
+    pick = sample_rows(np.arange(lengths.size), settings.leave_sessions, rng)
     grid = [dict(zip(LEAVE_GRID, values)) for values in itertools.product(*LEAVE_GRID.values())
             if values[1] > 0 or values[2] == LEAVE_GRID["patience_threshold"][0]]
     grid = [{**rule, "max_turn": max_turn} for max_turn in sorted(max_turns, reverse=True) for rule in grid]
@@ -319,8 +319,8 @@ def fit_world(log: Log, settings: FitSettings = DEFAULT_SETTINGS, progress: bool
         "nd,nd->n", x[log.user[watched]], y[log.item[watched]])
     reward_max = float(np.quantile(np.exp(prediction), 0.995))  # the noise-free ceiling, not the noise's tail
     watch_max = float(min(max(watch[watched].max(), reward_max), 1e3))
-    user_dir, item_dir = _unit(x), _unit(y)
-    sample = _sample(watched, REGRESSION_ROWS, rng)
+    user_dir, item_dir = unit_rows(x), unit_rows(y)
+    sample = sample_rows(watched, REGRESSION_ROWS, rng)
     u, i = log.user[sample], log.item[sample]
     rest = mu + b_u[u] + np.einsum("nd,nd->n", x[u], y[i]) + b_i[seen_items].mean() + beta * beta / 2 - math.log(reward_max)
     cosine = np.einsum("nd,nd->n", user_dir[u].astype(np.float64), item_dir[i].astype(np.float64))
@@ -366,7 +366,7 @@ def fit_world(log: Log, settings: FitSettings = DEFAULT_SETTINGS, progress: bool
     )
     steps.update()
     # 2. click model, familiarity pulls (random exposure only), watch noise, long view
-    click_rows = _sample(random_rows if random_rows.size >= settings.min_rows else rows, REGRESSION_ROWS, rng)
+    click_rows = sample_rows(random_rows if random_rows.size >= settings.min_rows else rows, REGRESSION_ROWS, rng)
     log_sat = log_satisfaction(world, watch_max, log.user[click_rows], log.item[click_rows])
     click_base, click_slope, conformity, familiarity_click = _fit_click_model(
         log_sat, popularity_score(pop_prior, log.item[click_rows]), click[click_rows].astype(np.float64),
