@@ -488,3 +488,37 @@ def test_recgym_eval_scores_novelty_hrl_and_hrl4pfg_against_the_simulator_truth(
             assert -1 <= scores["propensity_rho_inferred_static"] <= 1 and scores["propensity_n_decisions"] > 10
         else:
             assert 0 <= scores["guidance_tail_share_first_session"] <= 1 and scores["guidance_lifetime_value"] > 0
+
+
+def test_the_constant_state_twin_of_dsrm_hrl_reads_one_state_for_every_history_and_round_trips(tmp_path):
+    from recgym.agents.hrl_agents import CONSTANT_FILE
+
+    env, options = "recgym/Synthetic-v1", FAIRNESS_PROTOCOL
+    policy, path = train("dsrm-hrl-const", env, 1_000, seed=0, logdir=tmp_path, num_envs=16, rounds=1,
+                         env_options=options, device="cpu")
+    constant = np.load(path / CONSTANT_FILE)
+    venv = gym.make_vec(env, num_envs=16, vectorization_mode="vector_entry_point", **options)
+    assert (path / "dsrm.pt").is_file() and constant.shape == (venv.world.embed_dim,)
+    # the mean of unit purified states: a direction shared by the logged histories, not a unit vector
+    assert 0.05 < np.linalg.norm(constant) < 1.0, np.linalg.norm(constant)  # measured 0.85
+    obs, _ = venv.reset(seed=0)
+    for step in range(3):  # histories of different items and feedback
+        obs, *_ = venv.step(np.random.default_rng(step).integers(0, venv.world.n_items, 16))
+    assert len({tuple(row) for row in obs["item_ids"]}) == 16
+    from recgym.agents.dsrm import DSRM
+    from recgym.agents.hrl_agents import dsrm_state
+
+    purified = dsrm_state(DSRM.load(path / "dsrm.pt"))(obs)  # what dsrm-hrl would read: one state per history
+    unit = purified / np.linalg.norm(purified, axis=1, keepdims=True)
+    assert (unit @ unit.T).min() < 0.9  # measured 0.42
+    policy.bind(venv, 0)
+    states = policy.method.state(obs)
+    np.testing.assert_allclose(states, np.broadcast_to(constant / np.linalg.norm(constant), states.shape), rtol=1e-6)
+    trained = recgym.evaluate(policy, env, episodes=32, seed=1, **options).summary
+    reloaded = recgym.evaluate(load("dsrm-hrl-const", path), env, episodes=32, seed=1, **options).summary
+    assert reloaded["R_cum"] == pytest.approx(trained["R_cum"]) and reloaded["gini"] == pytest.approx(trained["gini"])
+    with pytest.raises(ValueError, match="checkpoint is for agent 'dsrm-hrl-const', not 'dsrm-hrl'"):
+        load("dsrm-hrl", path)
+    np.save(path / CONSTANT_FILE, constant[:-1])
+    with pytest.raises(ValueError, match=r"constant_state.npy: the constant state must be a finite \(\d+,\) vector"):
+        load("dsrm-hrl-const", path, world=venv.world)

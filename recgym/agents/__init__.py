@@ -98,6 +98,8 @@ AGENTS: dict[str, AgentSpec] = {
        for name, description in (
            ("dsrm-hrl", "DSRM-HRL: DSRM-purified state, high-level fairness goal, low-level engagement (PPO x2)"),
            ("dsrm-flat", "DSRM-HRL ablation FLAT: DSRM state, one-level PPO (fixed goal)"),
+           ("dsrm-hrl-const", "control: DSRM-HRL with a constant state (stage I's mean purified state for everyone)"),
+           ("dsrm-flat-const", "control: dsrm-flat with a constant state (stage I's mean purified state for everyone)"),
            ("hrl-no-dsrm", "DSRM-HRL ablation: both levels on the raw history state, no DSRM"),
            ("hrl4pfg", "HRL4PFG: macro virtual long-tail goal item, micro choice among its nearest items"),
            ("novelty-hrl", "novelty-seeking HRL: inferred novelty propensity as the low level's goal"),

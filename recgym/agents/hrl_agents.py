@@ -3,7 +3,10 @@
 ``recgym train --agent dsrm-hrl|hrl4pfg|novelty-hrl|dsrm-flat|hrl-no-dsrm``. Each run gets a new run
 directory (:func:`recgym.agents.checkpoints.new_run_dir`), which is the checkpoint. The DSRM agents run
 stage I (:func:`recgym.agents.dsrm.pretrain`, saved as ``dsrm.pt`` in the run directory) before
-stage II (:func:`recgym.agents.hierarchy.train_hierarchy`, DSRM frozen).
+stage II (:func:`recgym.agents.hierarchy.train_hierarchy`, DSRM frozen). Each DSRM agent has a
+constant-state twin (``dsrm-hrl-const``, ``dsrm-flat-const``, a control of issue #19): the same stage I
+and stage II, with the DSRM state replaced by one (D,) state for everyone, the mean purified state over
+logged histories of stage I (:func:`mean_purified_state`, saved as ``constant_state.npy``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from recgym.agents.checkpoints import new_run_dir
+from recgym.agents.checkpoints import first_line, new_run_dir
 from recgym.agents.dsrm_hrl import DSRMHRL
 from recgym.agents.hierarchy import (
     HierarchicalPolicy, HierarchyConfig, Method, Obs, load_hierarchy, read_meta, train_hierarchy,
@@ -22,35 +25,66 @@ from recgym.agents.hrl4pfg import HRL4PFG
 from recgym.agents.novelty_hrl import NoveltyHRL, propensity_agreement
 from recgym.world import World
 
-#: agent name -> (uses DSRM, one level only)
+#: agent name -> (uses DSRM, one level only, constant state: the DSRM agent's constant-state twin)
 HRL_AGENTS = {
-    "dsrm-hrl": (True, False),
-    "dsrm-flat": (True, True),
-    "hrl-no-dsrm": (False, False),
-    "hrl4pfg": (False, False),
-    "novelty-hrl": (False, False),
+    "dsrm-hrl": (True, False, False),
+    "dsrm-flat": (True, True, False),
+    "dsrm-hrl-const": (True, False, True),
+    "dsrm-flat-const": (True, True, True),
+    "hrl-no-dsrm": (False, False, False),
+    "hrl4pfg": (False, False, False),
+    "novelty-hrl": (False, False, False),
 }
 DSRM_FILE = "dsrm.pt"
+#: the constant-state twins' (D,) float32 state, next to ``dsrm.pt`` in the run directory
+CONSTANT_FILE = "constant_state.npy"
+#: logged histories of stage I averaged into a twin's constant state (drawn with the run's seed)
+CONSTANT_ROWS = 4_096
+#: the DSRM agents' reverse chain: DDIM, 5 jumps, 2 chains starting from the same two noises for every
+#: row (a row's state is a function of its own history)
+PURIFY = {"sampler": "ddim", "steps": 5, "n_samples": 2, "shared_noise": True}
 
 
 def dsrm_state(model: Any) -> Any:
-    """(B, ...) obs -> (B, D) DSRM-purified state (fast DDIM sampler: 5 jumps, 2 chains, the same two
-    starting noises for every row: a row's state is a function of its own history)."""
+    """(B, ...) obs -> (B, D) DSRM-purified state (:data:`PURIFY`)."""
 
     def state(obs: Obs) -> np.ndarray:
-        return model.purify(obs, sampler="ddim", steps=5, n_samples=2, shared_noise=True).cpu().numpy()
+        return model.purify(obs, **PURIFY).cpu().numpy()
 
     return state
 
 
-def build_method(agent: str, dsrm_model: Any = None) -> Method:
-    """The :class:`Method` behind a registered hierarchical agent name."""
+def constant_state(state: np.ndarray) -> Any:
+    """(B, ...) obs -> (B, D): the same (D,) ``state`` for every row, whatever its history."""
+    state = np.asarray(state, np.float32)
+    return lambda obs: np.broadcast_to(state, (obs["item_ids"].shape[0], state.size))
+
+
+def mean_purified_state(stage: Any, seed: int, rows: int = CONSTANT_ROWS) -> np.ndarray:
+    """(D,) float32 mean of the unit purified states (:data:`PURIFY`, what a DSRM agent's high and low
+    levels read) of ``rows`` logged histories of ``stage`` (a :class:`recgym.agents.dsrm.train.StageOne`:
+    its (N, D) raw states and (N, 3D) history contexts), drawn without replacement with ``seed``."""
+    import torch
+
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(stage.raw))[:rows])
+    index = torch.as_tensor(chosen, device=stage.raw.device)
+    with torch.inference_mode():
+        states = stage.model.purify_state(stage.raw[index], context=stage.context[index], **PURIFY).cpu().numpy()
+    return (states / np.maximum(np.linalg.norm(states, axis=1, keepdims=True), 1e-8)).mean(axis=0).astype(np.float32)
+
+
+def build_method(agent: str, dsrm_model: Any = None, constant: np.ndarray | None = None) -> Method:
+    """The :class:`Method` behind a registered hierarchical agent name (``constant``: a twin's (D,) state)."""
     if agent not in HRL_AGENTS:
         raise ValueError(f"unknown hierarchical agent {agent!r}; valid: {', '.join(HRL_AGENTS)}")
     if agent == "hrl4pfg":
         return HRL4PFG()
     if agent == "novelty-hrl":
         return NoveltyHRL()
+    if HRL_AGENTS[agent][2]:
+        if constant is None:
+            raise ValueError(f"{agent} is a constant-state twin: build_method needs its (D,) constant state")
+        return DSRMHRL(state_fn=constant_state(constant), name=agent)
     if HRL_AGENTS[agent][0]:
         return DSRMHRL(state_fn=dsrm_state(dsrm_model), name=agent)
     return DSRMHRL(name=agent)
@@ -73,11 +107,14 @@ def train(
         raise ValueError(f"unknown hierarchical agent {agent!r}; valid: {', '.join(HRL_AGENTS)}")
     from recgym.evaluation import make_eval_env
 
-    uses_dsrm, flat = HRL_AGENTS[agent]
+    uses_dsrm, flat, constant_twin = HRL_AGENTS[agent]
     make_eval_env(env_id, 1, **(env_options or {}))  # a bad id or option fails before the run directory exists
     run_dir = new_run_dir(logdir, agent, env_id, seed)
-    dsrm_model = _stage_one(env_id, timesteps, seed, run_dir, device, progress_bar, env_options) if uses_dsrm else None
-    method = build_method(agent, dsrm_model)
+    dsrm_model, constant = None, None
+    if uses_dsrm:
+        dsrm_model, constant = _stage_one(env_id, timesteps, seed, run_dir, device, progress_bar, env_options,
+                                          constant_twin)
+    method = build_method(agent, dsrm_model, constant)
     config = stage_two_config(timesteps, method.option_length, rounds=rounds, num_envs=num_envs, flat=flat,
                               seed=seed, device=device)
     trained = train_hierarchy(method, env_id, config, logdir=run_dir.parent, run_name=run_dir.name,
@@ -101,14 +138,33 @@ def stage_two_config(timesteps: int, option_length: int, *, rounds: int = 3, num
 
 
 def _stage_one(env_id: str, timesteps: int, seed: int, run_dir: Path, device: str, progress: bool,
-               env_options: dict[str, Any] | None) -> Any:
-    from recgym.agents.dsrm import pretrain
+               env_options: dict[str, Any] | None, constant_twin: bool) -> tuple[Any, np.ndarray | None]:
+    """DSRM stage I, saved in ``run_dir``: (model, the twin's constant state or ``None``)."""
+    from recgym.agents.dsrm import stage_one
 
-    model = pretrain(env_id, timesteps=max(1_000, timesteps // 2), num_envs=64, encoder_epochs=2,
-                     diffusion_epochs=10, logdir=run_dir / "stage1", seed=seed, device=device, progress=progress,
-                     env_options=env_options)
-    model.save(run_dir / DSRM_FILE)
-    return model
+    stage = stage_one(env_id, timesteps=max(1_000, timesteps // 2), num_envs=64, encoder_epochs=2,
+                      diffusion_epochs=10, logdir=run_dir / "stage1", seed=seed, device=device, progress=progress,
+                      env_options=env_options)
+    stage.model.save(run_dir / DSRM_FILE)
+    if not constant_twin:
+        return stage.model, None
+    constant = mean_purified_state(stage, seed)
+    np.save(run_dir / CONSTANT_FILE, constant)
+    return stage.model, constant
+
+
+def load_constant(path: Path, world: World | None = None) -> np.ndarray:
+    """A twin's (D,) constant state from its run directory; a one-line ``ValueError`` naming the file when it
+    is missing, unreadable, not a finite (D,) vector or (given ``world``) of another embedding size."""
+    file = path / CONSTANT_FILE
+    try:
+        constant = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{file}: no readable constant state ({first_line(error)})") from None
+    dims = world.embed_dim if world is not None else constant.size
+    if constant.shape != (dims,) or not np.isfinite(constant).all():
+        raise ValueError(f"{file}: the constant state must be a finite ({dims},) vector, got shape {constant.shape}")
+    return constant.astype(np.float32)
 
 
 def method_summary(agent: str, policy: HierarchicalPolicy, env: str, episodes: int, seed: int, num_envs: int,
@@ -139,11 +195,13 @@ def load(agent: str, path: str | Path, world: World | None = None) -> Hierarchic
     if not path.is_dir():
         raise ValueError(f"{path}: a {agent} checkpoint is a run directory (holding meta.json), not a file")
     meta = read_meta(agent, path, world)
-    dsrm_model = None
-    if HRL_AGENTS[agent][0]:
+    dsrm_model, constant = None, None
+    if HRL_AGENTS[agent][2]:  # a twin reads its constant state, not DSRM
+        constant = load_constant(path, world)
+    elif HRL_AGENTS[agent][0]:
         from recgym.agents.dsrm import DSRM
 
         dsrm_model = DSRM.load(path / DSRM_FILE, world=world)
-    method = build_method(agent, dsrm_model)
+    method = build_method(agent, dsrm_model, constant)
     high, low, _ = load_hierarchy(method, path, world)
     return HierarchicalPolicy(method, high, low, meta)
