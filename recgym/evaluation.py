@@ -304,6 +304,13 @@ class LifetimeGuidance:
     acquired taste (the simulator's truth, ``Users.taste``, mean over neighbourhoods) at the start of
     session k. lifetime_value: mean true return of a lifetime; tail_affinity_gain: mean over lifetimes of
     the acquired taste at their last step minus at their first.
+
+    Retention (how soon users come back; satisfied users return sooner): sessions_per_week: sessions a user
+    starts per 7 days of lifetime, ``7 sum_l (S_l - 1) / sum_l d_l`` over lifetimes l with S_l sessions, the
+    last of which started on day d_l (the first starts on day 0; a rate, because a lifetime bounded by its
+    session count holds the same number of sessions under every policy); return_gap_days: mean days between
+    the end of a session and the user's next one, over all returns. Both ``nan`` when no lifetime had a
+    second session.
     """
 
     session_value: np.ndarray
@@ -312,6 +319,8 @@ class LifetimeGuidance:
     lifetime_value: float
     tail_affinity_gain: float
     n_lifetimes: int
+    sessions_per_week: float
+    return_gap_days: float
 
     def summary(self) -> dict[str, float]:
         """``recgym eval`` summary entries: lifetime value, tail-affinity gain, and first-session vs
@@ -319,6 +328,7 @@ class LifetimeGuidance:
         later = slice(1, None)
         with np.errstate(invalid="ignore"):
             return {"lifetime_value": self.lifetime_value, "tail_affinity_gain": self.tail_affinity_gain,
+                    "sessions_per_week": self.sessions_per_week, "return_gap_days": self.return_gap_days,
                     "tail_share_first_session": float(self.session_tail_share[0]),
                     "tail_share_later_sessions": float(np.mean(self.session_tail_share[later])) if len(self.session_tail_share) > 1 else float("nan"),
                     "value_first_session": float(self.session_value[0]),
@@ -328,7 +338,8 @@ class LifetimeGuidance:
 def lifetime_guidance(policy: Any, env: str | RecSysVectorEnv | Any, episodes: int = 64, seed: int | None = 0,
                       num_envs: int = 64, **options: Any) -> LifetimeGuidance:
     """Run ``policy`` for ``episodes`` lifetimes of a v1 lifetime env (the first ``episodes`` to start, as
-    :func:`evaluate`) and measure how its users' tail affinity and value evolve across their sessions."""
+    :func:`evaluate`) and measure how its users' tail affinity and value evolve across their sessions and
+    how soon they come back (:class:`LifetimeGuidance`)."""
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     venv = make_eval_env(env, min(num_envs, int(episodes)), **options)
@@ -344,16 +355,16 @@ def lifetime_guidance(policy: Any, env: str | RecSysVectorEnv | Any, episodes: i
     columns: list[tuple[np.ndarray, ...]] = []
     while (episode_id < episodes).any():
         affinity = sim.users.taste[sim.user].mean(axis=1)
-        session = sim.session_index.copy()
+        session, start_day, gap = sim.session_index.copy(), sim.start_day.copy(), sim.return_gap.astype(np.float64)
         actions = agent.act(obs, sim.action_mask())
         obs, rewards, terminated, truncated, infos = venv.step(actions)
-        columns.append((episode_id.copy(), session, infos["true_reward"], ~sim.popular[actions], affinity))
+        columns.append((episode_id.copy(), session, infos["true_reward"], ~sim.popular[actions], affinity,
+                        start_day, gap))
         done = np.flatnonzero(terminated | truncated)
         episode_id[done] = next_id + np.arange(done.size)
         next_id += done.size
-    episode, session, reward, tail, affinity = (np.concatenate(column) for column in zip(*columns))
-    keep = episode < episodes
-    episode, session, reward, tail, affinity = episode[keep], session[keep], reward[keep], tail[keep], affinity[keep]
+    keep = np.concatenate([column[0] for column in columns]) < episodes
+    episode, session, reward, tail, affinity, start_day, gap = (np.concatenate(column)[keep] for column in zip(*columns))
     n_sessions = int(session.max()) + 1
     cell = episode * n_sessions + session  # one (lifetime, session) cell per step
     steps = np.bincount(cell, minlength=episodes * n_sessions).reshape(episodes, n_sessions)
@@ -365,10 +376,17 @@ def lifetime_guidance(policy: Any, env: str | RecSysVectorEnv | Any, episodes: i
     first = np.full(episodes, np.nan)
     last = np.full(episodes, np.nan)
     first[episode[::-1]], last[episode] = affinity[::-1], affinity
+    returns = session > 0
+    last_start = np.zeros(episodes)
+    np.maximum.at(last_start, episode, start_day)  # the day the lifetime's last session started
+    session_gap = np.zeros(episodes * n_sessions)
+    session_gap[cell[returns]] = gap[returns]  # each return's gap (every step of a session holds it)
     with np.errstate(invalid="ignore", divide="ignore"):
         return LifetimeGuidance(
             session_value=np.where(reached, value, 0).sum(0) / reached.sum(0),
             session_tail_share=tail_steps.sum(0) / steps.sum(0),
             session_tail_affinity=np.nanmean(start.reshape(episodes, n_sessions), axis=0),
             lifetime_value=float(value.sum(1).mean()), tail_affinity_gain=float(np.mean(last - first)),
-            n_lifetimes=int(episodes))
+            n_lifetimes=int(episodes),
+            sessions_per_week=float(7.0 * (reached.sum() - episodes) / last_start.sum()),
+            return_gap_days=float(session_gap.sum() / (reached.sum() - episodes)))

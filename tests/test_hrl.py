@@ -522,3 +522,21 @@ def test_the_constant_state_twin_of_dsrm_hrl_reads_one_state_for_every_history_a
     np.save(path / CONSTANT_FILE, constant[:-1])
     with pytest.raises(ValueError, match=r"constant_state.npy: the constant state must be a finite \(\d+,\) vector"):
         load("dsrm-hrl-const", path, world=venv.world)
+
+
+def test_lifetime_retention_counts_sessions_per_week_and_return_gaps():
+    from recgym.evaluation import lifetime_guidance
+
+    def guidance(name):
+        return lifetime_guidance(recgym.agents.make_policy(name), "recgym/Synthetic-v1", episodes=32, seed=0,
+                                 num_envs=32, **LIFETIME, popular_streak=3, leave_window=0)
+
+    oracle, random = guidance("oracle"), guidance("random")
+    # satisfied users come back sooner (measured 7.87 vs 5.01 sessions per week, gaps 0.88 vs 1.38 days;
+    # KuaiRec-v1, 100 lifetimes of 10 x 30 steps: 12.2 vs 5.6, the phenomena table's retention_ratio ~2.3)
+    assert oracle.sessions_per_week > 1.3 * random.sessions_per_week
+    assert oracle.return_gap_days < random.return_gap_days / 1.3
+    # a session lasts minutes, so starts per week ~ 7 / (gap + session length): the two agree within 10%
+    for result in (oracle, random):
+        assert result.sessions_per_week == pytest.approx(7 / result.return_gap_days, rel=0.1)
+    assert {"sessions_per_week", "return_gap_days"} <= set(oracle.summary())
