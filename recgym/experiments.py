@@ -406,20 +406,22 @@ def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, out
 
 #: Evaluations on the truth during a v1 training run (its learning curve in TensorBoard).
 CURVE_POINTS = 5
-#: Modules whose registered train functions train through :func:`recgym.agents.flat.train` (and take its
-#: ``eval_freq`` / ``eval_scorer``): flat, reward-shaped and recurrent SB3 agents.
-FLAT_TRAINERS = ("recgym.agents.flat", "recgym.agents.rewards", "recgym.agents.shaped", "recgym.agents.recurrent")
+#: Modules whose registered train functions take :func:`recgym.agents.flat.train`'s ``eval_freq`` /
+#: ``eval_scorer``: flat, reward-shaped and recurrent SB3 agents (through it) and the hierarchical agents
+#: (:func:`recgym.agents.hierarchy.train_hierarchy`'s :class:`~recgym.agents.hierarchy.TruthCurve`).
+CURVE_TRAINERS = ("recgym.agents.flat", "recgym.agents.rewards", "recgym.agents.shaped", "recgym.agents.recurrent",
+                  "recgym.agents.hrl_agents")
 
 
 def learning_curve_options(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
     """Training options that make a v1 cell's agent log its learning curve on the truth through
     :class:`recgym.agents.callbacks.RecMetricsCallback`: ``eval/*`` scalars (true R_cum, Gini, ...) every
     ``timesteps / CURVE_POINTS`` steps on the cell's number of episodes, with ``eval/dpfr`` and
-    ``eval/front_distance`` against the cell's reference front. Agents of :data:`FLAT_TRAINERS` only (the
-    hierarchical ones and DORL log their own scalars); ``{}`` for others and for population cells."""
+    ``eval/front_distance`` against the cell's reference front. Agents of :data:`CURVE_TRAINERS` only (DORL
+    logs its own scalars); ``{}`` for others and for population cells."""
     from recgym.agents import get_agent
 
-    if config.is_population or get_agent(cell.method).train.partition(":")[0] not in FLAT_TRAINERS:
+    if config.is_population or get_agent(cell.method).train.partition(":")[0] not in CURVE_TRAINERS:
         return {}
     front = cell_front(config, size, cell.env, cell.setting, outdir)
 
@@ -467,6 +469,8 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
         summary = {**result.summary, **scores}
         record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(), **scores,
                   "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
+        if getattr(policy, "learning_curve", None) is not None:  # a hierarchical agent's evaluations while training
+            record["learning_curve"] = policy.learning_curve
     if config.is_v1:
         summary["wall_s"] = record["wall_s"] = time.monotonic() - start
         record["code"] = code_version()

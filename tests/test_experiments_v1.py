@@ -99,6 +99,21 @@ def test_shaped_ppo_twin_logs_its_learning_curve_on_the_truth(tmp_path: Path) ->
     assert shaped != env_reward  # the learner saw DSRM-HRL's fairness term on top of the logged reward
 
 
+def test_a_hierarchical_cell_logs_its_learning_curve_on_the_truth(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    grid = GRID.replace("[random, oracle, oracle-tail, nonpersonalised]", "[hrl-no-dsrm]").replace(
+        "full: {seeds: 2, timesteps: 64, episodes: 16, num_envs: 8}", "full: {seeds: 1, timesteps: 1000, episodes: 8, num_envs: 4}")
+    out = tmp_path / "out"
+    run_experiment(write(tmp_path, grid), "full", out, progress=False)
+    record = json.loads(next(out.glob("hrl-no-dsrm*.json")).read_text())
+    curve = record["learning_curve"]  # every 200 stage-II steps (timesteps / 5) at a rollout's end, and the end
+    assert len(curve) >= 2 and [p["steps"] for p in curve] == sorted({p["steps"] for p in curve})
+    assert all(np.isfinite(p["R_cum"]) and np.isfinite(p["dpfr"]) for p in curve)
+    events = EventAccumulator(str(next((out / "tb").rglob("eval_curve")))).Reload()
+    assert [event.step for event in events.Scalars("eval/dpfr")] == [p["steps"] for p in curve]
+
+
 def test_population_v1_compares_learners_on_logs_and_on_truth(tmp_path: Path) -> None:
     grid = """
 methods: [popular, ppo]

@@ -540,3 +540,30 @@ def test_lifetime_retention_counts_sessions_per_week_and_return_gaps():
     for result in (oracle, random):
         assert result.sessions_per_week == pytest.approx(7 / result.return_gap_days, rel=0.1)
     assert {"sessions_per_week", "return_gap_days"} <= set(oracle.summary())
+
+
+def test_a_hierarchical_run_logs_its_learning_curve_on_the_truth(tmp_path):
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = HierarchyConfig(rounds=2, low_steps=512, high_steps=128, n_sessions=16, device="cpu",
+                             ppo={"n_steps": 16, "batch_size": 64, "n_epochs": 1})
+    trained = train_hierarchy(DSRMHRL(name="hrl-no-dsrm"), "recgym/Synthetic-v1", config, logdir=tmp_path,
+                              env_options=FAIRNESS_PROTOCOL, eval_episodes=16, eval_freq=600,
+                              eval_scorer=lambda result: {"twice_R_cum": 2 * result.summary["R_cum"]})
+    curve = trained.policy().learning_curve
+    steps = [point["steps"] for point in curve]
+    # rollouts of 256 low steps / 64 options (192 env steps): an evaluation once 600 steps have passed, and at the
+    # end (measured: steps 704, 1,408, 1,792; R_cum 15.3, 17.5, 17.8)
+    assert len(curve) >= 2 and steps == sorted(set(steps)) and steps[-1] == 2 * 512 + 3 * 2 * 128, steps
+    assert all(point["twice_R_cum"] == pytest.approx(2 * point["R_cum"]) and 0 <= point["gini"] <= 1 for point in curve)
+    final = recgym.evaluate(trained.policy(), "recgym/Synthetic-v1", episodes=16, seed=0, num_envs=16, **FAIRNESS_PROTOCOL)
+    assert curve[-1]["R_cum"] == pytest.approx(final.summary["R_cum"])  # the last point is the trained policy's score
+    events = EventAccumulator(str(trained.checkpoint / "eval_curve")).Reload()
+    assert [event.step for event in events.Scalars("eval/R_cum")] == steps
+    assert {"eval/gini", "eval/twice_R_cum"} <= set(events.Tags()["scalars"])
+    assert json.loads((trained.checkpoint / "meta.json").read_text())["learning_curve"] == curve
+    with pytest.raises(ValueError, match="eval_freq must be an integer >= 0"):
+        train_hierarchy(DSRMHRL(name="hrl-no-dsrm"), "recgym/Synthetic-v1", config, logdir=tmp_path, run_name="x",
+                        eval_episodes=16, eval_freq=-1)

@@ -39,7 +39,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from numba import njit
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import VecEnv
@@ -459,6 +459,11 @@ class HierarchicalPolicy(Policy):
     def __init__(self, method: Method, high: PPO | None, low: PPO, meta: dict[str, Any]) -> None:
         self.method, self.high, self.low, self.meta = method, high, low, meta
 
+    @property
+    def learning_curve(self) -> list[dict[str, float]] | None:
+        """The run's evaluations on the truth (:class:`TruthCurve` points), ``None`` when it logged none."""
+        return self.meta.get("learning_curve")
+
     def bind(self, env: Any, seed: int | None = None) -> None:
         check_world(self.meta, env.world, f"this {self.method.name} policy")
         super().bind(env, seed)
@@ -595,6 +600,60 @@ class HighLevelDrift(BaseCallback):
         self.logger.record("high/log_std", self.log_std)
 
 
+class TruthCurve:
+    """A two-level run's learning curve on the truth, the hierarchical equivalent of
+    :class:`~recgym.agents.callbacks.RecMetricsCallback`'s ``eval/*``: both levels as they are now, as a
+    :class:`HierarchicalPolicy`, evaluated by :func:`recgym.evaluate` (true rewards) on ``episodes`` episodes
+    of ``env_id`` (``options``, ``seed``) every ``freq`` stage-II env steps (0: only when asked at the end)
+    and written as ``eval/<metric>`` scalars against those steps to a TensorBoard run ``logdir`` (with
+    ``scorer``'s extra scalars, e.g. ``eval/dpfr``). Stage-II env steps: low-level steps plus M x high-level
+    options (:meth:`Levels.env_steps`, the budget's own accounting). ``points``: one dict per evaluation,
+    ``steps`` and every finite summary value (and the scorer's), JSON-ready.
+    """
+
+    def __init__(self, env_id: str, options: dict[str, Any], episodes: int, freq: int, seed: int,
+                 scorer: Callable[[Any], dict[str, Any]] | None, logdir: Path,
+                 points: list[dict[str, float]] | None = None) -> None:
+        self.env_id, self.options, self.episodes, self.freq, self.seed = env_id, dict(options), episodes, freq, seed
+        self.scorer, self.logdir = scorer, logdir
+        self.points = list(points or [])
+        self.last_steps = int(self.points[-1]["steps"]) if self.points else 0
+
+    def hook(self, levels: Levels) -> BaseCallback:
+        """An SB3 callback for either level's ``learn``: evaluates after a rollout once ``freq`` steps have passed."""
+        curve = self
+
+        class Hook(BaseCallback):
+            def _on_step(self) -> bool:
+                return True
+
+            def _on_rollout_end(self) -> None:
+                steps = levels.env_steps()
+                if curve.freq and steps - curve.last_steps >= curve.freq:
+                    curve.evaluate(levels, steps)
+
+        return Hook()
+
+    def evaluate(self, levels: Levels, steps: int) -> None:
+        """Evaluate the levels now and log the point at ``steps``."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        from recgym.evaluation import evaluate
+
+        policy = HierarchicalPolicy(copy.copy(levels.method), levels.high, levels.low, levels.meta)
+        result = evaluate(policy, self.env_id, episodes=self.episodes, seed=self.seed, num_envs=levels.config.n_sessions,
+                          **self.options)
+        scores = {**result.summary, **(self.scorer(result) if self.scorer is not None else {})}
+        point = {"steps": int(steps), **{key: float(value) for key, value in scores.items()
+                                          if isinstance(value, (int, float, np.number)) and np.isfinite(value)}}
+        with SummaryWriter(str(self.logdir)) as writer:
+            for key, value in point.items():
+                if key != "steps":
+                    writer.add_scalar(f"eval/{key}", value, steps)
+        self.points.append(point)
+        self.last_steps = int(steps)
+
+
 @dataclass
 class TrainedHierarchy:
     """Result of :func:`train_hierarchy`: the two SB3 models and where they were saved."""
@@ -633,6 +692,11 @@ class Levels:
     low: PPO
     high: PPO | None
     high_drift: HighLevelDrift | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def env_steps(self) -> int:
+        """Stage-II env steps so far: the low level's timesteps plus M x the high level's options."""
+        return self.low.num_timesteps + (self.method.option_length * self.high.num_timesteps if self.high else 0)
 
     def train_round(self, round_index: int, low_steps: int, high_steps: int,
                     callbacks: Callable[[str], Any] | None = None, progress_bar: bool = False) -> None:
@@ -700,6 +764,9 @@ def train_hierarchy(
     progress_bar: bool = False,
     env_options: dict[str, Any] | None = None,
     callbacks: Callable[[str], Any] | None = None,
+    eval_episodes: int = 0,
+    eval_freq: int = 0,
+    eval_scorer: Callable[[Any], dict[str, Any]] | None = None,
 ) -> TrainedHierarchy:
     """Alternate low- and high-level PPO on ``env_id``; checkpoint to ``logdir/run_name/`` each round.
 
@@ -707,7 +774,17 @@ def train_hierarchy(
     training continues from its models until ``config.rounds`` rounds are done. Without it, a
     ``logdir/run_name/`` that already holds a checkpoint is refused (``ValueError``), never overwritten.
     ``callbacks(level)`` may return an SB3 callback for the ``"low"`` / ``"high"`` learn calls.
+
+    ``eval_episodes`` > 0: a learning curve on the truth (:class:`TruthCurve`, as ``recgym.agents.flat.train``'s
+    ``eval_episodes`` / ``eval_freq`` / ``eval_scorer``): both levels are evaluated every ``eval_freq`` stage-II
+    env steps (0: only at the end) and at the end, on ``eval_episodes`` episodes with ``env_options`` and seed
+    ``config.seed``; ``eval/*`` scalars in the run's TensorBoard folder ``eval_curve``, the points in the
+    checkpoint's ``meta.json`` (``learning_curve``, continued by a resumed run) and in the returned
+    ``meta`` (:attr:`HierarchicalPolicy.learning_curve`).
     """
+    for name, value in (("eval_episodes", eval_episodes), ("eval_freq", eval_freq)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     run_name = run_name or f"{method.name}_seed{config.seed}"
     checkpoint = Path(logdir) / run_name
     if resume is None and (checkpoint / "meta.json").exists():
@@ -715,12 +792,29 @@ def train_hierarchy(
                          f"or choose another run_name")
     levels, rounds_done = make_levels(method, env_id, config, env_options, str(checkpoint), resume)
     meta = checkpoint_meta(method.name, env_id, dict(env_options or {}), levels.low_env.venv.world)
+    levels.meta = meta
+    curve = None
+    if eval_episodes:
+        earlier = read_meta(method.name, resume).get("learning_curve", []) if resume is not None else []
+        curve = TruthCurve(env_id, dict(env_options or {}), int(eval_episodes), int(eval_freq), config.seed,
+                           eval_scorer, checkpoint / "eval_curve", earlier)
+
+    def level_callbacks(level: str) -> Any:
+        chosen = [callback for callback in ([callbacks(level)] if callbacks else []) if callback is not None]
+        return CallbackList(chosen + [curve.hook(levels)]) if curve is not None else (chosen[0] if chosen else None)
+
+    curve_meta: dict[str, Any] = {}
     for round_index in range(rounds_done, config.rounds):
-        levels.train_round(round_index, config.low_steps, config.high_steps, callbacks, progress_bar)
+        levels.train_round(round_index, config.low_steps, config.high_steps,
+                           level_callbacks if callbacks or curve is not None else None, progress_bar)
         rounds_done = round_index + 1
+        if curve is not None and rounds_done == config.rounds and curve.last_steps != levels.env_steps():
+            curve.evaluate(levels, levels.env_steps())  # the end of training, as flat agents' last evaluation
+        curve_meta = {"learning_curve": curve.points} if curve is not None else {}
         state = {key: getattr(levels.low_env.method, key) for key in METHOD_STATE if hasattr(levels.low_env.method, key)}
-        save_hierarchy(checkpoint, {**meta, "method_state": state}, levels.high, levels.low, config, rounds_done)
-    return TrainedHierarchy(method, levels.high, levels.low, checkpoint, rounds_done, meta)
+        save_hierarchy(checkpoint, {**meta, "method_state": state, **curve_meta}, levels.high, levels.low, config,
+                       rounds_done)
+    return TrainedHierarchy(method, levels.high, levels.low, checkpoint, rounds_done, {**meta, **curve_meta})
 
 
 def save_hierarchy(path: Path, meta: dict[str, Any], high: PPO | None, low: PPO, config: HierarchyConfig,

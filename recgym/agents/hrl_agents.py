@@ -11,6 +11,7 @@ logged histories of stage I (:func:`mean_purified_state`, saved as ``constant_st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,18 @@ def build_method(agent: str, dsrm_model: Any = None, constant: np.ndarray | None
 def train(
     agent: str, env_id: str, timesteps: int, *, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 64,
     progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
-    device: str = "auto", rounds: int = 3,
+    device: str = "auto", rounds: int = 3, eval_freq: int = 0,
+    eval_scorer: Callable[[Any], dict[str, Any]] | None = None,
 ) -> tuple[HierarchicalPolicy, Path]:
     """Train ``agent`` for about ``timesteps`` simulator steps in a new run directory
     ``logdir/<agent>_<env>_s<seed>_<n>/``; returns (policy, checkpoint directory = run directory).
 
     Budget split: DSRM stage I logs ``timesteps // 2`` transitions (DSRM agents only); stage II
     (:func:`stage_two_config`) gives 60% of ``timesteps`` to the low level and 40% to the high level.
+
+    ``eval_episodes`` > 0: stage II's learning curve on the truth, as :func:`recgym.agents.flat.train`'s:
+    evaluated every ``eval_freq`` stage-II env steps (0: only at the end) and at the end, ``eval_scorer``
+    adding scalars (:func:`recgym.agents.hierarchy.train_hierarchy`; ``policy.learning_curve``).
     """
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
         raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
@@ -118,7 +124,8 @@ def train(
     config = stage_two_config(timesteps, method.option_length, rounds=rounds, num_envs=num_envs, flat=flat,
                               seed=seed, device=device)
     trained = train_hierarchy(method, env_id, config, logdir=run_dir.parent, run_name=run_dir.name,
-                              progress_bar=progress_bar, env_options=env_options)
+                              progress_bar=progress_bar, env_options=env_options, eval_episodes=eval_episodes,
+                              eval_freq=eval_freq, eval_scorer=eval_scorer)
     return trained.policy(), trained.checkpoint
 
 
