@@ -560,6 +560,12 @@ def test_a_hierarchical_run_logs_its_learning_curve_on_the_truth(tmp_path):
     assert all(point["twice_R_cum"] == pytest.approx(2 * point["R_cum"]) and 0 <= point["gini"] <= 1 for point in curve)
     final = recgym.evaluate(trained.policy(), "recgym/Synthetic-v1", episodes=16, seed=0, num_envs=16, **FAIRNESS_PROTOCOL)
     assert curve[-1]["R_cum"] == pytest.approx(final.summary["R_cum"])  # the last point is the trained policy's score
+    plain = train_hierarchy(DSRMHRL(name="hrl-no-dsrm"), "recgym/Synthetic-v1", config, logdir=tmp_path,
+                            run_name="plain", env_options=FAIRNESS_PROTOCOL)
+    assert plain.policy().learning_curve is None
+    unobserved = recgym.evaluate(plain.policy(), "recgym/Synthetic-v1", episodes=16, seed=0, num_envs=16,
+                                 **FAIRNESS_PROTOCOL)
+    assert unobserved.summary["R_cum"] == final.summary["R_cum"]  # evaluating while training changes no update
     events = EventAccumulator(str(trained.checkpoint / "eval_curve")).Reload()
     assert [event.step for event in events.Scalars("eval/R_cum")] == steps
     assert {"eval/gini", "eval/twice_R_cum"} <= set(events.Tags()["scalars"])
