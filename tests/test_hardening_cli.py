@@ -147,7 +147,7 @@ def test_bundled_config_runs_by_name_and_a_path_still_works(capsys, tmp_path):
     local.write_text(GRID)
     assert config_path(local) == local
     err = one_line_error(capsys, ["experiment", "no_such_grid"])
-    assert "'no_such_grid' not found: neither a file nor a bundled config (dorl_table, fairness_table" in err
+    assert "'no_such_grid' not found: neither a file nor a bundled config (dorl_table, dorl_v1, fairness_table" in err
     assert cli.main(["experiment", "population", "--methods", "random", "--outdir", str(tmp_path / "out")]) == 0
     assert "| random | Population-v0 | feedback | 2 |" in capsys.readouterr().out  # smoke: 2 seeds
 
