@@ -409,8 +409,7 @@ CURVE_POINTS = 5
 #: Modules whose registered train functions take :func:`recgym.agents.flat.train`'s ``eval_freq`` /
 #: ``eval_scorer``: flat, reward-shaped and recurrent SB3 agents (through it) and the hierarchical agents
 #: (:func:`recgym.agents.hierarchy.train_hierarchy`'s :class:`~recgym.agents.hierarchy.TruthCurve`).
-CURVE_TRAINERS = ("recgym.agents.flat", "recgym.agents.rewards", "recgym.agents.shaped", "recgym.agents.recurrent",
-                  "recgym.agents.hrl_agents")
+CURVE_TRAINERS = ("recgym.agents.flat", "recgym.agents.shaped", "recgym.agents.recurrent", "recgym.agents.hrl_agents")
 
 
 def learning_curve_options(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:

@@ -81,13 +81,12 @@ AGENTS: dict[str, AgentSpec] = {
     "ppo-gru": AgentSpec("recurrent-state PPO: a GRU over the observation's logged history as the state "
                          "(fair flat baseline for novelty; recgym/agents/recurrent.py)",
                          train="recgym.agents.recurrent:train_ppo_gru", load="recgym.agents.recurrent:load_ppo_gru"),
-    "ppo-novelty": AgentSpec("DNaIR-style PPO trained on reward + EasyRL4Rec diversity/novelty bonus",
-                             train="recgym.agents.rewards:train_ppo_novelty",
-                             load="recgym.agents.rewards:load_ppo_novelty"),
-    **{name: AgentSpec(f"flat PPO with {method}'s reward shaping (its flat control; recgym/agents/shaped.py)",
-                       train="recgym.agents.shaped:train_shaped_ppo", load="recgym.agents.shaped:load_shaped_ppo",
-                       args=(name,))
-       for name, method in (("ppo-fair", "dsrm-hrl"), ("ppo-tail", "hrl4pfg"))},
+    **{name: AgentSpec(description, train="recgym.agents.shaped:train_shaped_ppo",
+                       load="recgym.agents.shaped:load_shaped_ppo", args=(name,))
+       for name, description in (
+           ("ppo-novelty", "DNaIR-style PPO trained on reward + EasyRL4Rec diversity/novelty bonus"),
+           *((name, f"flat PPO with {method}'s reward shaping (its flat control; recgym/agents/shaped.py)")
+             for name, method in (("ppo-fair", "dsrm-hrl"), ("ppo-tail", "hrl4pfg"))))},
     "dorl": AgentSpec("DORL-style A2C on an uncertainty-penalised ensemble reward model (simulator transitions)",
                       train="recgym.agents.dorl:train_dorl", load="recgym.agents.dorl:load_dorl"),
     "maskable-ppo": _sb3("maskable-ppo", "sb3-contrib MaskablePPO (trains with the NX no-repeat mask)"),

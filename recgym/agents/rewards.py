@@ -81,21 +81,3 @@ class NoveltyBonusShaper(RewardShaper):
     def shape(self, reward: np.ndarray, obs: dict[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
         return reward + diversity_novelty_bonus(obs["embeddings"], obs["item_ids"] >= 0, self.item_emb[actions],
                                                 self.pop_score[actions], self.diversity_weight, self.novelty_weight)
-
-
-def train_ppo_novelty(env_id: str, timesteps: int, diversity_weight: float = DIVERSITY_WEIGHT,
-                      novelty_weight: float = NOVELTY_WEIGHT, **options: Any) -> tuple[Any, Any]:
-    """``ppo-novelty`` (DNaIR-style): flat PPO trained on reward + :func:`diversity_novelty_bonus`;
-    ``options`` as :func:`recgym.agents.flat.train` (a PPO checkpoint with the ``ppo-novelty`` metadata)."""
-    from recgym.agents.flat import train
-
-    return train("ppo", env_id, timesteps, agent="ppo-novelty",
-                 wrap_env=lambda venv: NoveltyBonusShaper(venv, diversity_weight, novelty_weight), **options)
-
-
-def load_ppo_novelty(path: Any, world: Any = None) -> Any:
-    """Load a ``ppo-novelty`` checkpoint (a plain PPO model; the shaping only mattered in training);
-    refused for another agent or, given ``world``, another world."""
-    from recgym.agents.flat import load_model
-
-    return load_model("ppo", path, agent="ppo-novelty", world=world)

@@ -1,12 +1,13 @@
 """Flat-PPO twins of the hierarchical methods (issue #19's control "flat PPO with the same reward shaping as
 each HRL method"): PPO on the item action space (:mod:`recgym.agents.flat`) trained on the reward the
 hierarchical method's own shaping gives, through a :class:`~recgym.agents.rewards.RewardShaper` that asks the
-method itself for its term (so a twin follows its method's changes). ``ppo-novelty`` (novelty-HRL's
-diversity/novelty bonus) lives in :mod:`recgym.agents.rewards`; :data:`SHAPED_PPO` lists all three.
+method itself for its term (so a twin follows its method's changes). :data:`SHAPED_PPO` lists all three
+(``ppo-novelty``: novelty-HRL's diversity/novelty bonus, :class:`~recgym.agents.rewards.NoveltyBonusShaper`).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -55,19 +56,24 @@ class LongTailShaper(RewardShaper):
         return reward - self.method.fairness_weight * np.log(self.method.popularity(actions))
 
 
-#: Flat-PPO twins of the hierarchical methods: agent name -> (shaping wrapper, the method whose shaping it is).
-SHAPED_PPO: dict[str, tuple[type[RewardShaper], str]] = {
-    "ppo-novelty": (NoveltyBonusShaper, "novelty-hrl"),
-    "ppo-fair": (ExposureFairnessShaper, "dsrm-hrl"),
-    "ppo-tail": (LongTailShaper, "hrl4pfg"),
+#: Flat-PPO twins of the hierarchical methods: agent name -> its shaping wrapper (the method whose shaping
+#: it is: ``recgym.agents.AGENTS``' description).
+SHAPED_PPO: dict[str, type[RewardShaper]] = {
+    "ppo-novelty": NoveltyBonusShaper,
+    "ppo-fair": ExposureFairnessShaper,
+    "ppo-tail": LongTailShaper,
 }
 
 
 def train_shaped_ppo(agent: str, env_id: str, timesteps: int, **options: Any) -> tuple[Any, Any]:
     """Flat PPO (:func:`recgym.agents.flat.train`, its options) trained on the reward shaping of
-    :data:`SHAPED_PPO` ``[agent]``; a PPO checkpoint carrying ``agent``'s metadata."""
-    shaper, _ = SHAPED_PPO[agent]
-    return train("ppo", env_id, timesteps, agent=agent, wrap_env=shaper, **options)
+    :data:`SHAPED_PPO` ``[agent]``; options named like the shaper's own keyword arguments (e.g.
+    ``ppo-novelty``'s ``diversity_weight``, ``novelty_weight``) go to the shaper. A PPO checkpoint carrying
+    ``agent``'s metadata."""
+    shaper = SHAPED_PPO[agent]
+    knobs = {name: options.pop(name) for name in inspect.signature(shaper).parameters if name in options and
+             name != "venv"}
+    return train("ppo", env_id, timesteps, agent=agent, wrap_env=lambda venv: shaper(venv, **knobs), **options)
 
 
 def load_shaped_ppo(agent: str, path: Any, world: Any = None) -> Any:
