@@ -367,25 +367,11 @@ def front_settings(config: ExperimentConfig, size: Size, env: str, setting: str)
             "seeds": size.seeds, "seed": EVAL_SEED, "num_envs": size.num_envs}
 
 
-def front_from_dict(stored: dict[str, Any]) -> Any:
-    """The :class:`recgym.pareto.Front` of its :meth:`~recgym.pareto.Front.to_dict`."""
-    from recgym.pareto import Front
-
-    points = stored["points"]
-
-    def column(key: str, dtype: Any = np.float64) -> np.ndarray:
-        return np.array([point[key] for point in points], dtype)
-
-    return Front(stored["env"], stored["options"], stored["episodes"], stored["seeds"], stored["seed"],
-                 stored["num_envs"], column("lambda"), column("gini"), column("gini_ci95"), column("R_cum"),
-                 column("R_cum_ci95"), column("on_front", bool))
-
-
 def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, outdir: Path) -> Any:
     """The reference front (:func:`recgym.pareto.reference_front`, its default lambdas) of the cells on ``env``
     under ``setting``: measured once and cached in :func:`front_file`; a cached front of other settings
     (another size or options) is a one-line ``ValueError``, as a cell's."""
-    from recgym.pareto import reference_front
+    from recgym.pareto import Front, reference_front
 
     path = front_file(outdir, env, setting)
     expected = front_settings(config, size, env, setting)
@@ -394,7 +380,7 @@ def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, out
         if {key: stored.get(key) for key in expected} != expected:
             raise ValueError(f"{path}: this reference front was measured with other settings; use another output "
                              f"directory, or delete it to measure it again")
-        return front_from_dict(stored)
+        return Front.from_dict(stored)
     front = reference_front(**{key: value for key, value in expected.items() if key != "options"},
                             **expected["options"])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -697,7 +683,9 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
             row = aggregate(finished, config.columns)[0]
             lines.append(head + " | ".join(f"{row[k]:.3f} ± {row[k + '_ci']:.3f}" if np.isfinite(row[k]) else "—"
                                            for k in config.columns) + " |")
-    fronts = {(env, setting): front_from_dict(json.loads(front_file(outdir, env, setting).read_text()))
+    from recgym.pareto import Front
+
+    fronts = {(env, setting): Front.from_dict(json.loads(front_file(outdir, env, setting).read_text()))
               for env in config.envs for setting in config.settings if front_file(outdir, env, setting).exists()}
     versions: dict[str, int] = {}
     for record in done:

@@ -132,6 +132,18 @@ class Front:
         return {"dpfr": self.dpfr(gini, r_cum, alpha), "front_distance": self.distance(gini, r_cum),
                 "dominated": self.dominated(gini, r_cum)}
 
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> Front:
+        """The front of its :meth:`to_dict` (the reference point is derived, not read)."""
+        points = stored["points"]
+
+        def column(key: str, dtype: Any = np.float64) -> np.ndarray:
+            return np.array([point[key] for point in points], dtype)
+
+        return cls(stored["env"], stored["options"], stored["episodes"], stored["seeds"], stored["seed"],
+                   stored["num_envs"], column("lambda"), column("gini"), column("gini_ci95"), column("R_cum"),
+                   column("R_cum_ci95"), column("on_front", bool))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the settings, one record per lambda, and the reference point at alpha 0.5."""
         points = [{"lambda": float(lam), "gini": float(g), "gini_ci95": float(gc), "R_cum": float(r),

@@ -49,6 +49,7 @@ from recgym.agents.checkpoints import check_meta, check_world, checkpoint_meta, 
 from recgym.agents.progress import TrainingProgressBar
 from recgym.envs.vector import RecSysVectorEnv
 from recgym.metrics import gini
+from recgym.sizes import check_count
 from recgym.world import World
 
 Obs = dict[str, np.ndarray]
@@ -783,8 +784,7 @@ def train_hierarchy(
     ``meta`` (:attr:`HierarchicalPolicy.learning_curve`).
     """
     for name, value in (("eval_episodes", eval_episodes), ("eval_freq", eval_freq)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        check_count(name, value, 0)
     run_name = run_name or f"{method.name}_seed{config.seed}"
     checkpoint = Path(logdir) / run_name
     if resume is None and (checkpoint / "meta.json").exists():
