@@ -14,7 +14,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 import recgym
 from recgym import bench
 from recgym.agents.baselines import RandomPolicy
-from recgym.agents.flat import ItemScoringPolicy, _CategoricalTerms, make_model, sample_categorical
+from recgym.agents.flat import ItemScoringPolicy, make_model
+from recgym.agents.lean_ppo import CategoricalTerms, sample_categorical
 from recgym.envs.sb3 import SB3VecEnv
 
 SYN = "recgym/Synthetic-v0"
@@ -63,7 +64,7 @@ def test_update_terms_and_their_gradients_match_sb3s_categorical():
 def test_categorical_terms_gradient_is_exact_in_float64():
     logits = th.randn(5, 7, dtype=th.float64, requires_grad=True, generator=th.Generator().manual_seed(1))
     actions = th.tensor([0, 6, 3, 3, 1])
-    assert th.autograd.gradcheck(_CategoricalTerms.apply, (logits, actions))
+    assert th.autograd.gradcheck(CategoricalTerms.apply, (logits, actions))
 
 
 def test_rollout_forward_returns_the_log_probability_of_its_actions():

@@ -22,16 +22,16 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, create_mlp
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
 from recgym.agents.checkpoints import META_KEY, check_meta, checkpoint_meta, first_line, new_run_dir, read_sb3_meta
+from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO
 from recgym.world import World
 
 
@@ -88,77 +88,16 @@ class _ItemHeadMixin:
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 
-class _CategoricalTerms(th.autograd.Function):
-    """(B, I) logits, (B,) int64 actions -> ((B,) log-probabilities of the actions, (B,) entropies)
-    of ``Categorical(logits=logits)``, with the gradient written out: d log p_a / dz = onehot(a) - p,
-    dH / dz = -p (log p + H). The same values and gradients as ``Categorical.log_prob`` and
-    ``.entropy`` (to float rounding) in fewer passes over the (B, I) logits: forward ``log_softmax``,
-    one ``exp`` and one product-sum; backward two passes and a scatter (no normalised-logits copy,
-    no argument checks, no clamped copy, no autograd graph of (B, I) intermediates)."""
-
-    @staticmethod
-    def forward(ctx: Any, logits: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        log_p = th.log_softmax(logits, dim=1)
-        p = log_p.exp()
-        entropy = -(p * log_p).sum(dim=1)
-        ctx.save_for_backward(p, log_p, entropy, actions)
-        return log_p.gather(1, actions[:, None]).squeeze(1), entropy
-
-    @staticmethod
-    def backward(ctx: Any, grad_log_prob: th.Tensor, grad_entropy: th.Tensor) -> tuple[th.Tensor, None]:
-        p, log_p, entropy, actions = ctx.saved_tensors
-        # g_lp * (onehot - p) - g_H * p * (log p + H) = p * (-g_H * log p - (g_H * H + g_lp)) + g_lp * onehot
-        grad = (log_p * -grad_entropy[:, None]).sub_((grad_entropy * entropy + grad_log_prob)[:, None]).mul_(p)
-        return grad.scatter_add_(1, actions[:, None], grad_log_prob[:, None]), None
-
-
-def sample_categorical(log_p: th.Tensor) -> th.Tensor:
-    """(B, I) log-probabilities -> (B,) int64 actions drawn from them by inverting each row's CDF
-    with one uniform number per row (``torch.multinomial`` draws I exponentials per row: ~10 ms for
-    64 x 3,327 on one core)."""
-    cdf = log_p.exp().cumsum_(dim=1)
-    u = th.rand((log_p.shape[0], 1), device=log_p.device, dtype=cdf.dtype) * cdf[:, -1:]
-    return th.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=log_p.shape[1] - 1)
-
-
-class ItemScoringPolicy(_ItemHeadMixin, ActorCriticPolicy):
+class ItemScoringPolicy(_ItemHeadMixin, LeanActorCriticPolicy):
     """PPO / A2C policy with an item-scoring action head.
 
     On a single-item (``Discrete``) action space, the two calls PPO and A2C make per batch skip SB3's
-    distribution objects over the I logits: :meth:`forward` (rollout) samples by
-    :func:`sample_categorical` and :meth:`evaluate_actions` (update) computes log-probabilities and
-    entropies by :class:`_CategoricalTerms`: the same PPO objective and gradients, with fewer passes
-    over (B, I). ``get_distribution`` / ``predict`` are SB3's. Slates (``MultiDiscrete``) use SB3's
-    path throughout.
+    distribution objects over the I logits (:class:`~recgym.agents.lean_ppo.LeanActorCriticPolicy`):
+    rollouts sample by :func:`~recgym.agents.lean_ppo.sample_categorical` and updates compute
+    log-probabilities and entropies by :class:`~recgym.agents.lean_ppo.CategoricalTerms`: the same PPO
+    objective and gradients, with fewer passes over (B, I). ``get_distribution`` / ``predict`` are
+    SB3's. Slates (``MultiDiscrete``) use SB3's path throughout.
     """
-
-    def _logits_and_values(self, obs: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
-        """Observation batch -> ((B, I) action logits, (B, 1) values), one extractor pass."""
-        features = self.extract_features(obs)
-        if self.share_features_extractor:
-            latent_pi, latent_vf = self.mlp_extractor(features)
-        else:
-            latent_pi = self.mlp_extractor.forward_actor(features[0])
-            latent_vf = self.mlp_extractor.forward_critic(features[1])
-        return self.action_net(latent_pi), self.value_net(latent_vf)
-
-    def forward(self, obs: dict[str, th.Tensor], deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """-> ((B,) actions, (B, 1) values, (B,) log-probabilities of the actions)."""
-        if not isinstance(self.action_space, spaces.Discrete):
-            return super().forward(obs, deterministic)
-        logits, values = self._logits_and_values(obs)
-        log_p = th.log_softmax(logits, dim=1)
-        actions = log_p.argmax(dim=1) if deterministic else sample_categorical(log_p)
-        return actions, values, log_p.gather(1, actions[:, None]).squeeze(1)
-
-    def evaluate_actions(self, obs: dict[str, th.Tensor], actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """(B,) int64 actions (as PPO and A2C pass them) -> ((B, 1) values, (B,) log-probabilities,
-        (B,) entropies), differentiable."""
-        if not isinstance(self.action_space, spaces.Discrete):
-            return super().evaluate_actions(obs, actions)
-        logits, values = self._logits_and_values(obs)
-        log_prob, entropy = _CategoricalTerms.apply(logits, actions)
-        return values, log_prob, entropy
 
 
 class MaskableItemScoringPolicy(_ItemHeadMixin, MaskableActorCriticPolicy):
@@ -194,7 +133,7 @@ class AlgoSpec:
 
 
 ALGOS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec(PPO, "MultiInputPolicy", ItemScoringPolicy,
+    "ppo": AlgoSpec(LeanPPO, "MultiInputPolicy", ItemScoringPolicy,
                     dict(n_steps=32, batch_size=256, n_epochs=4, learning_rate=1e-3, gamma=0.9, ent_coef=0.01)),
     "maskable-ppo": AlgoSpec(MaskablePPO, "MultiInputPolicy", MaskableItemScoringPolicy,
                              dict(n_steps=32, batch_size=256, n_epochs=4, learning_rate=1e-3, gamma=0.9, ent_coef=0.01)),

@@ -46,6 +46,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from recgym.agents.baselines import Policy
 from recgym.agents.checkpoints import check_meta, check_world, checkpoint_meta, first_line
+from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO
 from recgym.agents.progress import TrainingProgressBar
 from recgym.envs.vector import RecSysVectorEnv
 from recgym.metrics import gini
@@ -549,16 +550,31 @@ FUSED_ADAM = _fused_adam()
 HIGH_LOG_STD_INIT = float(np.log(0.5))
 
 
+def gaussian_of(policy: ActorCriticPolicy, observations: np.ndarray) -> tuple[th.Tensor, th.Tensor]:
+    """((N, G) means, (G,) log-stds) of a ``Box`` level's Gaussian on the (N, H) ``observations``:
+    its action head on the actor's features (what ``get_distribution`` builds a ``Normal`` from)."""
+    with th.inference_mode():
+        obs = preprocess_obs(th.as_tensor(observations, device=policy.device), policy.observation_space)
+        mean = policy.action_net(policy.mlp_extractor.forward_actor(policy.pi_features_extractor(obs)))
+        return mean, policy.log_std.detach().clone()
+
+
+def gaussian_kl(now: tuple[th.Tensor, th.Tensor], before: tuple[th.Tensor, th.Tensor]) -> float:
+    """``KL(now || before)`` of two diagonal Gaussians given as :func:`gaussian_of` pairs, summed over
+    the G dimensions and averaged over the N rows (closed form)."""
+    (mean, log_std), (mean_0, log_std_0) = now, before
+    mean_0, log_std_0 = mean_0.to(mean.device), log_std_0.to(mean.device)
+    ratio = th.exp(2 * (log_std - log_std_0))  # var_now / var_before
+    per_dim = (log_std_0 - log_std) + 0.5 * (ratio + (mean - mean_0).square() * th.exp(-2 * log_std_0) - 1)
+    return float(per_dim.sum(dim=1).mean())
+
+
 def high_policy_drift(policy: ActorCriticPolicy, initial: ActorCriticPolicy, observations: np.ndarray) -> tuple[float, float]:
     """(KL, mean log-std): ``KL(policy || initial)`` of the high level's Gaussian goal distributions,
     summed over goal dimensions and averaged over the (N, H) ``observations``, and ``policy``'s mean
     log-std. 0 and the initial log-std for a policy that has not moved."""
-    with th.no_grad():
-        obs = th.as_tensor(observations, device=policy.device)
-        now = policy.get_distribution(obs).distribution
-        before = initial.get_distribution(obs.to(initial.device)).distribution
-        kl = th.distributions.kl_divergence(now, before).sum(dim=-1).mean()
-    return float(kl), float(policy.log_std.detach().mean())
+    now = gaussian_of(policy, observations)
+    return gaussian_kl(now, gaussian_of(initial, observations)), float(now[1].mean())
 
 
 class LowRolloutEnd(BaseCallback):
@@ -579,13 +595,16 @@ class LowRolloutEnd(BaseCallback):
 class HighLevelDrift(BaseCallback):
     """Logs how far the high level has moved from the policy it started the run with (a deep copy taken
     at construction): ``high/kl_to_init`` (:func:`high_policy_drift`, on the first rollout's observations,
-    at most 1,024, kept fixed for the run) and ``high/log_std``, after every rollout (before its update)."""
+    at most 1,024, kept fixed for the run) and ``high/log_std``, after every rollout (before its update).
+    The initial policy's Gaussian on that probe is computed once (the copy never changes); each rollout
+    then costs one forward pass of the current actor on the probe."""
 
     def __init__(self, model: PPO, probe_size: int = 1024) -> None:
         super().__init__()
         self.initial = copy.deepcopy(model.policy)
         self.probe_size = probe_size
         self.probe: np.ndarray | None = None
+        self.initial_gaussian: tuple[th.Tensor, th.Tensor] | None = None
         self.kl_to_init = 0.0
         self.log_std = float(model.policy.log_std.detach().mean())
 
@@ -596,7 +615,9 @@ class HighLevelDrift(BaseCallback):
         if self.probe is None:
             observations = self.model.rollout_buffer.observations
             self.probe = observations.reshape(-1, *observations.shape[2:])[: self.probe_size].copy()
-        self.kl_to_init, self.log_std = high_policy_drift(self.model.policy, self.initial, self.probe)
+            self.initial_gaussian = gaussian_of(self.initial, self.probe)
+        now = gaussian_of(self.model.policy, self.probe)
+        self.kl_to_init, self.log_std = gaussian_kl(now, self.initial_gaussian), float(now[1].mean())
         self.logger.record("high/kl_to_init", self.kl_to_init)
         self.logger.record("high/log_std", self.log_std)
 
@@ -734,17 +755,17 @@ def make_levels(method: Method, env_id: str, config: HierarchyConfig, env_option
         for key, value in read_meta(method.name, resume).get("method_state", {}).items():
             setattr(low_env.method, key, value)  # e.g. DSRM-HRL's Lagrange multiplier where the run stopped
     else:
-        low = PPO("MlpPolicy", low_env, policy_kwargs={**FUSED_ADAM, **method.low_policy_kwargs},
-                  **config.level_ppo("low"), **ppo_kwargs)
+        low = LeanPPO(LeanActorCriticPolicy, low_env, policy_kwargs={**FUSED_ADAM, **method.low_policy_kwargs},
+                      **config.level_ppo("low"), **ppo_kwargs)
         high = None
     high_env = None
     if not config.flat:
         high_env = HighLevelVecEnv(method, high_venv, _predictor(low))
         high_env.seed(config.seed + 1)
         if high is None:
-            high = PPO("MlpPolicy", high_env,
-                       policy_kwargs={"log_std_init": HIGH_LOG_STD_INIT, **FUSED_ADAM, **method.high_policy_kwargs},
-                       **config.level_ppo("high"), **ppo_kwargs)
+            high = LeanPPO(LeanActorCriticPolicy, high_env,
+                           policy_kwargs={"log_std_init": HIGH_LOG_STD_INIT, **FUSED_ADAM, **method.high_policy_kwargs},
+                           **config.level_ppo("high"), **ppo_kwargs)
         else:
             high.set_env(high_env)
     high_drift = None if high is None else HighLevelDrift(high)
@@ -851,8 +872,8 @@ def load_hierarchy(method: Method, path: str | Path, world: World | None = None,
     path = Path(path)
     meta = read_meta(method.name, path, world)
     try:
-        low = PPO.load(path / "low.zip", env=env, device=device)
-        high = PPO.load(path / "high.zip", device=device) if (path / "high.zip").is_file() else None
+        low = LeanPPO.load(path / "low.zip", env=env, device=device)
+        high = LeanPPO.load(path / "high.zip", device=device) if (path / "high.zip").is_file() else None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         raise ValueError(f"{path}: unreadable hierarchical checkpoint ({first_line(error)})") from None
     if high is not None and not (np.all(high.action_space.low == -1.0) and np.all(high.action_space.high == 1.0)):
