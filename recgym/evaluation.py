@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -20,12 +20,57 @@ from recgym import metrics
 from recgym.agents.baselines import Policy
 from recgym.envs import ENV_IDS, FITTED_ID
 from recgym.envs.vector import RecSysVectorEnv
+from recgym.sizes import check_count
 
 #: Summary keys, in table order. Catalogue-level ones have no per-episode CI (NaN).
 METRICS = ("R_cum", "R_each", "length", "coverage", "coverage_turn", "gini", "long_tail_share",
            "exposure_gap", "mcd", "novelty", "diversity")
 #: Summary keys only v1 worlds have (creator debuts), catalogue-level.
 V1_METRICS = ("emerging_creator_share",)
+#: Summary keys of v1 ``episode="lifetime"`` envs (:class:`LifetimeGuidance`'s, over the recorded lifetimes): the
+#: users' acquired-taste gain over a lifetime and retention, the sessions a user starts per 7 days.
+LIFETIME_METRICS = ("tail_affinity_gain", "sessions_per_week")
+
+
+@dataclass(frozen=True)
+class LifetimeGuidance:
+    """Progressive guidance over users' lifetimes (v1 ``episode="lifetime"`` envs): per session index
+    ``k`` (S sessions, the longest recorded lifetime), averaged over the lifetimes that reached it.
+
+    session_value: (S,) mean true return of session k. session_tail_share: (S,) share of session k's
+    recommendations outside the top group by prior popularity. session_tail_affinity: (S,) the user's mean
+    acquired taste (the simulator's truth, ``Users.taste``, mean over neighbourhoods) at the start of
+    session k. lifetime_value: mean true return of a lifetime; tail_affinity_gain: mean over lifetimes of
+    the acquired taste at their last step minus at their first.
+
+    Retention (how soon users come back; satisfied users return sooner): sessions_per_week: sessions a user
+    starts per 7 days of lifetime, ``7 sum_l (S_l - 1) / sum_l d_l`` over lifetimes l with S_l sessions, the
+    last of which started on day d_l (the first starts on day 0; a rate, because a lifetime bounded by its
+    session count holds the same number of sessions under every policy); return_gap_days: mean days between
+    the end of a session and the user's next one, over all returns. Both ``nan`` when no lifetime had a
+    second session.
+    """
+
+    session_value: np.ndarray
+    session_tail_share: np.ndarray
+    session_tail_affinity: np.ndarray
+    lifetime_value: float
+    tail_affinity_gain: float
+    n_lifetimes: int
+    sessions_per_week: float
+    return_gap_days: float
+
+    def summary(self) -> dict[str, float]:
+        """``recgym eval`` summary entries: lifetime value, tail-affinity gain, and first-session vs
+        later-session tail share and value (``nan`` where no lifetime had a second session)."""
+        later = slice(1, None)
+        with np.errstate(invalid="ignore"):
+            return {"lifetime_value": self.lifetime_value, "tail_affinity_gain": self.tail_affinity_gain,
+                    "sessions_per_week": self.sessions_per_week, "return_gap_days": self.return_gap_days,
+                    "tail_share_first_session": float(self.session_tail_share[0]),
+                    "tail_share_later_sessions": float(np.mean(self.session_tail_share[later])) if len(self.session_tail_share) > 1 else float("nan"),
+                    "value_first_session": float(self.session_value[0]),
+                    "value_later_sessions": float(np.mean(self.session_value[later])) if len(self.session_value) > 1 else float("nan")}
 
 
 @dataclass(frozen=True)
@@ -37,15 +82,19 @@ class EvaluationResult:
         ``diversity`` (intra-session, NaN if length < 2).
     summary: metric -> value (means over episodes, pooled ratios, or catalogue-level values): the
         :data:`METRICS`, and on v1 worlds the :data:`V1_METRICS` (``emerging_creator_share``: the share of
-        recommendations that went to the youngest 20% of creators by debut, :func:`metrics.emerging_creators`).
+        recommendations that went to the youngest 20% of creators by debut, :func:`metrics.emerging_creators`),
+        on v1 lifetime envs also the :data:`LIFETIME_METRICS` (from ``lifetime``).
     ci95: metric -> half-width of the 95% confidence interval (NaN for catalogue-level metrics).
     exposure: (I,) how often each item was recommended in the recorded episodes.
+    lifetime: on a v1 ``episode="lifetime"`` env, how the recorded lifetimes' users evolved across their
+        sessions and how soon they came back (:class:`LifetimeGuidance`, from the same steps); else ``None``.
     """
 
     episodes: dict[str, np.ndarray]
     summary: dict[str, float]
     ci95: dict[str, float]
     exposure: np.ndarray
+    lifetime: LifetimeGuidance | None = None
 
     def records(self) -> list[dict[str, float]]:
         """The per-episode records as a list of dicts (one per episode)."""
@@ -147,6 +196,10 @@ def evaluate(
             existing :class:`RecSysVectorEnv` / ``SB3VecEnv`` (reset with ``seed``).
         episodes: N, episodes recorded; ``mode``: ``"Free"``, ``"NX_0"`` (default) or ``"NX_10"``.
         seed: seeds the env and the policy's generator. Rewards are the TRUE rewards.
+
+    On a v1 ``episode="lifetime"`` env the same rollout also follows each lifetime session by session
+    (``result.lifetime``, :class:`LifetimeGuidance`; its :data:`LIFETIME_METRICS` in the summary): one rollout
+    gives a table's every column.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
@@ -156,22 +209,45 @@ def evaluate(
     agent = as_policy(policy, deterministic)
     obs, _ = venv.reset(seed=seed)
     agent.bind(venv, seed)
+    sim = venv.sim
+    lifetimes = is_lifetime_env(venv)
     episode_id = np.arange(venv.num_envs)
     next_id = venv.num_envs
     steps: list[tuple[np.ndarray, ...]] = []
     while (episode_id < episodes).any():
-        actions = agent.act(obs, venv.sim.action_mask())
+        before = lifetime_state(sim) if lifetimes else ()
+        actions = agent.act(obs, sim.action_mask())
         next_obs, rewards, terminated, truncated, infos = venv.step(actions)
         agent.update(obs, actions, rewards)
-        steps.append((episode_id.copy(), actions, infos["true_reward"], infos["user_id"]))
+        steps.append((episode_id.copy(), actions, infos["true_reward"], infos["user_id"], *before))
         done = np.flatnonzero(terminated | truncated)
         episode_id[done] = next_id + np.arange(done.size)
         next_id += done.size
         obs = next_obs
-    episode, items, rewards, users = (np.concatenate(column) for column in zip(*steps))
+    episode, items, rewards, users, *state = (np.concatenate(column) for column in zip(*steps))
     keep = episode < episodes
-    return summarize(venv.world, episode[keep], items[keep], rewards[keep], users[keep], int(episodes),
-                     venv.sim.popular)
+    result = summarize(venv.world, episode[keep], items[keep], rewards[keep], users[keep], int(episodes), sim.popular)
+    if not lifetimes:
+        return result
+    session, affinity, start_day, gap = (column[keep] for column in state)
+    lifetime = summarize_lifetimes(episode[keep], session, rewards[keep], ~sim.popular[items[keep]], affinity,
+                                   start_day, gap, int(episodes))
+    return replace(result, lifetime=lifetime,
+                               summary={**result.summary, **{key: getattr(lifetime, key) for key in LIFETIME_METRICS}},
+                               ci95={**result.ci95, **dict.fromkeys(LIFETIME_METRICS, float("nan"))})
+
+
+def is_lifetime_env(venv: RecSysVectorEnv) -> bool:
+    """Whether ``venv`` is a v1 world whose episodes are lifetimes (``episode="lifetime"``)."""
+    return venv.world.is_v1 and venv.params.episode == "lifetime"
+
+
+def lifetime_state(sim: Any) -> tuple[np.ndarray, ...]:
+    """What a lifetime's row is before a step, each (B,): its session index, the user's acquired taste (the
+    simulator's truth ``Users.taste``, mean over neighbourhoods), the day its session started and its session's
+    return gap in days (copies: the step updates them in place)."""
+    return (sim.session_index.copy(), sim.users.taste[sim.user].mean(axis=1), sim.start_day.copy(),
+            sim.return_gap.astype(np.float64))
 
 
 def summarize(world: Any, episode: np.ndarray, items: np.ndarray, rewards: np.ndarray, users: np.ndarray,
@@ -294,77 +370,12 @@ def population_rollout(policy: Any, steps: int, seed: int = 0, n_users: int = 64
     return PopulationResult(series, summary)
 
 
-@dataclass(frozen=True)
-class LifetimeGuidance:
-    """Progressive guidance over users' lifetimes (v1 ``episode="lifetime"`` envs): per session index
-    ``k`` (S sessions, the longest recorded lifetime), averaged over the lifetimes that reached it.
-
-    session_value: (S,) mean true return of session k. session_tail_share: (S,) share of session k's
-    recommendations outside the top group by prior popularity. session_tail_affinity: (S,) the user's mean
-    acquired taste (the simulator's truth, ``Users.taste``, mean over neighbourhoods) at the start of
-    session k. lifetime_value: mean true return of a lifetime; tail_affinity_gain: mean over lifetimes of
-    the acquired taste at their last step minus at their first.
-
-    Retention (how soon users come back; satisfied users return sooner): sessions_per_week: sessions a user
-    starts per 7 days of lifetime, ``7 sum_l (S_l - 1) / sum_l d_l`` over lifetimes l with S_l sessions, the
-    last of which started on day d_l (the first starts on day 0; a rate, because a lifetime bounded by its
-    session count holds the same number of sessions under every policy); return_gap_days: mean days between
-    the end of a session and the user's next one, over all returns. Both ``nan`` when no lifetime had a
-    second session.
-    """
-
-    session_value: np.ndarray
-    session_tail_share: np.ndarray
-    session_tail_affinity: np.ndarray
-    lifetime_value: float
-    tail_affinity_gain: float
-    n_lifetimes: int
-    sessions_per_week: float
-    return_gap_days: float
-
-    def summary(self) -> dict[str, float]:
-        """``recgym eval`` summary entries: lifetime value, tail-affinity gain, and first-session vs
-        later-session tail share and value (``nan`` where no lifetime had a second session)."""
-        later = slice(1, None)
-        with np.errstate(invalid="ignore"):
-            return {"lifetime_value": self.lifetime_value, "tail_affinity_gain": self.tail_affinity_gain,
-                    "sessions_per_week": self.sessions_per_week, "return_gap_days": self.return_gap_days,
-                    "tail_share_first_session": float(self.session_tail_share[0]),
-                    "tail_share_later_sessions": float(np.mean(self.session_tail_share[later])) if len(self.session_tail_share) > 1 else float("nan"),
-                    "value_first_session": float(self.session_value[0]),
-                    "value_later_sessions": float(np.mean(self.session_value[later])) if len(self.session_value) > 1 else float("nan")}
-
-
-def lifetime_guidance(policy: Any, env: str | RecSysVectorEnv | Any, episodes: int = 64, seed: int | None = 0,
-                      num_envs: int = 64, **options: Any) -> LifetimeGuidance:
-    """Run ``policy`` for ``episodes`` lifetimes of a v1 lifetime env (the first ``episodes`` to start, as
-    :func:`evaluate`) and measure how its users' tail affinity and value evolve across their sessions and
-    how soon they come back (:class:`LifetimeGuidance`)."""
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
-    venv = make_eval_env(env, min(num_envs, int(episodes)), **options)
-    if not venv.world.is_v1 or venv.params.episode != "lifetime":
-        raise ValueError(f"lifetime_guidance needs a v1 env with episode='lifetime', got world v1={venv.world.is_v1}, "
-                         f"episode={venv.params.episode!r}")
-    agent = as_policy(policy)
-    obs, _ = venv.reset(seed=seed)
-    agent.bind(venv, seed)
-    sim = venv.sim
-    episode_id = np.arange(venv.num_envs)
-    next_id = venv.num_envs
-    columns: list[tuple[np.ndarray, ...]] = []
-    while (episode_id < episodes).any():
-        affinity = sim.users.taste[sim.user].mean(axis=1)
-        session, start_day, gap = sim.session_index.copy(), sim.start_day.copy(), sim.return_gap.astype(np.float64)
-        actions = agent.act(obs, sim.action_mask())
-        obs, rewards, terminated, truncated, infos = venv.step(actions)
-        columns.append((episode_id.copy(), session, infos["true_reward"], ~sim.popular[actions], affinity,
-                        start_day, gap))
-        done = np.flatnonzero(terminated | truncated)
-        episode_id[done] = next_id + np.arange(done.size)
-        next_id += done.size
-    keep = np.concatenate([column[0] for column in columns]) < episodes
-    episode, session, reward, tail, affinity, start_day, gap = (np.concatenate(column)[keep] for column in zip(*columns))
+def summarize_lifetimes(episode: np.ndarray, session: np.ndarray, reward: np.ndarray, tail: np.ndarray,
+                        affinity: np.ndarray, start_day: np.ndarray, gap: np.ndarray, episodes: int) -> LifetimeGuidance:
+    """:class:`LifetimeGuidance` of T recorded steps of ``episodes`` lifetimes, each (T,): ``episode`` index in
+    [0, N), ``session`` index within the lifetime, true ``reward``, ``tail`` (bool: the item is outside the top
+    group by prior popularity) and :func:`lifetime_state`'s ``affinity``, ``start_day`` and return ``gap`` before
+    the step."""
     n_sessions = int(session.max()) + 1
     cell = episode * n_sessions + session  # one (lifetime, session) cell per step
     steps = np.bincount(cell, minlength=episodes * n_sessions).reshape(episodes, n_sessions)
@@ -390,3 +401,15 @@ def lifetime_guidance(policy: Any, env: str | RecSysVectorEnv | Any, episodes: i
             n_lifetimes=int(episodes),
             sessions_per_week=float(7.0 * (reached.sum() - episodes) / last_start.sum()),
             return_gap_days=float(session_gap.sum() / (reached.sum() - episodes)))
+
+
+def lifetime_guidance(policy: Any, env: str | RecSysVectorEnv | Any, episodes: int = 64, seed: int | None = 0,
+                      num_envs: int = 64, **options: Any) -> LifetimeGuidance:
+    """Run ``policy`` for ``episodes`` lifetimes of a v1 lifetime env (:func:`evaluate`'s rollout, whose
+    ``result.lifetime`` this is) and measure how its users' tail affinity and value evolve across their
+    sessions and how soon they come back (:class:`LifetimeGuidance`); another env is a one-line ``ValueError``."""
+    venv = make_eval_env(env, min(num_envs, check_count("episodes", episodes)), **options)
+    if not is_lifetime_env(venv):
+        raise ValueError(f"lifetime_guidance needs a v1 env with episode='lifetime', got world v1={venv.world.is_v1}, "
+                         f"episode={venv.params.episode!r}")
+    return evaluate(policy, venv, episodes, seed=seed).lifetime

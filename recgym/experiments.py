@@ -43,6 +43,7 @@ import yaml
 
 from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS, FITTED_ID, POPULATION_ID, POPULATION_V1_ID
+from recgym.evaluation import LIFETIME_METRICS
 from recgym.metrics import t_ci95
 from recgym.params import SimParams
 from recgym.plotting import agg_figure, front_figure
@@ -57,12 +58,12 @@ POPULATION_COLUMNS = ("R_each", "sessions", "length", "gini", "popularity_gini",
 #: the distance to the reference front (:mod:`recgym.pareto`), the emerging creators' exposure share and the
 #: cell's wall time in seconds (training + evaluation).
 V1_COLUMNS = ("R_cum", "R_each", "length", "gini", "dpfr", "front_distance", "emerging_creator_share", "wall_s")
-#: Columns of v1 tables with lifetime settings (empty on their session settings), from
-#: :func:`recgym.evaluation.lifetime_guidance` on the cell's lifetimes: the mean over lifetimes of the user's
-#: acquired taste at its last step minus at its first (HRL4PFG's progressive guidance) and retention, the
-#: sessions a user starts per 7 days of lifetime (satisfied users come back sooner). The lifetime value is
-#: R_cum there.
-LIFETIME_COLUMNS = ("tail_affinity_gain", "sessions_per_week")
+#: Columns of v1 tables with lifetime settings (empty on their session settings), measured by the cell's one
+#: evaluation (:data:`recgym.evaluation.LIFETIME_METRICS`, :class:`recgym.evaluation.LifetimeGuidance`): the mean
+#: over lifetimes of the user's acquired taste at its last step minus at its first (HRL4PFG's progressive
+#: guidance) and retention, the sessions a user starts per 7 days of lifetime (satisfied users come back
+#: sooner). The lifetime value is R_cum there.
+LIFETIME_COLUMNS = LIFETIME_METRICS
 #: The population ids: a cell on one is a population rollout (Population-v1 needs a v1 world).
 POPULATION_IDS = (POPULATION_ID, POPULATION_V1_ID)
 #: Keys of a config's ``population:`` mapping (:class:`recgym.envs.population.PopulationEnv` arguments).
@@ -425,7 +426,7 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
     from torch.utils.tensorboard import SummaryWriter
 
     from recgym.agents import get_agent, make_policy, train_agent
-    from recgym.evaluation import evaluate, lifetime_guidance, population_rollout
+    from recgym.evaluation import evaluate, population_rollout
 
     start = time.monotonic()
     options = {**config.options, **config.settings[cell.setting]}
@@ -446,11 +447,8 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
         result = evaluate(policy, cell.env, episodes=size.episodes, seed=EVAL_SEED + cell.seed,
                           num_envs=size.num_envs, **options)
         scores = cell_front(config, size, cell.env, cell.setting, outdir).score(result) if config.is_v1 else {}
-        if config.has_lifetimes:  # the same lifetimes again, followed session by session (None on sessions)
-            guidance = (lifetime_guidance(policy, cell.env, episodes=size.episodes, seed=EVAL_SEED + cell.seed,
-                                          num_envs=size.num_envs, **options)
-                        if options.get("episode") == "lifetime" else None)
-            scores.update({key: None if guidance is None else getattr(guidance, key) for key in LIFETIME_COLUMNS})
+        if config.has_lifetimes:  # measured by the same evaluation on lifetime settings; None on session settings
+            scores.update({key: result.summary.get(key) for key in LIFETIME_COLUMNS})
         summary = {**result.summary, **scores}
         record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(), **scores,
                   "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}

@@ -103,3 +103,57 @@ def test_a_registered_agent_name_is_a_policy():
     assert by_name["gini"] > 0.99 and by_name["exposure_gap"] > 0.7  # always the same few popular items
     with pytest.raises(ValueError, match="unknown agent/policy 'populr'"):
         recgym.evaluate("populr", "recgym/Synthetic-v0", episodes=5)
+
+
+LIFETIMES = {"episode": "lifetime", "lifetime_sessions": 3, "max_turn": 10, "popular_streak": 3, "leave_window": 0}
+
+
+def followed_lifetimes(name: str, episodes: int, seed: int, num_envs: int, **options) -> dict[str, float]:
+    """The lifetimes ``evaluate`` records, followed user by user in plain Python (what the separate second
+    rollout of ``lifetime_guidance`` measured before it became part of ``evaluate``): value, tail-affinity gain
+    and sessions per week of the first ``episodes`` lifetimes to start."""
+    from recgym.agents import make_policy
+    from recgym.evaluation import make_eval_env
+
+    venv, policy = make_eval_env("recgym/Synthetic-v1", num_envs, **options), make_policy(name)
+    obs, _ = venv.reset(seed=seed)
+    policy.bind(venv, seed)
+    lifetime, next_id = np.arange(num_envs), num_envs
+    value, first, last, sessions, last_start = ({} for _ in range(5))
+    while (lifetime < episodes).any():
+        sim = venv.sim
+        taste, session, day = sim.users.taste[sim.user].mean(axis=1), sim.session_index.copy(), sim.start_day.copy()
+        actions = policy.act(obs, sim.action_mask())
+        next_obs, rewards, terminated, truncated, infos = venv.step(actions)
+        policy.update(obs, actions, rewards)  # an online learner learns from the env's (logged) reward
+        obs = next_obs
+        for row, index in enumerate(lifetime.tolist()):
+            if index < episodes:
+                value[index] = value.get(index, 0.0) + float(infos["true_reward"][row])
+                first.setdefault(index, taste[row])
+                last[index] = taste[row]
+                sessions[index], last_start[index] = session[row] + 1, max(last_start.get(index, 0), day[row])
+        done = np.flatnonzero(terminated | truncated)
+        lifetime[done] = next_id + np.arange(done.size)
+        next_id += done.size
+    return {"R_cum": float(np.mean([value[i] for i in range(episodes)])),
+            "tail_affinity_gain": float(np.mean([last[i] - first[i] for i in range(episodes)])),
+            "sessions_per_week": 7 * sum(sessions[i] - 1 for i in range(episodes)) / sum(last_start.values())}
+
+
+def test_one_rollout_measures_the_lifetimes_it_scores():
+    from recgym.evaluation import LIFETIME_METRICS, lifetime_guidance
+
+    for name in ("oracle", "linucb"):  # linucb learns online: its followed lifetimes are the ones it is scored on
+        result = recgym.evaluate(name, "recgym/Synthetic-v1", episodes=16, seed=10000, num_envs=8, **LIFETIMES)
+        expected = followed_lifetimes(name, 16, 10000, 8, **LIFETIMES)
+        for key in ("R_cum", *LIFETIME_METRICS):
+            assert result.summary[key] == pytest.approx(expected[key], rel=1e-6), (name, key)  # float32 taste
+        assert result.lifetime.lifetime_value == pytest.approx(result.summary["R_cum"], rel=1e-12)
+        assert np.isnan(result.ci95["sessions_per_week"])  # one value per evaluation, no per-episode interval
+    # before, lifetime_guidance ran a second rollout without online learning: at 1f6bd07 LinUCB's followed
+    # lifetimes were worth 9.159 while the same seed's evaluation scored 8.926; now both are the one rollout
+    guidance = lifetime_guidance("linucb", "recgym/Synthetic-v1", episodes=16, seed=10000, num_envs=8, **LIFETIMES)
+    assert guidance.lifetime_value == pytest.approx(result.summary["R_cum"], rel=1e-12)
+    session = recgym.evaluate("oracle", "recgym/Synthetic-v1", episodes=8, **{**LIFETIMES, "episode": "session"})
+    assert session.lifetime is None and not set(LIFETIME_METRICS) & set(session.summary)

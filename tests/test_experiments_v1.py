@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from recgym.experiments import (
-    COLUMNS, V1_BEGIN, V1_COLUMNS, V1_END, code_version, front_file, load_config, run_experiment, v1_table,
+    COLUMNS, EVAL_SEED, V1_BEGIN, V1_COLUMNS, V1_END, code_version, front_file, load_config, run_experiment, v1_table,
     write_v1_section,
 )
 
@@ -190,6 +190,16 @@ def test_lifetime_settings_add_the_guidance_and_retention_columns(tmp_path: Path
     # satisfied users come back sooner: sessions per week, oracle > non-personalised > random (measured 8.47, 6.37, 5.40)
     retention = [rows[method, "lifetime"]["sessions_per_week"] for method in ("oracle", "nonpersonalised", "random")]
     assert retention[0] > 1.2 * retention[2] and retention[0] > retention[1] > retention[2], retention
+    # one rollout per cell: the columns are those of the scored lifetimes, followed user by user (what the second
+    # rollout of lifetime_guidance measured before; at 1f6bd07 both gave the same numbers for these policies)
+    from test_evaluation import LIFETIMES, followed_lifetimes
+
+    assert LIFETIMES == {**config.options, **config.settings["lifetime"]}
+    for method, seed in (("oracle", 0), ("random", 1)):
+        record = json.loads((root / config.name / f"{method}__Synthetic-v1__lifetime__s{seed}.json").read_text())
+        expected = followed_lifetimes(method, 16, EVAL_SEED + seed, 8, **LIFETIMES)
+        for key in ("R_cum", "tail_affinity_gain", "sessions_per_week"):
+            assert record[key] == pytest.approx(expected[key], rel=1e-6), (method, key)
     session_row = next(line for line in v1_table(config, root).splitlines()
                        if line.startswith("| oracle | Synthetic-v1 | session |"))
     assert session_row.endswith(" | — | — | " + session_row.split(" | ")[-1])  # no lifetime columns on a session
