@@ -164,6 +164,23 @@ def test_reverse_chain_recovers_a_known_conditional_target():
         assert untouched.abs() < 0.1
 
 
+def test_inference_reads_only_the_summary_token_of_the_last_layer():
+    """Without gradients the encoder's last layer computes the summary token alone; the state is the
+    full stack's (histories of 0 to k valid slots, the default 2-layer encoder with random weights)."""
+    torch.manual_seed(0)
+    model = DSRM(DSRMConfig(embed_dim=16, history_len=10), "none", 50)
+    for parameter in model.encoder.parameters():  # random, not zero, summary token and biases
+        torch.nn.init.normal_(parameter, std=0.3)
+    lengths = torch.arange(64) % 11
+    obs = {"embeddings": torch.randn(64, 10, 16), "feedback": torch.rand(64, 10),
+           "item_ids": torch.where(torch.arange(10) < lengths[:, None], 1, -1)}
+    with torch.inference_mode():
+        fast = model.raw_state(obs)
+    full = model.raw_state(obs)  # gradients on: the whole stack, as in training
+    assert full.requires_grad and fast.abs().mean() > 0.1
+    torch.testing.assert_close(fast, full.detach(), rtol=1e-5, atol=1e-5)
+
+
 def test_more_steps_destroy_more_of_the_raw_state():
     levels = [DSRM(DSRMConfig(embed_dim=4, history_len=2, k_steps=k), "none", 3).alpha_bar[-1] for k in (10, 30, 300)]
     assert 1 > levels[0] > levels[1] > levels[2] > 0

@@ -94,7 +94,32 @@ class HistoryEncoder(nn.Module):
         tokens = self.item_proj(embeddings) + self.feedback_proj(feedback[..., None]) + self.position(positions)
         tokens = torch.cat([self.summary.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         padding = torch.cat([torch.zeros_like(valid[:, :1]), ~valid], dim=1)
-        return self.out(self.transformer(tokens, src_key_padding_mask=padding)[:, 0])
+        if torch.is_grad_enabled():  # training: the whole stack (every token's gradient flows)
+            return self.out(self.transformer(tokens, src_key_padding_mask=padding)[:, 0])
+        *first, last = self.transformer.layers  # inference: only the summary token leaves the last layer
+        for layer in first:
+            tokens = layer(tokens, src_key_padding_mask=padding)
+        return self.out(summary_token_output(last, tokens, padding))
+
+
+def summary_token_output(layer: nn.TransformerEncoderLayer, tokens: torch.Tensor,
+                         padding: torch.Tensor) -> torch.Tensor:
+    """(B, T, d) tokens, (B, T) bool padding -> (B, d) what ``layer(tokens, src_key_padding_mask=padding)[:, 0]``
+    returns for :class:`HistoryEncoder`'s layers (post-norm, ReLU, no dropout), computing the query, the
+    attention output, its projection and the feed-forward block for token 0 alone (the keys and values
+    for all T tokens): the encoder's output reads only that token, so the other T - 1 rows of the last
+    layer's output are never needed. Equal to the full layer to float rounding."""
+    attention = layer.self_attn
+    batch, length, d = tokens.shape
+    heads = attention.num_heads
+    weight, bias = attention.in_proj_weight, attention.in_proj_bias
+    query = F.linear(tokens[:, 0], weight[:d], bias[:d]).view(batch, heads, 1, d // heads)
+    key, value = F.linear(tokens, weight[d:], bias[d:]).view(batch, length, 2, heads, d // heads).unbind(2)
+    key, value = key.transpose(1, 2), value.transpose(1, 2)  # (B, heads, T, d / heads)
+    mask = torch.zeros(padding.shape, dtype=tokens.dtype, device=tokens.device).masked_fill_(padding, -math.inf)
+    attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None, None, :])
+    x = layer.norm1(tokens[:, 0] + attention.out_proj(attended.reshape(batch, d)))
+    return layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
 
 
 def timestep_embedding(steps: torch.Tensor, dim: int) -> torch.Tensor:
