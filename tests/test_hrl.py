@@ -227,6 +227,21 @@ def test_hrl4pfg_goal_stays_in_the_catalogue_embedding_ball():
     assert (np.linalg.norm(anchors - method.center, axis=1) > 0.5 * method.radius).all()
 
 
+def test_hrl4pfg_low_view_is_its_candidates_then_its_low_observation():
+    """HRL4PFG's one-pass view (p_t and g_t once) gives what candidates + low_observation give."""
+    method, venv = HRL4PFG(), gym.make_vec("recgym/Synthetic-v0", num_envs=8, vectorization_mode="vector_entry_point")
+    method.bind(venv)
+    obs, _ = venv.reset(seed=0)
+    for step in range(3):
+        obs, *_ = venv.step(np.arange(8) + 8 * step)
+    goals = np.random.default_rng(1).uniform(-1, 1, size=(8, method.goal_space.shape[0])).astype(np.float32)
+    mask = venv.action_masks()
+    observation, candidates = low_view(method, obs, goals, mask)
+    expected = method.candidates(obs, goals, mask)
+    assert np.array_equal(candidates, expected) and len(set(candidates[:, 0])) > 1
+    np.testing.assert_array_equal(observation, method.low_observation(obs, goals, expected))
+
+
 def test_high_level_options_last_m_steps_and_early_leavers_wait():
     venv = gym.make_vec("recgym/Synthetic-v0", num_envs=16, vectorization_mode="vector_entry_point",
                         autoreset_mode="SameStep", mode="NX_0", **FAIRNESS_PROTOCOL)

@@ -88,6 +88,8 @@ class Method(Protocol):
 
     # Optional: ``end_low_rollout(self) -> dict[str, float]``, called after every low-level rollout (a
     # method's own update between PPO updates, e.g. DSRM-HRL's dual ascent); returns values to log.
+    # Optional: ``low_view(self, obs, goal, mask) -> (low_observation, candidates)``, both at once where
+    # they share work (:func:`low_view`); it must equal ``candidates`` then ``low_observation``.
 
 
 def high_action_space(goal_space: spaces.Box) -> spaces.Box:
@@ -243,7 +245,10 @@ def pick(candidates: np.ndarray, low_action: np.ndarray) -> np.ndarray:
 
 
 def low_view(method: Method, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B, F) low observation and (B, L) candidates, ranked once per step for both uses."""
+    """(B, F) low observation and (B, L) candidates, ranked once per step for both uses (by the method's
+    own ``low_view(obs, goal, mask)`` where it has one: both from shared intermediate results)."""
+    if hasattr(method, "low_view"):
+        return method.low_view(obs, goal, mask)
     candidates = method.candidates(obs, goal, mask)
     return method.low_observation(obs, goal, candidates), candidates
 

@@ -85,18 +85,19 @@ class HRL4PFG:
         self.low_observation_space = spaces.Box(-np.inf, np.inf, shape=(2 * dim + 2 * n_cand,), dtype=np.float32)
         self.low_action_space = spaces.Discrete(n_cand)
 
-    def anchor(self, obs: Obs) -> np.ndarray:
+    def anchor(self, obs: Obs, preference: np.ndarray | None = None) -> np.ndarray:
         """(B, D) embedding of the long-tail item (outside the top 20% by prior popularity) nearest the
-        user's preference ``p_t`` (largest dot product; the catalogue centre stands for an empty history)."""
-        preference = self.preference(obs)
+        user's preference ``p_t`` (largest dot product; the catalogue centre stands for an empty history);
+        ``preference``: ``p_t`` if already computed (:meth:`preference` of ``obs``)."""
+        preference = self.preference(obs) if preference is None else preference
         query = np.where((obs["item_ids"] >= 0).any(axis=1, keepdims=True), preference, self.center)
         return self.item_emb[self.tail_items[self.tail_scores(query).argmax(axis=1)]]
 
-    def virtual_item(self, goal: np.ndarray, obs: Obs) -> np.ndarray:
+    def virtual_item(self, goal: np.ndarray, obs: Obs, preference: np.ndarray | None = None) -> np.ndarray:
         """(B, D) g_t: the anchor (:meth:`anchor`) plus the (B, D) goal in [-1, 1] scaled by
         ``radius / sqrt(D)`` (a goal of +-1 in every dimension moves a whole radius), projected into the
         catalogue's embedding ball ``||g_t - v_center|| <= radius``."""
-        offset = self.anchor(obs) - self.center + self.radius * goal / np.sqrt(goal.shape[1])
+        offset = self.anchor(obs, preference) - self.center + self.radius * goal / np.sqrt(goal.shape[1])
         norm = np.linalg.norm(offset, axis=1, keepdims=True)
         return self.center + offset * np.minimum(1.0, self.radius / np.maximum(norm, 1e-8))
 
@@ -122,9 +123,21 @@ class HRL4PFG:
 
     def low_observation(self, obs: Obs, goal: np.ndarray, cands: np.ndarray) -> np.ndarray:
         preference = self.preference(obs)
+        return self._low_observation(preference, self.virtual_item(goal, obs, preference), cands)
+
+    def low_view(self, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, F) :meth:`low_observation` and (B, L) :meth:`candidates` with ``p_t`` and ``g_t`` computed
+        once for both (:func:`~recgym.agents.hierarchy.low_view` calls it)."""
+        preference = self.preference(obs)
+        target = self.virtual_item(goal, obs, preference)
+        cands = top_candidates(self.item_scores(target), mask, self.n_candidates)
+        return self._low_observation(preference, target, cands), cands
+
+    def _low_observation(self, preference: np.ndarray, target: np.ndarray, cands: np.ndarray) -> np.ndarray:
+        """(B, F) [p_t, g_t, each candidate's <p_t, e_j>, log pop_j] from (B, D) p_t and g_t."""
         similarity = np.einsum("bd,bld->bl", preference, self.item_emb[cands])
         log_pop = np.log(self.popularity(cands))
-        return np.concatenate([preference, self.virtual_item(goal, obs), similarity, log_pop], axis=1).astype(np.float32)
+        return np.concatenate([preference, target, similarity, log_pop], axis=1).astype(np.float32)
 
 
     def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
