@@ -391,20 +391,21 @@ def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, out
     return front
 
 
-#: Evaluations on the truth during a v1 training run (its learning curve in TensorBoard).
+#: Evaluations on the truth during a v1 training run (its learning curve in TensorBoard and the cell JSON).
 CURVE_POINTS = 5
 #: Modules whose registered train functions take :func:`recgym.agents.flat.train`'s ``eval_freq`` /
-#: ``eval_scorer``: flat, reward-shaped and recurrent SB3 agents (through it) and the hierarchical agents
-#: (:func:`recgym.agents.hierarchy.train_hierarchy`'s :class:`~recgym.agents.hierarchy.TruthCurve`).
-CURVE_TRAINERS = ("recgym.agents.flat", "recgym.agents.shaped", "recgym.agents.recurrent", "recgym.agents.hrl_agents")
+#: ``eval_scorer`` (one :class:`~recgym.agents.callbacks.TruthCurve` for all): flat, reward-shaped and recurrent
+#: SB3 agents and DORL (through it) and the hierarchical agents (:func:`recgym.agents.hierarchy.train_hierarchy`).
+CURVE_TRAINERS = ("recgym.agents.flat", "recgym.agents.shaped", "recgym.agents.recurrent", "recgym.agents.dorl",
+                  "recgym.agents.hrl_agents")
 
 
 def learning_curve_options(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
     """Training options that make a v1 cell's agent log its learning curve on the truth through
-    :class:`recgym.agents.callbacks.RecMetricsCallback`: ``eval/*`` scalars (true R_cum, Gini, ...) every
+    :class:`recgym.agents.callbacks.TruthCurve`: ``eval/*`` scalars (true R_cum, Gini, ...) every
     ``timesteps / CURVE_POINTS`` steps on the cell's number of episodes, with ``eval/dpfr`` and
-    ``eval/front_distance`` against the cell's reference front. Agents of :data:`CURVE_TRAINERS` only (DORL
-    logs its own scalars); ``{}`` for others and for population cells."""
+    ``eval/front_distance`` against the cell's reference front; the points go to the cell's JSON
+    (``learning_curve``). Agents of :data:`CURVE_TRAINERS` only; ``{}`` for others and for population cells."""
     from recgym.agents import get_agent
 
     if config.is_population or get_agent(cell.method).train.partition(":")[0] not in CURVE_TRAINERS:
@@ -452,7 +453,7 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
         summary = {**result.summary, **scores}
         record = {**dataclasses.asdict(cell), "id": cell.id, **result.to_dict(), **scores,
                   "episodes": {key: [float(v) for v in result.episodes[key]] for key in ("R_cum", "length")}}
-        if getattr(policy, "learning_curve", None) is not None:  # a hierarchical agent's evaluations while training
+        if getattr(policy, "learning_curve", None) is not None:  # the agent's evaluations on the truth while training
             record["learning_curve"] = policy.learning_curve
     if config.is_v1:
         summary["wall_s"] = record["wall_s"] = time.monotonic() - start

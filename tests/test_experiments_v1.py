@@ -82,18 +82,28 @@ def test_long_tail_oracle_serves_the_tail_and_the_ranking_is_the_same_for_everyo
         ranking.bind(make_eval_env("recgym/Synthetic-v0", 2), 0)
 
 
-def test_shaped_ppo_twin_logs_its_learning_curve_on_the_truth(tmp_path: Path) -> None:
+def test_flat_and_dorl_cells_keep_their_learning_curves_on_the_truth(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    grid = GRID.replace("[random, oracle, oracle-tail, nonpersonalised]", "[ppo-fair]").replace(
+    grid = GRID.replace("[random, oracle, oracle-tail, nonpersonalised]", "[ppo-fair, dorl]").replace(
         "full: {seeds: 2, timesteps: 64, episodes: 16, num_envs: 8}", "full: {seeds: 1, timesteps: 256, episodes: 8, num_envs: 4}")
     out = tmp_path / "out"
     rows = run_experiment(write(tmp_path, grid), "full", out, progress=False)
-    assert rows[0]["method"] == "ppo-fair" and np.isfinite(rows[0]["dpfr"])
-    events = EventAccumulator(str(next((out / "tb").rglob("ppo-fair_Synthetic-v1_s0_1")))).Reload()
-    for key in ("eval/R_cum", "eval/gini", "eval/dpfr", "eval/front_distance"):
-        steps = [event.step for event in events.Scalars(key)]
-        assert len(steps) >= 3 and steps == sorted(steps), key  # every 51 steps: each rollout's end, and the end
+    assert [row["method"] for row in rows] == ["ppo-fair", "dorl"] and all(np.isfinite(row["dpfr"]) for row in rows)
+    # one TruthCurve for every trainer: every 51 steps (timesteps / 5), checked at each rollout's end (ppo-fair's
+    # PPO: 4 x 32 steps, dorl's A2C: 4 x 8), and at the end unless a point is already there
+    for method, expected in (("ppo-fair", [128, 256]), ("dorl", [64, 128, 192, 256])):
+        curve = json.loads((out / f"{method}__Synthetic-v1__default__s0.json").read_text())["learning_curve"]
+        assert [point["steps"] for point in curve] == expected, method
+        assert all(np.isfinite(point["R_cum"]) and np.isfinite(point["dpfr"]) for point in curve)
+        events = EventAccumulator(str(next((out / "tb").rglob(f"{method}_Synthetic-v1_s0_1")))).Reload()
+        for key in ("R_cum", "gini", "dpfr", "front_distance"):
+            scalars = events.Scalars(f"eval/{key}")
+            assert [e.step for e in scalars] == expected, (method, key)
+            assert [e.value for e in scalars] == pytest.approx([p[key] for p in curve], rel=1e-6), (method, key)
+        shaped, env_reward = (np.mean([e.value for e in events.Scalars(key)]) for key in
+                              ("rollout/shaped_reward", "rollout/env_reward"))
+        assert shaped != env_reward  # ppo-fair: DSRM-HRL's fairness term on the logged reward; dorl: its model's reward
     shaped, env_reward = (np.mean([e.value for e in events.Scalars(key)]) for key in
                           ("rollout/shaped_reward", "rollout/env_reward"))
     assert shaped != env_reward  # the learner saw DSRM-HRL's fairness term on top of the logged reward

@@ -1,9 +1,10 @@
-"""TensorBoard logging of recgym's metrics: an SB3 callback and a policy-comparison writer.
+"""TensorBoard logging of recgym's metrics: SB3 callbacks and a policy-comparison writer.
 
 :class:`RecMetricsCallback` logs, through SB3's own logger (so the scalars land in the run's event
 file next to SB3's losses): every metric of :data:`recgym.evaluation.METRICS` over the episodes
-completed during training (``rollout/*``) and in periodic evaluations (``eval/*``), the run's
-hyperparameters (TensorBoard's hparams plugin) and a histogram of item exposure.
+completed during training (``rollout/*``), the run's hyperparameters (TensorBoard's hparams plugin) and a
+histogram of item exposure. :class:`TruthCurve` is the learning curve on the truth (``eval/*``): the policy
+being trained evaluated every N steps, its points kept, for flat and two-level training alike.
 :class:`PlatformMetricsCallback` logs a user population's platform metrics (``population/*``).
 :func:`log_comparison` writes a utility-vs-exposure-equity scatter of several evaluated policies.
 """
@@ -17,13 +18,83 @@ from typing import Any
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Figure, HParam
+from stable_baselines3.common.logger import Figure, HParam, Logger
 
 from recgym.envs.population import PlatformMonitor
 from recgym.evaluation import METRICS, EvaluationResult, evaluate, summarize
 from recgym.simulator import Simulator
+from recgym.sizes import check_count
 
 TB_ONLY = ("stdout", "log", "json", "csv")
+
+
+class TruthCurve(BaseCallback):
+    """A learning curve on the truth (SB3's ``EvalCallback`` for recgym): the policy being trained, evaluated by
+    :func:`recgym.evaluate` (true rewards, every summary metric) on ``episodes`` episodes of ``env`` with
+    ``options``, ``seed`` and ``num_envs`` sessions, every ``freq`` steps (checked at each rollout's end; 0: only
+    at the end), logged as ``eval/<metric>`` scalars (with ``scorer``'s extra ones, e.g. a reference front's
+    ``eval/dpfr``) and an ``eval/exposure`` histogram against the step count, and kept in ``points``: one
+    JSON-ready dict per evaluation, ``steps`` and every finite value.
+
+    One instance may serve several ``learn`` calls (a two-level run passes it to both levels' every round).
+    ``policy``: () -> what to evaluate now (default: the model being trained; a two-level run gives both levels
+    as one policy); ``steps``: () -> the curve's step count (default: the model's timesteps; a two-level run
+    gives its stage-II env steps). ``logger``: the SB3 logger the scalars go to (default: the trained model's,
+    so they share its event file). ``at_end``: also evaluate when a ``learn`` call ends (a run of several
+    ``learn`` calls calls :meth:`finish` after the last instead). ``points``: an earlier run's points, continued.
+    """
+
+    def __init__(self, env: Any, episodes: int, freq: int = 0, options: dict[str, Any] | None = None,
+                 seed: int | None = 0, num_envs: int = 64,
+                 scorer: Callable[[EvaluationResult], dict[str, Any]] | None = None,
+                 policy: Callable[[], Any] | None = None, steps: Callable[[], int] | None = None,
+                 logger: Logger | None = None, at_end: bool = True,
+                 points: list[dict[str, float]] | None = None) -> None:
+        super().__init__()
+        self.env, self.episodes, self.freq = env, check_count("episodes", episodes), check_count("freq", freq, 0)
+        self.options, self.seed, self.num_envs, self.scorer = dict(options or {}), seed, num_envs, scorer
+        self._policy, self._steps, self._logger, self.at_end = policy, steps, logger, at_end
+        self.points = list(points or [])
+        self.last_steps = int(self.points[-1]["steps"]) if self.points else 0
+        self.last_eval: EvaluationResult | None = None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.freq and self.steps_now() - self.last_steps >= self.freq:
+            self.evaluate()
+
+    def _on_training_end(self) -> None:
+        if self.at_end:
+            self.finish()
+
+    def steps_now(self) -> int:
+        """The curve's step count now (``steps()``, or the trained model's timesteps)."""
+        return self._steps() if self._steps is not None else self.model.num_timesteps
+
+    def finish(self) -> None:
+        """Evaluate at the current step count unless the last point is already there (the end of training)."""
+        if not self.points or self.last_steps != self.steps_now():
+            self.evaluate()
+
+    def evaluate(self) -> EvaluationResult:
+        """Evaluate the policy now, log the point at the current step count and keep it; returns the result."""
+        steps = self.steps_now()
+        result = evaluate(self._policy() if self._policy is not None else self.model, self.env,
+                          episodes=self.episodes, seed=self.seed, num_envs=self.num_envs, **self.options)
+        scores = {**result.summary, **(self.scorer(result) if self.scorer is not None else {})}
+        point = {"steps": int(steps), **{key: float(value) for key, value in scores.items()
+                                          if isinstance(value, (int, float, np.number)) and np.isfinite(value)}}
+        logger = self._logger or self.logger
+        for key, value in point.items():
+            if key != "steps":
+                logger.record(f"eval/{key}", value)
+        logger.record("eval/exposure", th.as_tensor(result.exposure), exclude=TB_ONLY)
+        logger.dump(steps)
+        self.points.append(point)
+        self.last_steps, self.last_eval = int(steps), result
+        return result
 
 
 class RecMetricsCallback(BaseCallback):
@@ -36,24 +107,16 @@ class RecMetricsCallback(BaseCallback):
         hparams: hyperparameters to show in TensorBoard's HPARAMS tab (scalars and strings).
         min_episodes: training episodes to collect before a ``rollout/*`` summary is logged
             (checked at each rollout end; off-policy algorithms end a rollout every few steps).
-        eval_env: env id (or env) for ``eval/*`` summaries via :func:`recgym.evaluate`; ``None``
-            disables them. ``eval_freq``: timesteps between evaluations (0: only at the end).
-        eval_episodes, eval_options, seed: passed to :func:`recgym.evaluate`.
-        scorer: more ``eval/*`` scalars from each evaluation, ``EvaluationResult -> {name: value}`` (e.g.
-            a reference front's :meth:`recgym.pareto.Front.score`: ``eval/dpfr``, ``eval/front_distance``).
+        evaluated: the run also has a :class:`TruthCurve`: its ``eval/*`` metrics join the HPARAMS tab's.
     """
 
-    def __init__(self, hparams: dict[str, Any] | None = None, min_episodes: int = 64, eval_env: Any = None,
-                 eval_freq: int = 0, eval_episodes: int = 100, eval_options: dict[str, Any] | None = None,
-                 seed: int | None = 0, scorer: Callable[[EvaluationResult], dict[str, Any]] | None = None,
+    def __init__(self, hparams: dict[str, Any] | None = None, min_episodes: int = 64, evaluated: bool = False,
                  verbose: int = 0) -> None:
         super().__init__(verbose)
         self.hparams = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
                         for key, value in (hparams or {}).items()}
         self.min_episodes = min_episodes
-        self.eval_env, self.eval_freq, self.eval_episodes = eval_env, eval_freq, eval_episodes
-        self.eval_options, self.seed, self.scorer = dict(eval_options or {}), seed, scorer
-        self.last_eval: EvaluationResult | None = None
+        self.evaluated = evaluated
 
     def _on_training_start(self) -> None:
         self.recgym_env = self._find_recgym_env()
@@ -62,10 +125,8 @@ class RecMetricsCallback(BaseCallback):
         self._episode = np.arange(n)
         self._next_episode = n
         self._steps: list[tuple[np.ndarray, ...]] = []
-        self._last_eval_step = self.num_timesteps
-        metrics = {f"rollout/{key}": 0.0 for key in METRICS}
-        if self.eval_env is not None:
-            metrics.update({f"eval/{key}": 0.0 for key in METRICS})
+        prefixes = ("rollout", "eval") if self.evaluated else ("rollout",)
+        metrics = {f"{prefix}/{key}": 0.0 for prefix in prefixes for key in METRICS}
         self.logger.record("hparams", HParam(self.hparams, metrics), exclude=TB_ONLY)
 
     def _find_recgym_env(self) -> Any:
@@ -100,21 +161,9 @@ class RecMetricsCallback(BaseCallback):
                 self.logger.dump(self.num_timesteps)  # algorithms dump every log_interval rollouts only
                 keep = ~finished
                 self._steps = [(episode[keep], items[keep], rewards[keep], users[keep])]
-        if self.eval_env is not None and self.eval_freq and self.num_timesteps - self._last_eval_step >= self.eval_freq:
-            self._evaluate()
 
     def _on_training_end(self) -> None:
-        if self.eval_env is not None:
-            self._evaluate()
         self.logger.dump(self.num_timesteps)
-
-    def _evaluate(self) -> None:
-        self._last_eval_step = self.num_timesteps
-        self.last_eval = evaluate(self.model, self.eval_env, episodes=self.eval_episodes, seed=self.seed,
-                                  **self.eval_options)
-        self._record("eval", self.last_eval)
-        for key, value in (self.scorer(self.last_eval) if self.scorer is not None else {}).items():
-            self.logger.record(f"eval/{key}", float(value))
 
     def _record(self, prefix: str, result: EvaluationResult) -> None:
         for key, value in result.summary.items():

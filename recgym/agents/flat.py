@@ -199,10 +199,11 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     :class:`recgym.agents.rewards.RewardShaper` that rewrites the reward; the metric callback still
     reports the simulator's true reward (and the shaped reward separately as ``rollout/shaped_reward``).
 
-    ``eval_episodes`` > 0: the run is evaluated on the truth (:func:`recgym.evaluate`, ``eval/*`` scalars) at
-    the end and, with ``eval_freq`` > 0, every ``eval_freq`` timesteps (a learning curve); ``eval_scorer``
-    adds scalars computed from each evaluation (:class:`~recgym.agents.callbacks.RecMetricsCallback`'s ``scorer``)."""
-    from recgym.agents.callbacks import RecMetricsCallback
+    ``eval_episodes`` > 0: the run is evaluated on the truth (:class:`~recgym.agents.callbacks.TruthCurve`:
+    :func:`recgym.evaluate` on ``eval_episodes`` episodes of ``num_envs`` sessions, ``eval/*`` scalars) at the end
+    and, with ``eval_freq`` > 0, every ``eval_freq`` timesteps (a learning curve); ``eval_scorer`` adds scalars
+    computed from each evaluation. The points are the model's ``learning_curve`` (saved with it)."""
+    from recgym.agents.callbacks import RecMetricsCallback, TruthCurve
     from recgym.agents.progress import TrainingProgressBar
     from recgym.envs.sb3 import SB3VecEnv
     from recgym.evaluation import make_eval_env
@@ -225,10 +226,12 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
         warnings.warn(f"no evaluation of {eval_episodes} episodes: recgym's evaluation and item metrics need "
                       f"slate_size=1; on slates the run logs SB3's rollout/ep_rew_mean and ep_len_mean", stacklevel=2)
         eval_episodes = 0
-    callback = RecMetricsCallback(hparams=hparams, eval_env=env_id if eval_episodes else None,
-                                  eval_freq=eval_freq, eval_episodes=eval_episodes, eval_options=options, seed=seed,
-                                  scorer=eval_scorer)
-    model.learn(total_timesteps=timesteps, callback=[callback, TrainingProgressBar()] if progress_bar else callback)
+    curve = TruthCurve(env_id, eval_episodes, eval_freq, options, seed, num_envs, eval_scorer) if eval_episodes else None
+    callbacks = [RecMetricsCallback(hparams=hparams, evaluated=curve is not None), *([curve] if curve else []),
+                 *([TrainingProgressBar()] if progress_bar else [])]
+    model.learn(total_timesteps=timesteps, callback=callbacks)
+    if curve is not None:
+        model.learning_curve = curve.points  # saved with the model, as its checkpoint metadata
     path = run_dir / "model.zip"
     model.save(path)
     return model, path

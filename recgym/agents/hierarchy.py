@@ -40,11 +40,13 @@ from gymnasium.vector import AutoresetMode
 from numba import njit
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import configure
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import VecEnv
 
 from recgym.agents.baselines import Policy
+from recgym.agents.callbacks import TruthCurve
 from recgym.agents.checkpoints import check_meta, check_world, checkpoint_meta, first_line
 from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO
 from recgym.agents.progress import TrainingProgressBar
@@ -468,7 +470,8 @@ class HierarchicalPolicy(Policy):
 
     @property
     def learning_curve(self) -> list[dict[str, float]] | None:
-        """The run's evaluations on the truth (:class:`TruthCurve` points), ``None`` when it logged none."""
+        """The run's evaluations on the truth (:class:`~recgym.agents.callbacks.TruthCurve` points), ``None`` when
+        it logged none."""
         return self.meta.get("learning_curve")
 
     def bind(self, env: Any, seed: int | None = None) -> None:
@@ -627,60 +630,6 @@ class HighLevelDrift(BaseCallback):
         self.logger.record("high/log_std", self.log_std)
 
 
-class TruthCurve:
-    """A two-level run's learning curve on the truth, the hierarchical equivalent of
-    :class:`~recgym.agents.callbacks.RecMetricsCallback`'s ``eval/*``: both levels as they are now, as a
-    :class:`HierarchicalPolicy`, evaluated by :func:`recgym.evaluate` (true rewards) on ``episodes`` episodes
-    of ``env_id`` (``options``, ``seed``) every ``freq`` stage-II env steps (0: only when asked at the end)
-    and written as ``eval/<metric>`` scalars against those steps to a TensorBoard run ``logdir`` (with
-    ``scorer``'s extra scalars, e.g. ``eval/dpfr``). Stage-II env steps: low-level steps plus M x high-level
-    options (:meth:`Levels.env_steps`, the budget's own accounting). ``points``: one dict per evaluation,
-    ``steps`` and every finite summary value (and the scorer's), JSON-ready.
-    """
-
-    def __init__(self, env_id: str, options: dict[str, Any], episodes: int, freq: int, seed: int,
-                 scorer: Callable[[Any], dict[str, Any]] | None, logdir: Path,
-                 points: list[dict[str, float]] | None = None) -> None:
-        self.env_id, self.options, self.episodes, self.freq, self.seed = env_id, dict(options), episodes, freq, seed
-        self.scorer, self.logdir = scorer, logdir
-        self.points = list(points or [])
-        self.last_steps = int(self.points[-1]["steps"]) if self.points else 0
-
-    def hook(self, levels: Levels) -> BaseCallback:
-        """An SB3 callback for either level's ``learn``: evaluates after a rollout once ``freq`` steps have passed."""
-        curve = self
-
-        class Hook(BaseCallback):
-            def _on_step(self) -> bool:
-                return True
-
-            def _on_rollout_end(self) -> None:
-                steps = levels.env_steps()
-                if curve.freq and steps - curve.last_steps >= curve.freq:
-                    curve.evaluate(levels, steps)
-
-        return Hook()
-
-    def evaluate(self, levels: Levels, steps: int) -> None:
-        """Evaluate the levels now and log the point at ``steps``."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        from recgym.evaluation import evaluate
-
-        policy = HierarchicalPolicy(copy.copy(levels.method), levels.high, levels.low, levels.meta)
-        result = evaluate(policy, self.env_id, episodes=self.episodes, seed=self.seed, num_envs=levels.config.n_sessions,
-                          **self.options)
-        scores = {**result.summary, **(self.scorer(result) if self.scorer is not None else {})}
-        point = {"steps": int(steps), **{key: float(value) for key, value in scores.items()
-                                          if isinstance(value, (int, float, np.number)) and np.isfinite(value)}}
-        with SummaryWriter(str(self.logdir)) as writer:
-            for key, value in point.items():
-                if key != "steps":
-                    writer.add_scalar(f"eval/{key}", value, steps)
-        self.points.append(point)
-        self.last_steps = int(steps)
-
-
 @dataclass
 class TrainedHierarchy:
     """Result of :func:`train_hierarchy`: the two SB3 models and where they were saved."""
@@ -802,10 +751,10 @@ def train_hierarchy(
     ``logdir/run_name/`` that already holds a checkpoint is refused (``ValueError``), never overwritten.
     ``callbacks(level)`` may return an SB3 callback for the ``"low"`` / ``"high"`` learn calls.
 
-    ``eval_episodes`` > 0: a learning curve on the truth (:class:`TruthCurve`, as ``recgym.agents.flat.train``'s
-    ``eval_episodes`` / ``eval_freq`` / ``eval_scorer``): both levels are evaluated every ``eval_freq`` stage-II
-    env steps (0: only at the end) and at the end, on ``eval_episodes`` episodes with ``env_options`` and seed
-    ``config.seed``; ``eval/*`` scalars in the run's TensorBoard folder ``eval_curve``, the points in the
+    ``eval_episodes`` > 0: a learning curve on the truth (:class:`~recgym.agents.callbacks.TruthCurve`, as
+    ``recgym.agents.flat.train``'s ``eval_episodes`` / ``eval_freq`` / ``eval_scorer``): both levels are
+    evaluated every ``eval_freq`` stage-II env steps (0: only at the end) and at the end, on ``eval_episodes``
+    episodes of ``n_sessions`` sessions with ``env_options`` and seed ``config.seed``; ``eval/*`` scalars in the run's TensorBoard folder ``eval_curve``, the points in the
     checkpoint's ``meta.json`` (``learning_curve``, continued by a resumed run) and in the returned
     ``meta`` (:attr:`HierarchicalPolicy.learning_curve`).
     """
@@ -819,27 +768,30 @@ def train_hierarchy(
     levels, rounds_done = make_levels(method, env_id, config, env_options, str(checkpoint), resume)
     meta = checkpoint_meta(method.name, env_id, dict(env_options or {}), levels.low_env.venv.world)
     levels.meta = meta
-    curve = None
-    if eval_episodes:
-        earlier = read_meta(method.name, resume).get("learning_curve", []) if resume is not None else []
-        curve = TruthCurve(env_id, dict(env_options or {}), int(eval_episodes), int(eval_freq), config.seed,
-                           eval_scorer, checkpoint / "eval_curve", earlier)
+    curve, curve_log = None, configure(str(checkpoint / "eval_curve"), ["tensorboard"]) if eval_episodes else None
+    if eval_episodes:  # both levels as one policy, against the stage-II env steps (the budget's own accounting)
+        curve = TruthCurve(env_id, eval_episodes, eval_freq, env_options, config.seed, config.n_sessions, eval_scorer,
+                           policy=lambda: HierarchicalPolicy(copy.copy(levels.method), levels.high, levels.low, levels.meta),
+                           steps=levels.env_steps, logger=curve_log, at_end=False,
+                           points=read_meta(method.name, resume).get("learning_curve", []) if resume is not None else [])
 
     def level_callbacks(level: str) -> Any:
         chosen = [callback for callback in ([callbacks(level)] if callbacks else []) if callback is not None]
-        return CallbackList(chosen + [curve.hook(levels)]) if curve is not None else (chosen[0] if chosen else None)
+        return CallbackList([*chosen, curve]) if curve is not None else (chosen[0] if chosen else None)
 
     curve_meta: dict[str, Any] = {}
     for round_index in range(rounds_done, config.rounds):
         levels.train_round(round_index, config.low_steps, config.high_steps,
                            level_callbacks if callbacks or curve is not None else None, progress_bar)
         rounds_done = round_index + 1
-        if curve is not None and rounds_done == config.rounds and curve.last_steps != levels.env_steps():
-            curve.evaluate(levels, levels.env_steps())  # the end of training, as flat agents' last evaluation
+        if curve is not None and rounds_done == config.rounds:
+            curve.finish()  # the end of training, as flat agents' last evaluation
         curve_meta = {"learning_curve": curve.points} if curve is not None else {}
         state = {key: getattr(levels.low_env.method, key) for key in METHOD_STATE if hasattr(levels.low_env.method, key)}
         save_hierarchy(checkpoint, {**meta, "method_state": state, **curve_meta}, levels.high, levels.low, config,
                        rounds_done)
+    if curve_log is not None:
+        curve_log.close()
     return TrainedHierarchy(method, levels.high, levels.low, checkpoint, rounds_done, {**meta, **curve_meta})
 
 

@@ -29,6 +29,12 @@ class SB3Policy(Policy):
     def __init__(self, model: BaseAlgorithm, deterministic: bool = True) -> None:
         self.model, self.deterministic = model, deterministic
 
+    @property
+    def learning_curve(self) -> list[dict[str, float]] | None:
+        """The model's evaluations on the truth while it trained (:class:`recgym.agents.callbacks.TruthCurve`
+        points, kept by :func:`recgym.agents.flat.train`), ``None`` when it logged none."""
+        return getattr(self.model, "learning_curve", None)
+
     def bind(self, env: Any, seed: int | None = None) -> None:
         meta = getattr(self.model, META_KEY, None)
         if meta is not None:
