@@ -169,9 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     threads(sub)
     sub.set_defaults(run=run_experiment)
 
-    sub = commands.add_parser("results", help="rewrite docs/results.md's v1 section from the stored cells of the "
-                                              "v1 configs' full runs (cells not yet run: pending, done/total)")
+    sub = commands.add_parser("results", help="rewrite docs/results.md's v1 section and the README's verdict block "
+                                              "from the stored cells of the v1 configs' full runs (cells not yet "
+                                              "run: pending, done/total)")
     sub.add_argument("--doc", type=Path, default=Path("docs/results.md"), help="the Markdown file to update")
+    sub.add_argument("--readme", type=Path, default=Path("README.md"),
+                     help="the file whose verdict block (one line per claim of issue 19) is rewritten")
     sub.add_argument("--root", type=Path, default=None, help="where the full runs store their cells (default results/v1)")
     sub.set_defaults(run=run_results)
 
@@ -416,11 +419,13 @@ def run_experiment(args: argparse.Namespace) -> int:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    from recgym.experiments import V1_RESULTS, write_v1_section
+    from recgym.experiments import V1_RESULTS, write_v1_section, write_verdicts
 
     section = write_v1_section(args.doc, args.root or V1_RESULTS)
+    verdicts = write_verdicts(args.readme, args.root or V1_RESULTS)
     print(section, end="")
-    print(f"v1 section of {args.doc} rewritten from the cells under {args.root or V1_RESULTS}")
+    print(verdicts)
+    print(f"v1 section of {args.doc} and verdicts of {args.readme} rewritten from the cells under {args.root or V1_RESULTS}")
     return 0
 
 

@@ -640,6 +640,43 @@ def fairness_over_time_plot(records: list[dict[str, Any]], path: Path,
     fig.savefig(path, dpi=120)
 
 
+#: Where a v1 table's learning-curve plot is drawn (:func:`learning_curve_plot`), beside its cells.
+LEARNING_CURVES = "learning_curves.png"
+
+
+def learning_curve_plot(records: list[dict[str, Any]], path: Path, key: str = "R_cum") -> bool:
+    """Cells that kept a learning curve on the truth (``learning_curve``: :class:`recgym.agents.callbacks.TruthCurve`
+    points): true ``key`` vs training steps, one panel per env and setting, one line per method, the mean over its
+    stored seeds at the steps they share (a method's seeds evaluate at the same steps) with the 95% t-band (none for
+    one seed). Draws ``path`` and returns ``True`` when some record has a curve; ``False`` (no file) otherwise."""
+    curves = [record for record in records if record.get("learning_curve")]
+    if not curves:
+        return False
+    panels = list(dict.fromkeys((record["env"], record["setting"]) for record in curves))
+    fig = agg_figure(figsize=(5.5 * len(panels), 4))
+    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
+    for ax, (env, setting) in zip(axes, panels):
+        for method in dict.fromkeys(record["method"] for record in curves):
+            runs = [{point["steps"]: point[key] for point in record["learning_curve"] if key in point} for record in curves
+                    if (record["method"], record["env"], record["setting"]) == (method, env, setting)]
+            steps = sorted(set.intersection(*map(set, runs))) if runs else []
+            if not steps:
+                continue
+            mean, half = t_ci95(np.array([[run[step] for step in steps] for run in runs]))
+            (line,) = ax.plot(steps, mean, marker=".", label=f"{method} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+            if len(runs) > 1:
+                ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{env.split('/')[-1]}, {setting}: true {key} while training", fontsize=9)
+        ax.set_xlabel("training env steps")
+        ax.set_ylabel(f"true {key}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return True
+
+
 #: The markers of ``docs/results.md``'s v1 section (:func:`write_v1_section` replaces what lies between them).
 V1_BEGIN, V1_END = "<!-- v1 tables: begin (written by `recgym results`) -->", "<!-- v1 tables: end -->"
 
@@ -652,7 +689,8 @@ def v1_configs() -> list[ExperimentConfig]:
 def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     """Markdown of one v1 table from the full-size cells stored in ``root/<name>`` (:func:`results_dir`): a
     row per method, env and setting with every column's mean ± 95% t-interval once all its seeds are
-    stored, else ``pending (k/S seeds)``; the reference fronts once measured; the count of cells done."""
+    stored, else ``pending (k/S seeds)``; the reference fronts once measured; the count of cells done; the
+    stored cells' learning curves, drawn into ``root/<name>/`` :data:`LEARNING_CURVES` (:func:`learning_curve_plot`)."""
     size = config.full
     outdir = root / config.name
     grid = cells(config, size)
@@ -698,6 +736,9 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     if (outdir / "pareto.png").exists() and len(done) == len(grid):
         lines += ["", f"![{config.name}: true R_cum vs exposure equity with the reference front]"
                       f"(../{(outdir / 'pareto.png').as_posix()})"]
+    if learning_curve_plot(done, outdir / LEARNING_CURVES):
+        lines += ["", (f"Learning curves on the truth of the stored cells (mean and 95% band over their seeds): "
+                       f"![{config.name}: learning curves](../{(outdir / LEARNING_CURVES).as_posix()})")]
     return "\n".join(lines) + "\n"
 
 
@@ -705,15 +746,108 @@ def write_v1_section(doc: str | Path = "docs/results.md", root: str | Path = V1_
     """(Re)write the v1 section of ``doc`` (between :data:`V1_BEGIN` and :data:`V1_END`, appended when absent)
     from the cells stored under ``root``: one :func:`v1_table` per bundled v1 config. Returns the section."""
     section = "\n".join([V1_BEGIN, *(v1_table(config, Path(root)) for config in v1_configs()), V1_END])
-    path = Path(doc)
-    text = path.read_text() if path.exists() else ""
-    if V1_BEGIN in text and V1_END in text:
-        before, rest = text.split(V1_BEGIN, 1)
-        text = before + section + rest.split(V1_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + ("\n\n" if text else "") + section + "\n"
-    path.write_text(text)
+    replace_between(Path(doc), V1_BEGIN, V1_END, section)
     return section
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of issue #19 a v1 table decides: ``method`` beats ``baseline`` on ``metric`` (``higher`` or
+    lower is better) on every env of each config in ``configs``, under ``setting`` (``baseline_setting``: the
+    baseline's, default the same), by the paired difference over seeds (cell seed s of both is evaluated on the
+    same users) and its Student-t 95% interval."""
+
+    text: str
+    configs: tuple[str, ...]
+    setting: str
+    method: str
+    baseline: str
+    metric: str
+    higher: bool = True
+    baseline_setting: str | None = None
+
+
+#: The claims the README's verdict block decides (:func:`write_verdicts`), one line each.
+CLAIMS = (
+    Claim("PPO trained on the logs for 1e6 steps beats the best non-personalised ranking on true R_cum",
+          ("fairness_v1",), "max30", "ppo", "nonpersonalised", "R_cum"),
+    Claim("DSRM-HRL is nearer the reference front than flat PPO with its reward shaping (DPFR)",
+          ("fairness_v1",), "max30", "dsrm-hrl", "ppo-fair", "dpfr", higher=False),
+    Claim("DSRM-HRL's purified state beats its constant-state twin on true R_cum",
+          ("fairness_v1",), "max30", "dsrm-hrl", "dsrm-hrl-const", "R_cum"),
+    Claim("HRL4PFG raises its users' long-tail taste over a lifetime more than flat PPO with its shaping",
+          ("fairness_v1",), "lifetime", "hrl4pfg", "ppo-tail", "tail_affinity_gain"),
+    Claim("HRL4PFG's users come back more often than flat PPO-with-its-shaping's (sessions per week)",
+          ("fairness_v1",), "lifetime", "hrl4pfg", "ppo-tail", "sessions_per_week"),
+    Claim("novelty-seeking HRL beats the recurrent-state PPO (a GRU over the history) on true R_cum",
+          ("novelty_v1",), "session", "novelty-hrl", "ppo-gru", "R_cum"),
+    Claim("DORL's penalised world-model reward beats plain A2C under DORL's leave rule (true R_cum)",
+          ("dorl_v1",), "default", "dorl", "a2c", "R_cum"),
+    Claim("DSRM-HRL beats HRL without DSRM at the highest observation noise (true R_cum)",
+          ("noise_v1",), "level2", "dsrm-hrl", "hrl-no-dsrm", "R_cum"),
+    Claim("HyperBandit beats time-aware LinUCB over users' lifetimes (true R_cum; equal oracle, so lower regret)",
+          ("time_v1",), "lifetime", "hyperbandit", "time-linucb", "R_cum"),
+    Claim("LAFB gives emerging creators more exposure than the hand-set familiarity debiaser",
+          ("familiarity_v1",), "default", "lafb", "debias-linucb", "emerging_creator_share"),
+    Claim("PPO trained on the logs concentrates popularity more than PPO trained on the truth (popularity Gini)",
+          ("population_v1", "population_kuairand_v1"), "logs", "ppo", "ppo", "popularity_gini",
+          baseline_setting="truth"),
+)
+
+
+def claim_verdict(claim: Claim, root: Path = V1_RESULTS) -> str:
+    """One Markdown line: the claim and, per env of its configs, its verdict from the full-size cells stored under
+    ``root`` (:func:`read_cell`): **yes** when the paired difference's 95% interval lies on the claimed side of 0,
+    **no** on the other side, **not shown** when it holds 0; until every cell it needs is stored, ``not yet run: N
+    of M cells``."""
+    verdicts, needed, stored = [], 0, 0
+    versions: set[str] = set()
+    for config in map(load_config, claim.configs):
+        size, outdir = config.full, root / config.name
+        for env in config.envs:
+            sides = [[read_cell(config, size, Cell(method, env, setting, seed), outdir) for seed in range(size.seeds)]
+                     for method, setting in ((claim.method, claim.setting),
+                                             (claim.baseline, claim.baseline_setting or claim.setting))]
+            found = [record for side in sides for record in side if record is not None]
+            needed, stored = needed + 2 * size.seeds, stored + len(found)
+            versions.update(record.get("code", "unknown") for record in found)
+            if len(found) < 2 * size.seeds:
+                continue
+            mean, half = t_ci95(np.array([a[claim.metric] - b[claim.metric] for a, b in zip(*sides)], np.float64))
+            better = mean if claim.higher else -mean
+            verdict = "**yes**" if better - half > 0 else "**no**" if better + half < 0 else "not shown"
+            verdicts.append(f"{env.split('/')[-1]}: {verdict} ({mean:+.3g} [{mean - half:+.3g}, {mean + half:+.3g}])")
+    where = f"{', '.join(claim.configs)}, {claim.setting}{'/' + claim.baseline_setting if claim.baseline_setting else ''}"
+    head = (f"- {claim.text} (`{claim.method}` vs `{claim.baseline}`, {claim.metric}, "
+            f"{'higher' if claim.higher else 'lower'} is better; {where}): ")
+    if stored < needed:
+        return head + f"not yet run: {stored} of {needed} cells"
+    return head + "; ".join(verdicts) + (" (**mixed code versions**)" if len(versions) > 1 else "")
+
+
+#: The markers of the README's verdict block (:func:`write_verdicts` replaces what lies between them).
+VERDICTS_BEGIN = "<!-- verdicts v1: begin (written by `recgym results`) -->"
+VERDICTS_END = "<!-- verdicts v1: end -->"
+
+
+def replace_between(path: Path, begin: str, end: str, block: str) -> None:
+    """Put ``block`` (which starts with ``begin`` and ends with ``end``) in place of ``path``'s text from ``begin``
+    to ``end``, or append it when the markers are absent."""
+    text = path.read_text() if path.exists() else ""
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        text = before + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
+    path.write_text(text)
+
+
+def write_verdicts(readme: str | Path = "README.md", root: str | Path = V1_RESULTS) -> str:
+    """(Re)write the README's verdict block (between :data:`VERDICTS_BEGIN` and :data:`VERDICTS_END`, appended when
+    absent): one :func:`claim_verdict` line per :data:`CLAIMS`, from the cells stored under ``root``. Returns it."""
+    block = "\n".join([VERDICTS_BEGIN, *(claim_verdict(claim, Path(root)) for claim in CLAIMS), VERDICTS_END])
+    replace_between(Path(readme), VERDICTS_BEGIN, VERDICTS_END, block)
+    return block
 
 
 def ray_trial(trial: dict[str, Any]) -> dict[str, float]:
@@ -789,6 +923,7 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
     if fronts:
         (out / "results.md").write_text(table + "\n" + fronts_table(fronts))
         front_plot(records, fronts, out / "pareto.png")
+        learning_curve_plot(records, out / LEARNING_CURVES)
     else:
         pareto_plot(records, out / "pareto.png", config.columns[0])
     if config.is_population:
