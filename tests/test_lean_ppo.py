@@ -98,3 +98,21 @@ def test_the_drift_probe_kl_is_the_gaussians_kl():
     assert expected > 0.1
     ours = gaussian_kl(gaussian_of(model.policy, probe), gaussian_of(initial, probe))
     assert ours == pytest.approx(expected, rel=1e-5)
+
+
+def test_flat_ppo_trains_as_sb3s_ppo_on_the_item_policy():
+    """recgym's flat PPO (Dict observations, item-scoring head) through LeanPPO.train: the same weights
+    as SB3's PPO.train on the same policy and rollouts."""
+    from recgym.agents.flat import make_model
+    from recgym.envs.sb3 import SB3VecEnv
+
+    weights = []
+    for cls in (LeanPPO, PPO):
+        env = SB3VecEnv("recgym/Synthetic-v0", num_envs=8)
+        env.seed(0)
+        model = make_model("ppo", env, seed=0, device="cpu", n_steps=16, batch_size=48)
+        assert isinstance(model, LeanPPO)
+        model.__class__ = cls  # the same policy and rollouts, SB3's update loop for the reference
+        model.learn(256)
+        weights.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
+    assert th.equal(weights[0], weights[1]) and weights[0].abs().sum() > 0
