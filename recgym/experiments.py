@@ -646,31 +646,38 @@ LEARNING_CURVES = "learning_curves.png"
 
 def learning_curve_plot(records: list[dict[str, Any]], path: Path, key: str = "R_cum") -> bool:
     """Cells that kept a learning curve on the truth (``learning_curve``: :class:`recgym.agents.callbacks.TruthCurve`
-    points): true ``key`` vs training steps, one panel per env and setting, one line per method, the mean over its
-    stored seeds at the steps they share (a method's seeds evaluate at the same steps) with the 95% t-band (none for
-    one seed). Draws ``path`` and returns ``True`` when some record has a curve; ``False`` (no file) otherwise."""
+    points): true ``key`` vs training steps, one panel per env (row) and setting (column), one line per method, the
+    mean over its stored seeds at the steps they share (a method's seeds evaluate at the same steps) with the 95%
+    t-band (none for one seed). Draws ``path`` and returns ``True`` when some record has a curve; ``False`` (no
+    file) otherwise."""
+    from matplotlib import colormaps
+
     curves = [record for record in records if record.get("learning_curve")]
     if not curves:
         return False
-    panels = list(dict.fromkeys((record["env"], record["setting"]) for record in curves))
-    fig = agg_figure(figsize=(5.5 * len(panels), 4))
-    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
-    for ax, (env, setting) in zip(axes, panels):
-        for method in dict.fromkeys(record["method"] for record in curves):
+    envs, settings = (list(dict.fromkeys(record[name] for record in curves)) for name in ("env", "setting"))
+    methods = list(dict.fromkeys(record["method"] for record in curves))
+    fig = agg_figure(figsize=(5.5 * len(settings), 4 * len(envs)))
+    axes = fig.subplots(len(envs), len(settings), squeeze=False)
+    for (row, env), (col, setting) in itertools.product(enumerate(envs), enumerate(settings)):
+        ax = axes[row, col]
+        for index, method in enumerate(methods):
             runs = [{point["steps"]: point[key] for point in record["learning_curve"] if key in point} for record in curves
                     if (record["method"], record["env"], record["setting"]) == (method, env, setting)]
             steps = sorted(set.intersection(*map(set, runs))) if runs else []
             if not steps:
                 continue
             mean, half = t_ci95(np.array([[run[step] for step in steps] for run in runs]))
-            (line,) = ax.plot(steps, mean, marker=".", label=f"{method} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+            colour = colormaps["tab20"](2 * index % 20 + index // 10 % 2)  # 11 trained methods: 10 strong, then light
+            ax.plot(steps, mean, marker=".", color=colour, label=f"{method} ({len(runs)} seed{'s' * (len(runs) > 1)})")
             if len(runs) > 1:
-                ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+                ax.fill_between(steps, mean - half, mean + half, color=colour, alpha=0.2)
         ax.set_title(f"{env.split('/')[-1]}, {setting}: true {key} while training", fontsize=9)
         ax.set_xlabel("training env steps")
         ax.set_ylabel(f"true {key}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.lines:  # a panel without a stored curve stays empty
+            ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
