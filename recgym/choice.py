@@ -4,7 +4,7 @@ Scalar functions of one session and one item, compiled and inlined into the batc
 :mod:`recgym.dynamics` (they take its ``Catalogue`` / ``Sessions`` tuples):
 
     sat_i    = min(reward_max * sigmoid(base_i + T_i(s)) * Q_i * A_i(u), watch_max)   the true reward's mean
-    A_i(u)   = 1 + taste_weight * niche_i * taste_u,n(i)    acquired taste (recgym.users.acquired_appeal)
+    A_i(u)   = 1 + niche_i * (taste_weight * taste_u,n(i) - taste_valley)   acquired taste (recgym.users.acquired_appeal)
     f_i      = max(creator familiarity, category familiarity) in [0, 1]
     logit_i  = click_base + click_slope * log(sat_i) + conformity * p_i + familiarity_click * f_i
     theta_j  = (1 + j) ** -position_decay                                        slot j examined (slates)
@@ -40,7 +40,8 @@ def sigmoid(x: np.float32) -> np.float32:
 def satisfaction(kn: np.void, cat: tuple, s: tuple, b: int, item: int, base: np.float32, term: np.float32) -> np.float32:
     """Noise-free true reward of ``item`` for session ``b`` given its (base, session term) utility
     (latent v1 worlds): quality and the user's acquired taste multiply it."""
-    appeal = acquired_appeal(kn.taste_weight, s.taste[s.user[b]], cat.item_neighbourhood[item], cat.item_niche[item])
+    appeal = acquired_appeal(kn.taste_weight, kn.taste_valley, s.taste[s.user[b]], cat.item_neighbourhood[item],
+                             cat.item_niche[item])
     return min(cat.reward_max * sigmoid(base + term) * cat.item_qmult[item] * appeal, kn.watch_max)
 
 

@@ -70,6 +70,7 @@ KNOBS = np.dtype([
     ("popularity_feedback", np.float64),
     # users over time (recgym.users, issue #17)
     ("interest_memory", np.float32), ("taste_weight", np.float32), ("taste_rate", np.float32),
+    ("taste_valley", np.float32),
     ("retention_weight", np.float32), ("retention_reference", np.float32),
     # v1 (``v1`` selects the v1 satisfaction and logging model: recgym.choice, recgym.logging_model)
     ("v1", np.bool_), ("conformity", np.float32), ("conformity_like", np.float32), ("familiarity_click", np.float32),
@@ -117,7 +118,7 @@ class Catalogue(NamedTuple):
     user_cycles: np.ndarray  # (U, 4, D) float32 v1 daily / weekly preference cycles (World.user_cycles), (0, 4, D) in v0
     mode_thresholds: np.ndarray  # (U, 3) float32 v1 session-mode draws' thresholds, see mode_thresholds(); (0, 3) in v0
     item_neighbourhood: np.ndarray  # (I,) int64 v1 neighbourhood of each item (recgym.users.item_neighbourhoods), (0,) in v0
-    item_niche: np.ndarray  # (I,) float32 v1 1 for a long-tail item (an acquired taste), 0 for a popular one; (0,) in v0
+    item_niche: np.ndarray  # (I,) float32 v1 1 for an acquired taste (recgym.users.acquired_tastes), else 0; (0,) in v0
 
 
 class Sessions(NamedTuple):

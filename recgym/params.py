@@ -39,7 +39,7 @@ EPISODES = ("session", "lifetime")
 
 #: Knobs of users over time (issue #17, :mod:`recgym.users`; v1 worlds only, a v0 world refuses non-default values).
 USERS_KNOBS = ("episode", "lifetime_sessions", "lifetime_days", "interest_memory", "taste_weight", "taste_rate",
-               "taste_neighbourhoods", "session_rate", "retention_weight", "retention_reference")
+               "taste_valley", "taste_neighbourhoods", "session_rate", "retention_weight", "retention_reference")
 
 #: Knobs of the v1 user model (``docs/design-v1.md``); a v0 world refuses non-default values.
 V1_KNOBS = ("conformity", "conformity_like", "familiarity_click", "familiarity_watch", "click_base", "click_slope",
@@ -106,11 +106,13 @@ class SimParams:
             days (``0``: no day limit).
         interest_memory: share of a session's interest drift kept for the next session (``0``: every
             session starts from the world's interest, as in v0).
-        taste_weight: acquired taste of long-tail items: such an item's satisfaction is multiplied by
-            ``1 + taste_weight * taste`` of its neighbourhood (``0``: off, the control); taste_rate: each
-            consumed long-tail item raises its neighbourhood's taste by
-            ``taste_rate * enjoyment * (1 - taste)`` (``0``: off), taken into ``taste`` when the session ends
-            (acquired between sessions: a session's own consumption does not change its satisfaction);
+        taste_weight, taste_valley: acquired tastes (the world's ``item_acquired``, most of the long tail): such
+            an item's satisfaction is multiplied by ``1 + taste_weight * taste - taste_valley`` of its
+            neighbourhood's taste (``taste_weight=0``: taste off, the control; ``taste_valley=0``: no valley,
+            an acquired taste starts at par); taste_rate: each consumed acquired-taste item raises its
+            neighbourhood's taste by ``taste_rate * enjoyment * (1 - taste)`` (``0``: off), taken into
+            ``taste`` when the session ends (acquired between sessions: a session's own consumption does not
+            change its satisfaction);
             taste_neighbourhoods: N, the catalogue's neighbourhoods (k-means clusters of the item
             embeddings, :func:`recgym.users.item_neighbourhoods`).
         session_rate: base sessions per day (times the user's activity level: KuaiRand's
@@ -189,6 +191,7 @@ class SimParams:
     interest_memory: float = 1.0
     taste_weight: float = 3.0
     taste_rate: float = 0.2
+    taste_valley: float = 0.65
     taste_neighbourhoods: int = 64
     session_rate: float = 1.0
     retention_weight: float = 0.3
@@ -259,6 +262,7 @@ class SimParams:
         _check_range("interest_memory", self.interest_memory, 0.0, 1.0)
         _check_range("taste_weight", self.taste_weight, 0.0, 100.0)
         _check_range("taste_rate", self.taste_rate, 0.0, 1.0)
+        _check_range("taste_valley", self.taste_valley, 0.0, 0.95)
         _check_range("taste_neighbourhoods", self.taste_neighbourhoods, 1, 100_000)
         _check_range("session_rate", self.session_rate, 1e-3, 1e3)
         _check_range("retention_weight", self.retention_weight, 0.0, 100.0)

@@ -29,6 +29,7 @@ from recgym.envs.core import ENV_IDS
 from recgym.metrics import gini, t_ci95
 from recgym.params import V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator, StepResult
+from recgym.users import acquired_tastes
 from recgym.world import World
 from recgym.worlds import resolve_world
 
@@ -164,9 +165,11 @@ def fixed(scores: np.ndarray) -> Policy:
     return lambda sim: choose(sim, np.broadcast_to(scores, (sim.n_sessions, len(scores))))
 
 
-def population_mean_satisfaction(world: World, block: int = 2048) -> np.ndarray:
-    """(I,) mean over all users of the base satisfaction (no session terms): the best fixed ranking's scores."""
-    quality = np.exp(world.quality_weight * world.item_quality - world.quality_weight ** 2 / 2)
+def population_mean_satisfaction(world: World, params: SimParams, block: int = 2048) -> np.ndarray:
+    """(I,) mean over all users of a first session's satisfaction without session terms (base x quality x
+    the acquired tastes' valley ``1 - taste_valley``, no taste acquired yet): the best fixed ranking's scores."""
+    unacquired = 1 - params.taste_valley * acquired_tastes(world, params.popular_fraction)
+    quality = np.exp(world.quality_weight * world.item_quality - world.quality_weight ** 2 / 2) * unacquired
     total = np.zeros(world.n_items)
     for start in range(0, world.n_users, block):
         logits = world.affinity_scale * (world.user_interest[start:start + block] @ world.item_emb.T) + world.affinity_bias
@@ -181,7 +184,7 @@ def long_tail_and_share(world: World, params: SimParams, users: np.ndarray, seed
     tail = ~world.popular_items(0.2)
     v_tail = run_episodes(world, params, users, seed, lambda sim: choose(sim, np.where(tail, sim.expected_reward(), -1.0)))
     shares = [ratio_ci(run_episodes(world, params, users, seed, fixed(scores)), v_oracle)
-              for scores in (population_mean_satisfaction(world), world.pop_prior.astype(float))]
+              for scores in (population_mean_satisfaction(world, params), world.pop_prior.astype(float))]
     return one_minus(ratio_ci(v_tail, v_oracle)), max(shares)
 
 

@@ -26,8 +26,8 @@ from recgym.logging_model import N_SIGNALS, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESS
 from recgym.params import USERS_KNOBS, V1_KNOBS, SimParams
 from recgym.sizes import array_bytes, check_count, check_memory
 from recgym.users import (
-    activity_levels, allocate_users, end_sessions, free_users, item_neighbourhoods, reset_users, restart_users,
-    take_returning, users_layout,
+    acquired_tastes, activity_levels, allocate_users, end_sessions, free_users, item_neighbourhoods, reset_users,
+    restart_users, take_returning, users_layout,
 )
 from recgym.world import World
 
@@ -112,7 +112,8 @@ class Simulator:
                              else np.zeros((0, 3), np.float32)),
             item_neighbourhood=(item_neighbourhoods(world, params.taste_neighbourhoods) if world.is_v1
                                 else np.zeros(0, np.int64)),
-            item_niche=(~self.popular).astype(np.float32) if world.is_v1 else np.zeros(0, np.float32),
+            item_niche=(acquired_tastes(world, params.popular_fraction).astype(np.float32) if world.is_v1
+                        else np.zeros(0, np.float32)),
         )
         self.knobs = dynamics.knobs(params, world.is_v1)
         # Padded embeddings: index -1 (an empty history slot) reads a zero row in observations.

@@ -15,11 +15,12 @@ Between sessions (equations: ``docs/simulator.md``, "Users over time"):
 
 Inside a session, acquired taste (kernels :func:`acquired_appeal`, :func:`record_consumption`, inlined
 into the step): the catalogue is split into N fine neighbourhoods (k-means of the item embeddings,
-:func:`item_neighbourhoods`); long-tail items are acquired tastes. A long-tail item i in neighbourhood n
-multiplies its satisfaction by ``1 + taste_weight * taste_u,n`` (it does not saturate the way a logit term
-does), and consuming it raises ``taste_u,n`` by ``taste_rate * enjoyment * (1 - taste_u,n)``: liking of
-niche content grows with exposure to it (acquired taste, the mere-exposure effect); popular items neither
-gain from nor build it.
+:func:`item_neighbourhoods`); the world says which items are acquired tastes (:func:`acquired_tastes`,
+most of the long tail: they are unpopular because few have acquired them). An acquired taste i in
+neighbourhood n multiplies its satisfaction by ``1 + taste_weight * taste_u,n - taste_valley`` (below par
+until the taste is acquired, the valley; it does not saturate the way a logit term does), and consuming
+it raises ``taste_u,n`` by ``taste_rate * enjoyment * (1 - taste_u,n)``: liking of unfamiliar content grows
+with exposure to it (acquired taste, the mere-exposure effect); other items neither gain from nor build it.
 
 Platform order (session mode): every user is in one indexed min-heap keyed by ``next_return``; a new
 session slot takes the user who returns first and the platform clock moves to that time; the user
@@ -48,8 +49,8 @@ class Users(NamedTuple):
     long_term_interest: (U, D) float32 unit interest a session starts from; its end writes the
         session's drifted interest back (weight ``interest_memory``).
     taste: (U, N) float32 acquired taste per catalogue neighbourhood (:func:`item_neighbourhoods`) in
-        [0, 1): grows with satisfied consumption of the neighbourhood's long-tail items (``taste_rate``),
-        multiplies their satisfaction (``taste_weight``, :func:`acquired_appeal`).
+        [0, 1): grows with satisfied consumption of the neighbourhood's acquired tastes (``taste_rate``),
+        multiplies their satisfaction (``taste_weight``, ``taste_valley``, :func:`acquired_appeal`).
     taste_pending: (U, N) float32 the taste gained in the user's current session: added to ``taste`` when
         the session ends (:func:`end_sessions`), so a session's satisfaction never reads its own gain.
     consumed_categories: (U, C) int32 LONG-TERM HISTORY: how many items of each category the user has
@@ -180,12 +181,22 @@ def item_neighbourhoods(world: World, n_neighbourhoods: int) -> np.ndarray:
     return assignment
 
 
+def acquired_tastes(world: World, popular_fraction: float) -> np.ndarray:
+    """(I,) bool the world's acquired tastes (:attr:`World.item_acquired`); in a world that does not
+    say (a fitted one), its long tail: the items outside the top ``popular_fraction`` by prior popularity."""
+    if world.item_acquired is not None:
+        return world.item_acquired
+    return ~world.popular_items(popular_fraction)
+
+
 # ------------------------------------------------------------------ inside a session (inlined into the step)
 @njit(cache=True, inline="always")
-def acquired_appeal(taste_weight: np.float32, taste: np.ndarray, neighbourhood: int, niche: np.float32) -> np.float32:
-    """Satisfaction multiplier ``1 + taste_weight * niche * taste[neighbourhood]`` of an item (its
-    neighbourhood, its niche weight: 1 in the long tail, 0 for a popular item) for a user (taste row (N,))."""
-    return np.float32(1.0) + taste_weight * niche * taste[neighbourhood]
+def acquired_appeal(taste_weight: np.float32, taste_valley: np.float32, taste: np.ndarray, neighbourhood: int,
+                    niche: np.float32) -> np.float32:
+    """Satisfaction multiplier ``1 + niche * (taste_weight * taste[neighbourhood] - taste_valley)`` of an
+    item (its neighbourhood, its niche weight: 1 for an acquired taste, else 0) for a user (taste row (N,)):
+    an acquired taste not yet acquired is liked less than par (the valley), then more."""
+    return np.float32(1.0) + niche * (taste_weight * taste[neighbourhood] - taste_valley)
 
 
 @njit(cache=True, inline="always")

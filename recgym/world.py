@@ -58,6 +58,8 @@ class World:
         user_features: (U, F) float32 static user features in [-1, 1] (what a platform knows of a user).
         user_cycles: (U, 4, D) float32 each user's daily and weekly preference cycles as four interest
             shifts (daily cos, daily sin, weekly cos, weekly sin; see :func:`recgym.world_v1.user_cycles`).
+        item_acquired: optional (I,) bool the acquired tastes (liked less than par until a user acquires
+            the taste, :mod:`recgym.users`); ``None`` (a fitted world): the long tail by prior popularity.
     """
 
     name: str
@@ -83,6 +85,7 @@ class World:
     user_followed: np.ndarray | None = None
     user_features: np.ndarray | None = None
     user_cycles: np.ndarray | None = None
+    item_acquired: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_items, n_users = self.n_items, self.n_users
@@ -101,6 +104,8 @@ class World:
             checks["user_ids"] = (self.user_ids, (n_users,))
         if self.item_ids is not None:
             checks["item_ids"] = (self.item_ids, (n_items,))
+        if self.item_acquired is not None:
+            checks["item_acquired"] = (self.item_acquired, (n_items,))
         v1_tables = dict(item_quality=(n_items,), item_duration=(n_items,), creator_debut=(self.n_creators,),
                          user_followed=(n_users, None), user_features=(n_users, None),
                          user_cycles=(n_users, 4, self.embed_dim))
@@ -120,8 +125,12 @@ class World:
                 self.user_followed.min() < 0 or self.user_followed.max() >= self.n_creators):
             raise ValueError(f"world {self.name!r}: user_followed must hold creator ids in [0, {self.n_creators - 1}]")
         for array in (self.item_emb, self.item_cats, self.item_creator, self.pop_prior, self.user_interest,
-                      *self._v1_tables()):
+                      *self._v1_tables(), *self._acquired()):
             array.flags.writeable = False
+
+    def _acquired(self) -> tuple[np.ndarray, ...]:
+        """``(item_acquired,)``, or ``()`` when the world does not say which items are acquired tastes."""
+        return () if self.item_acquired is None else (self.item_acquired,)
 
     def _v1_tables(self) -> tuple[np.ndarray, ...]:
         """The v1 tables (empty in a v0 world), in the fingerprint's order."""
@@ -160,7 +169,7 @@ class World:
         """Short hash of the catalogue, so checkpoints trained on another world are refused."""
         digest = hashlib.sha256()
         v1 = (self.pop_prior, *self._v1_tables(), np.array([self.quality_weight, self.affinity_bias])) if self.is_v1 else ()
-        for array in (self.item_emb, self.item_cats, self.item_creator, *v1):
+        for array in (self.item_emb, self.item_cats, self.item_creator, *v1, *self._acquired()):
             digest.update(np.ascontiguousarray(array).tobytes())
         return f"{self.name}:{self.n_users}x{self.n_items}:{digest.hexdigest()[:12]}"
 

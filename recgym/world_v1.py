@@ -6,14 +6,21 @@ static user features.
 ages and users, and adds (the v0 builders are untouched, so v0 stays bit-identical):
 
     q_i   ~ N(0, 1)                                        latent quality (hidden)
+    t_i   = 1 for the top acquired_share by -zscore(<m_u, e_i>) + N(0, 1)   an acquired taste (item_acquired)
     c_i   = zscore(<m, e_i>)                               fit to the content axis m
     a_i   = zscore(log1p(age_i))
-    z_i   = w_q q_i + w_c c_i + w_a a_i + w_n n_i,  n_i ~ N(0, 1)
+    z_i   = w_q (q_i - acquired_gap t_i) + w_c c_i + w_a a_i + w_n n_i,  n_i ~ N(0, 1)
     pop_i = the base world's Zipf values, re-ordered by z  (same heavy tail, same Gini)
 
     user_cycles: per user, ``cycle_components`` K interest components d_k (the mean direction of a
     category's items, categories drawn uniformly) with daily and weekly amplitudes ~ U(0.5, 1.5) and
     phases ~ U(0, 24) hours / U(0, 7) days, stored as four interest shifts (see :func:`user_cycles`)
+
+Popularity follows what the population gets from an item: its quality, and for an acquired taste the
+valley (below par until a user acquires it, :func:`recgym.users.acquired_appeal`): acquired tastes are
+unpopular because few have acquired them. ``popularity_quality=0`` removes both from the order, so the
+long tail is then independent of quality and of the acquired tastes (the long-tail row's control: the
+"trend" content axis is uncorrelated with the mainstream one).
 
 The content axis ``"trend"`` is a random direction whose image under the catalogue covariance is
 orthogonal to the catalogue mean and the mean user interest; ``"mainstream"`` is the mean user
@@ -47,9 +54,14 @@ class WorldOptions:
     """World knobs of the v1 user model (each weight 0 switches its mechanism off).
 
     quality_weight: b, satisfaction multiplier ``exp(b q - b^2 / 2)``; 0: quality has no effect.
-    popularity_quality, popularity_content, popularity_age, popularity_noise: weights of quality,
-        content fit, log age and noise in the popularity order; ``popularity_quality=0`` makes
-        popularity independent of quality (the long-tail control).
+    popularity_quality, popularity_content, popularity_age, popularity_noise: weights of quality (the
+        population's appeal: q minus ``acquired_gap`` for an acquired taste), content fit, log age and noise
+        in the popularity order; ``popularity_quality=0`` makes popularity independent of quality and of
+        the acquired tastes (the long-tail control).
+    acquired_share: the share of items that are acquired tastes (:func:`draw_acquired_tastes`: content
+        unlike the mainstream, and chance; 0: none); acquired_gap: how far an acquired taste's unacquired
+        appeal lowers it in the popularity order, in quality standard deviations (3: ~95% of the acquired
+        tastes lie in the bottom 80%).
     content_axis: ``"trend"`` or ``"mainstream"`` (see the module docstring).
     affinity_bias: the base logit's intercept (v0: -1; v1 -2 keeps users' top items apart).
     followed_creators: K creators followed per user (0: none); followed_pool: drawn from the
@@ -68,6 +80,8 @@ class WorldOptions:
     followed_creators: int = 8
     followed_pool: int = 300
     cycle_components: int = 2
+    acquired_share: float = 0.8
+    acquired_gap: float = 3.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -77,7 +91,8 @@ class WorldOptions:
             if f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 raise ValueError(f"world option {f.name} must be a finite number, got {value!r}")
-        for name in ("quality_weight", "popularity_quality", "popularity_content", "popularity_age", "popularity_noise"):
+        for name in ("quality_weight", "popularity_quality", "popularity_content", "popularity_age", "popularity_noise",
+                     "acquired_gap"):
             if not 0 <= getattr(self, name) <= 100:
                 raise ValueError(f"world option {name} must be in [0, 100], got {getattr(self, name)!r}")
         if self.content_axis not in CONTENT_AXES:
@@ -88,6 +103,8 @@ class WorldOptions:
             raise ValueError(f"world option followed_creators must be in [0, 1000], got {self.followed_creators!r}")
         if not 1 <= self.followed_pool <= 1_000_000:
             raise ValueError(f"world option followed_pool must be in [1, 1000000], got {self.followed_pool!r}")
+        if not 0 <= self.acquired_share <= 1:
+            raise ValueError(f"world option acquired_share must be in [0, 1], got {self.acquired_share!r}")
         if not 1 <= self.cycle_components <= 16:
             raise ValueError(f"world option cycle_components must be in [1, 16], got {self.cycle_components!r}")
 
@@ -174,6 +191,18 @@ def simulated_user_features(world: World, rng: np.random.Generator, dims: int = 
     return np.column_stack([activity, noisy]).astype(np.float32)
 
 
+def draw_acquired_tastes(world: World, share: float, rng: np.random.Generator) -> np.ndarray:
+    """(I,) bool the acquired tastes: the ``share`` of items with the highest unfamiliarity
+    ``-zscore(<e_i, m>) + eps_i``, m the mean user interest (the mainstream), eps_i ~ N(0, 1): content
+    unlike the mainstream, and item-level chance, weigh the same (content alone made the liked items'
+    direction the popular one, so feedback leaned to popularity with every pull off)."""
+    mainstream = _zscore(world.item_emb.astype(np.float64) @ content_axis(world, "mainstream", rng))
+    unfamiliarity = -(mainstream + rng.standard_normal(world.n_items))
+    acquired = np.zeros(world.n_items, bool)
+    acquired[np.argsort(-unfamiliarity, kind="stable")[:int(round(share * world.n_items))]] = True
+    return acquired
+
+
 def build_world_v1(
     base: World, options: WorldOptions, seed: int, user_features: np.ndarray | None = None,
     item_duration: np.ndarray | None = None,
@@ -188,7 +217,9 @@ def build_world_v1(
     noise = rng.standard_normal(n_items)
     content = _zscore(base.item_emb.astype(np.float64) @ content_axis(base, options.content_axis, rng))
     age = _zscore(np.log1p(base.item_age.astype(np.float64)))
-    score = (options.popularity_quality * quality + options.popularity_content * content
+    acquired = draw_acquired_tastes(base, options.acquired_share, np.random.default_rng([seed, 18]))
+    appeal = quality - options.acquired_gap * acquired  # what the population gets: few have acquired a taste
+    score = (options.popularity_quality * appeal + options.popularity_content * content
              + options.popularity_age * age + options.popularity_noise * noise)
     pop = np.empty(n_items)
     pop[np.argsort(-score, kind="stable")] = np.sort(base.pop_prior)[::-1]
@@ -207,6 +238,7 @@ def build_world_v1(
         user_followed=followed_creators(base, options.followed_creators, options.followed_pool, rng),
         user_features=np.asarray(user_features, np.float32),
         user_cycles=user_cycles(base, options.cycle_components, np.random.default_rng([seed, 17])),
+        item_acquired=acquired,
     )
 
 

@@ -12,7 +12,7 @@ from scipy.stats import norm
 
 from recgym.params import SIGNALS, V1_DEFAULTS, SimParams
 from recgym.simulator import Simulator
-from recgym.users import item_neighbourhoods
+from recgym.users import acquired_tastes, item_neighbourhoods
 from recgym.world import kuairec_world
 from recgym.world_v1 import kuairec_world_v1
 from test_dynamics_reference import reference_utility  # tests/ is on sys.path (pytest prepend mode)
@@ -73,8 +73,9 @@ def reference_tables(sim: Simulator) -> dict[str, np.ndarray]:
     base, terms = reference_utility(sim)
     terms = terms + reference_novelty_time(sim)
     quality = np.exp(world.quality_weight * world.item_quality - world.quality_weight ** 2 / 2)
-    neighbourhood = item_neighbourhoods(world, p.taste_neighbourhoods)  # acquired taste of the long tail (recgym.users)
-    appeal = 1 + p.taste_weight * ~sim.popular * sim.users.taste[sim.user][:, neighbourhood]
+    neighbourhood = item_neighbourhoods(world, p.taste_neighbourhoods)  # acquired tastes (recgym.users)
+    niche = acquired_tastes(world, p.popular_fraction)
+    appeal = 1 + niche * (p.taste_weight * sim.users.taste[sim.user][:, neighbourhood] - p.taste_valley)
     sat = np.minimum(world.reward_max * sigmoid(base + terms) * quality * appeal, p.watch_max)
     recent = sim.recent_items[:, -p.history_len:]
     recent_creators = np.where(recent >= 0, world.item_creator[np.maximum(recent, 0)], -1)

@@ -87,9 +87,10 @@ class LongTailOracle(OracleGreedy):
 
 class PopulationMeanRanking(Policy):
     """Control: the best non-personalised ranking of the phenomena reference. Every session gets the same
-    order, the population's mean base satisfaction of each item (:func:`recgym.phenomena.population_mean_satisfaction`,
-    computed once at ``bind``), skipping items that would make the user leave (the leave rules are the
-    protocol's, public) when another allowed item exists. v1 worlds (the score uses the items' quality)."""
+    order, the population's mean first-session satisfaction of each item
+    (:func:`recgym.phenomena.population_mean_satisfaction`, computed once at ``bind``), skipping items that
+    would make the user leave (the leave rules are the protocol's, public) when another allowed item exists.
+    v1 worlds (the score uses the items' quality and the acquired tastes' valley)."""
 
     def bind(self, env: Any, seed: int | None = None) -> None:
         from recgym.phenomena import population_mean_satisfaction
@@ -97,7 +98,7 @@ class PopulationMeanRanking(Policy):
         if not env.world.is_v1:
             raise ValueError(f"the population-mean ranking needs a v1 world, got {env.world.name!r}")
         super().bind(env, seed)
-        self.ranking = population_mean_satisfaction(self.world)
+        self.ranking = population_mean_satisfaction(self.world, self.env.sim.params)
 
     def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
         return self.ranking[None, :] - 2.0 * self.world.reward_max * self.env.sim.leave_mask()

@@ -175,6 +175,13 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       long-tail items and acts from the user's next session; ``taste_weight`` 3, ``taste_rate`` 0.2 (were
       1, 0.05). A seed's v1 trajectories differ from earlier commits (the old taste acted within the
       session too).
+    * v1, 2026-12-01, issue #17 (acquired tastes start below par, ``docs/simulator.md`` "Users over
+      time"): the world says which items are acquired tastes (``item_acquired``: world options
+      ``acquired_share`` 0.8 of the items, unlike the mainstream plus chance), and they are unpopular
+      (``acquired_gap`` 3 in the popularity order: the long tail is 95% acquired tastes); their satisfaction
+      is multiplied by ``1 + taste_weight * taste - taste_valley`` (``taste_valley`` 0.65: 0.35 of par
+      before any taste). The v1 worlds' popularity order and every v1 trajectory differ from earlier
+      commits; v1 has no published results yet.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
