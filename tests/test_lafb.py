@@ -12,7 +12,7 @@ from recgym.evaluation import make_eval_env
 
 SYN = "recgym/Synthetic-v1"
 NO_CATEGORY_LEAVE = dict(leave_window=0)  # sessions end by patience: the comparison is about the log's bias
-UNBIASED_LOG = dict(familiarity_click=0.0, familiarity_watch=0.0)
+UNBIASED_LOG = dict(familiarity_click=0.0, familiarity_watch=0.0, conformity=0.0, conformity_like=0.0)
 
 
 def rollout(policy, **options):
@@ -25,12 +25,14 @@ def test_lafb_learns_the_familiarity_bias_of_the_log_and_nothing_without_it():
     rollout(control, **UNBIASED_LOG)
     users = np.arange(biased.world.n_users)
     creator, control_creator = (policy.factors(users)[:, 0] for policy in (biased, control))
-    # measured: mean creator factor 0.375 (90.5% of users > 0) with the log's familiarity pulls, 0.0 (0%)
-    # without them (rank units per unit of familiarity). At 124ba7a, before the v1 taste stopped acting inside
-    # a session (0c0d11c): 0.865 / 98% and control 0.057 / 14% (that taste also rewarded the session's
-    # familiar categories), 0.343 / 90% and control 0 with taste_weight=0, as now
-    assert creator.mean() > 0.2 and (creator > 0).mean() > 0.85, (creator.mean(), (creator > 0).mean())
-    assert control_creator.mean() < 0.1 and (control_creator > 0).mean() < 0.2, control_creator.mean()
+    # measured: mean creator factor 2.196 (100% of users > 0) with the log's pulls, 0.113 (13%) without
+    # them (rank units per unit of familiarity). Since the acquired tastes (d4b150c) popularity follows
+    # content, so a familiar creator's items share its popularity and the conformity pull reads as
+    # familiarity: with only the familiarity pulls off the factor stays 1.031 (100%), hence the control
+    # turns every pull off. Before d4b150c: 0.375 (90.5%) and 0.0 (0%) with only the familiarity pulls off;
+    # at 124ba7a (taste inside the session) 0.865 / 98% and control 0.057 / 14%
+    assert creator.mean() > 1.0 and (creator > 0).mean() > 0.85, (creator.mean(), (creator > 0).mean())
+    assert control_creator.mean() < 0.1 * creator.mean() and (control_creator > 0).mean() < 0.2, control_creator.mean()
 
 
 def test_lafb_raises_the_novel_watch_share_over_its_base_and_the_hand_set_debiaser():
