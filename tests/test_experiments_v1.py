@@ -43,9 +43,10 @@ def test_v1_cells_are_scored_against_one_cached_front_on_paired_seeds(tmp_path: 
     # the front runs the cells' evaluation seeds: its lambda-0 point IS the oracle row (at dae149f: 18.503, 0.864)
     assert by["oracle"]["R_cum"] == pytest.approx(oracle_point["R_cum"], rel=1e-9)
     assert by["oracle"]["gini"] == pytest.approx(oracle_point["gini"], rel=1e-9)
-    # controls (at dae149f): the tail costs the oracle utility (16.24 vs 18.50), one ranking for all costs more (9.92)
-    # and concentrates exposure (Gini 0.980 vs 0.864); random is farthest from the front's DPFR point
-    assert by["nonpersonalised"]["R_cum"] < by["oracle-tail"]["R_cum"] < by["oracle"]["R_cum"]
+    # controls: the tail costs the oracle utility and so does one ranking for all, which also concentrates exposure;
+    # random is farthest from the front's DPFR point. At d4b150c (acquired tastes start below par) oracle 13.27,
+    # oracle-tail 7.98, nonpersonalised 8.49 (Gini 0.980 vs the oracle's 0.902); at dae149f 18.50, 16.24, 9.92
+    assert max(by["nonpersonalised"]["R_cum"], by["oracle-tail"]["R_cum"]) < 0.7 * by["oracle"]["R_cum"]
     assert by["nonpersonalised"]["gini"] > by["oracle"]["gini"]
     assert by["random"]["dpfr"] > by["nonpersonalised"]["dpfr"] > by["oracle"]["dpfr"]
     assert all(row["wall_s"] > 0 for row in rows)
