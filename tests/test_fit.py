@@ -35,7 +35,7 @@ SESSIONS = 20_000
 #: The source runs the v1 user model with the issue #17 mechanisms this fit does not model switched off
 #: (acquired taste, novelty seeking, daily and weekly cycles; those its SimParams has: they are landing
 #: while this is written), so the recovery tolerances measure the fit, not a mechanism it leaves out.
-SOURCE_OPTIONS = {name: 0.0 for name in ("taste_weight", "novelty_weight", "daily_cycle", "weekly_cycle")
+SOURCE_OPTIONS = {name: 0.0 for name in ("taste_weight", "taste_valley", "novelty_weight", "daily_cycle", "weekly_cycle")
                   if name in {f.name for f in dataclasses.fields(SimParams)}}
 ROUND_TRIP_POLICIES = ("random", "popular", "oracle", "debias-popular")
 #: Sessions open at once while the source log is written: well below the 400 users, so that a user due

@@ -79,7 +79,7 @@ DEFAULT_SETTINGS = FitSettings()
 #: Mechanisms the fit does not identify yet: off in a fitted world (each is a SimParams knob a user may turn on).
 UNFITTED_OFF = {"interest_drift": 0.0, "interest_walk": 0.0, "time_of_day": 0.0, "novelty_weight": 0.0,
                 "session_novelty_volatility": 0.0, "boredom": 0.0, "creator_fatigue": 0.0, "taste_weight": 0.0,
-                "popular_streak": 0}
+                "taste_valley": 0.0, "popular_streak": 0}
 #: Leave-rule candidates (DORL window with threshold 0, patience budget, patience threshold as a share of reward_max).
 LEAVE_GRID = {"leave_window": (0, 1, 2, 4), "patience": (0.0, 1.0, 3.0, 10.0), "patience_threshold": (0.05, 0.15, 0.3)}
 #: The leave rule is fitted on session lengths up to this quantile (longer sessions are censored there).
