@@ -306,7 +306,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.policy in ("novelty-hrl", "hrl4pfg") and args.checkpoint is not None:  # scored against the simulator's truth
         from recgym.agents.hrl_agents import method_summary
 
-        extra = method_summary(args.policy, policy, args.env, args.episodes, args.seed, args.num_envs, **options)
+        extra = method_summary(args.policy, policy, result, args.env, args.episodes, args.seed, args.num_envs,
+                               **options)
         result.summary.update(extra)
         result.ci95.update(dict.fromkeys(extra, float("nan")))
     if args.json:

@@ -505,6 +505,24 @@ def test_recgym_eval_scores_novelty_hrl_and_hrl4pfg_against_the_simulator_truth(
             assert 0 <= scores["guidance_tail_share_first_session"] <= 1 and scores["guidance_lifetime_value"] > 0
 
 
+def test_hrl4pfg_guidance_is_read_from_the_scored_rollout_with_the_numbers_of_a_second_rollout(tmp_path):
+    from recgym.agents.hrl_agents import method_summary
+    from recgym.evaluation import evaluate, lifetime_guidance
+
+    env, episodes, seed, num_envs = "recgym/Synthetic-v1", 16, 3, 8
+    policy, _ = train("hrl4pfg", env, 1_000, seed=0, logdir=tmp_path, num_envs=16, rounds=1, env_options=LIFETIME,
+                      device="cpu")
+    result = evaluate(policy, env, episodes, seed=seed, num_envs=num_envs, **LIFETIME)
+    scores = method_summary("hrl4pfg", policy, result, env, episodes, seed, num_envs, **LIFETIME)
+    # the frozen policy does not learn online: the second rollout method_summary ran before gave the same numbers
+    again = lifetime_guidance(policy, env, episodes, seed, num_envs, **LIFETIME).summary()
+    assert scores == {f"guidance_{key}": value for key, value in again.items()} and len(scores) >= 6
+    assert scores["guidance_lifetime_value"] > 0 and scores["guidance_tail_affinity_gain"] == result.summary[
+        "tail_affinity_gain"]
+    session = evaluate(policy, env, 4, seed=seed, num_envs=4)  # sessions, not lifetimes: nothing to add
+    assert method_summary("hrl4pfg", policy, session, env, 4, seed, 4) == {}
+
+
 def test_the_constant_state_twin_of_dsrm_hrl_reads_one_state_for_every_history_and_round_trips(tmp_path):
     from recgym.agents.hrl_agents import CONSTANT_FILE
 

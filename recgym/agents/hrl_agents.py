@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from recgym.agents.hierarchy import (
 from recgym.agents.hrl4pfg import HRL4PFG
 from recgym.agents.novelty_hrl import NoveltyHRL, propensity_agreement
 from recgym.world import World
+
+if TYPE_CHECKING:
+    from recgym.evaluation import EvaluationResult
 
 #: agent name -> (uses DSRM, one level only, constant state: the DSRM agent's constant-state twin)
 HRL_AGENTS = {
@@ -174,23 +177,21 @@ def load_constant(path: Path, world: World | None = None) -> np.ndarray:
     return constant.astype(np.float32)
 
 
-def method_summary(agent: str, policy: HierarchicalPolicy, env: str, episodes: int, seed: int, num_envs: int,
-                   **options: Any) -> dict[str, float]:
-    """What ``recgym eval`` adds to a hierarchical agent's summary, scored against the simulator's truth
-    where the env has it: novelty-hrl on v1 envs, its inferred propensity against the true static and
-    session propensities (:func:`recgym.agents.novelty_hrl.propensity_agreement`, ``propensity_*``);
-    hrl4pfg on v1 lifetime envs, progressive guidance across sessions
-    (:func:`recgym.evaluation.lifetime_guidance`, ``guidance_*``). Empty otherwise."""
-    from recgym.evaluation import lifetime_guidance, make_eval_env
-
-    venv = make_eval_env(env, 1, **options)
-    if not venv.world.is_v1:
-        return {}
+def method_summary(agent: str, policy: HierarchicalPolicy, result: EvaluationResult, env: str, episodes: int,
+                   seed: int, num_envs: int, **options: Any) -> dict[str, float]:
+    """What ``recgym eval`` adds to a hierarchical agent's summary (``result``: its :func:`recgym.evaluation.evaluate`
+    of ``env``), scored against the simulator's truth where the env has it: novelty-hrl on v1 envs, its inferred
+    propensity against the true static and session propensities
+    (:func:`recgym.agents.novelty_hrl.propensity_agreement`, ``propensity_*``, a rollout of its own); hrl4pfg on
+    v1 lifetime envs, progressive guidance across sessions, read from ``result``'s own rollout
+    (``result.lifetime``, :class:`recgym.evaluation.LifetimeGuidance`, ``guidance_*``). Empty otherwise."""
+    if agent == "hrl4pfg" and result.lifetime is not None:
+        return {f"guidance_{key}": value for key, value in result.lifetime.summary().items()}
     if agent == "novelty-hrl":
-        return propensity_agreement(policy, env, episodes, seed, num_envs, **options).summary()
-    if agent == "hrl4pfg" and venv.params.episode == "lifetime":
-        guidance = lifetime_guidance(policy, env, episodes, seed, num_envs, **options)
-        return {f"guidance_{key}": value for key, value in guidance.summary().items()}
+        from recgym.evaluation import make_eval_env
+
+        if make_eval_env(env, 1, **options).world.is_v1:
+            return propensity_agreement(policy, env, episodes, seed, num_envs, **options).summary()
     return {}
 
 
