@@ -58,7 +58,6 @@ from typing import Any
 
 import numpy as np
 import scipy.optimize
-import scipy.sparse
 from tqdm.auto import tqdm
 
 from recgym.fit.core import WATCH_FLOOR, FitSettings, als, replay, sample_rows, unit_rows
