@@ -201,9 +201,8 @@ def evaluate(
     (``result.lifetime``, :class:`LifetimeGuidance`; its :data:`LIFETIME_METRICS` in the summary): one rollout
     gives a table's every column.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
-    venv = make_eval_env(env, min(num_envs, int(episodes)), mode, **options)
+    episodes = check_count("episodes", episodes)
+    venv = make_eval_env(env, min(num_envs, episodes), mode, **options)
     if venv.params.slate_size != 1:
         raise ValueError(f"evaluate supports slate_size=1 envs, got slate_size={venv.params.slate_size}")
     agent = as_policy(policy, deterministic)
@@ -331,9 +330,8 @@ def population_rollout(policy: Any, steps: int, seed: int = 0, n_users: int = 64
     from recgym.envs import population_v0
     from recgym.metrics import gini
 
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    env = population_v0.parallel_env(world=world, n_users=n_users, max_cycles=int(steps) + 1,
+    steps = check_count("steps", steps)
+    env = population_v0.parallel_env(world=world, n_users=n_users, max_cycles=steps + 1,
                                      arrival_rate=arrival_rate, **options)
     if env.params.slate_size != 1:
         raise ValueError(f"population_rollout supports slate_size=1, got slate_size={env.params.slate_size}")

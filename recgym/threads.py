@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+from recgym.sizes import check_count
+
 #: The most torch threads one process gets by default.
 MAX_DEFAULT_THREADS = 4
 
@@ -29,8 +31,7 @@ def available_cores() -> int:
 def default_torch_threads(workers: int = 1) -> int:
     """``max(1, min(available cores // (2 * workers), MAX_DEFAULT_THREADS))``: the default of one of
     ``workers`` processes that run at once."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    workers = check_count("workers", workers)
     return max(1, min(available_cores() // (2 * workers), MAX_DEFAULT_THREADS))
 
 
@@ -39,8 +40,8 @@ def set_torch_threads(threads: int | None = None, workers: int = 1) -> int:
     ``workers``) and return it."""
     if threads is None:
         threads = default_torch_threads(workers)
-    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"torch threads must be a positive integer, got {threads!r}")
+    else:
+        threads = check_count("torch threads", threads)
     import torch
 
     torch.set_num_threads(threads)

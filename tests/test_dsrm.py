@@ -224,6 +224,15 @@ def test_bad_inputs_raise_clear_errors(trained):
         model.sample(torch.zeros(1, 16), torch.zeros(1, 48), "ddim", steps=50)
     with pytest.raises(ValueError, match=r"context must have shape \(1, 48\)"):
         model.purify_state(torch.zeros(1, 16), context=torch.zeros(1, 16))
+    for call, message in ((lambda: DSRMConfig(16, 5, k_steps=0), "DSRMConfig.k_steps must be an integer >= 1, got 0"),
+                          (lambda: model.sample(torch.zeros(1, 16), torch.zeros(1, 48), repeats=0),
+                           "repeats must be an integer >= 1, got 0"),
+                          (lambda: model.purify_state(torch.zeros(1, 16), n_samples=2.0, context=torch.zeros(1, 48)),
+                           "n_samples must be an integer >= 1, got 2.0"),
+                          (lambda: stage_one(ENV, timesteps=10, batch_size=0, logdir=None, progress=False),
+                           "batch_size must be an integer >= 1, got 0")):
+        with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+            call()
 
 
 @pytest.mark.parametrize("freeze", [True, False])

@@ -92,7 +92,7 @@ def test_evaluates_an_existing_vector_env_and_rejects_bad_input():
         recgym.evaluate(RandomPolicy(), SYN, mode="NX_5")
     with pytest.raises(ValueError, match="only apply when the env is given by id"):
         recgym.evaluate(RandomPolicy(), venv, mode="NX_0")
-    with pytest.raises(ValueError, match="episodes must be a positive integer"):
+    with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
         recgym.evaluate(RandomPolicy(), SYN, episodes=0)
     with pytest.raises(ValueError, match="callable obs -> action"):
         recgym.evaluate(42, SYN)

@@ -133,8 +133,10 @@ def test_torch_threads_flag_sets_torch_and_the_default_is_capped(capsys, tmp_pat
     assert [threads.default_torch_threads(w) for w in (1, 2)] == [1, 1]
     monkeypatch.setattr(threads, "available_cores", lambda: 16)
     assert [threads.default_torch_threads(w) for w in (1, 2, 4, 8, 32)] == [4, 4, 2, 1, 1]
-    with pytest.raises(ValueError, match="workers must be a positive integer"):
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         threads.default_torch_threads(0)
+    with pytest.raises(ValueError, match="torch threads must be an integer >= 1, got True"):
+        threads.set_torch_threads(True)
 
 
 def test_bundled_config_runs_by_name_and_a_path_still_works(capsys, tmp_path):

@@ -32,6 +32,7 @@ from torch import nn
 
 from recgym.agents.checkpoints import META_KEY, check_meta, checkpoint_meta, first_line, new_run_dir, read_sb3_meta
 from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO
+from recgym.sizes import check_count
 from recgym.world import World
 
 
@@ -208,8 +209,7 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     from recgym.envs.sb3 import SB3VecEnv
     from recgym.evaluation import make_eval_env
 
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+    timesteps = check_count("timesteps", timesteps)
     options = dict(env_options or {})
     agent = agent or algo
     world = make_eval_env(env_id, 1, **options).world  # validates the id and options with one-line errors

@@ -24,6 +24,7 @@ from recgym.agents.hierarchy import (
 )
 from recgym.agents.hrl4pfg import HRL4PFG
 from recgym.agents.novelty_hrl import NoveltyHRL, propensity_agreement
+from recgym.sizes import check_count
 from recgym.world import World
 
 if TYPE_CHECKING:
@@ -110,8 +111,7 @@ def train(
     evaluated every ``eval_freq`` stage-II env steps (0: only at the end) and at the end, ``eval_scorer``
     adding scalars (:func:`recgym.agents.hierarchy.train_hierarchy`; ``policy.learning_curve``).
     """
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+    timesteps = check_count("timesteps", timesteps)
     if agent not in HRL_AGENTS:
         raise ValueError(f"unknown hierarchical agent {agent!r}; valid: {', '.join(HRL_AGENTS)}")
     from recgym.evaluation import make_eval_env

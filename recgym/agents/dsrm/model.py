@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recgym.agents.checkpoints import META_KEY, check_meta, check_world, first_line
+from recgym.sizes import check_count
 from recgym.world import World
 
 SAMPLERS = ("ddpm", "ddim")
@@ -61,9 +62,8 @@ class DSRMConfig:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"DSRMConfig.{f.name} must be a positive integer, got {value!r}")
+            if f.type == "int":
+                check_count(f"DSRMConfig.{f.name}", getattr(self, f.name))
         if not 0 < self.beta_min <= self.beta_max < 1:
             raise ValueError(f"DSRMConfig needs 0 < beta_min <= beta_max < 1, got {self.beta_min}, {self.beta_max}")
         if self.d_model % self.n_heads:
@@ -305,8 +305,7 @@ class DSRM(nn.Module):
         n_jumps = big_k if steps is None else steps
         if isinstance(n_jumps, bool) or not isinstance(n_jumps, int) or not 1 <= n_jumps <= big_k:
             raise ValueError(f"steps must be an integer in [1, {big_k}], got {steps!r}")
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-            raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+        repeats = check_count("repeats", repeats)
         condition = self._condition(raw, context)
         if noise is None:
             noise = torch.randn((repeats * raw.shape[0], raw.shape[1]), generator=generator, device=raw.device)
@@ -353,8 +352,7 @@ class DSRM(nn.Module):
         ``shared_noise``: every row's chains start from the same ``n_samples`` noise vectors, so with
         the deterministic DDIM sampler a row's state depends on its own history only, not on its
         position or on the batch it is computed in (default: one draw per row and chain)."""
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        n_samples = check_count("n_samples", n_samples)
         self._check_context(raw, context)
         generator = None
         if seed is not None:

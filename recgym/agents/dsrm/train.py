@@ -40,6 +40,7 @@ from recgym.agents.dsrm.model import DSRM, DSRMConfig, HistoryEncoder, resolve_d
 from recgym.agents.dsrm.rollouts import make_venv, rollout
 from recgym.dynamics import popularity_scores
 from recgym.envs.vector import RecSysVectorEnv
+from recgym.sizes import check_count
 from recgym.world import World
 
 #: The registered agent name of stage-I pretraining (:data:`recgym.agents.AGENTS`).
@@ -272,8 +273,7 @@ def stage_one(
     """
     for name, value in (("timesteps", timesteps), ("num_envs", num_envs), ("encoder_epochs", encoder_epochs),
                         ("diffusion_epochs", diffusion_epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_count(name, value)
     torch.manual_seed(seed)
     venv = make_venv(env_id, num_envs, env_options)
     world = venv.world
