@@ -41,10 +41,12 @@ def test_the_oracle_is_the_lambda_0_end(front):
 
 def test_the_sweep_trades_return_for_flat_exposure_and_the_front_is_monotone(front):
     assert list(front.lambdas) == [0.0, 0.01, 0.1, 1.0, 10.0]
-    # measured (96f1716, novelty and daily cycles on): Gini 0.664 -> 0.199, R_cum 56.72 -> 44.52 (0.78 of
-    # the oracle's); before them (deb4de1): Gini 0.780 -> 0.206, R_cum 0.74 of the oracle's
+    # measured (d4b150c, acquired tastes at 0.35 of par until acquired, 80% of the items, mostly the long
+    # tail): Gini 0.779 -> 0.236, R_cum 38.67 -> 22.19 (0.57 of the oracle's: flat exposure serves the
+    # unacquired tastes; 0.78 with taste_valley=0); 96f1716 (novelty and daily cycles on): Gini 0.664 -> 0.199,
+    # R_cum 56.72 -> 44.52 (0.78); before them (deb4de1): Gini 0.780 -> 0.206, R_cum 0.74 of the oracle's
     assert front.gini[0] > 0.5 and front.gini[-1] < 0.4 * front.gini[0]
-    assert 0.6 < front.r_cum[-1] / front.r_cum[0] < 0.9
+    assert 0.45 < front.r_cum[-1] / front.r_cum[0] < 0.9
     kept = np.argsort(front.gini[front.on_front])
     assert np.all(np.diff(front.r_cum[front.on_front][kept]) > 0)  # fairer front points earn less
     for g, r in zip(front.gini[front.on_front], front.r_cum[front.on_front]):
