@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--sessions", type=int, default=256, help="sessions of each end evaluation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--logdir", default="runs", help="ppo's run directory (TensorBoard and model.zip)")
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE env option over fairness_v1 max30")
     args = parser.parse_args()
     options = dict(FAIRNESS_V1_MAX30)
@@ -124,9 +125,14 @@ def main() -> None:
         from recgym.agents.flat import train
 
         recorders: list[AgeRecorder] = []
-        model, _ = train("ppo", args.env, args.steps, seed=args.seed, logdir="/tmp/agedrift_runs", num_envs=args.num_envs,
-                         env_options=options, wrap_env=lambda venv: recorders.append(AgeRecorder(venv, args.every)) or recorders[0])
-        recorder, policy = recorders[0], model
+
+        def record(venv: Any) -> AgeRecorder:
+            recorders.append(AgeRecorder(venv, args.every))
+            return recorders[0]
+
+        policy, _ = train("ppo", args.env, args.steps, seed=args.seed, logdir=args.logdir, num_envs=args.num_envs,
+                          env_options=options, wrap_env=record)
+        recorder = recorders[0]
     else:
         from recgym.agents import make_policy
         from recgym.envs.sb3 import SB3VecEnv
