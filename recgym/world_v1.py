@@ -199,7 +199,7 @@ def draw_acquired_tastes(world: World, share: float, rng: np.random.Generator) -
     mainstream = _zscore(world.item_emb.astype(np.float64) @ content_axis(world, "mainstream", rng))
     unfamiliarity = -(mainstream + rng.standard_normal(world.n_items))
     acquired = np.zeros(world.n_items, bool)
-    acquired[np.argsort(-unfamiliarity, kind="stable")[:int(round(share * world.n_items))]] = True
+    acquired[np.argsort(-unfamiliarity, kind="stable")[:round(share * world.n_items)]] = True
     return acquired
 
 
