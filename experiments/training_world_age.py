@@ -19,15 +19,14 @@ and at the end the same policy (deterministic) on ``--sessions`` sessions of a F
 and catalogue, no reset). ``--option KEY=VALUE`` turns mechanisms off (``taste_weight=0``,
 ``popularity_feedback=0``, ``interest_memory=0``) to separate them.
 
-    python benchmarks/training_world_age.py --policy oracle --steps 100000
-    python benchmarks/training_world_age.py --policy ppo --steps 100000 --option taste_weight=0
+    python experiments/training_world_age.py --policy oracle --steps 100000
+    python experiments/training_world_age.py --policy ppo --steps 100000 --option taste_weight=0
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -120,7 +119,6 @@ def main() -> None:
     for item in args.option:
         key, value = item.split("=", 1)
         options[key] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value
-    start = time.time()
     if args.policy == "ppo":
         from recgym.agents.flat import train
 
@@ -147,12 +145,11 @@ def main() -> None:
             next_obs, reward, _, _ = recorder.step(actions)
             policy.update(obs, actions, reward)
             obs = next_obs
-    trained = time.time() - start
     fresh = evaluate(policy, args.env, episodes=args.sessions, seed=1000 + args.seed, num_envs=args.num_envs, **options)
     frozen = frozen_sessions(policy, recorder.venv.venv, args.sessions, 1000 + args.seed)
     for row in recorder.rows:
         print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}))
-    print(json.dumps({"policy": args.policy, "options": options, "train_s": round(trained, 1),
+    print(json.dumps({"policy": args.policy, "options": options,
                       "fresh_R": round(fresh.summary["R_cum"], 3), "fresh_ci": round(fresh.ci95["R_cum"], 3),
                       "frozen_R": round(float(frozen.mean()), 3),
                       "frozen_ci": round(1.96 * float(frozen.std(ddof=1)) / np.sqrt(frozen.size), 3)}))
