@@ -295,6 +295,11 @@ def test_world_dir_refuses_damage_and_other_versions(fitted, tmp_path):
     target = save_world_dir(tmp_path / "w", result.world, result.params, result.manifest)
     world, params = load_world(target)
     assert world.fingerprint == result.world.fingerprint and params == result.params
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["params"]["taste_valley"] == 0.0
+    del manifest["params"]["taste_valley"]  # a world fitted before the acquired tastes' valley existed
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    assert load_world(target)[1] == result.params  # read as off, not as SimParams' default 0.65
     np.save(target / "item_quality.npy", np.zeros(result.world.n_items, np.float32))
     with pytest.raises(WorldDirError, match=r"item_quality\.npy: checksum differs"):
         load_world(target)

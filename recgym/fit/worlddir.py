@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from recgym.fit.model import UNFITTED_OFF
 from recgym.world import World
 
 FORMAT = "recgym-world"
@@ -146,7 +147,11 @@ def read_arrays(world_dir: str | Path, manifest: dict[str, Any]) -> dict[str, np
 
 
 def load_world(world_dir: str | Path) -> tuple[World, dict[str, Any]]:
-    """(World, fitted SimParams keyword defaults) of a world dir written by :func:`save_world_dir`."""
+    """(World, fitted SimParams keyword defaults) of a world dir written by :func:`save_world_dir`.
+
+    A mechanism the fit switches off (:data:`recgym.fit.model.UNFITTED_OFF`) that the manifest's params do
+    not name is read as off: the world was fitted before the knob existed (e.g. ``taste_valley``), so it
+    must not take the knob's default, which would change the world it describes."""
     manifest = read_manifest(world_dir)
     arrays = read_arrays(world_dir, manifest)
     try:
@@ -154,4 +159,4 @@ def load_world(world_dir: str | Path) -> tuple[World, dict[str, Any]]:
                       **{name: float(manifest["world"][name]) for name in WORLD_SCALARS})
     except (KeyError, TypeError, ValueError) as error:
         raise WorldDirError(f"{Path(world_dir) / MANIFEST}: not a valid world ({error})") from None
-    return world, dict(manifest.get("params", {}))
+    return world, {**UNFITTED_OFF, **manifest.get("params", {})}
