@@ -61,6 +61,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 import recgym  # noqa: F401  (registers the env ids)
+from recgym.sizes import check_count
 from recgym.world import World
 
 ENV_ID = "recgym/KuaiRec-v0"
@@ -100,8 +101,7 @@ class BenchConfig:
             raise ValueError(f"sizes must be positive batch sizes, got {self.sizes!r}")
         if self.sync_size not in self.sizes:
             raise ValueError(f"sync_size {self.sync_size} must be one of sizes {self.sizes}")
-        if self.blocks < 1:
-            raise ValueError(f"blocks must be a positive integer, got {self.blocks!r}")
+        check_count("blocks", self.blocks)
         if self.timer not in TIMERS:
             raise ValueError(f"timer must be one of {list(TIMERS)}, got {self.timer!r}")
 

@@ -36,6 +36,7 @@ from recgym.agents import get_agent
 from recgym.agents.baselines import Obs, OracleGreedy
 from recgym.envs import ENV_IDS
 from recgym.evaluation import EvaluationResult, evaluate
+from recgym.sizes import check_count
 
 #: The lambda grid of the sweep (reward units per flat share of exposure).
 DEFAULT_LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -177,8 +178,7 @@ def reference_front(env: str = "recgym/KuaiRec-v1", lambdas: Sequence[float] = D
     grid = check_lambdas(lambdas)
     if env not in ENV_IDS:
         raise ValueError(f"unknown env id {env!r}; valid ids: {', '.join(ENV_IDS)}")
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    seeds = check_count("seeds", seeds)
     runs = np.array([[(result.summary["gini"], result.summary["R_cum"])
                       for result in (evaluate(ExposurePenalisedOracle(float(lam)), env, episodes=episodes, seed=s,
                                               num_envs=num_envs, **options) for s in range(seed, seed + seeds))]

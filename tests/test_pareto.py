@@ -128,7 +128,7 @@ def test_a_policy_favouring_emerging_creators_raises_their_exposure_share():
     (dict(lambdas=[0.1, -1.0]), r"lambdas must be finite numbers >= 0, got -1.0"),
     (dict(lambdas=[float("inf")]), "lambdas must be finite numbers >= 0, got inf"),
     (dict(env="recgym/Nope-v9"), "unknown env id 'recgym/Nope-v9'"),
-    (dict(seeds=0), "seeds must be a positive integer, got 0"),
+    (dict(seeds=0), "seeds must be an integer >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_error(kwargs, message):
     with pytest.raises(ValueError, match=message) as error:
