@@ -232,8 +232,8 @@ def evaluate(
     lifetime = summarize_lifetimes(episode[keep], session, rewards[keep], ~sim.popular[items[keep]], affinity,
                                    start_day, gap, int(episodes))
     return replace(result, lifetime=lifetime,
-                               summary={**result.summary, **{key: getattr(lifetime, key) for key in LIFETIME_METRICS}},
-                               ci95={**result.ci95, **dict.fromkeys(LIFETIME_METRICS, float("nan"))})
+                   summary={**result.summary, **{key: getattr(lifetime, key) for key in LIFETIME_METRICS}},
+                   ci95={**result.ci95, **dict.fromkeys(LIFETIME_METRICS, float("nan"))})
 
 
 def is_lifetime_env(venv: RecSysVectorEnv) -> bool:
