@@ -167,9 +167,7 @@ def test_post_click_intercepts_knob_moves_the_logged_rates():
 
     hate, like = rates()
     raised_hate, same_like = rates(post_click_intercepts={"hate": -3.0})
-    # measured 0.0192 -> 0.177 (9.2x, 1,461 clicks) with fresh sessions (session_memory False, issue #19);
-    # 0.0164 -> 0.222 (13.6x) when users carried their state (session_memory=True)
-    assert raised_hate > 5 * hate and raised_hate > 0.05, (hate, raised_hate)
+    assert raised_hate > 10 * hate and raised_hate > 0.05, (hate, raised_hate)  # measured 0.0013 -> 0.097
     assert same_like == like  # the other signals' draws are untouched
 
 
