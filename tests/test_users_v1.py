@@ -465,3 +465,12 @@ def test_lifetimes_do_not_grow_memory_beyond_the_per_user_state():
     tracemalloc.stop()
     assert lifetimes > 400 and world.n_users == 400
     assert growth < 256 * 1024  # bytes: nothing accumulates per session or per lifetime
+
+
+def test_the_cli_reads_session_memory_as_true_or_false():
+    from recgym.cli import _option
+
+    assert _option("session_memory=true") == ("session_memory", True)
+    assert _option("session_memory=False") == ("session_memory", False)
+    with pytest.raises(Exception, match="session_memory expects true or false, got 'yes'"):
+        _option("session_memory=yes")
