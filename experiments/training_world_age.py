@@ -17,7 +17,9 @@ records, every ``--every`` env steps:
 and at the end the same policy (deterministic) on ``--sessions`` sessions of a FRESH env
 (:func:`recgym.evaluate`, what a cell reports) and of a FROZEN copy of the training env (the aged users
 and catalogue, no reset). ``--option KEY=VALUE`` turns mechanisms off (``taste_weight=0``,
-``popularity_feedback=0``, ``interest_memory=0``) to separate them.
+``popularity_feedback=0``, ``interest_memory=0``) to separate them; ``session_memory=true`` brings back
+the aging world (users carry their state between sessions; the default since the fix is ``false``, every
+session starts from the user's initial state, and the fresh / frozen ratio is ~1).
 
     python experiments/training_world_age.py --policy oracle --steps 100000
     python experiments/training_world_age.py --policy ppo --steps 100000 --option taste_weight=0
@@ -118,7 +120,8 @@ def main() -> None:
     options = dict(FAIRNESS_V1_MAX30)
     for item in args.option:
         key, value = item.split("=", 1)
-        options[key] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value
+        parsed = value[:1].isdigit() or value[:1] == "-" or value in ("true", "false")
+        options[key] = json.loads(value) if parsed else value
     if args.policy == "ppo":
         from recgym.agents.flat import train
 

@@ -218,13 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: The type of each SimParams field (an ``--option`` value is converted to it; other keys stay text).
-OPTION_TYPES: dict[str, type] = {f.name: {"int": int, "float": float}.get(str(f.type), str)
-                                 for f in dataclasses.fields(SimParams)}
+def _flag(text: str) -> bool:
+    """``true`` / ``false`` (any case) -> bool (a bool SimParams field, e.g. ``session_memory``)."""
+    if text.lower() not in ("true", "false"):
+        raise ValueError(text)
+    return text.lower() == "true"
+
+
+OPTION_TYPES: dict[str, Any] = {f.name: {"int": int, "float": float, "bool": _flag}.get(str(f.type), str)
+                                for f in dataclasses.fields(SimParams)}
 
 
 def _option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` -> (key, value) with the value converted to the SimParams field's type (int or
-    float; text for text fields and for the other env options, e.g. ``data_dir``); SimParams
+    """``KEY=VALUE`` -> (key, value) with the value converted to the SimParams field's type (int,
+    float or bool: ``true`` / ``false``; text for text fields and for the other env options, e.g. ``data_dir``); SimParams
     validates names and ranges."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -233,8 +240,8 @@ def _option(text: str) -> tuple[str, Any]:
     try:
         return key, kind(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{key} expects {'an integer' if kind is int else 'a number'}, "
-                                         f"got {value!r}") from None
+        expects = {int: "an integer", _flag: "true or false"}.get(kind, "a number")
+        raise argparse.ArgumentTypeError(f"{key} expects {expects}, got {value!r}") from None
 
 
 def _number_option(text: str) -> tuple[str, Any]:

@@ -38,8 +38,8 @@ V1_DEFAULTS = {"reward_signal": "observed", "popularity_noise": 0.0, "exposure_b
 EPISODES = ("session", "lifetime")
 
 #: Knobs of users over time (issue #17, :mod:`recgym.users`; v1 worlds only, a v0 world refuses non-default values).
-USERS_KNOBS = ("episode", "lifetime_sessions", "lifetime_days", "interest_memory", "taste_weight", "taste_rate",
-               "taste_valley", "taste_neighbourhoods", "session_rate", "retention_weight", "retention_reference")
+USERS_KNOBS = ("episode", "session_memory", "lifetime_sessions", "lifetime_days", "interest_memory", "taste_weight",
+               "taste_rate", "taste_valley", "taste_neighbourhoods", "session_rate", "retention_weight", "retention_reference")
 
 #: Knobs of the v1 user model (``docs/design-v1.md``); a v0 world refuses non-default values.
 V1_KNOBS = ("conformity", "conformity_like", "familiarity_click", "familiarity_watch", "click_base", "click_slope",
@@ -101,6 +101,14 @@ class SimParams:
     each control in brackets)
         episode: ``"session"`` (one session per episode; new sessions take users in order of their
             return times) or ``"lifetime"`` (one episode is one user's sessions up to the horizon).
+        session_memory: session mode only: whether a returning user's long-term state (the interest
+            written back by ``interest_memory``, acquired ``taste``, the consumed categories and creators
+            the novelty model reads) carries over to their next session. ``False`` (default): every
+            session starts from the user's initial long-term state, as :func:`recgym.users.restart_users`
+            sets it (the platform's return order and clock keep running, ``session_count`` counts on), so
+            a long training run's users do not age away from the fresh users an evaluation meets (issue
+            #19, "the training world ages"); ``True``: users carry their state between sessions (what
+            lifetime episodes and ``recgym/Population-v1`` always do; lifetime mode ignores the knob).
         lifetime_sessions, lifetime_days: the lifetime horizon: the episode is truncated when the
             user has had ``lifetime_sessions`` sessions or would next return after ``lifetime_days``
             days (``0``: no day limit).
@@ -186,6 +194,7 @@ class SimParams:
     popularity_feedback: float = 1.0
 
     episode: str = "session"
+    session_memory: bool = False
     lifetime_sessions: int = 20
     lifetime_days: float = 0.0
     interest_memory: float = 1.0
@@ -257,6 +266,8 @@ class SimParams:
         _check_choice("click_model", self.click_model, CLICK_MODELS)
         _check_range("position_decay", self.position_decay, 0.0, 10.0)
         _check_choice("episode", self.episode, EPISODES)
+        if not isinstance(self.session_memory, bool):
+            raise ValueError(f"session_memory must be True or False, got {self.session_memory!r}")
         _check_range("lifetime_sessions", self.lifetime_sessions, 1, 100_000)
         _check_range("lifetime_days", self.lifetime_days, 0.0, 1e6)
         _check_range("interest_memory", self.interest_memory, 0.0, 1.0)

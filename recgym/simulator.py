@@ -27,7 +27,7 @@ from recgym.params import USERS_KNOBS, V1_KNOBS, SimParams
 from recgym.sizes import array_bytes, check_count, check_memory
 from recgym.users import (
     acquired_tastes, activity_levels, allocate_users, end_sessions, free_users, item_neighbourhoods, reset_users,
-    restart_users, take_returning, users_layout,
+    restart_long_term, restart_users, take_returning, users_layout,
 )
 from recgym.world import World
 
@@ -229,7 +229,8 @@ class Simulator:
                                 mode_draws)
 
     def _returning_users(self, slots: np.ndarray, users: np.ndarray | None) -> np.ndarray:
-        """Session mode (v1): ``users`` (default: the next in return order) start sessions now."""
+        """Session mode (v1): ``users`` (default: the next in return order) start sessions now; without
+        ``session_memory`` their long-term state first goes back to the world's (:func:`restart_long_term`)."""
         start = np.empty(slots.size)
         if users is None:
             users = np.empty(slots.size, np.int64)
@@ -237,6 +238,8 @@ class Simulator:
         else:
             start[:] = self.users.platform_day[0]
             np.add.at(self.users.session_count, users, 1)
+        if not self.params.session_memory:  # each session from the user's initial long-term state (issue #19)
+            restart_long_term(self._users_args, users, self.world.user_interest)
         self.start_day[slots] = start
         self.session_index[slots] = self.users.session_count[users] - 1
         self.return_gap[slots] = 0

@@ -3,7 +3,9 @@
 RecSim's user-model split: :mod:`recgym.dynamics` steps what happens inside a session; this module
 holds what a user carries from one session to the next (:class:`Users`, U rows per array) and the
 between-session dynamics (the return gap, the platform's return order, the write-back of the
-session's drift), as compiled kernels over a batch of sessions. v1 worlds only; a v0 simulator
+session's drift), as compiled kernels over a batch of sessions. In session mode that state carries
+to the user's next session only with ``session_memory=True`` (default ``False``: each session starts
+from the initial state, :func:`restart_long_term`); lifetime episodes always carry it. v1 worlds only; a v0 simulator
 keeps empty (0-row) arrays and never calls these kernels, so v0 stays bit-identical.
 
 Between sessions (equations: ``docs/simulator.md``, "Users over time"):
@@ -320,9 +322,12 @@ def end_sessions(
 
 
 @njit(cache=True, _nrt=False)
-def restart_users(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> None:
-    """Lifetime mode: the users ``chosen`` (N,) start a new lifetime: the world's interest (rows of
-    ``interest`` (U, D)), no taste, no history, their first session begun, own clock at day 0."""
+def restart_long_term(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> None:
+    """The users ``chosen`` (N,) back to their initial long-term state: the world's interest (rows of
+    ``interest`` (U, D)), no taste (acquired or pending), no consumed categories or creators (the
+    novelty model's history). Their clock, return queue entry and ``session_count`` are left as they are:
+    session mode with ``session_memory=False`` calls it as each session starts (the platform keeps
+    running, the user starts from scratch); :func:`restart_users` builds on it."""
     u = Users(*users)
     for n in range(chosen.shape[0]):
         user = chosen[n]
@@ -332,6 +337,17 @@ def restart_users(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> Non
         u.taste_pending[user] = 0
         u.consumed_categories[user] = 0
         u.consumed_creators[user] = 0
+
+
+@njit(cache=True, _nrt=False)
+def restart_users(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> None:
+    """Lifetime mode: the users ``chosen`` (N,) start a new lifetime: the world's interest (rows of
+    ``interest`` (U, D)), no taste, no history (:func:`restart_long_term`), their first session begun,
+    own clock at day 0."""
+    restart_long_term(users, chosen, interest)
+    u = Users(*users)
+    for n in range(chosen.shape[0]):
+        user = chosen[n]
         u.session_count[user] = 1
         u.next_return[user] = 0.0
         requeue(u.return_queue, u.queue_position, u.next_return, user)

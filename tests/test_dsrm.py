@@ -92,11 +92,12 @@ def test_noise_off_control_gain_is_zero():
                       seed=0, device="cpu", progress=False, env_options=options, **TINY)
     # beta measured 0.311 since the acquired tastes (d4b150c; 0.280 with taste_valley=0): popularity follows
     # the population's appeal (quality, and the acquired tastes' valley), so popular items are truly better,
-    # which the noise fit reads as conformity; the gain and the teacher stay ~0
-    assert abs(stage.debiasing.beta) < 0.35 and abs(stage.debiasing.beta_familiar) < 0.1
+    # which the noise fit reads as conformity; the gain and the teacher stay ~0. With fresh sessions (issue #19,
+    # session_memory False: no user's acquired taste lifts the tail) beta measured 0.373, beta_familiar 0.005
+    assert abs(stage.debiasing.beta) < 0.42 and abs(stage.debiasing.beta_familiar) < 0.1
     scores = evaluate(stage.model, ENV_V1, timesteps=3_000, num_envs=100, seed=7, env_options=options, stage=stage)
-    assert abs(scores.gain) < 0.01, scores.as_dict()  # measured +0.0027 (+0.0007 before d4b150c)
-    assert abs(scores.specific["teacher"] - scores.specific["raw"]) < 0.005  # measured -0.0004 (-0.0006 before)
+    assert abs(scores.gain) < 0.01, scores.as_dict()  # measured +0.0008 with fresh sessions (+0.0027 before)
+    assert abs(scores.specific["teacher"] - scores.specific["raw"]) < 0.005  # measured +0.000001 (-0.0004 before)
 
 
 def test_debiasing_fit_recovers_the_noise_model():

@@ -500,7 +500,9 @@ def test_recgym_eval_scores_novelty_hrl_and_hrl4pfg_against_the_simulator_truth(
         scores = {key: value for key, value in summary.items() if key.startswith(prefix)}
         assert len(scores) >= 6, summary
         if agent == "novelty-hrl":
-            assert -1 <= scores["propensity_rho_inferred_static"] <= 1 and scores["propensity_n_decisions"] > 10
+            # propensity_n_decisions measured 9 on 16 episodes with fresh sessions (session_memory False, issue
+            # #19; 16 on 32 episodes), 14 when users carried their state between sessions
+            assert -1 <= scores["propensity_rho_inferred_static"] <= 1 and scores["propensity_n_decisions"] >= 5
         else:
             assert 0 <= scores["guidance_tail_share_first_session"] <= 1 and scores["guidance_lifetime_value"] > 0
 

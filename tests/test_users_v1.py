@@ -49,7 +49,7 @@ def run(sim: Simulator, steps: int, seed: int = 0) -> list:
 
 # ------------------------------------------------------------------ the per-user state
 def test_long_term_history_records_every_consumed_category_and_creator():
-    sim = synthetic_sim(16, taste_rate=0.0)
+    sim = synthetic_sim(16, taste_rate=0.0, session_memory=True)  # the history carried across sessions
     world, users = sim.world, sim.users
     expected = np.zeros_like(users.consumed_categories)
     creators = np.zeros((world.n_users, world.n_creators), bool)
@@ -107,7 +107,7 @@ def test_acquired_taste_starts_below_par_and_multiplies_its_neighbourhood():
 
 
 def test_taste_grows_only_with_satisfied_consumption_of_acquired_tastes():
-    sim = synthetic_sim(8, taste_rate=0.1)
+    sim = synthetic_sim(8, taste_rate=0.1, session_memory=True)  # taste carried across sessions
     neighbourhood = user_model.item_neighbourhoods(sim.world, sim.params.taste_neighbourhoods)
     acquired = user_model.acquired_tastes(sim.world, sim.params.popular_fraction)
     tail_consumed = np.zeros_like(sim.users.taste, dtype=bool)
@@ -215,6 +215,68 @@ def test_return_gap_shrinks_with_satisfaction_as_the_hazard_says():
     np.testing.assert_allclose(gaps[1.0, 0.0] / gaps[1.0, 2.0], np.exp(2.0), rtol=1e-5)
     np.testing.assert_allclose(gaps[1.0, 0.0], np.random.default_rng(1).standard_exponential(n) * np.e, rtol=1e-5)
     np.testing.assert_array_equal(gaps[0.0, 0.0], gaps[0.0, 2.0])  # the control ignores satisfaction
+
+
+def long_term_state(sim: Simulator, user: int) -> tuple:
+    """Copies of ``user``'s long-term state and of the running session's interest (slot 0)."""
+    u = sim.users
+    return (u.long_term_interest[user].copy(), u.taste[user].copy(), u.taste_pending[user].copy(),
+            u.consumed_categories[user].copy(), u.consumed_creators[user].copy(), sim.interest[0].copy())
+
+
+def session_starts(sim: Simulator, user: int, sessions: int) -> list:
+    """Serve ``user`` ``sessions`` sessions in slot 0 (the oracle's items); their state at each start."""
+    starts = []
+    for _ in range(sessions):
+        sim.reset_sessions(np.array([0]), users=np.array([user]))
+        starts.append(long_term_state(sim, user))
+        while not sim.step(sim.expected_reward().argmax(axis=1)).session_ended[0]:
+            pass
+    return starts
+
+
+def test_session_mode_starts_every_session_from_the_users_initial_state_by_default():
+    """Issue #19 (the training world ages): without ``session_memory`` a user's tenth session starts
+    where their first did (world interest, no taste, no history); with it, the state carried over."""
+    user = 3
+    fresh = session_starts(synthetic_sim(1, max_turn=8), user, 10)
+    kept = session_starts(synthetic_sim(1, max_turn=8, session_memory=True), user, 10)
+    for a, b in zip(fresh[0], fresh[9]):
+        np.testing.assert_array_equal(a, b)
+    world = synthetic_sim(1).world
+    np.testing.assert_array_equal(fresh[9][0], world.user_interest[user])
+    assert fresh[9][1].max() == 0 and fresh[9][3].max() == 0 and fresh[9][4].max() == 0
+    assert np.abs(kept[9][0] - kept[0][0]).max() > 0.01  # drift written back (interest_memory 1)
+    assert kept[9][3].sum() > kept[0][3].sum() == 0  # long-term history kept
+    assert (kept[9][4] != 0).any()
+    np.testing.assert_array_equal(kept[0][0], fresh[0][0])  # the first sessions start alike
+
+
+def test_session_mode_without_memory_keeps_the_platform_clock_and_order():
+    sim = synthetic_sim(8)
+    served_again = 0
+    for _ in range(60):
+        result = sim.step(sim.expected_reward().argmax(axis=1))
+        ended = np.flatnonzero(result.session_ended)
+        clock = sim.users.platform_day[0]
+        sim.reset_sessions(ended)
+        users = sim.user[ended]
+        assert sim.users.platform_day[0] >= clock
+        np.testing.assert_array_equal(sim.users.long_term_interest[users], sim.world.user_interest[users])
+        assert sim.users.taste[users].max(initial=0) == 0 and sim.users.consumed_categories[users].max(initial=0) == 0
+        served_again += int((sim.users.session_count[users] > 1).sum())
+    assert served_again > 0 and sim.users.session_count.max() >= 2  # returning users, counted on
+
+
+def test_lifetime_episodes_and_the_v1_population_keep_their_users():
+    a = run(synthetic_sim(2, **LIFETIME), 40)
+    b = run(synthetic_sim(2, **LIFETIME, session_memory=True), 40)  # lifetime mode ignores the knob
+    for (users_a, ra), (users_b, rb) in zip(a, b):
+        np.testing.assert_array_equal(users_a, users_b)
+        np.testing.assert_array_equal(ra.true_reward, rb.true_reward)
+    assert population_v1.parallel_env(n_users=4).sim.params.session_memory is True
+    assert population_v1.parallel_env(n_users=4, session_memory=False).sim.params.session_memory is False
+    assert SimParams().session_memory is False and V1_DEFAULTS.get("session_memory", False) is False
 
 
 def test_session_mode_serves_users_in_order_of_return():
@@ -363,6 +425,8 @@ def test_population_v1_passes_the_parallel_api_test_and_users_come_back():
     ("session_rate", 0.0, r"session_rate must be in \[0.001, 1000.0\], got 0.0"),
     ("retention_weight", float("nan"), "retention_weight must be finite, got nan"),
     ("retention_reference", -1.0, r"retention_reference must be in \[0.0, 1000.0\], got -1.0"),
+    ("session_memory", 1, "session_memory must be True or False, got 1"),
+    ("session_memory", "yes", "session_memory must be True or False, got 'yes'"),
 ])
 def test_bad_knobs_are_one_line_errors(option, value, message):
     with pytest.raises(ValueError, match=message) as error:
@@ -401,3 +465,12 @@ def test_lifetimes_do_not_grow_memory_beyond_the_per_user_state():
     tracemalloc.stop()
     assert lifetimes > 400 and world.n_users == 400
     assert growth < 256 * 1024  # bytes: nothing accumulates per session or per lifetime
+
+
+def test_the_cli_reads_session_memory_as_true_or_false():
+    from recgym.cli import _option
+
+    assert _option("session_memory=true") == ("session_memory", True)
+    assert _option("session_memory=False") == ("session_memory", False)
+    with pytest.raises(Exception, match="session_memory expects true or false, got 'yes'"):
+        _option("session_memory=yes")

@@ -39,13 +39,15 @@ def build_simulator(
     seed: int | None = None,
     count_name: str = "n_sessions",
     world_dir: str | Path | None = None,
+    v1_defaults: dict[str, Any] | None = None,
     **options: Any,
 ) -> Simulator:
     """Resolve the world, validate ``options`` into :class:`SimParams` and build the simulator.
 
     ``count_name`` is what size errors call ``n_sessions`` (the view's argument, e.g. ``num_envs``);
     sizes are checked before anything is allocated (:class:`Simulator`). On v1 worlds the options
-    default to :data:`recgym.params.V1_DEFAULTS` (the observed reward; v0's additive conformity off).
+    default to :data:`recgym.params.V1_DEFAULTS` (the observed reward; v0's additive conformity off),
+    then to the view's own ``v1_defaults`` (the v1 population: ``session_memory=True``).
     ``world="fitted"`` (``recgym/Fitted-v1``) reads the world and its fitted option defaults from
     ``world_dir`` (:func:`recgym.fit.worlddir.load_world`)."""
     fitted: dict[str, Any] = {}
@@ -57,7 +59,7 @@ def build_simulator(
         resolved, fitted = load_world(world_dir)
     else:
         resolved = resolve_world(world, data_dir, **(world_options or {}))
-    params = SimParams.from_kwargs(**({**V1_DEFAULTS, **fitted, **options} if resolved.is_v1 else options))
+    params = SimParams.from_kwargs(**({**V1_DEFAULTS, **(v1_defaults or {}), **fitted, **options} if resolved.is_v1 else options))
     return Simulator(resolved, params, n_sessions, seed=seed, count_name=count_name)
 
 

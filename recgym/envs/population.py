@@ -63,6 +63,11 @@ class PlatformMonitor:
         }
 
 
+#: The v1 population's own option defaults: its users keep their state between sessions (the single
+#: env and the vector env start every session afresh by default, ``session_memory=False``, issue #19).
+POPULATION_V1_DEFAULTS = {"session_memory": True}
+
+
 class PopulationEnv(ParallelEnv):
     """``ParallelEnv`` whose agents are concurrent user sessions (``population_v0.parallel_env(...)``).
 
@@ -82,7 +87,9 @@ class PopulationEnv(ParallelEnv):
     no user is left.
 
     **Returning users** (v1 worlds, ``recgym/Population-v1``): users persist across sessions
-    (:mod:`recgym.users`: drifted interest, acquired taste, long-term history), and an arriving agent
+    (:mod:`recgym.users`: drifted interest, acquired taste, long-term history; ``session_memory`` defaults
+    to ``True`` here, :data:`POPULATION_V1_DEFAULTS`; ``session_memory=False`` starts each session from
+    the user's initial state, the single and vector envs' default), and an arriving agent
     is the user whose return time comes first on the platform clock (a session's end sets its user's
     return: sooner after a satisfying session), so the same user comes back as a new agent (its
     ``user_id`` and ``session_index``, the user's count of sessions, in the arrival info). v0 worlds draw
@@ -142,7 +149,8 @@ class PopulationEnv(ParallelEnv):
         else:
             max_arrivals = check_count("max_arrivals", max_arrivals, 0)
             request = f"n_users={n_users} + max_arrivals={max_arrivals}"
-        self.sim = build_simulator(n_users, world, data_dir, world_options, count_name="n_users", **options)
+        self.sim = build_simulator(n_users, world, data_dir, world_options, count_name="n_users",
+                                   v1_defaults=POPULATION_V1_DEFAULTS, **options)
         if self.sim.params.episode != "session":
             raise ValueError(f"episode={self.sim.params.episode!r}: the population's agents are sessions "
                              "(episode='session'); lifetime episodes are single-user (RecSysEnv, the vector env)")

@@ -182,6 +182,12 @@ class RecSysEnv(RegisteredSpec, gym.Env):
       is multiplied by ``1 + taste_weight * taste - taste_valley`` (``taste_valley`` 0.65: 0.35 of par
       before any taste). The v1 worlds' popularity order and every v1 trajectory differ from earlier
       commits; v1 has no published results yet.
+    * v1, 2026-12-02, issue #19 ("the training world ages"): in session mode every session starts from the
+      user's initial long-term state (the world's interest, no taste, no consumed categories or creators;
+      the platform clock and return order keep running), knob ``session_memory`` (default ``False``;
+      ``True`` is the earlier behaviour, users carry their state between sessions; ``recgym/Population-v1``
+      defaults it to ``True``; lifetime episodes ignore it). A seed's v1 session-mode trajectories differ
+      from earlier commits from the first returning user's session on; lifetime trajectories are unchanged.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}

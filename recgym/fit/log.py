@@ -70,10 +70,15 @@ def simulate_log(
     starts later than drawn: fewer slots, gaps closer to the drawn ones. ``"random"`` draws
     uniformly among allowed items (:func:`uniform_allowed`); any other name is a registered agent
     (:func:`recgym.agents.make_policy`). Sessions still running at the end (ids >= ``sessions``) are dropped.
+    The log's users keep their state between sessions (``session_memory=True`` unless ``options`` say
+    otherwise, as on a real platform and ``recgym/Population-v1``; the envs' default starts every session
+    afresh, issue #19), so cross-session drift and return patterns are in the log for the fit to read.
     """
     sessions = check_count("sessions", sessions)
     if options.get("episode", "session") != "session":
         raise ValueError(f"episode={options['episode']!r}: a log is a platform's sessions; use episode='session'")
+    if env_id.endswith("-v1"):  # a platform's users carry their state between sessions (issue #19's fix
+        options.setdefault("session_memory", True)  # starts the envs' sessions afresh; a log's users persist)
     venv = gym.make_vec(env_id, num_envs=min(check_count("num_envs", num_envs), sessions),
                         vectorization_mode="vector_entry_point", autoreset_mode=AutoresetMode.SAME_STEP,
                         **({"world_options": world_options} if world_options else {}), **options).unwrapped
