@@ -680,6 +680,143 @@ def data_main(argv: list[str] | None = None) -> int:
     return 0 if result["cached_identical"] else 1
 
 
+# ------------------------------------------------- soak: memory over many lifetimes (issue #17)
+@dataclass(frozen=True)
+class SoakConfig:
+    """What :func:`soak` runs: ``lifetimes`` user lifetimes of ``sessions`` sessions each through the
+    lifetime vector env of ``env_id`` (a v1 id; :data:`ALL_MECHANISMS` on, ``max_turn`` steps per
+    session at most) with ``rows`` lifetimes at once (the env's rows, at most the world's users); the
+    first ``rows`` lifetimes to end are the warm-up before the first RSS reading. ``world_options``:
+    passed to ``gym.make_vec`` (e.g. a small Synthetic-v1 world's ``n_users``); ``seed``: the env's and
+    the policy's; ``timer``: as :class:`BenchConfig`'s.
+    """
+
+    env_id: str = "recgym/KuaiRand-v1"
+    rows: int = 1_000
+    lifetimes: int = 10_000
+    sessions: int = 50
+    max_turn: int = 30
+    seed: int = 0
+    world_options: dict[str, Any] | None = None
+    timer: str = "wall"
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "lifetimes", "sessions", "max_turn"):
+            check_count(name, getattr(self, name))
+        check_count("seed", self.seed, low=0)
+        if self.lifetimes <= self.rows:
+            raise ValueError(f"lifetimes must exceed rows={self.rows} (the first rows lifetimes are the warm-up), "
+                             f"got {self.lifetimes}")
+        if self.timer not in TIMERS:
+            raise ValueError(f"timer must be one of {list(TIMERS)}, got {self.timer!r}")
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return TIMERS[self.timer]
+
+
+#: ``recgym bench --soak --quick``: a smoke run of the soak (KuaiRand-v1's load dominates it).
+QUICK_SOAK = SoakConfig(rows=500, lifetimes=1_500, sessions=10)
+
+
+def unrepeated_items(n_items: int, rows: int, seed: int) -> Callable[[int], np.ndarray]:
+    """The soak's policy, batched: ``items(t)`` -> (rows,) int64 the item ids of the batch's t-th step.
+    Row b walks one random permutation of the catalogue from its own random start, one item per step:
+    each step's items are uniform over the catalogue, and a row repeats no item within ``n_items``
+    steps, so in NX modes every item is allowed while a lifetime has at most ``n_items`` steps."""
+    rng = np.random.default_rng(seed)
+    order, starts = rng.permutation(n_items), rng.integers(0, n_items, size=rows)
+    return lambda t: order[(starts + t) % n_items]
+
+
+def soak(config: SoakConfig = SoakConfig()) -> dict[str, Any]:
+    """Resident memory over ``config.lifetimes`` lifetimes (issue #17's soak): the vector env (same-step
+    autoreset: an ended lifetime restarts as a uniformly drawn user in no other row) steps
+    :func:`unrepeated_items` until that many lifetimes ended; RSS (``/proc/self/status`` VmRSS,
+    ``gc.collect()`` first) is read once the first ``rows`` lifetimes ended and at the end.
+
+    The per-user state the env must keep is measured on the simulator's own arrays
+    (:class:`recgym.users.Users`, ``Simulator.users``: every user's row exists from the start):
+    ``user_state_bytes_per_field`` {field: nbytes / n_users}, their sum ``user_state_bytes_per_user``.
+    MB are 2**20 bytes throughout (as the RSS readings). Returns the flat dict :func:`soak_main` prints.
+    Raises ``ValueError`` when a lifetime could outlast the catalogue (``sessions * max_turn > n_items``:
+    the policy would repeat items).
+    """
+    options = {**ALL_MECHANISMS, "episode": "lifetime", "lifetime_sessions": config.sessions,
+               "max_turn": config.max_turn}
+    venv = gym.make_vec(config.env_id, num_envs=config.rows, vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.SAME_STEP, world_options=config.world_options, **options)
+    sim = venv.unwrapped.sim
+    n_items, n_users = sim.world.n_items, sim.world.n_users
+    if config.sessions * config.max_turn > n_items:
+        venv.close()
+        raise ValueError(f"sessions * max_turn = {config.sessions * config.max_turn} exceeds {config.env_id}'s "
+                         f"{n_items} items: a lifetime would repeat items; lower sessions or max_turn")
+    items = unrepeated_items(n_items, config.rows, config.seed)
+    lived = np.zeros(n_users, bool)  # users who lived at least one lifetime
+    load_at_start = _load_average()
+    venv.reset(seed=config.seed)
+    clock = config.clock
+    start, steps, lifetimes, sessions, warmup = clock(), 0, 0, 0, None
+    while lifetimes < config.lifetimes:
+        _, _, terminated, truncated, infos = venv.step(items(steps))
+        steps += 1
+        lifetimes += int(np.count_nonzero(terminated | truncated))
+        sessions += int(np.count_nonzero(infos["session_ended"]))
+        lived[infos["user_id"]] = True
+        if warmup is None and lifetimes >= config.rows:
+            gc.collect()
+            warmup = {"warmup_lifetimes": lifetimes, "warmup_sessions": sessions, "rss_start_mb": _rss_mb()}
+    gc.collect()
+    rss_end = _rss_mb()
+    seconds = clock() - start
+    state_bytes = {name: array.nbytes for name, array in sim.users._asdict().items()}
+    venv.close()
+    return {"benchmark": "soak", "env_id": config.env_id, "options": options, "world_options": config.world_options,
+            "rows": config.rows, "seed": config.seed, "timer": config.timer, "lifetimes": lifetimes,
+            "sessions": sessions, "user_steps": steps * config.rows, "seconds": seconds,
+            "distinct_users": int(np.count_nonzero(lived)), "n_users": n_users, **warmup, "rss_end_mb": rss_end,
+            "rss_growth_mb": rss_end - warmup["rss_start_mb"],
+            "user_state_mb": sum(state_bytes.values()) / 2**20,
+            "user_state_bytes_per_user": sum(state_bytes.values()) / n_users,
+            "user_state_bytes_per_field": {name: nbytes / n_users for name, nbytes in state_bytes.items()},
+            "load_average": [load_at_start, _load_average()]}
+
+
+def format_soak(result: dict[str, Any]) -> str:
+    """Human-readable table of :func:`soak`'s result."""
+    loads = ", ".join("n/a" if load is None else f"{load:.2f}" for load in result["load_average"])
+    per_field = result["user_state_bytes_per_field"]
+    fields = ", ".join(f"{name} {size:,.0f}" for name, size in per_field.items() if size >= 1)
+    shared = [name for name, size in per_field.items() if size < 1]  # the (1,) platform clock and counter
+    fields += f"; {', '.join(shared)}: {sum(per_field[name] for name in shared) * result['n_users']:,.0f} B shared"
+    after = result["lifetimes"] - result["warmup_lifetimes"]
+    return "\n".join([
+        f"recgym bench --soak on {result['env_id']}: {result['rows']:,} rows, options {result['options']}, "
+        f"seed {result['seed']}",
+        f"1-minute load average at start, end: {loads} on {os.cpu_count()} CPUs",
+        f"{'lifetimes':<34} {result['lifetimes']:>12,}  ({result['distinct_users']:,} distinct users of "
+        f"{result['n_users']:,})",
+        f"{'sessions':<34} {result['sessions']:>12,}",
+        f"{'user-steps':<34} {result['user_steps']:>12,}  in {result['seconds']:.1f} s ({result['timer']} clock)",
+        f"{'RSS after the warm-up lifetimes':<34} {result['rss_start_mb']:>12,.1f}  MB "
+        f"({result['warmup_lifetimes']:,} lifetimes)",
+        f"{'RSS at the end':<34} {result['rss_end_mb']:>12,.1f}  MB",
+        f"{'RSS growth':<34} {result['rss_growth_mb']:>12,.1f}  MB over the last {after:,} lifetimes",
+        f"{'per-user state (recgym.users.Users)':<34} {result['user_state_mb']:>12,.1f}  MB = "
+        f"{result['user_state_bytes_per_user']:,.1f} B per user",
+        f"  bytes per user: {fields}",
+    ])
+
+
+def soak_main(config: SoakConfig) -> int:
+    """``recgym bench --soak [--quick]`` (``benchmarks/bench_soak.py``): :func:`soak`'s table, then one JSON line."""
+    result = soak(config)
+    print(format_soak(result))
+    print(json.dumps(result))
+    return 0
+
+
 #: ``recgym bench SUITE ...``: the suites besides the default throughput one.
 SUITES: dict[str, Callable[[list[str] | None], int]] = {"population": population_main, "dsrm": dsrm_main,
                                                          "data": data_main}
@@ -687,7 +824,8 @@ SUITES: dict[str, Callable[[list[str] | None], int]] = {"population": population
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``recgym bench [--quick]`` (``benchmarks/bench_env.py``): the throughput suite;
-    ``recgym bench population|dsrm|data ...`` runs that suite of :data:`SUITES` (``--help`` each)."""
+    ``recgym bench --soak [--quick]`` the memory soak (:func:`soak_main`); ``recgym bench
+    population|dsrm|data ...`` runs that suite of :data:`SUITES` (``--help`` each)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in SUITES:
         return SUITES[argv[0]](argv[1:])
@@ -696,7 +834,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="time spent on each throughput figure")
     parser.add_argument("--timer", choices=list(TIMERS), default="wall",
                         help="wall clock, or this process's CPU time (for a machine shared with other jobs)")
+    parser.add_argument("--soak", action="store_true",
+                        help="the memory soak instead: 10,000 lifetimes x 50 sessions on KuaiRand-v1 "
+                             "(--quick: 1,500 x 10)")
     args = parser.parse_args(argv)
+    if args.soak:
+        if args.seconds is not None:
+            parser.error("--seconds times the throughput suite; the soak runs a fixed number of lifetimes")
+        return soak_main(replace(QUICK_SOAK if args.quick else SoakConfig(), timer=args.timer))
     config = replace(QUICK if args.quick else BenchConfig(), timer=args.timer)
     if args.seconds is not None:
         if args.seconds <= 0:
