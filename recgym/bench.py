@@ -2,8 +2,10 @@
 recgym's benchmarks (``benchmarks/*.py`` are thin entry points into :func:`main`). Besides the
 throughput suite described here, ``recgym bench population`` (:func:`population_main`: per-user cost
 of a platform step of the PettingZoo population), ``recgym bench dsrm`` (:func:`dsrm_main`: how well
-DSRM's purified state recovers the true interest) and ``recgym bench data`` (:func:`data_main`: cold
-and cached ``data_dir`` loads of a generated KuaiRec-schema folder) share its clocks.
+DSRM's purified state recovers the true interest), ``recgym bench data`` (:func:`data_main`: cold
+and cached ``data_dir`` loads of a generated KuaiRec-schema folder) and ``recgym bench --soak``
+(:func:`soak`: issue #17's memory soak, resident memory over 10,000 user lifetimes of 50 sessions and
+the per-user state the lifetime env keeps) share its clocks.
 
 Everything runs on ``recgym/KuaiRec-v0`` with every user mechanism on (the defaults, plus the
 popular-streak leave rule, off by default, switched on too) and uniformly random actions drawn
@@ -738,7 +740,10 @@ def soak(config: SoakConfig = SoakConfig()) -> dict[str, Any]:
     The per-user state the env must keep is measured on the simulator's own arrays
     (:class:`recgym.users.Users`, ``Simulator.users``: every user's row exists from the start):
     ``user_state_bytes_per_field`` {field: nbytes / n_users}, their sum ``user_state_bytes_per_user``.
-    MB are 2**20 bytes throughout (as the RSS readings). Returns the flat dict :func:`soak_main` prints.
+    MB are 2**20 bytes throughout (as the RSS readings). ``lifetimes``: lifetimes ended;
+    ``distinct_users``: users who lived one (the rows' lifetimes in progress included). RSS is the
+    process's: run it in a fresh process (as ``recgym bench --soak`` does), since memory the process
+    freed earlier can absorb growth unseen. Returns the flat dict :func:`soak_main` prints.
     Raises ``ValueError`` when a lifetime could outlast the catalogue (``sessions * max_turn > n_items``:
     the policy would repeat items).
     """
@@ -753,7 +758,7 @@ def soak(config: SoakConfig = SoakConfig()) -> dict[str, Any]:
         raise ValueError(f"sessions * max_turn = {config.sessions * config.max_turn} exceeds {config.env_id}'s "
                          f"{n_items} items: a lifetime would repeat items; lower sessions or max_turn")
     items = unrepeated_items(n_items, config.rows, config.seed)
-    lived = np.zeros(n_users, bool)  # users who lived at least one lifetime
+    lived = np.zeros(n_users, bool)  # users who lived a lifetime (ended or in progress)
     load_at_start = _load_average()
     venv.reset(seed=config.seed)
     clock = config.clock
@@ -795,8 +800,9 @@ def format_soak(result: dict[str, Any]) -> str:
         f"recgym bench --soak on {result['env_id']}: {result['rows']:,} rows, options {result['options']}, "
         f"seed {result['seed']}",
         f"1-minute load average at start, end: {loads} on {os.cpu_count()} CPUs",
-        f"{'lifetimes':<34} {result['lifetimes']:>12,}  ({result['distinct_users']:,} distinct users of "
-        f"{result['n_users']:,})",
+        f"{'lifetimes ended':<34} {result['lifetimes']:>12,}",
+        f"{'distinct users':<34} {result['distinct_users']:>12,}  of {result['n_users']:,} (the rows' lifetimes "
+        f"in progress included)",
         f"{'sessions':<34} {result['sessions']:>12,}",
         f"{'user-steps':<34} {result['user_steps']:>12,}  in {result['seconds']:.1f} s ({result['timer']} clock)",
         f"{'RSS after the warm-up lifetimes':<34} {result['rss_start_mb']:>12,.1f}  MB "
@@ -835,8 +841,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timer", choices=list(TIMERS), default="wall",
                         help="wall clock, or this process's CPU time (for a machine shared with other jobs)")
     parser.add_argument("--soak", action="store_true",
-                        help="the memory soak instead: 10,000 lifetimes x 50 sessions on KuaiRand-v1 "
-                             "(--quick: 1,500 x 10)")
+                        help="the memory soak instead: 10,000 lifetimes x 50 sessions on KuaiRand-v1, ~45 s at load 5 "
+                             "(--quick: 1,500 x 10, ~20 s, mostly loading the world)")
     args = parser.parse_args(argv)
     if args.soak:
         if args.seconds is not None:
