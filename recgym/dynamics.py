@@ -203,6 +203,17 @@ def prefetch_row(row: np.ndarray) -> None:
         prefetch(row, index)
 
 
+@njit(cache=True, inline="always")
+def prefetch_long_term(cat: Catalogue, s: Sessions, user: int, item: int) -> None:
+    """Start loading what a v1 step reads of ``user``'s long-term rows (:class:`recgym.users.Users`) for
+    ``item``: its neighbourhood's taste, the consumed categories, the creator's byte of the consumed set."""
+    neighbourhood = cat.item_neighbourhood[item]
+    prefetch(s.taste[user], neighbourhood)
+    prefetch(s.taste_pending[user], neighbourhood)
+    prefetch_row(s.consumed_categories[user])
+    prefetch(s.consumed_creators[user], cat.item_creator[item] >> 3)
+
+
 # ------------------------------------------------------------------ one session, one item
 @njit(cache=True, inline="always")
 def dot(a: np.ndarray, b: np.ndarray, zero: float) -> float:
@@ -592,6 +603,8 @@ def step_sessions(
                     was_seen[b, j] = is_seen(s.seen, b, item)
                     s.seen[b, item >> 3] |= np.uint8(1 << (item & 7))
     for b in range(n_sessions):
+        if kn.v1 and b + PREFETCH_AHEAD < n_sessions:  # the user's long-term rows: random rows, cache misses
+            prefetch_long_term(cat, s, s.user[b + PREFETCH_AHEAD], actions[b + PREFETCH_AHEAD, 0])
         consumed[b] = actions[b, 0]
         rewards[:, b] = 0.0
         flags[:, b] = False
