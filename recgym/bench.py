@@ -762,7 +762,7 @@ def soak(config: SoakConfig = SoakConfig()) -> dict[str, Any]:
     load_at_start = _load_average()
     venv.reset(seed=config.seed)
     clock = config.clock
-    start, steps, lifetimes, sessions, warmup = clock(), 0, 0, 0, None
+    start, steps, lifetimes, sessions, warmup = clock(), 0, 0, 0, None  # warmup: set at the first RSS reading
     while lifetimes < config.lifetimes:
         _, _, terminated, truncated, infos = venv.step(items(steps))
         steps += 1
@@ -808,7 +808,7 @@ def format_soak(result: dict[str, Any]) -> str:
         f"{'RSS after the warm-up lifetimes':<34} {result['rss_start_mb']:>12,.1f}  MB "
         f"({result['warmup_lifetimes']:,} lifetimes)",
         f"{'RSS at the end':<34} {result['rss_end_mb']:>12,.1f}  MB",
-        f"{'RSS growth':<34} {result['rss_growth_mb']:>12,.1f}  MB over the last {after:,} lifetimes",
+        f"{'RSS growth':<34} {result['rss_growth_mb']:>12,.2f}  MB over the last {after:,} lifetimes",
         f"{'per-user state (recgym.users.Users)':<34} {result['user_state_mb']:>12,.1f}  MB = "
         f"{result['user_state_bytes_per_user']:,.1f} B per user",
         f"  bytes per user: {fields}",

@@ -57,8 +57,12 @@ RecSysVectorEnv.step = keeping"""
     assert soak_in_a_fresh_process(keep_observations)["rss_growth_mb"] > 2 * SMALL_BOUND_MB  # measured 14.1 MB
 
 
-def test_the_per_user_state_is_the_users_arrays_nbytes_per_user():
+def test_the_per_user_state_is_the_users_arrays_nbytes_per_user_and_a_seed_repeats_the_run():
     result = bench.soak(SMALL)
+    counts = ("lifetimes", "sessions", "user_steps", "distinct_users", "warmup_lifetimes", "warmup_sessions")
+    again, other_seed = bench.soak(SMALL), bench.soak(bench.SoakConfig(**{**vars(SMALL), "seed": 1}))
+    assert [again[key] for key in counts] == [result[key] for key in counts]
+    assert [other_seed[key] for key in counts] != [result[key] for key in counts]
     venv = gym.make_vec(SMALL.env_id, num_envs=1, vectorization_mode="vector_entry_point",
                         world_options=SMALL.world_options)
     sim = venv.unwrapped.sim
