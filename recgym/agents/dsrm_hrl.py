@@ -39,7 +39,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.agents.hierarchy import (
-    CatalogueScores, Obs, RowCache, exposure_gini_gradient, feedback_state, top_candidates,
+    CatalogueScores, Obs, RowCache, exposure_gini_gradient, exposure_ranks, feedback_state, top_candidates,
 )
 from recgym.agents.rewards import log_popularity_score
 from recgym.metrics import gini, long_tail_share
@@ -135,14 +135,14 @@ class DSRMHRL:
         return np.where(items >= 0, gain[items], 0.0)
 
     def exposure_level(self, items: np.ndarray) -> np.ndarray:
-        """Items' exposure level in (0, 1] (any shape of ids; -1 padding reads the last item, mask it):
-        ``1 - (r_i - 1/2) / I`` with ``r_i`` the ascending exposure rank, i.e. the share of the catalogue
-        at least as exposed as the item. It is ``(fair_i - G + 1) / 2`` (:meth:`fairness`) rescaled to
-        the budget's range [0, 1]."""
+        """Items' exposure level in (0, 1) (any shape of ids; -1 padding reads the last item, mask it):
+        ``1 - (r_i - 1/2) / I`` with ``r_i`` the ascending exposure mid-rank (:func:`exposure_ranks`), i.e.
+        the share of the catalogue more exposed than the item plus half the share exposed as much (for
+        distinct exposures: the share at least as exposed, less 1/2I); equally exposed items, such as the
+        never-shown ones, have the same level. It is ``(fair_i - G + 1) / 2`` (:meth:`fairness`) rescaled
+        to the budget's range [0, 1]."""
         n = self.item_emb.shape[0]
-        ranks = np.empty(n)
-        ranks[np.argsort(self.sim.exposure, kind="stable")] = np.arange(1, n + 1)
-        return 1.0 - (ranks[items] - 0.5) / n
+        return 1.0 - (exposure_ranks(self.sim.exposure)[items] - 0.5) / n
 
     def low_reward(self, reward: np.ndarray, obs: Obs, next_obs: Obs, goal: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(B,) the Lagrangian ``r_t + lambda (c_t - b_t)``: constraint value ``c_t`` the item's exposure

@@ -255,18 +255,24 @@ def low_view(method: Method, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> tu
     return method.low_observation(obs, goal, candidates), candidates
 
 
+def exposure_ranks(exposure: np.ndarray) -> np.ndarray:
+    """(I,) float ascending rank (1..I) of each item's exposure; equally exposed items share their group's
+    mean rank (mid-ranks), so an item's rank never depends on its id (e.g. the never-shown items)."""
+    ordered = np.sort(exposure)
+    return (np.searchsorted(ordered, exposure, "left") + np.searchsorted(ordered, exposure, "right") + 1) / 2
+
+
 def exposure_gini_gradient(exposure: np.ndarray) -> np.ndarray:
     """(I,) first-order change of the catalogue's exposure Gini per extra exposure of each item,
-    times the total exposure: ``(2 r_i - n - 1) / n - G`` with r_i the ascending rank.
+    times the total exposure: ``(2 r_i - n - 1) / n - G`` with r_i the ascending rank
+    (:func:`exposure_ranks`: tied items, where the Gini has a kink, take the mean of its one-sided slopes).
 
     Negative for rarely exposed items (exposing them lowers the Gini), positive for the most exposed.
     Summed over a window's items, its negative is that window's fairness ``Fair(L_t)``.
     """
     n = exposure.size
-    ranks = np.empty(n)
-    ranks[np.argsort(exposure, kind="stable")] = np.arange(1, n + 1)
     current = gini(exposure) if exposure.sum() > 0 else 0.0
-    return (2 * ranks - n - 1) / n - current
+    return (2 * exposure_ranks(exposure) - n - 1) / n - current
 
 
 class _GoalVecEnv(VecEnv):
