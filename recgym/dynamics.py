@@ -155,6 +155,7 @@ class Sessions(NamedTuple):
     slate_log: np.ndarray  # (B, S) int8 v1 slates: the last slate's log per slot (logging_model.SLATE_*), else (B, 0)
     explore: np.ndarray  # (B,) bool v1 latent session mode: explore (True) or exploit ((0,) in v0)
     time_interest: np.ndarray  # (B, D) float32 v1 interest shift of the clock hour's cycles ((0, D) in v0)
+    clock: np.ndarray  # (B, 4) float32 v1 observed clock: (sin, cos) of the hour, then of the weekday ((0, 4) in v0)
 
 
 # ------------------------------------------------------------------ catalogue tables (numpy, once)
@@ -505,13 +506,28 @@ def advance_clock(kn: np.void, cat: Catalogue, s: Sessions, b: int) -> None:
     s.step_count[b] += 1
     previous = s.hour[b]
     hour = previous + kn.hours_per_step
-    if hour >= np.float32(24.0):  # testing first skips a libm fmod call per step
+    turned = hour >= np.float32(24.0)
+    if turned:  # testing first skips a libm fmod call per step
         hour = hour % np.float32(24.0)
         if kn.v1:
             s.weekday[b] = (s.weekday[b] + 1) % 7
     s.hour[b] = hour
-    if kn.v1 and (kn.daily_cycle or kn.weekly_cycle) and np.floor(hour) != np.floor(previous):
-        set_time_interest(kn, cat, s, b)
+    if kn.v1:
+        set_clock(s, b, turned)
+        if (kn.daily_cycle or kn.weekly_cycle) and np.floor(hour) != np.floor(previous):
+            set_time_interest(kn, cat, s, b)
+
+
+@njit(cache=True, inline="always")
+def set_clock(s: Sessions, b: int, weekday_turned: bool) -> None:
+    """Session ``b``'s observed clock ``s.clock[b]`` (4,): (sin, cos) of 2 pi hour / 24, and when
+    ``weekday_turned`` of 2 pi weekday / 7. Kept with the clock (one sin / cos per step, the weekday's
+    once a day) so that each observation of it is a copy."""
+    angle = s.hour[b] * np.float32(2 * np.pi / 24)
+    s.clock[b, 0], s.clock[b, 1] = np.sin(angle), np.cos(angle)
+    if weekday_turned:
+        day = np.float32(s.weekday[b]) * np.float32(2 * np.pi / 7)
+        s.clock[b, 2], s.clock[b, 3] = np.sin(day), np.cos(day)
 
 
 @njit(cache=True, inline="always")
@@ -729,6 +745,7 @@ def start_sessions(
         s.popular_streak[b] = 0
         if kn.v1:
             s.weekday[b] = weekdays[n]
+            set_clock(s, b, True)
             s.reward_sum[b] = 0
             s.recent_signals[b] = 0
             s.recent_popularity[b] = 0

@@ -142,14 +142,13 @@ def record_impression(
 @njit(cache=True, _nrt=False)
 def write_logged_history(
     recent_signals: np.ndarray, recent_popularity: np.ndarray, recent_exposure: np.ndarray,
-    recent_position: np.ndarray, session_hour: np.ndarray, session_weekday: np.ndarray, users: np.ndarray,
-    signals: np.ndarray, popularity: np.ndarray, exposure: np.ndarray, position: np.ndarray, hour: np.ndarray,
+    recent_position: np.ndarray, clock: np.ndarray, users: np.ndarray, signals: np.ndarray, popularity: np.ndarray, exposure: np.ndarray, position: np.ndarray, hour: np.ndarray,
     weekday: np.ndarray, user_id: np.ndarray,
 ) -> None:
     """Fill the v1 observation arrays of B sessions from their state (the ``Sessions`` fields of the
     same names): signals (B, k, 8), popularity and exposure (B, k) float32 and position (B, k) int64
     (the last k slots; position -1 for an empty slot), hour and weekday (B, 2) (sin, cos) of the
-    session clock, user_id (B, 1)."""
+    session clock (copied from ``clock`` (B, 4), see ``recgym.dynamics.set_clock``), user_id (B, 1)."""
     n_sessions, k = popularity.shape
     start = recent_popularity.shape[1] - k
     for b in range(n_sessions):
@@ -159,8 +158,6 @@ def write_logged_history(
             popularity[b, j] = recent_popularity[b, start + j]
             exposure[b, j] = recent_exposure[b, start + j]
             position[b, j] = recent_position[b, start + j]
-        angle = session_hour[b] * np.float32(2 * np.pi / 24)
-        hour[b, 0], hour[b, 1] = np.sin(angle), np.cos(angle)
-        day = np.float32(session_weekday[b]) * np.float32(2 * np.pi / 7)
-        weekday[b, 0], weekday[b, 1] = np.sin(day), np.cos(day)
+        hour[b, 0], hour[b, 1] = clock[b, 0], clock[b, 1]
+        weekday[b, 0], weekday[b, 1] = clock[b, 2], clock[b, 3]
         user_id[b, 0] = users[b]

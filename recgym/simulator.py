@@ -351,8 +351,8 @@ class Simulator:
         self._emb_padded.take(items, axis=0, out=observation["embeddings"], mode="wrap")
         if self.world.is_v1:
             s = self.sessions
-            write_logged_history(s.recent_signals, s.recent_popularity, s.recent_exposure, s.recent_position, s.hour,
-                                 s.weekday, s.user, *(observation[key] for key in (
+            write_logged_history(s.recent_signals, s.recent_popularity, s.recent_exposure, s.recent_position, s.clock,
+                                 s.user, *(observation[key] for key in (
                                      "signals", "popularity", "exposure", "position", "hour", "weekday", "user_id")))
             if self.params.slate_size > 1:
                 observation["slate_clicks"][...] = s.slate_log
@@ -491,6 +491,7 @@ def session_layout(n_sessions: int, world: World, params: SimParams) -> dict[str
         "reward_sum": ((n if world.is_v1 else 0,), np.float32, 0),
         "explore": ((n if world.is_v1 else 0,), np.bool_, False),
         "time_interest": ((n if world.is_v1 else 0, dims), np.float32, 0),
+        "clock": ((n if world.is_v1 else 0, 4), np.float32, 0),
         # A bit per item (416 bytes per session on KuaiRec): 1.7 MB at B = 4,096 stays in cache, a
         # bool (B, I) table (13.6 MB) did not, and a new session clears its row in one short memset.
         "seen": ((n, -(-world.n_items // 8)) if params.no_repeat else (0, 0), np.uint8, 0),
