@@ -20,7 +20,8 @@ recgym's concrete choices (documented in ``docs/hrl.md``):
   long tail's share of all exposure and how exposed the session's history items are;
 * the constraint is a constraint: ``w_fair`` is the fairness budget ``b_t`` of the window, the
   constraint value ``c_t`` is the recommended item's exposure level (:meth:`DSRMHRL.exposure_level`: the
-  share of the catalogue at least as exposed as it, 1 for the least exposed), and the low level
+  share of the catalogue more exposed than it plus half the share exposed as much, ~1 for the least
+  exposed; equally exposed items have the same level), and the low level
   maximises the Lagrangian ``r_t + lambda (c_t - b_t)`` with one multiplier ``lambda`` in
   ``[0, lagrange_max]`` updated by projected dual ascent after every low-level rollout:
   ``lambda <- clip(lambda - dual_lr * mean(c_t - b_t), 0, lagrange_max)`` (:meth:`DSRMHRL.end_low_rollout`).
