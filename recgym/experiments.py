@@ -33,7 +33,8 @@ import json
 import multiprocessing
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS, FITTED_ID, POPULATION_ID, POPULATION_V1_ID
 from recgym.evaluation import LIFETIME_METRICS
 from recgym.metrics import t_ci95
-from recgym.params import SimParams
+from recgym.params import V1_DEFAULTS, SimParams
 from recgym.plotting import agg_figure, front_figure
 from recgym.threads import default_torch_threads, set_torch_threads
 
@@ -368,20 +369,33 @@ def front_settings(config: ExperimentConfig, size: Size, env: str, setting: str)
             "seeds": size.seeds, "seed": EVAL_SEED, "num_envs": size.num_envs}
 
 
-def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, outdir: Path) -> Any:
-    """The reference front (:func:`recgym.pareto.reference_front`, its default lambdas) of the cells on ``env``
-    under ``setting``: measured once and cached in :func:`front_file`; a cached front of other settings
-    (another size or options) is a one-line ``ValueError``, as a cell's."""
-    from recgym.pareto import Front, reference_front
+def stored_front(config: ExperimentConfig, size: Size, env: str, setting: str, outdir: Path) -> Any:
+    """The cached reference front of the cells on ``env`` under ``setting`` (:func:`front_file`), or ``None`` when
+    it is not measured yet; a cached front of other settings (another size or options) is a one-line
+    ``ValueError``, as a cell's."""
+    from recgym.pareto import Front
 
     path = front_file(outdir, env, setting)
+    if not path.exists():
+        return None
     expected = front_settings(config, size, env, setting)
-    if path.exists():
-        stored = json.loads(path.read_text())
-        if {key: stored.get(key) for key in expected} != expected:
-            raise ValueError(f"{path}: this reference front was measured with other settings; use another output "
-                             f"directory, or delete it to measure it again")
-        return Front.from_dict(stored)
+    stored = json.loads(path.read_text())
+    if {key: stored.get(key) for key in expected} != expected:
+        raise ValueError(f"{path}: this reference front was measured with other settings; use another output "
+                         f"directory, or delete it to measure it again")
+    return Front.from_dict(stored)
+
+
+def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, outdir: Path) -> Any:
+    """The reference front (:func:`recgym.pareto.reference_front`, its default lambdas) of the cells on ``env``
+    under ``setting``: :func:`stored_front`, else measured once and cached in :func:`front_file`."""
+    from recgym.pareto import reference_front
+
+    cached = stored_front(config, size, env, setting, outdir)
+    if cached is not None:
+        return cached
+    expected = front_settings(config, size, env, setting)
+    path = front_file(outdir, env, setting)
     front = reference_front(**{key: value for key, value in expected.items() if key != "options"},
                             **expected["options"])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -418,12 +432,94 @@ def learning_curve_options(config: ExperimentConfig, size: Size, cell: Cell, out
     return {"eval_episodes": size.episodes, "eval_freq": max(1, size.timesteps // CURVE_POINTS), "eval_scorer": scorer}
 
 
+#: Where a run's DSRM agents share stage I (:func:`recgym.agents.hrl_agents.store_stage_one`), under its OUTDIR.
+STAGE_ONE_DIR = "stage1"
+
+
+def dsrm_agents() -> set[str]:
+    """The registered agents that fit DSRM's stage I (``dsrm-hrl``, ``dsrm-flat`` and their constant-state twins):
+    the same stage I for one env, options, seed and budget, fitted once per run folder."""
+    from recgym.agents.hrl_agents import HRL_AGENTS
+
+    return {name for name, (uses_dsrm, _, _) in HRL_AGENTS.items() if uses_dsrm}
+
+
+def resolved_params(env: str, options: dict[str, Any]) -> SimParams | None:
+    """The :class:`SimParams` a cell on ``env`` runs with (a v1 world's options over
+    :data:`recgym.params.V1_DEFAULTS`, as its env resolves them), or ``None`` where the options do not decide the
+    simulator alone (a fitted world's folder, a population) or do not resolve."""
+    world = ENV_IDS.get(env)
+    if world is None:
+        return None
+    try:
+        return SimParams.from_kwargs(**({**V1_DEFAULTS, **options} if world.endswith("-v1") else options))
+    except (TypeError, ValueError):
+        return None
+
+
+def cell_key(stored: dict[str, Any]) -> str | None:
+    """What decides a cell's result, from its stored configuration (:func:`cell_config`): method, env, seed, sizes
+    and the resolved simulator options compared field by field (:func:`resolved_params`), whatever the table and
+    setting names; ``None`` for cells that are never shared (population and fitted-world cells)."""
+    if stored.get("population") is not None or not isinstance(stored.get("options"), dict):
+        return None
+    params = resolved_params(stored.get("env", ""), stored["options"])
+    if params is None:
+        return None
+    return json.dumps({"method": stored.get("method"), "env": stored["env"], "seed": stored.get("seed"),
+                       "size": stored.get("size"), "params": dataclasses.asdict(params)}, sort_keys=True, default=str)
+
+
+def reuse_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Path, tables: Sequence[Path]) -> list[Cell]:
+    """Store, as cells of ``outdir``, the cells of ``todo`` that another table in ``tables`` (folders of cell JSONs)
+    already ran with an equal :func:`cell_key`: the record is copied with this cell's names and configuration and
+    ``reused_from`` (table, setting, cell id of the original); the cell is not run again. Copies are not reused
+    in turn. Returns the cells so stored."""
+    keys = {cell_key(cell_config(config, size, cell)): cell for cell in todo}
+    keys.pop(None, None)
+    reused = []
+    for table in tables:
+        for path in sorted(Path(table).glob("*.json")) if keys and Path(table).resolve() != outdir.resolve() else ():
+            try:
+                source = json.loads(path.read_text())
+            except (ValueError, OSError):
+                continue
+            if not isinstance(source, dict) or "reused_from" in source or not isinstance(source.get("config"), dict):
+                continue
+            cell = keys.pop(cell_key(source["config"]), None)
+            if cell is None:
+                continue
+            record = {key: None for key in config.columns} | source | dataclasses.asdict(cell) | {
+                "id": cell.id, "config": cell_config(config, size, cell),
+                "reused_from": {"table": Path(table).name, "setting": source["setting"], "cell": source["id"]}}
+            write_cell(cell, record, outdir)
+            reused.append(cell)
+    return reused
+
+
+def reused_note(records: list[dict[str, Any] | None]) -> str:
+    """One Markdown line naming where the table's reused cells (:func:`reuse_cells`) came from, per setting and
+    source table; empty when every cell ran here."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for record in records:
+        if record is not None and record.get("reused_from"):
+            source = record["reused_from"]
+            key = (record["setting"], source["table"], source["setting"])
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return ""
+    return ("Cells taken from another table (the same method, env, seed, sizes and simulator options field by field; "
+            "not run again): " + "; ".join(f"`{setting}` from `{table}` `{origin}`: {count}"
+                                           for (setting, table, origin), count in counts.items()) + ".")
+
+
 def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any]:
     """Train (if trainable) and evaluate one cell; returns the JSON-ready record written to disk
     (with the cell's configuration, :func:`cell_config`). Population cells also record ``series``
     (platform metric -> per-step list) and log it per step. v1 cells also record ``dpfr``,
     ``front_distance`` and ``dominated`` against :func:`cell_front` (already cached by
-    :func:`run_experiment`) and ``wall_s``."""
+    :func:`run_experiment`) and ``wall_s``. The DSRM agents share stage I through ``outdir/stage1/``
+    (:func:`dsrm_agents`)."""
     from torch.utils.tensorboard import SummaryWriter
 
     from recgym.agents import get_agent, make_policy, train_agent
@@ -434,8 +530,9 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
     logdir = outdir / "tb" / cell.id
     if get_agent(cell.method).trainable:
         curve = learning_curve_options(config, size, cell, outdir) if config.is_v1 else {}
+        shared = {"stage_one_dir": outdir / STAGE_ONE_DIR} if cell.method in dsrm_agents() else {}
         policy, _ = train_agent(cell.method, config.training_env(cell.env), size.timesteps, seed=cell.seed,
-                                logdir=logdir, num_envs=size.num_envs, env_options=options, **curve)
+                                logdir=logdir, num_envs=size.num_envs, env_options=options, **curve, **shared)
     else:
         policy = make_policy(cell.method)
     if config.is_population:
@@ -491,43 +588,118 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Path, progress: bool = True,
-              workers: int = 1, torch_threads: int | None = None) -> None:
-    """Run the cells without a JSON result yet, locally, with a progress bar over them; each cell's JSON is
-    written when that cell finishes.
+@dataclass(frozen=True)
+class Job:
+    """One unit of a local run (:func:`run_cells`): a ``cell``, or (``cell`` ``None``) the reference front of ``env``
+    under ``setting``. It starts once the jobs in ``needs`` succeeded (a cell's front: it fails unrun when one
+    failed) and those in ``after`` finished (the DSRM cell that fits the stage I it shares)."""
 
-    ``workers`` == 1: in this process, setting its torch threads to ``torch_threads`` when given.
-    ``workers`` > 1: the cells run in that many worker processes (started with ``spawn``: a child forked
-    after torch's thread pool started can hang), each setting its torch threads once at start
-    (``torch_threads``, default :func:`recgym.threads.default_torch_threads` of ``workers``, which splits
-    the cores between them). A cell seeds itself, so its result does not depend on the worker count (at
-    equal torch threads). A cell that raises does not stop the others; :class:`CellsFailed` names the failed cells at
-    the end, chained to the first failure.
+    id: str
+    cell: Cell | None = None
+    env: str = ""
+    setting: str = ""
+    needs: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+
+
+def plan_jobs(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Path,
+              fronts: Sequence[tuple[str, str]] = ()) -> list[Job]:
+    """The jobs of a run in the order they start: setting by setting (the config's order: its last setting
+    runs last), the setting's missing reference fronts (``fronts``: (env, setting) pairs), then its cells in grid
+    order. A cell waits for its missing front; of the DSRM cells (:func:`dsrm_agents`) of one env, setting and seed
+    whose stage I is not stored yet, the first fits it and the others wait for it, then read it."""
+    from recgym.agents.hrl_agents import stage_one_file, stage_one_settings
+
+    fitters: dict[tuple[str, str, int], str] = {}
+    dsrm = dsrm_agents() & set(config.methods)
+    jobs = []
+    for setting in config.settings:
+        front_ids = {env: f"front:{env.split('/')[-1]}__{setting}" for env, named in fronts if named == setting}
+        jobs += [Job(job_id, env=env, setting=setting) for env, job_id in front_ids.items()]
+        for cell in (cell for cell in todo if cell.setting == setting):
+            after: tuple[str, ...] = ()
+            if cell.method in dsrm:
+                options = {**config.options, **config.settings[setting]}
+                stage = stage_one_settings(config.training_env(cell.env), size.timesteps, cell.seed, options, "auto")
+                if not stage_one_file(outdir / STAGE_ONE_DIR, stage).exists():
+                    fitter = fitters.setdefault((cell.env, setting, cell.seed), cell.id)
+                    after = () if fitter == cell.id else (fitter,)
+            needs = (front_ids[cell.env],) if cell.env in front_ids else ()
+            jobs.append(Job(cell.id, cell, cell.env, setting, needs, after))
+    return jobs
+
+
+def run_job(config: ExperimentConfig, size: Size, job: Job, outdir: Path) -> None:
+    """Run one :class:`Job`: measure and cache its front (:func:`cell_front`), or run and store its cell."""
+    if job.cell is None:
+        cell_front(config, size, job.env, job.setting, outdir)
+    else:
+        run_and_write_cell(config, size, job.cell, outdir)
+
+
+def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Path, progress: bool = True,
+              workers: int = 1, torch_threads: int | None = None, fronts: Sequence[tuple[str, str]] = ()) -> None:
+    """Run the cells without a JSON result yet and the missing reference fronts (``fronts``: (env, setting)
+    pairs) locally, in :func:`plan_jobs`'s order, with a progress bar over them; each cell's JSON is written
+    when that cell finishes, each front when it is measured.
+
+    ``workers`` == 1: in this process, one job after the other, setting its torch threads to ``torch_threads``
+    when given. ``workers`` > 1: the jobs share that many worker processes (started with ``spawn``: a child forked
+    after torch's thread pool started can hang), each setting its torch threads once at start (``torch_threads``,
+    default :func:`recgym.threads.default_torch_threads` of ``workers``, which splits the cores between them); a
+    job is handed to a worker when one is free and the jobs it waits for (:class:`Job`) are done, so fronts and
+    cells run side by side. A cell seeds itself, so its result does not depend on the worker count (at equal torch
+    threads). A job that raises does not stop the others (a cell whose front failed is not run);
+    :class:`CellsFailed` names the failed ones at the end, chained to the first failure.
     """
     from tqdm import tqdm
 
+    jobs = plan_jobs(config, size, todo, outdir, fronts)
     errors: dict[str, BaseException] = {}
-    with tqdm(total=len(todo), desc=config.name, disable=not progress) as bar:
+
+    def unmet(job: Job) -> BaseException | None:
+        failed = next((need for need in job.needs if need in errors), None)
+        return None if failed is None else RuntimeError(f"not run: {failed} failed")
+
+    with tqdm(total=len(jobs), desc=config.name, disable=not progress) as bar:
         if workers == 1:
             if torch_threads is not None:
                 set_torch_threads(torch_threads)
-            for cell in todo:
+            for job in jobs:  # plan order: what a job waits for comes before it
                 try:
-                    run_and_write_cell(config, size, cell, outdir)
-                except Exception as error:  # reported with its cell below; the other cells still run
-                    errors[cell.id] = error
+                    error = unmet(job)
+                    if error is None:
+                        run_job(config, size, job, outdir)
+                except Exception as raised:  # reported with its job below; the other jobs still run
+                    error = raised
+                if error is not None:
+                    errors[job.id] = error
                 bar.update()
-        elif todo:
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+        elif jobs:
+            pending, running, finished = list(jobs), {}, set()
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
                                      initializer=set_torch_threads, initargs=(torch_threads, workers)) as pool:
-                futures = {pool.submit(run_and_write_cell, config, size, cell, outdir): cell for cell in todo}
-                for future in as_completed(futures):
-                    error = future.exception()
-                    if error is not None:
-                        errors[futures[future].id] = error
-                    bar.update()
+                while pending or running:
+                    for job in [job for job in pending if finished.issuperset(job.needs + job.after)]:
+                        if len(running) == workers:
+                            break
+                        pending.remove(job)
+                        error = unmet(job)
+                        if error is None:
+                            running[pool.submit(run_job, config, size, job, outdir)] = job
+                            continue
+                        errors[job.id] = error
+                        finished.add(job.id)
+                        bar.update()
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job = running.pop(future)
+                        if future.exception() is not None:
+                            errors[job.id] = future.exception()
+                        finished.add(job.id)
+                        bar.update()
     if errors:
-        failed = CellsFailed({cell_id: _one_line(error) for cell_id, error in errors.items()})
+        failed = CellsFailed({job_id: _one_line(error) for job_id, error in errors.items()})
         raise failed from next(iter(errors.values()))
 
 
@@ -703,7 +875,7 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     grid = cells(config, size)
     stored = {cell: read_cell(config, size, cell, outdir) for cell in grid}
     done = [record for record in stored.values() if record is not None]
-    hours = sum(record.get("wall_s", 0.0) for record in done) / 3600
+    hours = sum(record.get("wall_s", 0.0) for record in done if not record.get("reused_from")) / 3600
     from recgym.agents import get_agent
 
     budget = (f"{size.timesteps:,} training steps per trained agent" if any(get_agent(m).trainable for m in config.methods)
@@ -734,6 +906,8 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     versions: dict[str, int] = {}
     for record in done:
         versions[record.get("code", "unknown")] = versions.get(record.get("code", "unknown"), 0) + 1
+    if reused_note(done):
+        lines += ["", reused_note(done)]
     if versions:
         lines += ["", "Code of the stored cells (`git describe`: cells): "
                   + ", ".join(f"`{version}`: {count}" for version, count in versions.items())
@@ -871,7 +1045,7 @@ def ray_trial(trial: dict[str, Any]) -> dict[str, float]:
 def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", outdir: str | Path | None = None,
                    backend: str = "local", progress: bool = True, methods: list[str] | None = None,
                    envs: list[str] | None = None, torch_threads: int | None = None, workers: int | None = None,
-                   **ray_options: Any) -> list[dict[str, Any]]:
+                   reuse: Sequence[str | Path] | None = None, **ray_options: Any) -> list[dict[str, Any]]:
     """Run the grid (resumable), aggregate and write tables and the Pareto plot; returns the table rows.
 
     ``config``: an :class:`ExperimentConfig`, a YAML path or a bundled config's name. ``outdir``:
@@ -883,6 +1057,11 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
     ``torch_threads``: torch threads of each worker (default :func:`recgym.threads.default_torch_threads`
     of ``workers``, except that the local backend with one worker leaves this process's setting and a Ray
     trial with ``workers=None`` takes the CPUs Ray reserves for it).
+    ``reuse``: folders of other tables whose stored cells stand in for this grid's identical cells
+    (:func:`reuse_cells`); default: the other v1 tables' folders in :data:`V1_RESULTS` when this is a full v1
+    table written to its own folder there, else none.
+    The local backend measures the missing reference fronts of a v1 table in the same workers as the cells
+    (:func:`run_cells`); Ray's trials start after this process measured them, one after the other.
     Raises :class:`CellsFailed` when cells raised (after every other cell ran and was stored).
     """
     if not isinstance(config, ExperimentConfig):
@@ -901,9 +1080,18 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
     out = writable_dir(outdir or results_dir(config, size), "output directory")
     grid = cells(config, chosen)
     todo = [cell for cell in grid if read_cell(config, chosen, cell, out) is None]
-    fronts = {(env, setting): cell_front(config, chosen, env, setting, out)  # once, before the cells read them
-              for env in config.envs for setting in config.settings} if config.is_v1 and not config.is_population else {}
+    if reuse is None:
+        own = results_dir(config, size)
+        reuse = [table for table in sorted(V1_RESULTS.glob("*")) if table.is_dir() and table.name != config.name] \
+            if config.is_v1 and size == "full" and out.resolve() == own.resolve() else []
+    reused = set(reuse_cells(config, chosen, todo, out, [Path(table) for table in reuse]))
+    todo = [cell for cell in todo if cell not in reused]
+    front_keys = [(env, setting) for env in config.envs for setting in config.settings] \
+        if config.is_v1 and not config.is_population else []
+    missing = [key for key in front_keys if stored_front(config, chosen, *key, out) is None]  # a stale one refused here
     if backend == "ray":
+        for key in missing:  # once, before the trials read them
+            cell_front(config, chosen, *key, out)
         from recgym.integrations.ray_tune import run_trials_on_ray
 
         if todo:
@@ -923,10 +1111,16 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
                     raise
                 raise CellsFailed({cell.id: f"Ray trial failed ({_one_line(error, 200)})" for cell in unfinished}) from error
     else:
-        run_cells(config, chosen, todo, out, progress=progress, workers=workers or 1, torch_threads=torch_threads)
+        run_cells(config, chosen, todo, out, progress=progress, workers=workers or 1, torch_threads=torch_threads,
+                  fronts=missing)
     records = [read_cell(config, chosen, cell, out) for cell in grid]
     rows = aggregate(records, config.columns)
     table = write_tables(rows, out, config.columns)
+    note = reused_note(records)
+    fronts = {key: stored_front(config, chosen, *key, out) for key in front_keys}
+    if note:
+        table += "\n" + note + "\n"
+        (out / "results.md").write_text(table)
     if fronts:
         (out / "results.md").write_text(table + "\n" + fronts_table(fronts))
         front_plot(records, fronts, out / "pareto.png")

@@ -6,11 +6,16 @@ stage I (:func:`recgym.agents.dsrm.pretrain`, saved as ``dsrm.pt`` in the run di
 stage II (:func:`recgym.agents.hierarchy.train_hierarchy`, DSRM frozen). Each DSRM agent has a
 constant-state twin (``dsrm-hrl-const``, ``dsrm-flat-const``, a control of issue #19): the same stage I
 and stage II, with the DSRM state replaced by one (D,) state for everyone, the mean purified state over
-logged histories of stage I (:func:`mean_purified_state`, saved as ``constant_state.npy``).
+logged histories of stage I (:func:`mean_purified_state`, saved as ``constant_state.npy``). Those four
+runs of one env, options, seed and budget fit the same stage I: given a shared folder (``stage_one_dir``) the
+first stores it there (:func:`store_stage_one`) and the others read it instead of fitting it again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +53,8 @@ CONSTANT_ROWS = 4_096
 #: the DSRM agents' reverse chain: DDIM, 5 jumps, 2 chains starting from the same two noises for every
 #: row (a row's state is a function of its own history)
 PURIFY = {"sampler": "ddim", "steps": 5, "n_samples": 2, "shared_noise": True}
+#: DSRM stage I's fit, the same for every DSRM agent (:func:`recgym.agents.dsrm.stage_one` arguments)
+STAGE_ONE = {"num_envs": 64, "encoder_epochs": 2, "diffusion_epochs": 10}
 
 
 def dsrm_state(model: Any) -> Any:
@@ -99,7 +106,7 @@ def train(
     agent: str, env_id: str, timesteps: int, *, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 64,
     progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
     device: str = "auto", rounds: int = 3, eval_freq: int = 0,
-    eval_scorer: Callable[[Any], dict[str, Any]] | None = None,
+    eval_scorer: Callable[[Any], dict[str, Any]] | None = None, stage_one_dir: str | Path | None = None,
 ) -> tuple[HierarchicalPolicy, Path]:
     """Train ``agent`` for about ``timesteps`` simulator steps in a new run directory
     ``logdir/<agent>_<env>_s<seed>_<n>/``; returns (policy, checkpoint directory = run directory).
@@ -110,6 +117,9 @@ def train(
     ``eval_episodes`` > 0: stage II's learning curve on the truth, as :func:`recgym.agents.flat.train`'s:
     evaluated every ``eval_freq`` stage-II env steps (0: only at the end) and at the end, ``eval_scorer``
     adding scalars (:func:`recgym.agents.hierarchy.train_hierarchy`; ``policy.learning_curve``).
+
+    ``stage_one_dir``: a folder DSRM runs share stage I through: read from it when a run of the same env, options,
+    seed, budget and device stored it there (:func:`stage_one_settings`), else fitted and stored there.
     """
     timesteps = check_count("timesteps", timesteps)
     if agent not in HRL_AGENTS:
@@ -121,8 +131,9 @@ def train(
     run_dir = new_run_dir(logdir, agent, env_id, seed)
     dsrm_model, constant = None, None
     if uses_dsrm:
-        dsrm_model, constant = _stage_one(env_id, timesteps, seed, run_dir, device, progress_bar, env_options,
-                                          constant_twin)
+        settings = stage_one_settings(env_id, timesteps, seed, env_options, device)
+        dsrm_model, constant = _stage_one(settings, run_dir, progress_bar, constant_twin,
+                                          None if stage_one_dir is None else Path(stage_one_dir))
     method = build_method(agent, dsrm_model, constant)
     config = stage_two_config(timesteps, method.option_length, rounds=rounds, num_envs=num_envs, flat=flat,
                               seed=seed, device=device)
@@ -147,20 +158,70 @@ def stage_two_config(timesteps: int, option_length: int, *, rounds: int = 3, num
                            flat=flat, seed=seed, device=device)
 
 
-def _stage_one(env_id: str, timesteps: int, seed: int, run_dir: Path, device: str, progress: bool,
-               env_options: dict[str, Any] | None, constant_twin: bool) -> tuple[Any, np.ndarray | None]:
-    """DSRM stage I, saved in ``run_dir``: (model, the twin's constant state or ``None``)."""
+def stage_one_settings(env_id: str, timesteps: int, seed: int, env_options: dict[str, Any] | None,
+                       device: str) -> dict[str, Any]:
+    """Everything DSRM stage I of a run depends on (the same for the four DSRM agents): env, options, seed,
+    logged transitions (``timesteps // 2``, at least 1,000), :data:`STAGE_ONE` and device."""
+    return {"env": env_id, "options": dict(sorted((env_options or {}).items())), "seed": seed,
+            "transitions": max(1_000, timesteps // 2), **STAGE_ONE, "device": device}
+
+
+def stage_one_file(folder: Path, settings: dict[str, Any]) -> Path:
+    """``folder/<env>__s<seed>__<digest of settings>.json``: the provenance of a stored stage I (its settings and
+    the twins' constant state); the model is the ``.pt`` beside it. The JSON is written last: no JSON, no stage I."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return folder / f"{settings['env'].split('/')[-1]}__s{settings['seed']}__{digest}.json"
+
+
+def read_stage_one(folder: Path, settings: dict[str, Any]) -> tuple[Any, np.ndarray] | None:
+    """The stored stage I of ``settings`` in ``folder`` (model, (D,) constant state), or ``None`` when none is stored;
+    a stored one of other settings is a one-line ``ValueError`` naming the file."""
+    from recgym.agents.dsrm import DSRM
+
+    provenance = stage_one_file(folder, settings)
+    if not provenance.exists():
+        return None
+    stored = json.loads(provenance.read_text())
+    if stored.get("settings") != json.loads(json.dumps(settings, default=str)):
+        raise ValueError(f"{provenance}: a DSRM stage I of other settings; delete it (and its .pt) to fit it again")
+    model = DSRM.load(provenance.with_suffix(".pt"), device=settings["device"])
+    return model, np.asarray(stored["constant_state"], np.float32)
+
+
+def store_stage_one(folder: Path, settings: dict[str, Any], model: Any, constant: np.ndarray) -> None:
+    """Store a fitted stage I for :func:`read_stage_one`: the model (``.pt``), then the JSON, each written to a
+    temporary file of this process and renamed into place, so a half-written stage I is never read."""
+    provenance = stage_one_file(folder, settings)
+    for path, write in ((provenance.with_suffix(".pt"), model.save),
+                        (provenance, lambda partial: partial.write_text(json.dumps(
+                            {"settings": settings, "constant_state": constant.tolist()}, default=str)))):
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        write(partial)
+        os.replace(partial, path)
+
+
+def _stage_one(settings: dict[str, Any], run_dir: Path, progress: bool, constant_twin: bool,
+               shared: Path | None) -> tuple[Any, np.ndarray | None]:
+    """DSRM stage I of ``settings`` (:func:`stage_one_settings`), read from ``shared`` when stored there, else fitted
+    (and stored there when given), then saved in ``run_dir``: (model, the twin's constant state or ``None``)."""
     from recgym.agents.dsrm import stage_one
 
-    stage = stage_one(env_id, timesteps=max(1_000, timesteps // 2), num_envs=64, encoder_epochs=2,
-                      diffusion_epochs=10, logdir=run_dir / "stage1", seed=seed, device=device, progress=progress,
-                      env_options=env_options)
-    stage.model.save(run_dir / DSRM_FILE)
+    stored = read_stage_one(shared, settings) if shared is not None else None
+    if stored is not None:
+        model, constant = stored
+    else:
+        stage = stage_one(settings["env"], timesteps=settings["transitions"], logdir=run_dir / "stage1",
+                          seed=settings["seed"], device=settings["device"], progress=progress,
+                          env_options=settings["options"], **STAGE_ONE)
+        model = stage.model
+        constant = mean_purified_state(stage, settings["seed"]) if constant_twin or shared is not None else None
+        if shared is not None:
+            store_stage_one(shared, settings, model, constant)
+    model.save(run_dir / DSRM_FILE)
     if not constant_twin:
-        return stage.model, None
-    constant = mean_purified_state(stage, seed)
+        return model, None
     np.save(run_dir / CONSTANT_FILE, constant)
-    return stage.model, constant
+    return model, constant
 
 
 def load_constant(path: Path, world: World | None = None) -> np.ndarray:
