@@ -647,7 +647,9 @@ def step_sessions(
             base, term = chosen_base, chosen_term
         consumed[b] = item
         repeated = kn.no_repeat and chosen >= 0 and was_seen[b, chosen]
-        pop_score = popularity_score(cat.pop_prior[item] + s.clicks[item], log_max) if item >= 0 else np.float32(0.0)
+        # log1p(popularity) once: popularity_score's numerator, and what v1's logged history shows
+        log_popularity = np.log1p(cat.pop_prior[item] + s.clicks[item]) if item >= 0 else 0.0
+        pop_score = np.float32(log_popularity / log_max) if item >= 0 else np.float32(0.0)
         if item < 0:  # a skipped v1 slate: no reward, no signal; only patience and the clock move
             reward = feedback = np.float32(0.0)
             signals[:, b] = 0.0
@@ -681,8 +683,8 @@ def step_sessions(
             enjoyment = min(reward / cat.reward_max, np.float32(1.0))  # v1 rewards may exceed reward_max
             update_session(kn, cat, s, b, item, feedback, enjoyment, normals[b], walk_bytes[b])
             if kn.v1:
-                record_impression(s, b, signals, np.float32(np.log1p(cat.pop_prior[item] + s.clicks[item])),
-                                  np.float32(np.log1p(s.exposure[item])), chosen)
+                record_impression(s, b, signals, np.float32(log_popularity), np.float32(np.log1p(s.exposure[item])),
+                                  chosen)
         s.popular_streak[b] = streak
         s.patience[b] = patience
         if kn.v1:  # users over time (recgym.users): the session's satisfaction, the user's long-term record
