@@ -4,6 +4,7 @@ gradients), for the flat agents and the hierarchy's levels."""
 from __future__ import annotations
 
 import copy
+import tempfile
 
 import numpy as np
 import pytest
@@ -116,3 +117,58 @@ def test_flat_ppo_trains_as_sb3s_ppo_on_the_item_policy():
         model.learn(256)
         weights.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
     assert th.equal(weights[0], weights[1]) and weights[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_the_written_out_gradients_train_as_autograd(env_id):
+    """MlpGradients + FlatParameters (no autograd graph, one fused Adam kernel on one buffer) end on
+    autograd's weights to float rounding, with the ratio clipped on some rows, the gradient norm
+    clipped and an entropy bonus, and log the same statistics."""
+    models = []
+    for written in (False, True):
+        model = LeanPPO(LeanActorCriticPolicy, make_vec_env(env_id, n_envs=4, seed=0), n_steps=32, batch_size=48,
+                        n_epochs=6, learning_rate=3e-3, ent_coef=0.01, max_grad_norm=0.3, seed=0, device="cpu",
+                        policy_kwargs={"optimizer_kwargs": {"fused": True}})
+        model.written_gradients = written
+        model.learn(256)
+        models.append(model)
+    autograd, written = models
+    assert written.logger.name_to_value["train/clip_fraction"] > 0.01  # the clipped branch is exercised (0.027 on CartPole)
+    weights = [th.nn.utils.parameters_to_vector(model.policy.parameters()).detach() for model in models]
+    assert float((weights[0] - weights[1]).abs().max()) < 1e-5
+    assert float((weights[0] - th.nn.utils.parameters_to_vector(_small(env_id).policy.parameters())).abs().max()) > 0.01
+    for key in ("train/entropy_loss", "train/policy_gradient_loss", "train/value_loss", "train/approx_kl",
+                "train/clip_fraction", "train/loss"):
+        assert written.logger.name_to_value[key] == pytest.approx(autograd.logger.name_to_value[key], rel=1e-3, abs=1e-6), key
+
+
+def test_flat_parameters_step_as_the_fused_adam_and_save():
+    """FlatParameters' Adam step is optimizer.step() to float rounding (the fused kernel's vector
+    lanes fall differently on one buffer: ~1 ulp in the second moment); the views are the optimizer's
+    state, so a saved and reloaded model carries on as the one that never stopped."""
+    from recgym.agents.lean_ppo import FlatParameters
+
+    models = [_small("Pendulum-v1", policy_kwargs={"optimizer_kwargs": {"fused": True}}) for _ in range(2)]
+    for step in range(3):
+        grads = [th.linspace(-1, 1, p.numel()).view_as(p) * (step + i + 1) for i, p in enumerate(models[0].policy.parameters())]
+        for p, g in zip(models[0].policy.parameters(), grads):
+            p.grad = g.clone()
+        models[0].policy.optimizer.step()
+        flat = FlatParameters.of(models[1].policy.optimizer)
+        flat.grad.copy_(th.cat([g.reshape(-1) for g in grads]))
+        flat.adam_step()
+    assert float(models[0].policy.log_std.detach().abs().max()) > 5e-4  # it moved (3 Adam steps of 3e-4)
+    for ours, theirs in zip(models[1].policy.parameters(), models[0].policy.parameters()):
+        th.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
+        state, reference = models[1].policy.optimizer.state[ours], models[0].policy.optimizer.state[theirs]
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            th.testing.assert_close(state[key], reference[key], rtol=1e-6, atol=0)
+    with tempfile.TemporaryDirectory() as folder:  # the views are saved and loaded as the optimizer's own state
+        models[1].save(f"{folder}/model.zip")
+        loaded = LeanPPO.load(f"{folder}/model.zip", device="cpu")
+    for model in (loaded, models[1]):
+        flat = FlatParameters.of(model.policy.optimizer)
+        flat.grad.fill_(0.5)
+        flat.adam_step()
+    assert th.equal(th.nn.utils.parameters_to_vector(loaded.policy.parameters()),
+                    th.nn.utils.parameters_to_vector(models[1].policy.parameters()))

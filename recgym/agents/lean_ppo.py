@@ -26,6 +26,7 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.utils import explained_variance
 
 #: log(sqrt(2 pi)): the Gaussian log-density's constant
@@ -42,18 +43,32 @@ class CategoricalTerms(th.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, logits: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        log_p = th.log_softmax(logits, dim=1)
-        p = log_p.exp()
-        entropy = -(p * log_p).sum(dim=1)
+        log_prob, entropy, p, log_p = categorical_terms(logits, actions)
         ctx.save_for_backward(p, log_p, entropy, actions)
-        return log_p.gather(1, actions[:, None]).squeeze(1), entropy
+        return log_prob, entropy
 
     @staticmethod
     def backward(ctx: Any, grad_log_prob: th.Tensor, grad_entropy: th.Tensor) -> tuple[th.Tensor, None]:
-        p, log_p, entropy, actions = ctx.saved_tensors
-        # g_lp * (onehot - p) - g_H * p * (log p + H) = p * (-g_H * log p - (g_H * H + g_lp)) + g_lp * onehot
-        grad = (log_p * -grad_entropy[:, None]).sub_((grad_entropy * entropy + grad_log_prob)[:, None]).mul_(p)
-        return grad.scatter_add_(1, actions[:, None], grad_log_prob[:, None]), None
+        return categorical_logit_grad(*ctx.saved_tensors, grad_log_prob, grad_entropy[:, None]), None
+
+
+def categorical_terms(logits: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    """(B, I) logits, (B,) int64 actions -> ((B,) log-probabilities of the actions, (B,) entropies, (B, I)
+    probabilities, (B, I) log-probabilities): :class:`CategoricalTerms`' forward pass, no graph."""
+    log_p = th.log_softmax(logits, dim=1)
+    p = log_p.exp()
+    entropy = -(p * log_p).sum(dim=1)
+    return log_p.gather(1, actions[:, None]).squeeze(1), entropy, p, log_p
+
+
+def categorical_logit_grad(p: th.Tensor, log_p: th.Tensor, entropy: th.Tensor, actions: th.Tensor,
+                           grad_log_prob: th.Tensor, grad_entropy: th.Tensor | float) -> th.Tensor:
+    """(B, I) gradient of a loss on the logits, from its (B,) gradient on the actions' log-probabilities
+    and its (B, 1) (or scalar) gradient on the entropies: d log p_a / dz = onehot(a) - p,
+    dH / dz = -p (log p + H); the other arguments as :func:`categorical_terms` returns them."""
+    # g_lp * (onehot - p) - g_H * p * (log p + H) = p * (-g_H * log p - (g_H * H + g_lp)) + g_lp * onehot
+    grad = (log_p * -grad_entropy).sub_((grad_entropy * entropy[:, None]).add_(grad_log_prob[:, None])).mul_(p)
+    return grad.scatter_add_(1, actions[:, None], grad_log_prob[:, None])
 
 
 def sample_categorical(log_p: th.Tensor) -> th.Tensor:
@@ -125,6 +140,186 @@ class LeanActorCriticPolicy(ActorCriticPolicy):
         return values, log_prob, entropy
 
 
+#: the MLP activations :class:`MlpGradients` writes out: ((B, H) gradient on the output, (B, H) output)
+#: -> (B, H) gradient on the input, one kernel (autograd's own backward functions)
+_ACTIVATION_GRADS = {th.nn.Tanh: th.ops.aten.tanh_backward.default,
+                     th.nn.ReLU: lambda grad, output: th.ops.aten.threshold_backward.default(grad, output, 0)}
+
+
+def _linear_layers(net: th.nn.Sequential) -> tuple[list[th.nn.Linear], Any] | None:
+    """SB3's MLP (``Linear``, activation, ``Linear``, activation, ...) -> (its linear layers, the
+    activation's module class), or ``None`` for any other network (or mixed activations)."""
+    modules = list(net)
+    linears, activations = modules[0::2], {type(module) for module in modules[1::2]}
+    if len(modules) % 2 or not all(type(module) is th.nn.Linear for module in linears) or len(activations) > 1:
+        return None
+    activation = activations.pop() if activations else th.nn.Tanh
+    return (linears, activation) if activation in _ACTIVATION_GRADS else None
+
+
+class MlpGradients:
+    """PPO's loss on a minibatch and its gradient written out for an MLP policy (SB3's ``MlpPolicy``
+    layout: flattened observations, separate actor and critic MLPs of ``Linear`` + ``Tanh``/``ReLU``,
+    a linear action head and value head; ``Discrete`` logits or a state-independent Gaussian), with no
+    autograd graph: the forward pass is one ``addmm`` and one activation per layer, the backward pass
+    two products and a sum per layer into one flat gradient buffer that the parameters' ``.grad`` views
+    (clipped by one norm over it). A small network's gradient step on the CPU costs torch's per-operator
+    dispatch, not arithmetic: ~120 operators instead of autograd's ~650 (docs/performance.md, step 4).
+    The same loss and gradients as :meth:`LeanActorCriticPolicy.evaluate_actions` + ``backward`` in
+    :meth:`LeanPPO.train` (to float rounding; tested), including ``torch.min``'s split gradient at ties."""
+
+    def __init__(self, policy: LeanActorCriticPolicy, actor: list[th.nn.Linear], critic: list[th.nn.Linear],
+                 activation: Any) -> None:
+        self.policy, self.activation = policy, activation()
+        self.activation_grad = _ACTIVATION_GRADS[activation]
+        self.discrete = isinstance(policy.action_space, spaces.Discrete)
+        self.actor = [*actor, policy.action_net]  # the last layer of each has no activation
+        self.critic = [*critic, policy.value_net]
+        for p in policy.parameters():  # written in place (FlatParameters' views where it is used)
+            if p.grad is None:
+                p.grad = th.zeros_like(p)
+
+    @classmethod
+    def of(cls, policy: ActorCriticPolicy) -> MlpGradients | None:
+        """The written-out gradients of ``policy``, or ``None`` where its layout is not the one above
+        (a features extractor other than ``FlattenExtractor``, a shared MLP, gSDE, Dict observations)."""
+        if not (isinstance(policy, LeanActorCriticPolicy) and policy._lean() and policy.share_features_extractor
+                and type(policy.features_extractor) is FlattenExtractor):
+            return None
+        actor, critic = (_linear_layers(net) for net in (policy.mlp_extractor.policy_net, policy.mlp_extractor.value_net))
+        if actor is None or critic is None or actor[1] is not critic[1]:
+            return None
+        written = [*actor[0], *critic[0], policy.action_net, policy.value_net]
+        expected = {id(p) for layer in written for p in layer.parameters()}
+        if isinstance(policy.action_space, spaces.Box):
+            expected.add(id(policy.log_std))
+        if {id(p) for p in policy.parameters() if p.requires_grad} != expected:
+            return None  # a parameter this class does not write the gradient of
+        return cls(policy, actor[0], critic[0], actor[1])
+
+    def _forward(self, layers: list[th.nn.Linear], x: th.Tensor) -> list[th.Tensor]:
+        """(B, D) input -> each layer's input and the last layer's output (no activation on it)."""
+        outputs = [x]
+        for i, layer in enumerate(layers):
+            x = th.addmm(layer.bias, x, layer.weight.t())
+            outputs.append(x if i == len(layers) - 1 else self.activation(x))
+            x = outputs[-1]
+        return outputs
+
+    def _backward(self, layers: list[th.nn.Linear], outputs: list[th.Tensor], grad: th.Tensor) -> None:
+        """Write each layer's weight and bias gradient from the (B, out) gradient of the last output."""
+        for i in range(len(layers) - 1, -1, -1):
+            layer = layers[i]
+            th.mm(grad.t(), outputs[i], out=layer.weight.grad)
+            th.sum(grad, dim=0, out=layer.bias.grad)
+            if i:
+                grad = self.activation_grad(grad @ layer.weight, outputs[i])
+
+    @th.no_grad()
+    def minibatch(self, obs: th.Tensor, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor,
+                  returns: th.Tensor, clip_range: float, ent_coef: float, vf_coef: float) -> tuple[th.Tensor, th.Tensor]:
+        """One minibatch of B rows (actions (B,) int64 or (B, A); the rest (B,)) -> ((5,) policy loss,
+        clip fraction, value loss, entropy loss, approx. KL; the scalar loss), the loss's gradient
+        written into the parameters' ``.grad``."""
+        n = obs.shape[0]
+        x = obs.flatten(1)
+        actor, critic = self._forward(self.actor, x), self._forward(self.critic, x)
+        head, values = actor[-1], critic[-1].flatten()
+        if self.discrete:
+            log_prob, entropy, p, log_p = categorical_terms(head, actions)
+        else:
+            log_std = self.policy.log_std
+            log_prob, entropy = gaussian_terms(head, log_std, actions)
+        log_ratio = log_prob - old_log_prob
+        ratio = th.exp(log_ratio)
+        surrogate, clipped = advantages * ratio, advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+        policy_loss = -th.min(surrogate, clipped).mean()
+        value_error = values - returns
+        value_loss = value_error.square().mean()
+        entropy_loss = -entropy.mean()
+        loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
+        row = th.stack([policy_loss, ((ratio - 1).abs() > clip_range).float().mean(), value_loss, entropy_loss,
+                        th.mean((ratio - 1) - log_ratio)])
+        # d policy_loss / d log_prob = -A r / B where the unclipped term is the minimum (or inside the
+        # clip range: a tie, half through each term), else 0
+        grad_log_prob = th.where(surrogate <= clipped, surrogate, 0.0).mul_(-1.0 / n)
+        if self.discrete:
+            grad_head = categorical_logit_grad(p, log_p, entropy, actions, grad_log_prob, -ent_coef / n)
+        else:
+            inv_std = th.exp(-log_std)
+            z = (actions - head) * inv_std
+            grad_head = (z * grad_log_prob[:, None]).mul_(inv_std)
+            # d/d log_std: sum_rows g_lp (z^2 - 1) + ent_coef * d(-H)/d log_std
+            th.sub((z.square_().sub_(1)).mul_(grad_log_prob[:, None]).sum(dim=0), ent_coef, out=log_std.grad)
+        self._backward(self.actor, actor, grad_head)
+        self._backward(self.critic, critic, value_error.mul_(2.0 * vf_coef / n)[:, None])
+        return row, loss
+
+
+
+class FlatParameters:
+    """A level's parameters, their gradients and their Adam state as views of four flat buffers (the
+    parameters, optimizer and checkpoints are the same objects and values), so that zeroing, clipping
+    and an Adam step are one or two kernels on one tensor. torch's fused CPU Adam loops over its
+    tensors with per-tensor conversions (~36 operators per step for an MLP's 13 tensors) and its
+    optimizer wrapper costs ~0.3 ms per step; here the step is ``steps.add_(1)`` and one
+    ``_fused_adam_`` on one tensor: the same update, element by element, as ``optimizer.step()``
+    (to float rounding: the kernel's vector lanes fall differently on one buffer; tested)."""
+
+    def __init__(self, optimizer: th.optim.Adam) -> None:
+        self.group = optimizer.param_groups[0]
+        params = self.group["params"]
+        offsets = np.cumsum([0] + [p.numel() for p in params]).tolist()
+        spans = list(zip(offsets[:-1], offsets[1:]))
+        states = [optimizer.state[p] for p in params]
+
+        def flat(tensors: list[th.Tensor]) -> th.Tensor:
+            return th.cat([t.detach().reshape(-1) for t in tensors])
+
+        self.values = flat(params)
+        self.grad = flat([th.zeros_like(p) if p.grad is None else p.grad for p in params])
+        fresh = not states[0]
+        self.exp_avg, self.exp_avg_sq = (flat([th.zeros_like(p) if fresh else state[key] for p, state in zip(params, states)])
+                                         for key in ("exp_avg", "exp_avg_sq"))
+        self.steps = th.zeros(len(params)) if fresh else th.stack([state["step"] for state in states]).float()
+        for i, (p, state, (start, end)) in enumerate(zip(params, states, spans)):
+            p.data = self.values[start:end].view_as(p)
+            p.grad = self.grad[start:end].view_as(p)
+            state.update(exp_avg=self.exp_avg[start:end].view_as(p), exp_avg_sq=self.exp_avg_sq[start:end].view_as(p),
+                         step=self.steps[i])
+        self.step0 = self.steps[0]
+
+    @classmethod
+    def of(cls, optimizer: th.optim.Optimizer) -> FlatParameters | None:
+        """The flat buffers of ``optimizer``'s parameters, or ``None`` unless it is torch's fused Adam
+        with one parameter group (no AMSGrad, ``maximize`` or decoupled weight decay) whose parameters'
+        state is all there or all absent, at one step count."""
+        group = optimizer.param_groups[0]
+        if not (type(optimizer) is th.optim.Adam and len(optimizer.param_groups) == 1 and group.get("fused")
+                and not group["amsgrad"] and not group["maximize"] and not group.get("decoupled_weight_decay")):
+            return None
+        states = [optimizer.state.get(p) for p in group["params"]]
+        if any(bool(state) != bool(states[0]) for state in states):
+            return None
+        if states[0] and len({float(state["step"]) for state in states}) > 1:
+            return None
+        return cls(optimizer)
+
+    def clip(self, max_norm: float) -> None:
+        """Scale the gradient to norm at most ``max_norm``: ``clip_grad_norm_``'s factor
+        ``max / (norm + 1e-6)`` capped at 1, the norm taken over the one buffer."""
+        norm = th.linalg.vector_norm(self.grad)
+        self.grad.mul_(th.clamp(max_norm / (norm + 1e-6), max=1.0))
+
+    def adam_step(self) -> None:
+        """``optimizer.step()`` on the buffers (the group's current learning rate)."""
+        group = self.group
+        self.steps.add_(1)
+        th._fused_adam_([self.values], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step0],
+                        amsgrad=False, lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1],
+                        weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+
+
 def _flattened(buffer: RolloutBuffer) -> None:
     """Flatten the filled buffer's (n_steps, n_envs, ...) arrays to (n_steps * n_envs, ...) in place,
     once, as SB3's ``RolloutBuffer.get`` does before its first minibatch."""
@@ -140,7 +335,14 @@ def _flattened(buffer: RolloutBuffer) -> None:
 
 class LeanPPO(PPO):
     """SB3's ``PPO`` with the lean update of :meth:`train` (see the module docstring). Saved and
-    loaded as any SB3 model; a checkpoint of a plain ``PPO`` loads into it and trains on."""
+    loaded as any SB3 model; a checkpoint of a plain ``PPO`` loads into it and trains on.
+
+    ``written_gradients`` (default ``True``; set it on a model to change it): a
+    :class:`LeanActorCriticPolicy` of SB3's MLP layout trains by :class:`MlpGradients` (the gradient
+    written out, no autograd graph), and a fused Adam optimizer steps on :class:`FlatParameters`;
+    ``False`` (or another policy / optimizer) takes autograd's ``backward`` and ``optimizer.step()``."""
+
+    written_gradients = True
 
     def train(self) -> None:
         """One update on the filled rollout buffer: ``n_epochs`` passes of minibatches of
@@ -164,6 +366,8 @@ class LeanPPO(PPO):
         old_values, old_log_prob, advantages_all, returns = (
             tensor(getattr(buffer, name).reshape(-1)) for name in ("values", "log_probs", "advantages", "returns"))
         params = [p for p in policy.parameters() if p.requires_grad]
+        flat = FlatParameters.of(policy.optimizer) if self.written_gradients else None
+        written = MlpGradients.of(policy) if self.written_gradients and clip_range_vf is None else None
         size = buffer.buffer_size * buffer.n_envs
         # per minibatch: policy loss, clip fraction, value loss, entropy loss, approx. KL (logged at the end)
         stats: list[th.Tensor] = []
@@ -177,33 +381,33 @@ class LeanPPO(PPO):
                 rows = order[start:start + self.batch_size]
                 obs = ({key: value[rows] for key, value in observations.items()}
                        if isinstance(observations, dict) else observations[rows])
-                values, log_prob, entropy = policy.evaluate_actions(obs, actions[rows])
-                values = values.flatten()
                 advantages = advantages_all[rows]
                 if self.normalize_advantage and len(advantages) > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                log_ratio = log_prob - old_log_prob[rows]
-                ratio = th.exp(log_ratio)
-                clipped = th.clamp(ratio, 1 - clip_range, 1 + clip_range)
-                policy_loss = -th.min(advantages * ratio, advantages * clipped).mean()
-                values_pred = values if clip_range_vf is None else old_values[rows] + th.clamp(
-                    values - old_values[rows], -clip_range_vf, clip_range_vf)
-                value_loss = th.nn.functional.mse_loss(returns[rows], values_pred)
-                entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
-                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-                with th.no_grad():
-                    approx_kl = th.mean((ratio - 1) - log_ratio)
-                    stats.append(th.stack([policy_loss, ((ratio - 1).abs() > clip_range).float().mean(), value_loss,
-                                           entropy_loss, approx_kl]))
-                if self.target_kl is not None and float(approx_kl) > 1.5 * self.target_kl:
+                if written is not None:
+                    row, loss = written.minibatch(obs, actions[rows], old_log_prob[rows], advantages, returns[rows],
+                                                  clip_range, self.ent_coef, self.vf_coef)
+                else:
+                    row, loss = self._losses(obs, actions[rows], old_log_prob[rows], advantages, returns[rows],
+                                             old_values[rows], clip_range, clip_range_vf)
+                stats.append(row)
+                if self.target_kl is not None and float(row[4]) > 1.5 * self.target_kl:
                     continue_training = False
                     if self.verbose >= 1:
-                        print(f"Early stopping at step {epoch} due to reaching max kl: {float(approx_kl):.2f}")
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {float(row[4]):.2f}")
                     break
-                policy.optimizer.zero_grad()
-                loss.backward()
-                self._clip_gradients(params)
-                policy.optimizer.step()
+                if written is None:
+                    if flat is not None:
+                        flat.grad.zero_()
+                    else:
+                        policy.optimizer.zero_grad()
+                    loss.backward()  # into the flat buffer's views where there is one (accumulated in place)
+                if flat is not None:
+                    flat.clip(self.max_grad_norm)
+                    flat.adam_step()
+                else:
+                    self._clip_gradients(params)
+                    policy.optimizer.step()
             self._n_updates += 1
             if not continue_training:
                 break
@@ -222,6 +426,27 @@ class LeanPPO(PPO):
         self.logger.record("train/clip_range", clip_range)
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+
+    def _losses(self, obs: Any, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor,
+                returns: th.Tensor, old_values: th.Tensor, clip_range: float,
+                clip_range_vf: float | None) -> tuple[th.Tensor, th.Tensor]:
+        """SB3's PPO loss on one minibatch through the policy's autograd graph -> ((5,) policy loss,
+        clip fraction, value loss, entropy loss, approx. KL, detached; the differentiable scalar loss)."""
+        values, log_prob, entropy = self.policy.evaluate_actions(obs, actions)
+        values = values.flatten()
+        log_ratio = log_prob - old_log_prob
+        ratio = th.exp(log_ratio)
+        clipped = th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+        policy_loss = -th.min(advantages * ratio, advantages * clipped).mean()
+        values_pred = values if clip_range_vf is None else old_values + th.clamp(
+            values - old_values, -clip_range_vf, clip_range_vf)
+        value_loss = th.nn.functional.mse_loss(returns, values_pred)
+        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+        loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        with th.no_grad():
+            row = th.stack([policy_loss, ((ratio - 1).abs() > clip_range).float().mean(), value_loss, entropy_loss,
+                            th.mean((ratio - 1) - log_ratio)])
+        return row, loss
 
     def _clip_gradients(self, params: list[th.Tensor]) -> None:
         """``clip_grad_norm_(params, max_grad_norm)`` with torch's ``foreach`` kernels: the same
