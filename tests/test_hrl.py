@@ -356,13 +356,20 @@ def test_the_high_level_leaves_its_initialisation_and_logs_how_far(tmp_path):
     assert probe.shape[0] >= 64 and _moved(trained, probe)
     untrained, _ = make_levels(DSRMHRL(name="hrl-no-dsrm"), "recgym/Synthetic-v0", trained.config, FAIRNESS_PROTOCOL)
     assert not _moved(untrained, probe)  # 0 updates: KL exactly 0, log-std unchanged
+    import torch as th
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     def scalars(run):
         return EventAccumulator(str(tmp_path / run)).Reload().Tags()["scalars"]
 
-    assert {"high/kl_to_init", "high/log_std"} <= set(scalars("high_1"))
+    assert {"high/kl_to_init", "high/log_std", "high/mean_outside_range"} <= set(scalars("high_1"))
     assert {"low/lagrange_multiplier", "low/constraint_gap"} <= set(scalars("low_1"))
+    drift, bias = trained.high_drift, trained.high.policy.action_net.bias
+    assert drift.mean_outside_range == 0.0  # a short run's goal means stay inside the range
+    with th.no_grad():
+        bias[1] -= 5.0  # w_fair's mean far below the range for every probe row: the greedy goal w_fair = 0
+    drift._on_rollout_end()
+    assert drift.mean_outside_range == 0.5  # one of the two goal dimensions, on every row
 
 
 def test_a_resumed_dsrm_hrl_run_continues_from_its_lagrange_multiplier(tmp_path):

@@ -609,9 +609,12 @@ class LowRolloutEnd(BaseCallback):
 class HighLevelDrift(BaseCallback):
     """Logs how far the high level has moved from the policy it started the run with (a deep copy taken
     at construction): ``high/kl_to_init`` (:func:`high_policy_drift`, on the first rollout's observations,
-    at most 1,024, kept fixed for the run) and ``high/log_std``, after every rollout (before its update).
-    The initial policy's Gaussian on that probe is computed once (the copy never changes); each rollout
-    then costs one forward pass of the current actor on the probe."""
+    at most 1,024, kept fixed for the run), ``high/log_std`` and ``high/mean_outside_range`` (the share of
+    the probe's (row, goal dimension) means outside [-1, 1]: there the greedy goal sits clipped on the range's
+    edge, where an update that leaves the mean outside changes no greedy action; docs/hrl.md, "dsrm-hrl's
+    frozen greedy policy"), after every rollout (before its update). The initial policy's Gaussian on that
+    probe is computed once (the copy never changes); each rollout then costs one forward pass of the
+    current actor on the probe."""
 
     def __init__(self, model: PPO, probe_size: int = 1024) -> None:
         super().__init__()
@@ -619,7 +622,7 @@ class HighLevelDrift(BaseCallback):
         self.probe_size = probe_size
         self.probe: np.ndarray | None = None
         self.initial_gaussian: tuple[th.Tensor, th.Tensor] | None = None
-        self.kl_to_init = 0.0
+        self.kl_to_init = self.mean_outside_range = 0.0
         self.log_std = float(model.policy.log_std.detach().mean())
 
     def _on_step(self) -> bool:
@@ -632,8 +635,10 @@ class HighLevelDrift(BaseCallback):
             self.initial_gaussian = gaussian_of(self.initial, self.probe)
         now = gaussian_of(self.model.policy, self.probe)
         self.kl_to_init, self.log_std = gaussian_kl(now, self.initial_gaussian), float(now[1].mean())
+        self.mean_outside_range = float((now[0].abs() > 1).float().mean())
         self.logger.record("high/kl_to_init", self.kl_to_init)
         self.logger.record("high/log_std", self.log_std)
+        self.logger.record("high/mean_outside_range", self.mean_outside_range)
 
 
 @dataclass
