@@ -205,14 +205,26 @@ def prefetch_row(row: np.ndarray) -> None:
 
 
 @njit(cache=True, inline="always")
-def prefetch_long_term(cat: Catalogue, s: Sessions, user: int, item: int) -> None:
-    """Start loading what a v1 step reads of ``user``'s long-term rows (:class:`recgym.users.Users`) for
-    ``item``: its neighbourhood's taste, the consumed categories, the creator's byte of the consumed set."""
+def prefetch_step_rows(cat: Catalogue, s: Sessions, user: int, item: int) -> None:
+    """Start loading the rows at random places that a v1 step of ``user`` shown ``item`` reads: the
+    user's long-term rows (:class:`recgym.users.Users`: the item's neighbourhood's taste, the consumed
+    categories, the creator's byte of the consumed set), followed creators and mode thresholds, and the
+    item's embedding, categories, counts and v1 scalars. Each was a stall in the long per-session loop
+    (``perf``: the taste load alone ~8% of the kernel's samples)."""
     neighbourhood = cat.item_neighbourhood[item]
     prefetch(s.taste[user], neighbourhood)
     prefetch(s.taste_pending[user], neighbourhood)
     prefetch_row(s.consumed_categories[user])
     prefetch(s.consumed_creators[user], cat.item_creator[item] >> 3)
+    prefetch_row(cat.item_emb[item])
+    prefetch_row(cat.cat_lists[item])
+    prefetch(cat.pop_prior, item)
+    prefetch(s.clicks, item)
+    prefetch(s.exposure, item)
+    prefetch(cat.user_followed[user], 0)
+    prefetch(cat.mode_thresholds[user], 0)
+    prefetch(cat.item_qmult, item)
+    prefetch(cat.item_niche, item)
 
 
 # ------------------------------------------------------------------ one session, one item
@@ -619,8 +631,8 @@ def step_sessions(
                     was_seen[b, j] = is_seen(s.seen, b, item)
                     s.seen[b, item >> 3] |= np.uint8(1 << (item & 7))
     for b in range(n_sessions):
-        if kn.v1 and b + PREFETCH_AHEAD < n_sessions:  # the user's long-term rows: random rows, cache misses
-            prefetch_long_term(cat, s, s.user[b + PREFETCH_AHEAD], actions[b + PREFETCH_AHEAD, 0])
+        if kn.v1 and b + PREFETCH_AHEAD < n_sessions:  # rows at random places, a few sessions ahead
+            prefetch_step_rows(cat, s, s.user[b + PREFETCH_AHEAD], actions[b + PREFETCH_AHEAD, 0])
         consumed[b] = actions[b, 0]
         rewards[:, b] = 0.0
         flags[:, b] = False
