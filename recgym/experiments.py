@@ -21,6 +21,10 @@ A v1 table (every env a v1 world, :attr:`ExperimentConfig.is_v1`; issue #19's pr
 records its wall time; the Pareto plot draws the front and each method's mean with 95% error bars. Full
 runs of v1 tables store their cells in the committed :data:`V1_RESULTS`, and :func:`write_v1_section`
 rebuilds ``docs/results.md``'s v1 section from whatever cells are stored (the rest marked pending).
+
+Work computed once (:func:`run_cells`, :func:`reuse_cells`): the missing fronts and the cells share the worker
+pool (a cell waits for its front), the DSRM agents of one env, setting and seed share one stage I (``OUTDIR/stage1/``)
+and a cell another table already stored with the same resolved options, method, seed and sizes is taken from it.
 """
 
 from __future__ import annotations
