@@ -25,10 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 from scipy.special import ndtri
 
 from recgym.choice import (
@@ -39,6 +36,7 @@ from recgym.logging_model import (
     N_SIGNALS, SLATE_CLICK, SLATE_IMPRESSION, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESSION, expected_observed_reward,
     log_clicked, log_signals, record_impression,
 )
+from recgym.cache_hints import prefetch, prefetch_row
 from recgym.params import SimParams
 from recgym.users import creator_consumed, record_consumption
 
@@ -177,31 +175,6 @@ def mode_thresholds(propensity: np.ndarray, switch: float) -> np.ndarray:
     exploit (``switch * (1 - rho)``); -inf: never."""
     rho = np.asarray(propensity, np.float64)
     return ndtri(np.column_stack([rho, switch * rho, switch * (1 - rho)])).astype(np.float32)
-
-
-# ------------------------------------------------------------------ cache hints
-@intrinsic
-def prefetch(typingctx, vector, index):
-    """Hint the CPU to start loading the cache line holding ``vector[index]`` (1-D array).
-    A hint only: it never faults and changes no result."""
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array, [args[1]])
-        byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        hint = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
-        function = cgutils.get_or_insert_function(builder.module, hint, "llvm.prefetch.p0")
-        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])  # read, keep, data
-        return context.get_dummy_value()
-
-    return types.void(vector, index), codegen
-
-
-@njit(cache=True, inline="always")
-def prefetch_row(row: np.ndarray) -> None:
-    """Start loading every 64-byte cache line of the 1-D array ``row``."""
-    for index in range(0, row.shape[0], max(64 // row.itemsize, 1)):
-        prefetch(row, index)
 
 
 @njit(cache=True, inline="always")
@@ -740,6 +713,9 @@ def start_sessions(
             prefetch_row(user_interest[users[n + PREFETCH_AHEAD]])
             if kn.no_repeat:
                 prefetch_row(s.seen[slots[n + PREFETCH_AHEAD]])
+            if kn.v1 and (kn.daily_cycle or kn.weekly_cycle):  # v1: the user's cycles (set_time_interest)
+                for cycle in range(cat.user_cycles.shape[1]):
+                    prefetch_row(cat.user_cycles[users[n + PREFETCH_AHEAD], cycle])
         b = slots[n]
         if kn.no_repeat:
             s.seen[b] = 0

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from recgym.cache_hints import prefetch_row
 from recgym.loaders import ACTIVE_DEGREES, USER_CODES, USER_COUNTS, USER_FLAGS
 from recgym.world import World
 
@@ -263,6 +264,11 @@ def requeue(queue: np.ndarray, position: np.ndarray, keys: np.ndarray, user: int
 
 
 # ------------------------------------------------------------------ between sessions (batch kernels)
+#: How many sessions ahead :func:`end_sessions` and :func:`restart_long_term` ask the CPU to start
+#: loading the users' rows (:mod:`recgym.cache_hints`).
+PREFETCH_AHEAD = 4
+
+
 @njit(cache=True, _nrt=False)
 def take_returning(users: tuple, chosen: np.ndarray, start_day: np.ndarray) -> None:
     """Session mode: the next ``chosen.shape[0]`` users in return order. Fills ``chosen`` (N,) int64
@@ -297,6 +303,13 @@ def end_sessions(
     kn, u = knobs[0], Users(*users)
     memory = kn.interest_memory
     for n in range(slots.shape[0]):
+        if n + PREFETCH_AHEAD < slots.shape[0]:  # the user's rows lie at random places: overlap their misses
+            ahead = session_user[slots[n + PREFETCH_AHEAD]]
+            prefetch_row(u.taste[ahead])
+            prefetch_row(u.taste_pending[ahead])
+            if memory:
+                prefetch_row(u.long_term_interest[ahead])
+                prefetch_row(interest[slots[n + PREFETCH_AHEAD]])
         b = slots[n]
         user = session_user[b]
         steps = max(step_count[b], 1)
@@ -330,6 +343,8 @@ def restart_long_term(users: tuple, chosen: np.ndarray, interest: np.ndarray) ->
     running, the user starts from scratch); :func:`restart_users` builds on it."""
     u = Users(*users)
     for n in range(chosen.shape[0]):
+        if n + PREFETCH_AHEAD < chosen.shape[0]:
+            prefetch_row(interest[chosen[n + PREFETCH_AHEAD]])
         user = chosen[n]
         for d in range(interest.shape[1]):
             u.long_term_interest[user, d] = interest[user, d]
