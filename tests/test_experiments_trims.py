@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from recgym.experiments import STAGE_ONE_DIR, Cell, ExperimentConfig, Size, front_file, plan_jobs, run_experiment
+from recgym.experiments import (
+    STAGE_ONE_DIR, Cell, CellsFailed, ExperimentConfig, Size, front_file, plan_jobs, run_experiment,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -101,3 +103,15 @@ def test_fronts_and_cells_share_two_workers_with_the_serial_runs_table(tmp_path:
             tmp_path / "two", "recgym/Synthetic-v1", setting).read_text()
     assert [(row["method"], row["setting"], row["R_cum"], row["dpfr"]) for row in one] == [
         (row["method"], row["setting"], row["R_cum"], row["dpfr"]) for row in two]
+
+
+def test_a_cell_whose_front_failed_is_reported_unrun_and_the_other_settings_run(tmp_path: Path) -> None:
+    config = ExperimentConfig(name="bad", methods=("random",), envs=("recgym/Synthetic-v1",),
+                              settings={"good": {"max_turn": 5}, "bad": {"max_turn": -1}}, smoke=SIZE)
+    with pytest.raises(CellsFailed) as error:
+        run_experiment(config, outdir=tmp_path, progress=False)
+    failures = error.value.failures
+    assert set(failures) == {"front:Synthetic-v1__bad", "random__Synthetic-v1__bad__s0"}
+    assert "max_turn" in failures["front:Synthetic-v1__bad"]
+    assert failures["random__Synthetic-v1__bad__s0"] == "RuntimeError: not run: front:Synthetic-v1__bad failed"
+    assert set(stored(tmp_path)) == {"random__Synthetic-v1__good__s0"}
