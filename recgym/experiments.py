@@ -39,6 +39,7 @@ import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -690,8 +691,11 @@ def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
                         pending.remove(job)
                         error = unmet(job)
                         if error is None:
-                            running[pool.submit(run_job, config, size, job, outdir)] = job
-                            continue
+                            try:
+                                running[pool.submit(run_job, config, size, job, outdir)] = job
+                                continue
+                            except BrokenProcessPool as broken:  # a worker died: no job can start any more
+                                error = broken
                         errors[job.id] = error
                         finished.add(job.id)
                         bar.update()
