@@ -502,6 +502,33 @@ def reuse_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: 
     return reused
 
 
+def reuse_fronts(config: ExperimentConfig, size: Size, missing: list[tuple[str, str]], outdir: Path,
+                 tables: Sequence[Path]) -> list[tuple[str, str]]:
+    """Store, as fronts of ``outdir``, the ``missing`` (env, setting) fronts that another table in ``tables`` already
+    measured on the same env, episodes, seeds and batch with options that resolve to the same :class:`SimParams`
+    (:func:`resolved_params`): copied with this table's options and ``reused_from`` (table, file). Returns those."""
+    reused = []
+    for env, setting in missing:
+        expected = front_settings(config, size, env, setting)
+        params = resolved_params(env, expected["options"])
+        sources = (path for table in tables if Path(table).resolve() != outdir.resolve()
+                   for path in sorted((Path(table) / "fronts").glob(f"{env.split('/')[-1]}__*.json")))
+        for path in sources if params is not None else ():
+            stored = json.loads(path.read_text())
+            if any(stored.get(key) != value for key, value in expected.items() if key != "options") or \
+                    resolved_params(env, stored.get("options") or {}) != params:
+                continue
+            target = front_file(outdir, env, setting)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".json.partial")
+            partial.write_text(json.dumps({**stored, "options": expected["options"],
+                                           "reused_from": {"table": Path(path).parent.parent.name, "file": path.name}}))
+            partial.replace(target)
+            reused.append((env, setting))
+            break
+    return reused
+
+
 def reused_note(records: list[dict[str, Any] | None]) -> str:
     """One Markdown line naming where the table's reused cells (:func:`reuse_cells`) came from, per setting and
     source table; empty when every cell ran here."""
@@ -1065,8 +1092,8 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
     ``torch_threads``: torch threads of each worker (default :func:`recgym.threads.default_torch_threads`
     of ``workers``, except that the local backend with one worker leaves this process's setting and a Ray
     trial with ``workers=None`` takes the CPUs Ray reserves for it).
-    ``reuse``: folders of other tables whose stored cells stand in for this grid's identical cells
-    (:func:`reuse_cells`); default: the other v1 tables' folders in :data:`V1_RESULTS` when this is a full v1
+    ``reuse``: folders of other tables whose stored cells and fronts stand in for this grid's identical ones
+    (:func:`reuse_cells`, :func:`reuse_fronts`); default: the other v1 tables' folders in :data:`V1_RESULTS` when this is a full v1
     table written to its own folder there, else none.
     The local backend measures the missing reference fronts of a v1 table in the same workers as the cells
     (:func:`run_cells`); Ray's trials start after this process measured them, one after the other.
@@ -1092,11 +1119,14 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
         own = results_dir(config, size)
         reuse = [table for table in sorted(V1_RESULTS.glob("*")) if table.is_dir() and table.name != config.name] \
             if config.is_v1 and size == "full" and out.resolve() == own.resolve() else []
-    reused = set(reuse_cells(config, chosen, todo, out, [Path(table) for table in reuse]))
+    tables = [Path(table) for table in reuse]
+    reused = set(reuse_cells(config, chosen, todo, out, tables))
     todo = [cell for cell in todo if cell not in reused]
     front_keys = [(env, setting) for env in config.envs for setting in config.settings] \
         if config.is_v1 and not config.is_population else []
     missing = [key for key in front_keys if stored_front(config, chosen, *key, out) is None]  # a stale one refused here
+    reused_fronts = reuse_fronts(config, chosen, missing, out, tables)
+    missing = [key for key in missing if key not in reused_fronts]
     if backend == "ray":
         for key in missing:  # once, before the trials read them
             cell_front(config, chosen, *key, out)

@@ -87,6 +87,11 @@ def test_identical_cells_of_another_table_are_reused_and_named(tmp_path: Path) -
         assert reused[cell]["setting"] == "level0" and reused[cell]["config"] == fresh[cell]["config"]
     assert "`level0` from `first` `plain`: 4" in (tmp_path / "second" / "results.md").read_text()
     assert not (tmp_path / "second" / "tb" / level0[0]).exists()  # not run again
+    fronts = {name: json.loads(front_file(tmp_path / name, "recgym/Synthetic-v1", setting).read_text())
+              for name, setting in (("first", "plain"), ("second", "level0"), ("fresh", "level0"))}
+    assert fronts["second"]["reused_from"] == {"table": "first", "file": "Synthetic-v1__plain.json"}
+    assert fronts["second"]["points"] == fronts["first"]["points"] == fronts["fresh"]["points"]
+    assert "reused_from" not in json.loads(front_file(tmp_path / "second", "recgym/Synthetic-v1", "level1").read_text())
 
 
 def test_fronts_and_cells_share_two_workers_with_the_serial_runs_table(tmp_path: Path) -> None:
