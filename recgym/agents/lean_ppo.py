@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -166,9 +167,10 @@ class MlpGradients:
     layout: flattened observations, separate actor and critic MLPs of ``Linear`` + ``Tanh``/``ReLU``,
     a linear action head and value head; ``Discrete`` logits or a state-independent Gaussian), with no
     autograd graph: the forward pass is one ``addmm`` and one activation per layer, the backward pass
-    two products and a sum per layer into one flat gradient buffer that the parameters' ``.grad`` views
-    (clipped by one norm over it). A small network's gradient step on the CPU costs torch's per-operator
-    dispatch, not arithmetic: ~120 operators instead of autograd's ~650 (docs/performance.md, step 4).
+    two products and a sum per layer, written in place into the parameters' ``.grad`` (the views of
+    :class:`FlatParameters`' one buffer where the optimizer allows it). A small network's gradient step on the CPU costs torch's per-operator
+    dispatch, not arithmetic: ~410 aten calls (nested ones included) instead of autograd's ~640 for
+    novelty-hrl's low level, half the time (docs/performance.md, "Step 4").
     The same loss and gradients as :meth:`LeanActorCriticPolicy.evaluate_actions` + ``backward`` in
     :meth:`LeanPPO.train` (to float rounding; tested), including ``torch.min``'s split gradient at ties."""
 
@@ -274,7 +276,7 @@ class FlatParameters:
         self.group = optimizer.param_groups[0]
         params = self.group["params"]
         offsets = np.cumsum([0] + [p.numel() for p in params]).tolist()
-        spans = list(zip(offsets[:-1], offsets[1:]))
+        spans = list(itertools.pairwise(offsets))
         states = [optimizer.state[p] for p in params]
 
         def flat(tensors: list[th.Tensor]) -> th.Tensor:
@@ -285,7 +287,8 @@ class FlatParameters:
         fresh = not states[0]
         self.exp_avg, self.exp_avg_sq = (flat([th.zeros_like(p) if fresh else state[key] for p, state in zip(params, states)])
                                          for key in ("exp_avg", "exp_avg_sq"))
-        self.steps = th.zeros(len(params)) if fresh else th.stack([state["step"] for state in states]).float()
+        self.steps = (th.zeros(len(params), device=self.values.device) if fresh
+                      else th.stack([state["step"] for state in states]).float())
         for i, (p, state, (start, end)) in enumerate(zip(params, states, spans)):
             p.data = self.values[start:end].view_as(p)
             p.grad = self.grad[start:end].view_as(p)
