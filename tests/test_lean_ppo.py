@@ -12,9 +12,10 @@ import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from recgym.agents.hierarchy import gaussian_kl, gaussian_of
-from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO
+from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO, MlpGradients
 
 
 def _trained(cls, policy, env_id: str, **kwargs):
@@ -119,16 +120,31 @@ def test_flat_ppo_trains_as_sb3s_ppo_on_the_item_policy():
     assert th.equal(weights[0], weights[1]) and weights[0].abs().sum() > 0
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_the_written_out_gradients_train_as_autograd(env_id):
-    """MlpGradients + FlatParameters (no autograd graph, one fused Adam kernel on one buffer) end on
-    autograd's weights to float rounding, with the ratio clipped on some rows, the gradient norm
-    clipped and an entropy bonus, and log the same statistics."""
+class _TinyExtractor(BaseFeaturesExtractor):
+    """A features extractor with parameters (as HRL4PFG's attention): it keeps autograd."""
+
+    def __init__(self, observation_space, features_dim: int = 16) -> None:
+        super().__init__(observation_space, features_dim)
+        self.layer = th.nn.Sequential(th.nn.Linear(observation_space.shape[0], features_dim), th.nn.LayerNorm(features_dim))
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return th.relu(self.layer(observations))
+
+
+@pytest.mark.parametrize(("env_id", "extractor"), [("CartPole-v1", None), ("Pendulum-v1", None),
+                                                   ("Pendulum-v1", _TinyExtractor)])
+def test_the_written_out_gradients_train_as_autograd(env_id, extractor):
+    """MlpGradients + FlatParameters (no autograd graph for the MLPs, one fused Adam kernel on one
+    buffer) end on autograd's weights to float rounding, with the ratio clipped on some rows, the
+    gradient norm clipped and an entropy bonus, and log the same statistics; an extractor with
+    parameters gets its gradient through autograd from the written-out one on its output."""
     models = []
     for written in (False, True):
+        kwargs = {"features_extractor_class": extractor, "net_arch": [32]} if extractor else {}
         model = LeanPPO(LeanActorCriticPolicy, make_vec_env(env_id, n_envs=4, seed=0), n_steps=32, batch_size=48,
                         n_epochs=6, learning_rate=3e-3, ent_coef=0.01, max_grad_norm=0.3, seed=0, device="cpu",
-                        policy_kwargs={"optimizer_kwargs": {"fused": True}})
+                        policy_kwargs={"optimizer_kwargs": {"fused": True}, **kwargs})
+        assert MlpGradients.of(model.policy) is not None
         model.written_gradients = written
         model.learn(256)
         models.append(model)
@@ -136,7 +152,9 @@ def test_the_written_out_gradients_train_as_autograd(env_id):
     assert written.logger.name_to_value["train/clip_fraction"] > 0.01  # the clipped branch is exercised (0.027 on CartPole)
     weights = [th.nn.utils.parameters_to_vector(model.policy.parameters()).detach() for model in models]
     assert float((weights[0] - weights[1]).abs().max()) < 1e-5
-    assert float((weights[0] - th.nn.utils.parameters_to_vector(_small(env_id).policy.parameters())).abs().max()) > 0.01
+    initial = LeanPPO(LeanActorCriticPolicy, make_vec_env(env_id, n_envs=4, seed=0), seed=0, device="cpu",
+                      policy_kwargs=autograd.policy_kwargs).policy
+    assert float((weights[0] - th.nn.utils.parameters_to_vector(initial.parameters())).abs().max()) > 0.01  # it learned
     for key in ("train/entropy_loss", "train/policy_gradient_loss", "train/value_loss", "train/approx_kl",
                 "train/clip_fraction", "train/loss"):
         assert written.logger.name_to_value[key] == pytest.approx(autograd.logger.name_to_value[key], rel=1e-3, abs=1e-6), key

@@ -31,7 +31,6 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.utils import explained_variance
 
 #: log(sqrt(2 pi)): the Gaussian log-density's constant
@@ -164,13 +163,15 @@ def _linear_layers(net: th.nn.Sequential) -> tuple[list[th.nn.Linear], Any] | No
 
 class MlpGradients:
     """PPO's loss on a minibatch and its gradient written out for an MLP policy (SB3's ``MlpPolicy``
-    layout: flattened observations, separate actor and critic MLPs of ``Linear`` + ``Tanh``/``ReLU``,
-    a linear action head and value head; ``Discrete`` logits or a state-independent Gaussian), with no
-    autograd graph: the forward pass is one ``addmm`` and one activation per layer, the backward pass
-    two products and a sum per layer, written in place into the parameters' ``.grad`` (the views of
-    :class:`FlatParameters`' one buffer where the optimizer allows it). A small network's gradient step on the CPU costs torch's per-operator
-    dispatch, not arithmetic: ~410 aten calls (nested ones included) instead of autograd's ~640 for
-    novelty-hrl's low level, half the time (docs/performance.md, "Step 4").
+    layout: separate actor and critic MLPs of ``Linear`` + ``Tanh``/``ReLU``, a linear action head and
+    value head; ``Discrete`` logits or a state-independent Gaussian), with no autograd graph: the forward
+    pass is one ``addmm`` and one activation per layer, the backward pass two products and a sum per
+    layer, written in place into the parameters' ``.grad`` (the views of :class:`FlatParameters`' one
+    buffer where the optimizer allows it). A shared features extractor other than ``FlattenExtractor``
+    (HRL4PFG's attention) keeps autograd: its output's gradient is written out and passed to its
+    ``backward``. A small network's gradient step on the CPU costs torch's per-operator dispatch, not
+    arithmetic: ~410 aten calls (nested ones included) instead of autograd's ~640 for novelty-hrl's low
+    level, half the time (docs/performance.md, "Step 4").
     The same loss and gradients as :meth:`LeanActorCriticPolicy.evaluate_actions` + ``backward`` in
     :meth:`LeanPPO.train` (to float rounding; tested), including ``torch.min``'s split gradient at ties."""
 
@@ -184,18 +185,20 @@ class MlpGradients:
         for p in policy.parameters():  # written in place (FlatParameters' views where it is used)
             if p.grad is None:
                 p.grad = th.zeros_like(p)
+        # an extractor with parameters: autograd accumulates into their .grad, zeroed per minibatch
+        self.extractor_grads = [p.grad for p in policy.features_extractor.parameters()]
 
     @classmethod
     def of(cls, policy: ActorCriticPolicy) -> MlpGradients | None:
         """The written-out gradients of ``policy``, or ``None`` where its layout is not the one above
-        (a features extractor other than ``FlattenExtractor``, a shared MLP, gSDE, Dict observations)."""
-        if not (isinstance(policy, LeanActorCriticPolicy) and policy._lean() and policy.share_features_extractor
-                and type(policy.features_extractor) is FlattenExtractor):
+        (separate actor and critic extractors, another network than SB3's MLP, gSDE)."""
+        if not (isinstance(policy, LeanActorCriticPolicy) and policy._lean() and policy.share_features_extractor):
             return None
         actor, critic = (_linear_layers(net) for net in (policy.mlp_extractor.policy_net, policy.mlp_extractor.value_net))
-        if actor is None or critic is None or actor[1] is not critic[1]:
+        heads_linear = type(policy.action_net) is th.nn.Linear and type(policy.value_net) is th.nn.Linear
+        if actor is None or critic is None or actor[1] is not critic[1] or not heads_linear:
             return None
-        written = [*actor[0], *critic[0], policy.action_net, policy.value_net]
+        written = [*actor[0], *critic[0], policy.action_net, policy.value_net, policy.features_extractor]
         expected = {id(p) for layer in written for p in layer.parameters()}
         if isinstance(policy.action_space, spaces.Box):
             expected.add(id(policy.log_std))
@@ -212,14 +215,17 @@ class MlpGradients:
             x = outputs[-1]
         return outputs
 
-    def _backward(self, layers: list[th.nn.Linear], outputs: list[th.Tensor], grad: th.Tensor) -> None:
-        """Write each layer's weight and bias gradient from the (B, out) gradient of the last output."""
+    def _backward(self, layers: list[th.nn.Linear], outputs: list[th.Tensor], grad: th.Tensor,
+                  input_grad: bool) -> th.Tensor | None:
+        """Write each layer's weight and bias gradient from the (B, out) gradient of the last output;
+        return the (B, D) gradient on the input if ``input_grad``."""
         for i in range(len(layers) - 1, -1, -1):
             layer = layers[i]
             th.mm(grad.t(), outputs[i], out=layer.weight.grad)
             th.sum(grad, dim=0, out=layer.bias.grad)
             if i:
                 grad = self.activation_grad(grad @ layer.weight, outputs[i])
+        return grad @ layers[0].weight if input_grad else None
 
     @th.no_grad()
     def minibatch(self, obs: th.Tensor, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor,
@@ -228,7 +234,13 @@ class MlpGradients:
         clip fraction, value loss, entropy loss, approx. KL; the scalar loss), the loss's gradient
         written into the parameters' ``.grad``."""
         n = obs.shape[0]
-        x = obs.flatten(1)
+        features = None
+        if self.extractor_grads:
+            with th.enable_grad():
+                features = self.policy.extract_features(obs)
+            x = features.detach()
+        else:
+            x = self.policy.extract_features(obs)
         actor, critic = self._forward(self.actor, x), self._forward(self.critic, x)
         head, values = actor[-1], critic[-1].flatten()
         if self.discrete:
@@ -257,8 +269,14 @@ class MlpGradients:
             grad_head = (z * grad_log_prob[:, None]).mul_(inv_std)
             # d/d log_std: sum_rows g_lp (z^2 - 1) + ent_coef * d(-H)/d log_std
             th.sub((z.square_().sub_(1)).mul_(grad_log_prob[:, None]).sum(dim=0), ent_coef, out=log_std.grad)
-        self._backward(self.actor, actor, grad_head)
-        self._backward(self.critic, critic, value_error.mul_(2.0 * vf_coef / n)[:, None])
+        grad_features = self._backward(self.actor, actor, grad_head, features is not None)
+        grad_value = value_error.mul_(2.0 * vf_coef / n)[:, None]
+        if features is None:
+            self._backward(self.critic, critic, grad_value, False)
+        else:
+            grad_features.add_(self._backward(self.critic, critic, grad_value, True))
+            th._foreach_zero_(self.extractor_grads)
+            features.backward(grad_features)
         return row, loss
 
 
