@@ -716,6 +716,10 @@ def start_sessions(
             if kn.v1 and (kn.daily_cycle or kn.weekly_cycle):  # v1: the user's cycles (set_time_interest)
                 for cycle in range(cat.user_cycles.shape[1]):
                     prefetch_row(cat.user_cycles[users[n + PREFETCH_AHEAD], cycle])
+            if kn.v1:  # the slot's v1 rows, cleared below
+                for position in range(0, s.recent_signals.shape[1], 2):  # two (8,) float32 rows per cache line
+                    prefetch_row(s.recent_signals[slots[n + PREFETCH_AHEAD], position])
+                prefetch_row(s.time_interest[slots[n + PREFETCH_AHEAD]])
         b = slots[n]
         if kn.no_repeat:
             s.seen[b] = 0

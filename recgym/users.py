@@ -344,7 +344,13 @@ def restart_long_term(users: tuple, chosen: np.ndarray, interest: np.ndarray) ->
     u = Users(*users)
     for n in range(chosen.shape[0]):
         if n + PREFETCH_AHEAD < chosen.shape[0]:
-            prefetch_row(interest[chosen[n + PREFETCH_AHEAD]])
+            ahead = chosen[n + PREFETCH_AHEAD]
+            prefetch_row(interest[ahead])
+            prefetch_row(u.long_term_interest[ahead])
+            prefetch_row(u.taste[ahead])
+            prefetch_row(u.taste_pending[ahead])
+            prefetch_row(u.consumed_categories[ahead])
+            prefetch_row(u.consumed_creators[ahead])
         user = chosen[n]
         for d in range(interest.shape[1]):
             u.long_term_interest[user, d] = interest[user, d]
