@@ -363,8 +363,9 @@ class LeanPPO(PPO):
     loaded as any SB3 model; a checkpoint of a plain ``PPO`` loads into it and trains on.
 
     ``written_gradients`` (default ``True``; set it on a model to change it): a
-    :class:`LeanActorCriticPolicy` of SB3's MLP layout trains by :class:`MlpGradients` (the gradient
-    written out, no autograd graph), and a fused Adam optimizer steps on :class:`FlatParameters`;
+    :class:`LeanActorCriticPolicy` of SB3's MLP layout (with any shared features extractor) trains by
+    :class:`MlpGradients` (the MLPs' gradient written out, no autograd graph for them), and a fused Adam
+    optimizer steps on :class:`FlatParameters`;
     ``False`` (or another policy / optimizer) takes autograd's ``backward`` and ``optimizer.step()``."""
 
     written_gradients = True
