@@ -14,15 +14,31 @@ records, every ``--every`` env steps:
     lived         mean sessions started per user, Users.session_count (U,)
     click_gini    Gini of the catalogue's shared click counts (popularity feedback's state)
 
-and at the end the same policy (deterministic) on ``--sessions`` sessions of a FRESH env
-(:func:`recgym.evaluate`, what a cell reports) and of a FROZEN copy of the training env (the aged users
-and catalogue, no reset). ``--option KEY=VALUE`` turns mechanisms off (``taste_weight=0``,
+and the catalogue's shared counters (``Simulator.clicks`` / ``exposure`` (I,), never cleared by the
+sessions' autoreset; a fresh env starts them at 0, popularity = the world's prior):
+
+    obs_R_step    mean OBSERVED (logged) reward per step in the block: what the learner trains on
+    click_mass    total logged clicks / total prior popularity (the clicks' share of popularity's mass)
+    top100        share of popularity's mass (prior + clicks) held by the 100 most popular items now
+    exposure_gini Gini of the cumulative exposure counts (every item shown since the reset)
+    pop_score     mean popularity score log1p(pop_i) / max_j log1p(pop_j) of the recommended items in
+                  the block, before the step (the conformity pull's p_i; DSRM-HRL's state and ppo-fair's
+                  shaping read the same score, ``recgym.agents.rewards.log_popularity_score``)
+    log_pop       mean log1p(pop_i) of those items: the observation's ``popularity`` feature, as each
+                  impression is logged into the history
+    log_exposure  mean log1p(exposure_i) of those items: the observation's ``exposure`` feature
+
+At the end the same policy (deterministic) runs ``--sessions`` sessions of a FRESH env
+(:func:`recgym.evaluate`, what a cell reports), of a FROZEN copy of the training env (the aged users
+and catalogue, no reset) and of a RESET copy (the same copy with the catalogue's counters cleared: same
+users, clocks and random streams, so frozen - reset is paired and isolates the catalogue's share). ``--option KEY=VALUE`` turns mechanisms off (``taste_weight=0``,
 ``popularity_feedback=0``, ``interest_memory=0``) to separate them; ``session_memory=true`` brings back
 the aging world (users carry their state between sessions; the default since the fix is ``false``, every
 session starts from the user's initial state, and the fresh / frozen ratio is ~1).
 
     python experiments/training_world_age.py --policy oracle --steps 100000
     python experiments/training_world_age.py --policy ppo --steps 100000 --option taste_weight=0
+    python experiments/training_world_age.py --policy ppo --steps 200000 --every 25000 --threads 1
 """
 from __future__ import annotations
 
@@ -34,6 +50,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
+from recgym.agents.rewards import log_popularity_score
 from recgym.evaluation import as_policy, evaluate
 from recgym.metrics import gini
 
@@ -51,17 +68,27 @@ class AgeRecorder(VecEnvWrapper):
         self.every, self.steps, self.rows = every, 0, []
         self._return = np.zeros(venv.num_envs)
         self._ended: list[np.ndarray] = []
-        self._reward_sum = 0.0
+        self._reward_sum = self._observed_sum = 0.0
         self._block_steps = 0
+        self._shown = np.zeros(3)  # block sums of the recommended items' pop_score, log_pop, log_exposure
 
     def reset(self) -> Any:
         return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        sim = self.venv.venv.sim  # the counters as the step will read them (it updates them at its end)
+        items = np.asarray(actions).ravel()
+        popularity = sim.popularity
+        self._shown += (log_popularity_score(popularity)[items].sum(), np.log1p(popularity[items]).sum(),
+                        np.log1p(sim.exposure[items]).sum())
+        self.venv.step_async(actions)
 
     def step_wait(self) -> Any:
         obs, reward, dones, infos = self.venv.step_wait()
         true = self.venv.last_infos["true_reward"]
         self._return += true
         self._reward_sum += float(true.sum())
+        self._observed_sum += float(reward.sum())
         self._block_steps += true.size
         self._ended.append(self._return[dones].copy())
         self._return[dones] = 0.0
@@ -76,28 +103,51 @@ class AgeRecorder(VecEnvWrapper):
         row = {"steps": self.steps, "sessions": int(ended.size), "sessions_R": float(ended.mean()) if ended.size else float("nan"),
                "R_step": self._reward_sum / max(self._block_steps, 1), "taste": float(sim.users.taste.mean()),
                "taste_top": float(sim.users.taste.max(axis=1).mean()),
-               "lived": float(sim.users.session_count.mean()), "click_gini": gini(sim.clicks.astype(np.float64))}
-        self._ended, self._reward_sum, self._block_steps = [], 0.0, 0
+               "lived": float(sim.users.session_count.mean()), "click_gini": gini(sim.clicks.astype(np.float64)),
+               "obs_R_step": self._observed_sum / max(self._block_steps, 1), **catalogue_age(sim),
+               **dict(zip(("pop_score", "log_pop", "log_exposure"), (self._shown / max(self._block_steps, 1)).tolist()))}
+        self._ended, self._reward_sum, self._observed_sum, self._block_steps = [], 0.0, 0.0, 0
+        self._shown[:] = 0
         return row
 
 
-def frozen_sessions(policy: Any, venv: Any, sessions: int, seed: int) -> np.ndarray:
-    """(sessions,) true returns of ``policy`` on a deep copy of the RecSysVectorEnv ``venv`` as it stands
-    (its users and catalogue counts kept: no reset); the sessions running in the copy are dropped and the
-    next ``sessions`` to START are recorded, as :func:`recgym.evaluate` records a fresh env's."""
+def catalogue_age(sim: Any) -> dict[str, float]:
+    """The state of ``sim``'s shared catalogue counters: click_mass, top100 and exposure_gini (module docstring)."""
+    popularity = sim.popularity
+    return {"click_mass": float(sim.clicks.sum() / sim.world.pop_prior.sum()),
+            "top100": float(np.sort(popularity)[-100:].sum() / popularity.sum()),
+            "exposure_gini": gini(sim.exposure)}
+
+
+def clear_counters(sim: Any) -> None:
+    """Clear ``sim``'s shared catalogue counters as :meth:`recgym.simulator.Simulator.reset` does, leaving the
+    users, the sessions and the random streams as they are."""
+    sim.exposure[:] = 0
+    sim.clicks[:] = 0
+    sim.sessions.highest_popularity[0] = sim.world.pop_prior.max()
+
+
+def frozen_sessions(policy: Any, venv: Any, sessions: int, seed: int, counters: bool = True) -> np.ndarray:
+    """(2, sessions) true and observed returns of ``policy`` on a deep copy of the RecSysVectorEnv ``venv`` as
+    it stands (its users and catalogue counts kept: no reset; ``counters=False`` clears the copy's catalogue
+    counters, :func:`clear_counters`); the sessions running in the copy are dropped and the next ``sessions`` to
+    START are recorded, as :func:`recgym.evaluate` records a fresh env's."""
     env = copy.deepcopy(venv)
+    if not counters:
+        clear_counters(env.sim)
     agent = as_policy(policy, deterministic=True)
     agent.bind(env, seed)
     obs = env.sim.observe()
     episode = np.full(env.num_envs, -1)  # -1: a session that began before the copy (not recorded)
-    returns = np.zeros(sessions)
+    returns = np.zeros((2, sessions))
     next_id = 0
     while next_id < sessions or (episode >= 0).any():
         actions = agent.act(obs, env.sim.action_mask())
         next_obs, rewards, terminated, truncated, infos = env.step(actions)
         agent.update(obs, actions, rewards)
         live = episode >= 0
-        np.add.at(returns, episode[live], infos["true_reward"][live])
+        np.add.at(returns[0], episode[live], infos["true_reward"][live])
+        np.add.at(returns[1], episode[live], infos["observed_feedback"][live])
         for row in np.flatnonzero(terminated | truncated):
             episode[row] = next_id if next_id < sessions else -1
             next_id += 1
@@ -116,6 +166,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logdir", default="runs", help="ppo's run directory (TensorBoard and model.zip)")
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE env option over fairness_v1 max30")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for ppo (0: torch's default)")
     args = parser.parse_args()
     options = dict(FAIRNESS_V1_MAX30)
     for item in args.option:
@@ -123,7 +174,12 @@ def main() -> None:
         parsed = value[:1].isdigit() or value[:1] == "-" or value in ("true", "false")
         options[key] = json.loads(value) if parsed else value
     if args.policy == "ppo":
+        import torch
+
         from recgym.agents.flat import train
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
 
         recorders: list[AgeRecorder] = []
 
@@ -149,13 +205,24 @@ def main() -> None:
             policy.update(obs, actions, reward)
             obs = next_obs
     fresh = evaluate(policy, args.env, episodes=args.sessions, seed=1000 + args.seed, num_envs=args.num_envs, **options)
-    frozen = frozen_sessions(policy, recorder.venv.venv, args.sessions, 1000 + args.seed)
+    trained = recorder.venv.venv
+    aged = catalogue_age(trained.sim)
+    frozen = frozen_sessions(policy, trained, args.sessions, 1000 + args.seed)
+    cleared = frozen_sessions(policy, trained, args.sessions, 1000 + args.seed, counters=False)
     for row in recorder.rows:
         print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}))
-    print(json.dumps({"policy": args.policy, "options": options,
+
+    def mean_ci(values: np.ndarray) -> list[float]:
+        return [round(float(values.mean()), 3), round(1.96 * float(values.std(ddof=1)) / np.sqrt(values.size), 3)]
+
+    print(json.dumps({"policy": args.policy, "options": options, "seed": args.seed, "steps": args.steps,
+                      "catalogue_at_end": {key: round(value, 4) for key, value in aged.items()},
                       "fresh_R": round(fresh.summary["R_cum"], 3), "fresh_ci": round(fresh.ci95["R_cum"], 3),
-                      "frozen_R": round(float(frozen.mean()), 3),
-                      "frozen_ci": round(1.96 * float(frozen.std(ddof=1)) / np.sqrt(frozen.size), 3)}))
+                      "fresh_gini": round(fresh.summary["gini"], 4),
+                      "frozen_R": mean_ci(frozen[0]), "reset_R": mean_ci(cleared[0]),
+                      "frozen_minus_reset_R": mean_ci(frozen[0] - cleared[0]),
+                      "frozen_observed": mean_ci(frozen[1]), "reset_observed": mean_ci(cleared[1]),
+                      "frozen_minus_reset_observed": mean_ci(frozen[1] - cleared[1])}))
 
 
 if __name__ == "__main__":
