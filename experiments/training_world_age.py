@@ -127,32 +127,37 @@ def clear_counters(sim: Any) -> None:
     sim.sessions.highest_popularity[0] = sim.world.pop_prior.max()
 
 
-def frozen_sessions(policy: Any, venv: Any, sessions: int, seed: int, counters: bool = True) -> np.ndarray:
-    """(2, sessions) true and observed returns of ``policy`` on a deep copy of the RecSysVectorEnv ``venv`` as
-    it stands (its users and catalogue counts kept: no reset; ``counters=False`` clears the copy's catalogue
-    counters, :func:`clear_counters`); the sessions running in the copy are dropped and the next ``sessions`` to
-    START are recorded, as :func:`recgym.evaluate` records a fresh env's."""
+def frozen_sessions(policy: Any, venv: Any, sessions: int, seed: int, counters: bool = True) -> dict[str, Any]:
+    """``policy`` on a deep copy of the RecSysVectorEnv ``venv`` as it stands (its users and catalogue counts
+    kept: no reset; ``counters=False`` clears the copy's catalogue counters, :func:`clear_counters`); the
+    sessions running in the copy are dropped and the next ``sessions`` to START are recorded, as
+    :func:`recgym.evaluate` records a fresh env's. Returns per recorded session (sessions,) arrays ``true`` and
+    ``observed`` (returns) and ``pop_score`` (the mean popularity score of its recommended items, before each
+    step), and ``gini``: the Gini of the copy's exposure added while it ran (all its sessions)."""
     env = copy.deepcopy(venv)
     if not counters:
         clear_counters(env.sim)
+    start_exposure = env.sim.exposure.copy()
     agent = as_policy(policy, deterministic=True)
     agent.bind(env, seed)
     obs = env.sim.observe()
     episode = np.full(env.num_envs, -1)  # -1: a session that began before the copy (not recorded)
-    returns = np.zeros((2, sessions))
+    sums = np.zeros((4, sessions))  # true return, observed return, popularity score, steps
     next_id = 0
     while next_id < sessions or (episode >= 0).any():
         actions = agent.act(obs, env.sim.action_mask())
+        pop_score = log_popularity_score(env.sim.popularity)[actions]
         next_obs, rewards, terminated, truncated, infos = env.step(actions)
         agent.update(obs, actions, rewards)
         live = episode >= 0
-        np.add.at(returns[0], episode[live], infos["true_reward"][live])
-        np.add.at(returns[1], episode[live], infos["observed_feedback"][live])
+        for row, value in enumerate((infos["true_reward"], infos["observed_feedback"], pop_score, 1.0)):
+            np.add.at(sums[row], episode[live], np.broadcast_to(value, live.shape)[live])
         for row in np.flatnonzero(terminated | truncated):
             episode[row] = next_id if next_id < sessions else -1
             next_id += 1
         obs = next_obs
-    return returns
+    return {"true": sums[0], "observed": sums[1], "pop_score": sums[2] / sums[3],
+            "gini": gini(env.sim.exposure - start_exposure)}
 
 
 def main() -> None:
@@ -219,10 +224,10 @@ def main() -> None:
                       "catalogue_at_end": {key: round(value, 4) for key, value in aged.items()},
                       "fresh_R": round(fresh.summary["R_cum"], 3), "fresh_ci": round(fresh.ci95["R_cum"], 3),
                       "fresh_gini": round(fresh.summary["gini"], 4),
-                      "frozen_R": mean_ci(frozen[0]), "reset_R": mean_ci(cleared[0]),
-                      "frozen_minus_reset_R": mean_ci(frozen[0] - cleared[0]),
-                      "frozen_observed": mean_ci(frozen[1]), "reset_observed": mean_ci(cleared[1]),
-                      "frozen_minus_reset_observed": mean_ci(frozen[1] - cleared[1])}))
+                      **{f"{name}_{key}": mean_ci(run[key]) for name, run in (("frozen", frozen), ("reset", cleared))
+                         for key in ("true", "observed", "pop_score")},
+                      **{f"frozen_minus_reset_{key}": mean_ci(frozen[key] - cleared[key]) for key in ("true", "observed")},
+                      "frozen_gini": round(frozen["gini"], 4), "reset_gini": round(cleared["gini"], 4)}))
 
 
 if __name__ == "__main__":
