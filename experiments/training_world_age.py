@@ -31,8 +31,9 @@ sessions' autoreset; a fresh env starts them at 0, popularity = the world's prio
 At the end the same policy (deterministic) runs ``--sessions`` sessions of a FRESH env
 (:func:`recgym.evaluate`, what a cell reports), of a FROZEN copy of the training env (the aged users
 and catalogue, no reset) and of a RESET copy (the same copy with the catalogue's counters cleared: same
-users, clocks and random streams, so frozen - reset is paired and isolates the catalogue's share). ``--option KEY=VALUE`` turns mechanisms off (``taste_weight=0``,
-``popularity_feedback=0``, ``interest_memory=0``) to separate them; ``session_memory=true`` brings back
+users, clocks and random streams, so frozen - reset is paired and isolates the catalogue's share).
+``--option KEY=VALUE`` turns mechanisms off (``taste_weight=0``, ``popularity_feedback=0``,
+``interest_memory=0``) to separate them; ``session_memory=true`` brings back
 the aging world (users carry their state between sessions; the default since the fix is ``false``, every
 session starts from the user's initial state, and the fresh / frozen ratio is ~1).
 
@@ -52,7 +53,7 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from recgym.agents.rewards import log_popularity_score
 from recgym.evaluation import as_policy, evaluate
-from recgym.metrics import gini
+from recgym.metrics import gini, mean_ci95
 
 FAIRNESS_V1_MAX30 = {"popular_streak": 3, "leave_window": 0, "reward_signal": "observed", "max_turn": 30}
 
@@ -173,6 +174,8 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE env option over fairness_v1 max30")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for ppo (0: torch's default)")
     args = parser.parse_args()
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0, got {args.threads}")
     options = dict(FAIRNESS_V1_MAX30)
     for item in args.option:
         key, value = item.split("=", 1)
@@ -218,7 +221,7 @@ def main() -> None:
         print(json.dumps({key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()}))
 
     def mean_ci(values: np.ndarray) -> list[float]:
-        return [round(float(values.mean()), 3), round(1.96 * float(values.std(ddof=1)) / np.sqrt(values.size), 3)]
+        return [round(value, 3) for value in mean_ci95(values)]
 
     print(json.dumps({"policy": args.policy, "options": options, "seed": args.seed, "steps": args.steps,
                       "catalogue_at_end": {key: round(value, 4) for key, value in aged.items()},
