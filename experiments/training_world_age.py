@@ -1,8 +1,9 @@
 """How far the training world ages away from the evaluation world (issue #19's protocol defect).
 
-A v1 env in session mode keeps its users between sessions (acquired taste, long-term interest drift,
-consumed history) and its catalogue's click counts (popularity feedback), so the env a learner trains on
-grows "old" while :func:`recgym.evaluate` builds a fresh one whose users are at their first session.
+A v1 env in session mode keeps its catalogue's click and exposure counts (popularity feedback) over the
+whole training, and with ``session_memory=True`` its users between sessions (acquired taste, long-term
+interest drift, consumed history), so the env a learner trains on grows "old" while
+:func:`recgym.evaluate` builds a fresh one (counters at 0, users at their first session).
 This script rolls a policy (a ready-to-run agent, or flat ``ppo`` trained on the same env) in the
 training env as ``recgym.experiments.run_cell`` builds it (``SB3VecEnv``, ``num_envs`` sessions) and
 records, every ``--every`` env steps:
