@@ -10,6 +10,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+#: How many iterations ahead a kernel asks for the rows it will read (:mod:`recgym.dynamics`'s step and
+#: session starts, :mod:`recgym.users`' session ends and restarts).
+PREFETCH_AHEAD = 4
+
 
 @intrinsic
 def prefetch(typingctx, vector, index):

@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 from scipy.special import ndtri
 
+from recgym.cache_hints import PREFETCH_AHEAD, prefetch, prefetch_row
 from recgym.choice import (
     MIN_SATISFACTION, category_count_sum, click_logit, creator_familiar, examination_probability, familiarity,
     satisfaction, skip_score, slate_click_score,
@@ -36,7 +37,6 @@ from recgym.logging_model import (
     N_SIGNALS, SLATE_CLICK, SLATE_IMPRESSION, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESSION, expected_observed_reward,
     log_clicked, log_signals, record_impression,
 )
-from recgym.cache_hints import prefetch, prefetch_row
 from recgym.params import SimParams
 from recgym.users import creator_consumed, record_consumption
 
@@ -48,9 +48,6 @@ LEAVE_REASONS = ("none", "category_window", "popular_streak", "patience")
 #: walk's increments, uniform on 256 levels: a quarter of the random bits of float32 uniforms, which
 #: made the walk's draws 80% of a step's random-number cost at B = 4,096).
 NORMALS_PER_SESSION = 3
-
-#: How many new sessions ahead :func:`start_sessions` asks the CPU to start loading the rows it reads.
-PREFETCH_AHEAD = 4
 
 
 #: :class:`SimParams` as the kernels read them: a one-row record array (numba types a record array in

@@ -142,8 +142,8 @@ def record_impression(
 @njit(cache=True, _nrt=False)
 def write_logged_history(
     recent_signals: np.ndarray, recent_popularity: np.ndarray, recent_exposure: np.ndarray,
-    recent_position: np.ndarray, clock: np.ndarray, users: np.ndarray, signals: np.ndarray, popularity: np.ndarray, exposure: np.ndarray, position: np.ndarray, hour: np.ndarray,
-    weekday: np.ndarray, user_id: np.ndarray,
+    recent_position: np.ndarray, clock: np.ndarray, users: np.ndarray, signals: np.ndarray, popularity: np.ndarray,
+    exposure: np.ndarray, position: np.ndarray, hour: np.ndarray, weekday: np.ndarray, user_id: np.ndarray,
 ) -> None:
     """Fill the v1 observation arrays of B sessions from their state (the ``Sessions`` fields of the
     same names): signals (B, k, 8), popularity and exposure (B, k) float32 and position (B, k) int64

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from recgym.cache_hints import prefetch_row
+from recgym.cache_hints import PREFETCH_AHEAD, prefetch_row
 from recgym.loaders import ACTIVE_DEGREES, USER_CODES, USER_COUNTS, USER_FLAGS
 from recgym.world import World
 
@@ -264,11 +264,6 @@ def requeue(queue: np.ndarray, position: np.ndarray, keys: np.ndarray, user: int
 
 
 # ------------------------------------------------------------------ between sessions (batch kernels)
-#: How many sessions ahead :func:`end_sessions` and :func:`restart_long_term` ask the CPU to start
-#: loading the users' rows (:mod:`recgym.cache_hints`).
-PREFETCH_AHEAD = 4
-
-
 @njit(cache=True, _nrt=False)
 def take_returning(users: tuple, chosen: np.ndarray, start_day: np.ndarray) -> None:
     """Session mode: the next ``chosen.shape[0]`` users in return order. Fills ``chosen`` (N,) int64

@@ -59,7 +59,8 @@ def build_simulator(
         resolved, fitted = load_world(world_dir)
     else:
         resolved = resolve_world(world, data_dir, **(world_options or {}))
-    params = SimParams.from_kwargs(**({**V1_DEFAULTS, **(v1_defaults or {}), **fitted, **options} if resolved.is_v1 else options))
+    v1_options = {**V1_DEFAULTS, **(v1_defaults or {}), **fitted, **options}
+    params = SimParams.from_kwargs(**(v1_options if resolved.is_v1 else options))
     return Simulator(resolved, params, n_sessions, seed=seed, count_name=count_name)
 
 
