@@ -75,6 +75,14 @@ def categorical_logit_grad(p: th.Tensor, log_p: th.Tensor, entropy: th.Tensor, a
     return grad.scatter_add_(1, actions[:, None], grad_log_prob[:, None])
 
 
+def ppo_statistics(policy_loss: th.Tensor, value_loss: th.Tensor, entropy_loss: th.Tensor, ratio: th.Tensor,
+                   log_ratio: th.Tensor, clip_range: float) -> th.Tensor:
+    """(5,) what :meth:`LeanPPO.train` logs of one minibatch: policy loss, clip fraction, value loss,
+    entropy loss and SB3's approximate KL ``mean((r - 1) - log r)``, from the (B,) ratios ``r``."""
+    return th.stack([policy_loss, ((ratio - 1).abs() > clip_range).float().mean(), value_loss, entropy_loss,
+                     th.mean((ratio - 1) - log_ratio)])
+
+
 def sample_categorical(log_p: th.Tensor) -> th.Tensor:
     """(B, I) log-probabilities -> (B,) int64 actions drawn from them by inverting each row's CDF
     with one uniform number per row (``torch.multinomial`` draws I exponentials per row: ~10 ms for
@@ -256,8 +264,7 @@ class MlpGradients:
         value_loss = value_error.square().mean()
         entropy_loss = -entropy.mean()
         loss = policy_loss + ent_coef * entropy_loss + vf_coef * value_loss
-        row = th.stack([policy_loss, ((ratio - 1).abs() > clip_range).float().mean(), value_loss, entropy_loss,
-                        th.mean((ratio - 1) - log_ratio)])
+        row = ppo_statistics(policy_loss, value_loss, entropy_loss, ratio, log_ratio, clip_range)
         # d policy_loss / d log_prob = -A r / B where the unclipped term is the minimum (or inside the
         # clip range: a tie, half through each term), else 0
         grad_log_prob = th.where(surrogate <= clipped, surrogate, 0.0).mul_(-1.0 / n)
@@ -278,7 +285,6 @@ class MlpGradients:
             th._foreach_zero_(self.extractor_grads)
             features.backward(grad_features)
         return row, loss
-
 
 
 class FlatParameters:
@@ -470,8 +476,7 @@ class LeanPPO(PPO):
         entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
         loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
         with th.no_grad():
-            row = th.stack([policy_loss, ((ratio - 1).abs() > clip_range).float().mean(), value_loss, entropy_loss,
-                            th.mean((ratio - 1) - log_ratio)])
+            row = ppo_statistics(policy_loss, value_loss, entropy_loss, ratio, log_ratio, clip_range)
         return row, loss
 
     def _clip_gradients(self, params: list[th.Tensor]) -> None:
