@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from recgym.agents.checkpoints import writable_dir
+from recgym.agents.checkpoints import writable_dir, write_json_atomically
 from recgym.envs import ENV_IDS, FITTED_ID, POPULATION_ID, POPULATION_V1_ID
 from recgym.evaluation import LIFETIME_METRICS
 from recgym.metrics import t_ci95
@@ -336,9 +336,7 @@ def read_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) ->
 
 def write_cell(cell: Cell, record: dict[str, Any], outdir: Path) -> None:
     """Write ``outdir/<cell-id>.json`` whole or not at all (through a temporary file)."""
-    partial = outdir / f"{cell.id}.json.partial"
-    partial.write_text(json.dumps(record))
-    partial.replace(outdir / f"{cell.id}.json")
+    write_json_atomically(outdir / f"{cell.id}.json", record)
 
 
 def code_version() -> str:
@@ -404,9 +402,7 @@ def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, out
     front = reference_front(**{key: value for key, value in expected.items() if key != "options"},
                             **expected["options"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(front.to_dict()))
-    partial.replace(path)
+    write_json_atomically(path, front.to_dict())
     return front
 
 
@@ -520,10 +516,8 @@ def reuse_fronts(config: ExperimentConfig, size: Size, missing: list[tuple[str, 
                 continue
             target = front_file(outdir, env, setting)
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".json.partial")
-            partial.write_text(json.dumps({**stored, "options": expected["options"],
-                                           "reused_from": {"table": Path(path).parent.parent.name, "file": path.name}}))
-            partial.replace(target)
+            write_json_atomically(target, {**stored, "options": expected["options"],
+                                           "reused_from": {"table": Path(path).parent.parent.name, "file": path.name}})
             reused.append((env, setting))
             break
     return reused

@@ -17,8 +17,10 @@ a DSRM ``.pt`` as the key :data:`META_KEY`, a hierarchical checkpoint directory 
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,22 @@ def writable_dir(path: str | Path, what: str) -> Path:
     except OSError as error:
         raise ValueError(f"{what} {str(path)!r} is not a writable directory: {error.strerror or error}") from None
     return path
+
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` whole or not at all: ``write(partial)`` fills a temporary file of this process beside
+    it (``<name>.<pid>.partial``: two processes never share one), then one rename puts it in place, so a
+    reader never sees a half-written file."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def write_json_atomically(path: Path, data: Any, **dumps: Any) -> None:
+    """``json.dumps(data, **dumps)`` into ``path`` through :func:`write_atomically`."""
+    text = json.dumps(data, **dumps)
+    write_atomically(path, lambda partial: partial.write_text(text))
 
 
 def checkpoint_meta(agent: str, env_id: str, env_options: dict[str, Any] | None, world: World) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from recgym.agents.baselines import Policy
 from recgym.agents.callbacks import TruthCurve
-from recgym.agents.checkpoints import check_meta, check_world, checkpoint_meta, first_line
+from recgym.agents.checkpoints import check_meta, check_world, checkpoint_meta, first_line, write_json_atomically
 from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO
 from recgym.agents.progress import TrainingProgressBar
 from recgym.envs.vector import RecSysVectorEnv
@@ -815,9 +815,7 @@ def save_hierarchy(path: Path, meta: dict[str, Any], high: PPO | None, low: PPO,
     low.save(path / "low.zip")
     if high is not None:
         high.save(path / "high.zip")
-    partial = path / "meta.json.partial"
-    partial.write_text(json.dumps({**meta, "rounds_done": rounds_done, "config": asdict(config)}, indent=2))
-    partial.replace(path / "meta.json")
+    write_json_atomically(path / "meta.json", {**meta, "rounds_done": rounds_done, "config": asdict(config)}, indent=2)
 
 
 def read_meta(agent: str, path: str | Path, world: World | None = None) -> dict[str, Any]:

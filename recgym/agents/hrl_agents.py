@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recgym.agents.checkpoints import first_line, new_run_dir
+from recgym.agents.checkpoints import first_line, new_run_dir, write_atomically, write_json_atomically
 from recgym.agents.dsrm_hrl import DSRMHRL
 from recgym.agents.hierarchy import (
     HierarchicalPolicy, HierarchyConfig, Method, Obs, load_hierarchy, read_meta, train_hierarchy,
@@ -189,15 +188,11 @@ def read_stage_one(folder: Path, settings: dict[str, Any]) -> tuple[Any, np.ndar
 
 
 def store_stage_one(folder: Path, settings: dict[str, Any], model: Any, constant: np.ndarray) -> None:
-    """Store a fitted stage I for :func:`read_stage_one`: the model (``.pt``), then the JSON, each written to a
-    temporary file of this process and renamed into place, so a half-written stage I is never read."""
+    """Store a fitted stage I for :func:`read_stage_one`: the model (``.pt``), then the JSON, each written whole
+    or not at all (:func:`recgym.agents.checkpoints.write_atomically`), so a half-written stage I is never read."""
     provenance = stage_one_file(folder, settings)
-    for path, write in ((provenance.with_suffix(".pt"), model.save),
-                        (provenance, lambda partial: partial.write_text(json.dumps(
-                            {"settings": settings, "constant_state": constant.tolist()}, default=str)))):
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        write(partial)
-        os.replace(partial, path)
+    write_atomically(provenance.with_suffix(".pt"), model.save)
+    write_json_atomically(provenance, {"settings": settings, "constant_state": constant.tolist()}, default=str)
 
 
 def _stage_one(settings: dict[str, Any], run_dir: Path, progress: bool, constant_twin: bool,
