@@ -38,6 +38,7 @@ import torch as th
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from numba import njit
+from scipy.stats import rankdata
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
@@ -257,9 +258,9 @@ def low_view(method: Method, obs: Obs, goal: np.ndarray, mask: np.ndarray) -> tu
 
 def exposure_ranks(exposure: np.ndarray) -> np.ndarray:
     """(I,) float ascending rank (1..I) of each item's exposure; equally exposed items share their group's
-    mean rank (mid-ranks), so an item's rank never depends on its id (e.g. the never-shown items)."""
-    ordered = np.sort(exposure)
-    return (np.searchsorted(ordered, exposure, "left") + np.searchsorted(ordered, exposure, "right") + 1) / 2
+    mean rank (mid-ranks, ``scipy.stats.rankdata``'s ``"average"``), so an item's rank never depends on its id
+    (e.g. the never-shown items)."""
+    return rankdata(exposure, method="average")
 
 
 def exposure_gini_gradient(exposure: np.ndarray) -> np.ndarray:
