@@ -935,8 +935,9 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     versions: dict[str, int] = {}
     for record in done:
         versions[record.get("code", "unknown")] = versions.get(record.get("code", "unknown"), 0) + 1
-    if reused_note(done):
-        lines += ["", reused_note(done)]
+    note = reused_note(done)
+    if note:
+        lines += ["", note]
     if versions:
         lines += ["", "Code of the stored cells (`git describe`: cells): "
                   + ", ".join(f"`{version}`: {count}" for version, count in versions.items())
@@ -1150,11 +1151,10 @@ def run_experiment(config: ExperimentConfig | str | Path, size: str = "smoke", o
     table = write_tables(rows, out, config.columns)
     note = reused_note(records)
     fronts = {key: stored_front(config, chosen, *key, out) for key in front_keys}
-    if note:
-        table += "\n" + note + "\n"
-        (out / "results.md").write_text(table)
+    if note or fronts:  # results.md again, once, with the reused cells' sources and the fronts' table
+        (out / "results.md").write_text(table + (f"\n{note}\n" if note else "")
+                                        + (f"\n{fronts_table(fronts)}" if fronts else ""))
     if fronts:
-        (out / "results.md").write_text(table + "\n" + fronts_table(fronts))
         front_plot(records, fronts, out / "pareto.png")
         learning_curve_plot(records, out / LEARNING_CURVES)
     else:
