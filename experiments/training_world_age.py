@@ -121,24 +121,16 @@ def catalogue_age(sim: Any) -> dict[str, float]:
             "exposure_gini": gini(sim.exposure)}
 
 
-def clear_counters(sim: Any) -> None:
-    """Clear ``sim``'s shared catalogue counters as :meth:`recgym.simulator.Simulator.reset` does, leaving the
-    users, the sessions and the random streams as they are."""
-    sim.exposure[:] = 0
-    sim.clicks[:] = 0
-    sim.sessions.highest_popularity[0] = sim.world.pop_prior.max()
-
-
 def frozen_sessions(policy: Any, venv: Any, sessions: int, seed: int, counters: bool = True) -> dict[str, Any]:
     """``policy`` on a deep copy of the RecSysVectorEnv ``venv`` as it stands (its users and catalogue counts
-    kept: no reset; ``counters=False`` clears the copy's catalogue counters, :func:`clear_counters`); the
+    kept: no reset; ``counters=False`` clears the copy's catalogue counters, ``Simulator.clear_counters``); the
     sessions running in the copy are dropped and the next ``sessions`` to START are recorded, as
     :func:`recgym.evaluate` records a fresh env's. Returns per recorded session (sessions,) arrays ``true`` and
     ``observed`` (returns) and ``pop_score`` (the mean popularity score of its recommended items, before each
     step), and ``gini``: the Gini of the copy's exposure added while it ran (all its sessions)."""
     env = copy.deepcopy(venv)
     if not counters:
-        clear_counters(env.sim)
+        env.sim.clear_counters()
     start_exposure = env.sim.exposure.copy()
     agent = as_policy(policy, deterministic=True)
     agent.bind(env, seed)

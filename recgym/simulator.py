@@ -181,11 +181,16 @@ class Simulator:
         """Re-seed (if given), clear the shared catalogue counts and start B new sessions."""
         if seed is not None:
             self.reseed(seed)
+        self.clear_counters()
+        self._reset_users()
+        self.reset_sessions(np.arange(self.n_sessions), users)
+
+    def clear_counters(self) -> None:
+        """Clear the shared catalogue counters (exposure, clicks: popularity back to the world's prior),
+        leaving the users, the sessions and the random streams as they are."""
         self.exposure[:] = 0
         self.clicks[:] = 0
         self.sessions.highest_popularity[0] = self.world.pop_prior.max()
-        self._reset_users()
-        self.reset_sessions(np.arange(self.n_sessions), users)
 
     def _reset_users(self) -> None:
         """v1: every user back to the world's state, first visits staggered by their session rates."""
