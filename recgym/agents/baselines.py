@@ -33,6 +33,13 @@ class Policy:
         """(B, I) float preference of each session for each item (higher is better)."""
         raise NotImplementedError
 
+    def acting_rows(self, table: np.ndarray) -> np.ndarray:
+        """The (B, ...) rows of a per-session simulator ``table`` (``sim.expected_reward()``, ``sim.leave_mask()``)
+        for the B sessions this policy acts for: every row of a vector env's; a population's live slots
+        (:attr:`~recgym.envs.population.PopulationEnv.live_slots`, the order of its ``agents``), not its empty ones."""
+        slots = getattr(self.env, "live_slots", None)
+        return table if slots is None else table[slots]
+
     def act(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
         """(B,) item ids: the best allowed item of :meth:`scores`."""
         return masked_argmax(self.scores(obs, mask), mask)
@@ -62,7 +69,7 @@ class OracleGreedy(Policy):
 
     def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
         sim = self.env.sim
-        return sim.expected_reward() - 2.0 * sim.world.reward_max * sim.leave_mask()
+        return self.acting_rows(sim.expected_reward() - 2.0 * sim.world.reward_max * sim.leave_mask())
 
 
 class LongTailOracle(OracleGreedy):
@@ -82,7 +89,8 @@ class LongTailOracle(OracleGreedy):
 
     def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
         sim = self.env.sim
-        return np.where(self.head, -1.0, sim.expected_reward()) - 2.0 * self.world.reward_max * sim.leave_mask()
+        return self.acting_rows(np.where(self.head, -1.0, sim.expected_reward())
+                                - 2.0 * self.world.reward_max * sim.leave_mask())
 
 
 class PopulationMeanRanking(Policy):
@@ -101,7 +109,7 @@ class PopulationMeanRanking(Policy):
         self.ranking = population_mean_satisfaction(self.world, self.env.sim.params)
 
     def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
-        return self.ranking[None, :] - 2.0 * self.world.reward_max * self.env.sim.leave_mask()
+        return self.ranking[None, :] - 2.0 * self.world.reward_max * self.acting_rows(self.env.sim.leave_mask())
 
 
 @dataclass

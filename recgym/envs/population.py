@@ -173,6 +173,13 @@ class PopulationEnv(ParallelEnv):
         slate = self.params.slate_size
         self._idle_action = np.zeros(n_users, np.int64) if slate == 1 else np.tile(np.arange(slate), (n_users, 1))
 
+    @property
+    def live_slots(self) -> np.ndarray:
+        """(len(agents),) int64 simulator rows of the live users, in the order of ``agents``: the rows of the
+        shared simulator's (n_users, ...) tables (``sim.expected_reward()``, ``sim.leave_mask()``) that a
+        policy acting for ``agents`` reads; the other rows are empty slots."""
+        return np.flatnonzero(self._slot_agent >= 0)
+
     def observation_space(self, agent: str) -> spaces.Dict:
         self._check_agent(agent)
         return self._observation_space
