@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--agent", required=True, help="trainable agent name (ppo, a2c, dqn, maskable-ppo, ...)")
     sub.add_argument("--timesteps", type=count(1), default=20_000)
     sub.add_argument("--logdir", type=Path, default=Path("runs"))
+    sub.add_argument("--catalogue-reset-every", type=count(1), default=None, metavar="N",
+                     help="clear the training simulator's click/exposure counters every N user-steps (default: "
+                          "never); N = an evaluation's user-steps, e.g. episodes x max_turn; see docs/cli.md")
     sub.set_defaults(run=run_train)
 
     sub = commands.add_parser("compare", help="evaluate several policies (training the trainable ones) in one table",
@@ -328,9 +331,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     writable_dir(args.logdir, "--logdir")
+    reset = {}
+    if args.catalogue_reset_every is not None:
+        from recgym.experiments import CURVE_TRAINERS
+
+        if (get_agent(args.agent).train or "").partition(":")[0] not in CURVE_TRAINERS:
+            raise ValueError(f"--catalogue-reset-every: agent {args.agent!r} does not train in a simulator it could "
+                             f"reset; valid with the RL agents (ppo, a2c, dqn, ppo-fair, dorl, dsrm-hrl, ...)")
+        reset = {"catalogue_reset_every": args.catalogue_reset_every}
     _, path = train_agent(args.agent, args.env, args.timesteps, seed=args.seed, logdir=args.logdir,
                           num_envs=args.num_envs, progress_bar=True, eval_episodes=args.episodes,
-                          env_options=_env_options(args))
+                          env_options=_env_options(args), **reset)
     print(f"checkpoint: {path}\nTensorBoard: tensorboard --logdir {path if path.is_dir() else path.parent}")
     return 0
 

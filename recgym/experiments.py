@@ -309,9 +309,38 @@ def cells(config: ExperimentConfig, size: Size) -> list[Cell]:
 
 def cell_config(config: ExperimentConfig, size: Size, cell: Cell) -> dict[str, Any]:
     """Everything that decides a cell's result: method, env, setting, seed, the simulator options, the
-    size and (population cells) the population; stored in the cell's JSON as ``config``."""
+    size, (population cells) the population and (trained cells of v1 tables) ``catalogue_reset_every``
+    (:func:`catalogue_reset_every`); stored in the cell's JSON as ``config``."""
+    reset = catalogue_reset_every(config, size, cell)
     return {**dataclasses.asdict(cell), "options": {**config.options, **config.settings[cell.setting]},
-            "size": dataclasses.asdict(size), "population": config.population if config.is_population else None}
+            "size": dataclasses.asdict(size), "population": config.population if config.is_population else None,
+            **({"catalogue_reset_every": reset} if reset is not None else {})}
+
+
+#: Keys :func:`cell_config` gained with a change of the training protocol: a stored cell whose configuration
+#: lacks one (or holds another value) but is otherwise the expected one ran under the older protocol; it is
+#: stale, read as missing (:func:`read_cell`): the run trains it again and replaces its JSON.
+PROTOCOL_KEYS = ("catalogue_reset_every",)
+
+
+def catalogue_reset_every(config: ExperimentConfig, size: Size, cell: Cell) -> int | None:
+    """N of issue #19's periodic catalogue reset (docs/experiments.md, "The catalogue ages too"): while a trained
+    cell of a v1 table trains, its simulator's shared counters are cleared every N user-steps, N = the user-steps
+    the cell's evaluation lets them grow to, its cap (deterministic and the same for every policy, where the mean
+    length depends on the policy): ``episodes x max_turn`` of the resolved options on session settings,
+    ``episodes x lifetime_sessions x max_turn`` on lifetime settings, ``platform_steps x n_users`` (the
+    population's slots, ``num_envs``) on population tables. ``None`` for untrained cells (controls, online
+    bandits), agents whose trainer takes no training options (:data:`CURVE_TRAINERS`) and v0 tables."""
+    from recgym.agents import get_agent
+
+    trainer = get_agent(cell.method).train
+    if not config.is_v1 or trainer is None or trainer.partition(":")[0] not in CURVE_TRAINERS:
+        return None
+    if config.is_population:
+        return size.platform_steps * size.num_envs
+    params = resolved_params(cell.env, {**config.options, **config.settings[cell.setting]})
+    sessions = params.lifetime_sessions if params.episode == "lifetime" else 1
+    return size.episodes * sessions * params.max_turn
 
 
 def read_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> dict[str, Any] | None:
@@ -327,6 +356,9 @@ def read_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) ->
         raise ValueError(f"{path}: unreadable cell result ({error}); delete it to rerun the cell") from None
     expected = cell_config(config, size, cell)
     stored = record.get("config") if isinstance(record, dict) else None
+    if isinstance(stored, dict) and stored != expected and \
+            {**stored, **{key: expected[key] for key in PROTOCOL_KEYS if key in expected}} == expected:
+        return None  # stale: run under an older training protocol (PROTOCOL_KEYS), run again
     if stored != expected:
         differing = sorted(key for key in expected if not isinstance(stored, dict) or stored.get(key) != expected[key])
         raise ValueError(f"{path}: this cell was run with another configuration (differs in: "
@@ -409,8 +441,9 @@ def cell_front(config: ExperimentConfig, size: Size, env: str, setting: str, out
 #: Evaluations on the truth during a v1 training run (its learning curve in TensorBoard and the cell JSON).
 CURVE_POINTS = 5
 #: Modules whose registered train functions take :func:`recgym.agents.flat.train`'s ``eval_freq`` /
-#: ``eval_scorer`` (one :class:`~recgym.agents.callbacks.TruthCurve` for all): flat, reward-shaped and recurrent
-#: SB3 agents and DORL (through it) and the hierarchical agents (:func:`recgym.agents.hierarchy.train_hierarchy`).
+#: ``eval_scorer`` (one :class:`~recgym.agents.callbacks.TruthCurve` for all) and ``catalogue_reset_every``
+#: (:class:`~recgym.agents.callbacks.CatalogueReset`): flat, reward-shaped and recurrent SB3 agents and DORL
+#: (through it) and the hierarchical agents (:func:`recgym.agents.hierarchy.train_hierarchy`).
 CURVE_TRAINERS = ("recgym.agents.flat", "recgym.agents.shaped", "recgym.agents.recurrent", "recgym.agents.dorl",
                   "recgym.agents.hrl_agents")
 
@@ -468,7 +501,8 @@ def cell_key(stored: dict[str, Any]) -> str | None:
     if params is None:
         return None
     return json.dumps({"method": stored.get("method"), "env": stored["env"], "seed": stored.get("seed"),
-                       "size": stored.get("size"), "params": dataclasses.asdict(params)}, sort_keys=True, default=str)
+                       "size": stored.get("size"), "params": dataclasses.asdict(params),
+                       **{key: stored.get(key) for key in PROTOCOL_KEYS}}, sort_keys=True, default=str)
 
 
 def reuse_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Path, tables: Sequence[Path]) -> list[Cell]:
@@ -557,8 +591,10 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
     if get_agent(cell.method).trainable:
         curve = learning_curve_options(config, size, cell, outdir) if config.is_v1 else {}
         shared = {"stage_one_dir": outdir / STAGE_ONE_DIR} if cell.method in dsrm_agents() else {}
+        reset = catalogue_reset_every(config, size, cell)
         policy, _ = train_agent(cell.method, config.training_env(cell.env), size.timesteps, seed=cell.seed,
-                                logdir=logdir, num_envs=size.num_envs, env_options=options, **curve, **shared)
+                                logdir=logdir, num_envs=size.num_envs, env_options=options, **curve, **shared,
+                                **({"catalogue_reset_every": reset} if reset is not None else {}))
     else:
         policy = make_policy(cell.method)
     if config.is_population:
@@ -938,6 +974,11 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     note = reused_note(done)
     if note:
         lines += ["", note]
+    stale = [cell for cell, record in stored.items() if record is None and (outdir / f"{cell.id}.json").exists()]
+    if stale:
+        lines += ["", f"{len(stale)} stored cells ran under an older training protocol ({', '.join(PROTOCOL_KEYS)}: "
+                      f"docs/experiments.md) and count as pending; `recgym experiment {config.name} --size full` "
+                      f"runs them again."]
     if versions:
         lines += ["", "Code of the stored cells (`git describe`: cells): "
                   + ", ".join(f"`{version}`: {count}" for version, count in versions.items())

@@ -6,6 +6,8 @@ completed during training (``rollout/*``), the run's hyperparameters (TensorBoar
 histogram of item exposure. :class:`TruthCurve` is the learning curve on the truth (``eval/*``): the policy
 being trained evaluated every N steps, its points kept, for flat and two-level training alike.
 :class:`PlatformMetricsCallback` logs a user population's platform metrics (``population/*``).
+:class:`CatalogueReset` clears the training simulator's shared catalogue counters every N user-steps, so a
+learner trains on the counter range an evaluation of that length shows (issue #19's protocol).
 :func:`log_comparison` writes a utility-vs-exposure-equity scatter of several evaluated policies.
 """
 
@@ -172,6 +174,63 @@ class RecMetricsCallback(BaseCallback):
         self.logger.record(f"{prefix}/exposure", th.as_tensor(result.exposure), exclude=TB_ONLY)
 
 
+def training_simulator(training_env: Any) -> Simulator | None:
+    """The :class:`~recgym.simulator.Simulator` an SB3 training env steps, below its wrappers: recgym's
+    ``SB3VecEnv`` (possibly inside ``VecEnvWrapper`` s, e.g. a :class:`~recgym.agents.rewards.RewardShaper`) or a
+    hierarchy level's view (:mod:`recgym.agents.hierarchy`), each holding the batched env as ``venv``; ``None``
+    for any other env (e.g. a SuperSuit population vec env)."""
+    sim = getattr(getattr(training_env.unwrapped, "venv", None), "sim", None)
+    return sim if isinstance(sim, Simulator) else None
+
+
+class CatalogueReset(BaseCallback):
+    """Clear the training env's shared catalogue counters (:meth:`recgym.simulator.Simulator.clear_counters`:
+    exposure, clicks and the logged popularity built from them) every ``every`` user-steps of its simulator,
+    so that a learner trains on the counter range an evaluation of ``every`` user-steps shows (issue #19's
+    protocol: ``recgym.evaluate`` starts the counters at 0; docs/experiments.md, "The catalogue ages too").
+
+    Reads: the simulator below the training env's wrappers (:func:`training_simulator`) and the user-steps
+    taken so far, ``user_steps()`` (default: the model's ``num_timesteps``, which counts one per session per
+    batched step, i.e. user-steps, for a flat agent; a hierarchy's high level passes its view's own count, an
+    option being several user-steps). Checked after every step (between two steps, never inside one): the
+    counters are cleared once each time the count reaches or passes the next multiple of ``every``, so they
+    never hold more than ``every + num_envs - 1`` user-steps' worth (``num_envs``, or an option's user-steps,
+    being the count's increment). One instance may serve several ``learn`` calls (a hierarchy's rounds): the
+    multiples continue from the count at each call's start. Logs ``train/catalogue_resets`` (resets so far)
+    at each rollout's end; ``resets`` holds the count.
+    """
+
+    def __init__(self, every: int, user_steps: Callable[[], int] | None = None) -> None:
+        super().__init__()
+        self.every = check_count("catalogue_reset_every", every)
+        self._user_steps = user_steps
+        self.resets = 0
+        self._next = every
+        self._sim: Simulator | None = None
+
+    def user_steps(self) -> int:
+        """User-steps of the training simulator so far (``user_steps()``, or the model's timesteps)."""
+        return self._user_steps() if self._user_steps is not None else self.model.num_timesteps
+
+    def _on_training_start(self) -> None:
+        self._sim = training_simulator(self.training_env)
+        if self._sim is None:
+            raise ValueError("CatalogueReset needs recgym's SB3VecEnv (possibly wrapped) or a hierarchy level's view "
+                             "as the training env")
+        self._next = (self.user_steps() // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        steps = self.user_steps()
+        if steps >= self._next:
+            self._sim.clear_counters()
+            self.resets += 1
+            self._next = (steps // self.every + 1) * self.every
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.logger.record("train/catalogue_resets", self.resets)
+
+
 class PlatformMetricsCallback(BaseCallback):
     """Log the population's platform metrics to SB3's logger (TensorBoard when the model has ``tensorboard_log``).
 
@@ -183,8 +242,8 @@ class PlatformMetricsCallback(BaseCallback):
     """
 
     def _on_training_start(self) -> None:
-        sim = getattr(getattr(self.training_env.unwrapped, "venv", None), "sim", None)
-        self._monitor = PlatformMonitor(sim) if isinstance(sim, Simulator) else None
+        sim = training_simulator(self.training_env)
+        self._monitor = PlatformMonitor(sim) if sim is not None else None
 
     def _on_step(self) -> bool:
         if self._monitor is not None:

@@ -189,7 +189,8 @@ def load_model(algo: str, path: str | Path, env: Any = None, agent: str | None =
 def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 64,
           progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
           wrap_env: Callable[[Any], Any] | None = None, agent: str | None = None, eval_freq: int = 0,
-          eval_scorer: Callable[[Any], dict[str, Any]] | None = None, **hyperparams: Any) -> tuple[BaseAlgorithm, Path]:
+          eval_scorer: Callable[[Any], dict[str, Any]] | None = None, catalogue_reset_every: int | None = None,
+          **hyperparams: Any) -> tuple[BaseAlgorithm, Path]:
     """Train ``algo`` on ``env_id`` for ``timesteps`` in a new run directory
     ``logdir/<agent>_<env>_s<seed>_<n>/`` (:func:`recgym.agents.checkpoints.new_run_dir`): TensorBoard
     event files and the checkpoint ``model.zip`` side by side. The model carries the checkpoint
@@ -203,13 +204,19 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     ``eval_episodes`` > 0: the run is evaluated on the truth (:class:`~recgym.agents.callbacks.TruthCurve`:
     :func:`recgym.evaluate` on ``eval_episodes`` episodes of ``num_envs`` sessions, ``eval/*`` scalars) at the end
     and, with ``eval_freq`` > 0, every ``eval_freq`` timesteps (a learning curve); ``eval_scorer`` adds scalars
-    computed from each evaluation. The points are the model's ``learning_curve`` (saved with it)."""
-    from recgym.agents.callbacks import RecMetricsCallback, TruthCurve
+    computed from each evaluation. The points are the model's ``learning_curve`` (saved with it).
+
+    ``catalogue_reset_every`` = N: the training simulator's shared catalogue counters (clicks, exposure, the
+    logged popularity) are cleared every N user-steps (:class:`~recgym.agents.callbacks.CatalogueReset`,
+    ``train/catalogue_resets``), so the learner trains on the counter range an evaluation of N user-steps shows;
+    ``None`` (default): never, the counters grow over the whole run."""
+    from recgym.agents.callbacks import CatalogueReset, RecMetricsCallback, TruthCurve
     from recgym.agents.progress import TrainingProgressBar
     from recgym.envs.sb3 import SB3VecEnv
     from recgym.evaluation import make_eval_env
 
     timesteps = check_count("timesteps", timesteps)
+    resets = [CatalogueReset(catalogue_reset_every)] if catalogue_reset_every is not None else []
     options = dict(env_options or {})
     agent = agent or algo
     world = make_eval_env(env_id, 1, **options).world  # validates the id and options with one-line errors
@@ -221,13 +228,14 @@ def train(algo: str, env_id: str, timesteps: int, seed: int = 0, logdir: str | P
     model.set_logger(configure(str(run_dir), ["stdout", "tensorboard"] if model.verbose >= 1 else ["tensorboard"]))
     setattr(model, META_KEY, checkpoint_meta(agent, env_id, options, world))
     hparams = {"agent": agent, "algo": algo, "env": env_id, "seed": seed, "timesteps": timesteps,
-               "num_envs": num_envs, **ALGOS[algo].defaults, **hyperparams, **options}
+               "num_envs": num_envs, "catalogue_reset_every": catalogue_reset_every or 0, **ALGOS[algo].defaults,
+               **hyperparams, **options}
     if eval_episodes and venv.venv.params.slate_size > 1:
         warnings.warn(f"no evaluation of {eval_episodes} episodes: recgym's evaluation and item metrics need "
                       f"slate_size=1; on slates the run logs SB3's rollout/ep_rew_mean and ep_len_mean", stacklevel=2)
         eval_episodes = 0
     curve = TruthCurve(env_id, eval_episodes, eval_freq, options, seed, num_envs, eval_scorer) if eval_episodes else None
-    callbacks = [RecMetricsCallback(hparams=hparams, evaluated=curve is not None), *([curve] if curve else []),
+    callbacks = [RecMetricsCallback(hparams=hparams, evaluated=curve is not None), *resets, *([curve] if curve else []),
                  *([TrainingProgressBar()] if progress_bar else [])]
     model.learn(total_timesteps=timesteps, callback=callbacks)
     if curve is not None:

@@ -1,7 +1,8 @@
 """Two-level recommenders trained with Stable-Baselines3, on one batched simulator.
 
-Each level is an ordinary SB3 model on its own goal-conditioned ``VecEnv`` view of ONE
-:class:`~recgym.envs.vector.RecSysVectorEnv`; a :class:`Method` (one readable module per method:
+Each level is an ordinary SB3 model on its own goal-conditioned ``VecEnv`` view of a
+:class:`~recgym.envs.vector.RecSysVectorEnv` (one per level, same id and options: each level steps its
+own simulator); a :class:`Method` (one readable module per method:
 ``dsrm_hrl``, ``hrl4pfg``, ``novelty_hrl``) says what each level sees, does and earns::
 
       obs ──► Method.high_observation ──► HIGH policy ──► goal g   (every M = option_length steps)
@@ -47,7 +48,7 @@ from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import VecEnv
 
 from recgym.agents.baselines import Policy
-from recgym.agents.callbacks import TruthCurve
+from recgym.agents.callbacks import CatalogueReset, TruthCurve
 from recgym.agents.checkpoints import check_meta, check_world, checkpoint_meta, first_line, write_json_atomically
 from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO
 from recgym.agents.progress import TrainingProgressBar
@@ -384,6 +385,8 @@ class LowLevelVecEnv(_GoalVecEnv):
 
 class HighLevelVecEnv(_GoalVecEnv):
     """One step = one option: the frozen ``low_policy`` recommends until every session's option ends.
+    ``user_steps``: the simulator's user-steps so far (the active sessions of each of its steps; an option of
+    B sessions is up to B x M of them).
 
     Args:
         low_policy: (B, L) low observations -> (B, ...) low actions (deterministic, frozen).
@@ -393,6 +396,7 @@ class HighLevelVecEnv(_GoalVecEnv):
                  low_policy: Callable[[np.ndarray], np.ndarray]) -> None:
         super().__init__(method, venv, "high")
         self.low_policy = low_policy
+        self.user_steps = 0
 
     def reset(self) -> np.ndarray:
         return self.method.high_observation(self._reset_env())
@@ -414,6 +418,7 @@ class HighLevelVecEnv(_GoalVecEnv):
                                                    self.venv.action_masks()[rows])
             items[rows] = pick(candidates, self.low_policy(low_observation))
             next_obs, reward, terminated, truncated, info = self.venv.step(items, active=active)
+            self.user_steps += int(active.sum())
             option_reward += np.where(active, reward, 0.0)
             option_items[active, j] = items[active]
             ended = (terminated | truncated) & active
@@ -755,6 +760,7 @@ def train_hierarchy(
     eval_episodes: int = 0,
     eval_freq: int = 0,
     eval_scorer: Callable[[Any], dict[str, Any]] | None = None,
+    catalogue_reset_every: int | None = None,
 ) -> TrainedHierarchy:
     """Alternate low- and high-level PPO on ``env_id``; checkpoint to ``logdir/run_name/`` each round.
 
@@ -769,9 +775,16 @@ def train_hierarchy(
     episodes of ``n_sessions`` sessions with ``env_options`` and seed ``config.seed``; ``eval/*`` scalars in the run's TensorBoard folder ``eval_curve``, the points in the
     checkpoint's ``meta.json`` (``learning_curve``, continued by a resumed run) and in the returned
     ``meta`` (:attr:`HierarchicalPolicy.learning_curve`).
+
+    ``catalogue_reset_every`` = N (as :func:`recgym.agents.flat.train`'s; ``None``: never): each level steps its
+    own simulator, and each simulator's catalogue counters are cleared every N of its own user-steps
+    (:class:`~recgym.agents.callbacks.CatalogueReset`: the low level's timesteps; the high level's options'
+    active user-steps, :attr:`HighLevelVecEnv.user_steps`), continuing over the rounds.
     """
     for name, value in (("eval_episodes", eval_episodes), ("eval_freq", eval_freq)):
         check_count(name, value, 0)
+    if catalogue_reset_every is not None:
+        check_count("catalogue_reset_every", catalogue_reset_every)
     run_name = run_name or f"{method.name}_seed{config.seed}"
     checkpoint = Path(logdir) / run_name
     if resume is None and (checkpoint / "meta.json").exists():
@@ -787,14 +800,19 @@ def train_hierarchy(
                            steps=levels.env_steps, logger=curve_log, at_end=False,
                            points=read_meta(method.name, resume).get("learning_curve", []) if resume is not None else [])
 
+    resets = {} if catalogue_reset_every is None else {
+        "low": CatalogueReset(catalogue_reset_every),
+        "high": CatalogueReset(catalogue_reset_every, user_steps=lambda: levels.high_env.user_steps)}
+
     def level_callbacks(level: str) -> Any:
-        chosen = [callback for callback in ([callbacks(level)] if callbacks else []) if callback is not None]
-        return CallbackList([*chosen, curve]) if curve is not None else (chosen[0] if chosen else None)
+        chosen = [callback for callback in (callbacks(level) if callbacks else None, resets.get(level), curve)
+                  if callback is not None]
+        return CallbackList(chosen) if chosen else None
 
     curve_meta: dict[str, Any] = {}
     for round_index in range(rounds_done, config.rounds):
         levels.train_round(round_index, config.low_steps, config.high_steps,
-                           level_callbacks if callbacks or curve is not None else None, progress_bar)
+                           level_callbacks if callbacks or curve is not None or resets else None, progress_bar)
         rounds_done = round_index + 1
         if curve is not None and rounds_done == config.rounds:
             curve.finish()  # the end of training, as flat agents' last evaluation

@@ -106,6 +106,7 @@ def train(
     progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
     device: str = "auto", rounds: int = 3, eval_freq: int = 0,
     eval_scorer: Callable[[Any], dict[str, Any]] | None = None, stage_one_dir: str | Path | None = None,
+    catalogue_reset_every: int | None = None,
 ) -> tuple[HierarchicalPolicy, Path]:
     """Train ``agent`` for about ``timesteps`` simulator steps in a new run directory
     ``logdir/<agent>_<env>_s<seed>_<n>/``; returns (policy, checkpoint directory = run directory).
@@ -119,8 +120,13 @@ def train(
 
     ``stage_one_dir``: a folder DSRM runs share stage I through: read from it when a run of the same env, options,
     seed, budget and device stored it there (:func:`stage_one_settings`), else fitted and stored there.
+
+    ``catalogue_reset_every``: stage II's simulators clear their catalogue counters every that many user-steps
+    (:func:`recgym.agents.hierarchy.train_hierarchy`; ``None``: never). Stage I's logging is not reset.
     """
     timesteps = check_count("timesteps", timesteps)
+    if catalogue_reset_every is not None:  # before stage I, not after it
+        check_count("catalogue_reset_every", catalogue_reset_every)
     if agent not in HRL_AGENTS:
         raise ValueError(f"unknown hierarchical agent {agent!r}; valid: {', '.join(HRL_AGENTS)}")
     from recgym.evaluation import make_eval_env
@@ -138,7 +144,7 @@ def train(
                               seed=seed, device=device)
     trained = train_hierarchy(method, env_id, config, logdir=run_dir.parent, run_name=run_dir.name,
                               progress_bar=progress_bar, env_options=env_options, eval_episodes=eval_episodes,
-                              eval_freq=eval_freq, eval_scorer=eval_scorer)
+                              eval_freq=eval_freq, eval_scorer=eval_scorer, catalogue_reset_every=catalogue_reset_every)
     return trained.policy(), trained.checkpoint
 
 
