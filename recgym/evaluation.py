@@ -20,6 +20,7 @@ from recgym import metrics
 from recgym.agents.baselines import Policy
 from recgym.envs import ENV_IDS, FITTED_ID
 from recgym.envs.vector import RecSysVectorEnv
+from recgym.logging_model import WATCH_RATIO
 from recgym.sizes import check_count
 
 #: Summary keys, in table order. Catalogue-level ones have no per-episode CI (NaN).
@@ -30,6 +31,11 @@ V1_METRICS = ("emerging_creator_share",)
 #: Summary keys of v1 ``episode="lifetime"`` envs (:class:`LifetimeGuidance`'s, over the recorded lifetimes): the
 #: users' acquired-taste gain over a lifetime and retention, the sessions a user starts per 7 days.
 LIFETIME_METRICS = ("tail_affinity_gain", "sessions_per_week")
+#: Summary keys of ``evaluate(familiarity=True)`` on v1 worlds (issue #19's LAFB comparison), from the logged
+#: signals: watch_time, the mean logged play time per episode in seconds (watch ratio x item duration);
+#: novel_watch_share, the share of that play time on items whose creator was unfamiliar to the user when
+#: recommended (:func:`recgym.metrics.unfamiliar_creator`: not followed, not in the observed history).
+FAMILIARITY_METRICS = ("watch_time", "novel_watch_share")
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,7 @@ def evaluate(
     seed: int | None = 0,
     num_envs: int = 64,
     deterministic: bool = True,
+    familiarity: bool = False,
     **options: Any,
 ) -> EvaluationResult:
     """Run ``policy`` for ``episodes`` episodes and return per-episode records and a summary.
@@ -199,12 +206,16 @@ def evaluate(
 
     On a v1 ``episode="lifetime"`` env the same rollout also follows each lifetime session by session
     (``result.lifetime``, :class:`LifetimeGuidance`; its :data:`LIFETIME_METRICS` in the summary): one rollout
-    gives a table's every column.
+    gives a table's every column. With ``familiarity`` (v1 worlds) the same rollout also measures the
+    :data:`FAMILIARITY_METRICS` of the recorded episodes (watch time and novel watch-time share, with their
+    95% intervals).
     """
     episodes = check_count("episodes", episodes)
     venv = make_eval_env(env, min(num_envs, episodes), mode, **options)
     if venv.params.slate_size != 1:
         raise ValueError(f"evaluate supports slate_size=1 envs, got slate_size={venv.params.slate_size}")
+    if familiarity and not venv.world.is_v1:
+        raise ValueError(f"familiarity needs a v1 world (logged watch time, followed creators); {venv.world.name!r} is v0")
     agent = as_policy(policy, deterministic)
     obs, _ = venv.reset(seed=seed)
     agent.bind(venv, seed)
@@ -216,9 +227,11 @@ def evaluate(
     while (episode_id < episodes).any():
         before = lifetime_state(sim) if lifetimes else ()
         actions = agent.act(obs, sim.action_mask())
+        unfamiliar = (metrics.unfamiliar_creator(venv.world, obs, actions),) if familiarity else ()
         next_obs, rewards, terminated, truncated, infos = venv.step(actions)
         agent.update(obs, actions, rewards)
-        steps.append((episode_id.copy(), actions, infos["true_reward"], infos["user_id"], *before))
+        watched = (infos["signals"][:, WATCH_RATIO] * venv.world.item_duration[actions],) if familiarity else ()
+        steps.append((episode_id.copy(), actions, infos["true_reward"], infos["user_id"], *watched, *unfamiliar, *before))
         done = np.flatnonzero(terminated | truncated)
         episode_id[done] = next_id + np.arange(done.size)
         next_id += done.size
@@ -226,6 +239,11 @@ def evaluate(
     episode, items, rewards, users, *state = (np.concatenate(column) for column in zip(*steps))
     keep = episode < episodes
     result = summarize(venv.world, episode[keep], items[keep], rewards[keep], users[keep], int(episodes), sim.popular)
+    if familiarity:
+        (seconds, unfamiliar), state = state[:2], state[2:]
+        watch = summarize_watch(episode[keep], seconds[keep], unfamiliar[keep], int(episodes))
+        result = replace(result, summary={**result.summary, **{key: value for key, (value, _) in watch.items()}},
+                         ci95={**result.ci95, **{key: half for key, (_, half) in watch.items()}})
     if not lifetimes:
         return result
     session, affinity, start_day, gap = (column[keep] for column in state)
@@ -234,6 +252,15 @@ def evaluate(
     return replace(result, lifetime=lifetime,
                    summary={**result.summary, **{key: getattr(lifetime, key) for key in LIFETIME_METRICS}},
                    ci95={**result.ci95, **dict.fromkeys(LIFETIME_METRICS, float("nan"))})
+
+
+def summarize_watch(episode: np.ndarray, seconds: np.ndarray, unfamiliar: np.ndarray,
+                    n_episodes: int) -> dict[str, tuple[float, float]]:
+    """:data:`FAMILIARITY_METRICS` -> (value, 95% half-width) of T recorded steps: ``episode`` (T,) index in
+    [0, N), ``seconds`` (T,) logged play time, ``unfamiliar`` (T,) bool whether the item's creator was unfamiliar."""
+    watch = np.bincount(episode, weights=seconds, minlength=n_episodes)
+    novel = np.bincount(episode, weights=np.where(unfamiliar, seconds, 0.0), minlength=n_episodes)
+    return {"watch_time": metrics.mean_ci95(watch), "novel_watch_share": metrics.ratio_ci95(novel, watch)}
 
 
 def is_lifetime_env(venv: RecSysVectorEnv) -> bool:

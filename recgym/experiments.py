@@ -49,8 +49,8 @@ import yaml
 
 from recgym.agents.checkpoints import writable_dir, write_json_atomically
 from recgym.envs import ENV_IDS, FITTED_ID, POPULATION_ID, POPULATION_V1_ID
-from recgym.evaluation import LIFETIME_METRICS
-from recgym.metrics import t_ci95
+from recgym.evaluation import FAMILIARITY_METRICS, LIFETIME_METRICS
+from recgym.metrics import path_value_at, t_ci95
 from recgym.params import V1_DEFAULTS, SimParams
 from recgym.plotting import agg_figure, front_figure
 from recgym.threads import default_torch_threads, set_torch_threads
@@ -70,6 +70,10 @@ V1_COLUMNS = ("R_cum", "R_each", "length", "gini", "dpfr", "front_distance", "em
 #: guidance) and retention, the sessions a user starts per 7 days of lifetime (satisfied users come back
 #: sooner). The lifetime value is R_cum there.
 LIFETIME_COLUMNS = LIFETIME_METRICS
+#: Columns of v1 tables with ``familiarity: true`` (issue #19's LAFB comparison), measured by the cell's one
+#: evaluation (``evaluate(familiarity=True)``, :data:`recgym.evaluation.FAMILIARITY_METRICS`): the mean logged play
+#: time per episode in seconds and the share of it on creators unfamiliar to the user when recommended.
+FAMILIARITY_COLUMNS = FAMILIARITY_METRICS
 #: The population ids: a cell on one is a population rollout (Population-v1 needs a v1 world).
 POPULATION_IDS = (POPULATION_ID, POPULATION_V1_ID)
 #: Keys of a config's ``population:`` mapping (:class:`recgym.envs.population.PopulationEnv` arguments).
@@ -99,6 +103,9 @@ class ExperimentConfig:
         (with ``recgym/Fitted-v1``, the only env then, also ``world_dir``: the fitted world's folder).
     population: ``world`` and ``arrival_rate`` of ``recgym/Population-v0`` cells.
     smoke, full: :class:`Size` per ``--size``.
+    familiarity: v1 episode tables only: the cells also record :data:`FAMILIARITY_COLUMNS` (``familiarity: True``
+        in their configuration too) and the table compares the familiarity post-rankers at equal total watch time
+        (:func:`equal_watch_time`).
     """
 
     name: str
@@ -110,6 +117,7 @@ class ExperimentConfig:
     smoke: Size = Size(seeds=2, timesteps=2_048, episodes=32, num_envs=16)
     full: Size = Size()
     description: str = ""
+    familiarity: bool = False
 
     def size(self, name: str) -> Size:
         if name not in SIZES:
@@ -138,9 +146,10 @@ class ExperimentConfig:
     def columns(self) -> tuple[str, ...]:
         if self.is_population:
             return (*POPULATION_COLUMNS, "wall_s") if self.is_v1 else POPULATION_COLUMNS
-        if self.has_lifetimes:
-            return (*V1_COLUMNS[:-1], *LIFETIME_COLUMNS, V1_COLUMNS[-1])
-        return V1_COLUMNS if self.is_v1 else COLUMNS
+        if not self.is_v1:
+            return COLUMNS
+        extra = (*(LIFETIME_COLUMNS if self.has_lifetimes else ()), *(FAMILIARITY_COLUMNS if self.familiarity else ()))
+        return (*V1_COLUMNS[:-1], *extra, V1_COLUMNS[-1])
 
     def training_env(self, env: str) -> str:
         """The Gymnasium id a cell on ``env`` trains on (the population's world's vector env)."""
@@ -190,6 +199,7 @@ CONFIG_TYPES: dict[str, tuple[type, str]] = {
     "name": (str, "a string"), "description": (str, "a string"), "methods": (list, "a non-empty list"),
     "envs": (list, "a non-empty list"), "settings": (dict, "a non-empty mapping name -> simulator options"),
     "options": (dict, "a mapping of simulator options"), "population": (dict, "a mapping"),
+    "familiarity": (bool, "true or false"),
 }
 
 
@@ -285,7 +295,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise _fail(source, f"{size}.{key}", f"must be a positive integer, got {value!r}")
             raw[size] = Size(**given)
-    return ExperimentConfig(**raw)
+    config = ExperimentConfig(**raw)
+    if config.familiarity and (not config.is_v1 or config.is_population):
+        raise _fail(source, "familiarity", "needs a v1 episode table (every env a registered v1 world, no population)")
+    return config
 
 
 @dataclass(frozen=True)
@@ -309,18 +322,20 @@ def cells(config: ExperimentConfig, size: Size) -> list[Cell]:
 
 def cell_config(config: ExperimentConfig, size: Size, cell: Cell) -> dict[str, Any]:
     """Everything that decides a cell's result: method, env, setting, seed, the simulator options, the
-    size, (population cells) the population and (trained cells of v1 tables) ``catalogue_reset_every``
-    (:func:`catalogue_reset_every`); stored in the cell's JSON as ``config``."""
+    size, (population cells) the population, (trained cells of v1 tables) ``catalogue_reset_every``
+    (:func:`catalogue_reset_every`) and (``familiarity`` tables) ``familiarity: True`` (the cell measured
+    :data:`FAMILIARITY_COLUMNS`); stored in the cell's JSON as ``config``."""
     reset = catalogue_reset_every(config, size, cell)
     return {**dataclasses.asdict(cell), "options": {**config.options, **config.settings[cell.setting]},
             "size": dataclasses.asdict(size), "population": config.population if config.is_population else None,
-            **({"catalogue_reset_every": reset} if reset is not None else {})}
+            **({"catalogue_reset_every": reset} if reset is not None else {}),
+            **({"familiarity": True} if config.familiarity else {})}
 
 
-#: Keys :func:`cell_config` gained with a change of the training protocol: a stored cell whose configuration
-#: lacks one (or holds another value) but is otherwise the expected one ran under the older protocol; it is
-#: stale, read as missing (:func:`read_cell`): the run trains it again and replaces its JSON.
-PROTOCOL_KEYS = ("catalogue_reset_every",)
+#: Keys :func:`cell_config` gained with a change of the training or measurement protocol: a stored cell whose
+#: configuration lacks one (or holds another value) but is otherwise the expected one ran under the older protocol;
+#: it is stale, read as missing (:func:`read_cell`): the run runs it again and replaces its JSON.
+PROTOCOL_KEYS = ("catalogue_reset_every", "familiarity")
 
 
 def catalogue_reset_every(config: ExperimentConfig, size: Size, cell: Cell) -> int | None:
@@ -605,7 +620,7 @@ def run_cell(config: ExperimentConfig, size: Size, cell: Cell, outdir: Path) -> 
                   "series": {key: [float(v) for v in values] for key, values in rollout.series.items()}}
     else:
         result = evaluate(policy, cell.env, episodes=size.episodes, seed=EVAL_SEED + cell.seed,
-                          num_envs=size.num_envs, **options)
+                          num_envs=size.num_envs, familiarity=config.familiarity, **options)
         scores = cell_front(config, size, cell.env, cell.setting, outdir).score(result) if config.is_v1 else {}
         if config.has_lifetimes:  # measured by the same evaluation on lifetime settings; None on session settings
             scores.update({key: result.summary.get(key) for key in LIFETIME_COLUMNS})
@@ -921,6 +936,114 @@ def learning_curve_plot(records: list[dict[str, Any]], path: Path, key: str = "R
     return True
 
 
+#: familiarity_v1's equal-watch-time comparison (issue #19's LAFB bullet): the familiarity post-rankers, their common
+#: base (each one's strength 0: a post-ranker at strength 0 serves its base's order) and the metrics compared.
+FAMILIARITY_BASE, FAMILIARITY_RANKERS = "linucb", ("debias-linucb", "lafb")
+EQUAL_WATCH_METRICS = ("novel_watch_share", "emerging_creator_share")
+#: Where a familiarity table's equal-watch-time plot is drawn (:func:`equal_watch_plot`), beside its cells.
+EQUAL_WATCH_PLOT = "equal_watch_time.png"
+
+
+def strength_sweep(config: ExperimentConfig, ranker: str) -> list[tuple[float, str]]:
+    """(multiple of its default strength, method) of ``ranker``'s strength sweep in ``config``, by multiple: the
+    common base at 0, the registered ``<ranker>-x<multiple>`` variants (:data:`recgym.agents.STRENGTH_MULTIPLES`)
+    and ``ranker`` itself at 1, those that ``config.methods`` holds."""
+    from recgym.agents import STRENGTH_MULTIPLES
+
+    points = [(0.0, FAMILIARITY_BASE), (1.0, ranker), *((m, f"{ranker}-x{m:g}") for m in STRENGTH_MULTIPLES)]
+    return sorted(point for point in points if point[1] in config.methods)
+
+
+def equal_watch_time(paths: dict[str, list[dict[str, Any]]],
+                     keys: tuple[str, ...] = EQUAL_WATCH_METRICS) -> dict[str, Any]:
+    """One seed's comparison at equal total watch time. ``paths``: ranker -> the records (``watch_time`` and ``keys``)
+    of its strength sweep in strength order, each starting at the common base's record. Each path is
+    piecewise linear in that order, so it reaches every watch time between its smallest and largest; the common
+    watch time ``W`` is the end of the range both reach that lies farthest from the base's watch time (the largest
+    watch-time change both make; the base's own when they move it in opposite directions). Returns ``watch_time``:
+    ``W``, ``base_watch_time`` and, per ranker, each of ``keys`` at ``W`` on the first segment reaching it
+    (:func:`recgym.metrics.path_value_at`)."""
+    times = {ranker: np.array([record["watch_time"] for record in path], np.float64) for ranker, path in paths.items()}
+    base = next(iter(paths.values()))[0]["watch_time"]
+    low, high = max(t.min() for t in times.values()), min(t.max() for t in times.values())
+    target = high if high - base >= base - low else low
+    return {"watch_time": target, "base_watch_time": base,
+            **{ranker: {key: path_value_at(times[ranker], [record[key] for record in path], target) for key in keys}
+               for ranker, path in paths.items()}}
+
+
+def equal_watch_seeds(config: ExperimentConfig, env: str, outdir: Path,
+                      rankers: tuple[str, ...] = FAMILIARITY_RANKERS) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """:func:`equal_watch_time` of ``rankers``' strength sweeps (:func:`strength_sweep`) on ``env`` per seed, from the
+    full-size cells stored in ``outdir`` (setting ``default``): (one result per seed once every cell of the sweeps is
+    stored, else ``[]``; the stored records; the number of cells needed)."""
+    size = config.full
+    methods = list(dict.fromkeys(method for ranker in rankers for _, method in strength_sweep(config, ranker)))
+    records = {(method, seed): read_cell(config, size, Cell(method, env, "default", seed), outdir)
+               for method in methods for seed in range(size.seeds)}
+    found = [record for record in records.values() if record is not None]
+    if len(found) < len(records):
+        return [], found, len(records)
+    return [equal_watch_time({ranker: [records[method, seed] for _, method in strength_sweep(config, ranker)]
+                              for ranker in rankers}) for seed in range(size.seeds)], found, len(records)
+
+
+def equal_watch_table(config: ExperimentConfig, outdir: Path) -> str:
+    """Markdown: per env, the common watch time (:func:`equal_watch_time`, per seed) and each familiarity post-ranker's
+    :data:`EQUAL_WATCH_METRICS` at it, then their seed-paired difference (mean ± Student-t 95% half-width over seeds);
+    empty until every cell of the sweeps is stored."""
+    lines = ["| env | ranker | common watch time (s) | base watch time (s) | "
+             + " | ".join(f"{key} at it" for key in EQUAL_WATCH_METRICS) + " |", "|---" * (4 + len(EQUAL_WATCH_METRICS)) + "|"]
+    first, second = FAMILIARITY_RANKERS
+    for env in config.envs:
+        seeds, _, _ = equal_watch_seeds(config, env, outdir)
+        if not seeds:
+            return ""
+        watch, base = (t_ci95(np.array([seed[key] for seed in seeds])) for key in ("watch_time", "base_watch_time"))
+        values = {ranker: [np.array([seed[ranker][key] for seed in seeds]) for key in EQUAL_WATCH_METRICS]
+                  for ranker in FAMILIARITY_RANKERS}
+        rows = [(ranker, values[ranker], "") for ranker in FAMILIARITY_RANKERS]
+        rows.append((f"{second} − {first} (paired)", [b - a for a, b in zip(values[first], values[second])], "+"))
+        for ranker, columns, sign in rows:
+            lines.append(f"| {env.split('/')[-1]} | {ranker} | {watch[0]:.0f} ± {watch[1]:.0f} | {base[0]:.0f} ± {base[1]:.0f} | "
+                         + " | ".join(f"{mean:{sign}.3f} ± {half:.3f}" for mean, half in map(t_ci95, columns)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def equal_watch_plot(config: ExperimentConfig, outdir: Path, path: Path) -> bool:
+    """The familiarity post-rankers' strength sweeps (:func:`strength_sweep`) per env (columns): each of
+    :data:`EQUAL_WATCH_METRICS` (rows) vs watch time, the mean over the stored seeds of each strength (error bars:
+    Student-t 95% half-widths), joined in strength order from the common base, with the mean common watch time
+    (:func:`equal_watch_time`) as a dashed line. Draws ``path`` and returns ``True`` once every cell is stored."""
+    from matplotlib import colormaps
+
+    results = {env: equal_watch_seeds(config, env, outdir) for env in config.envs}
+    if not all(seeds for seeds, _, _ in results.values()):
+        return False
+    fig = agg_figure(figsize=(5.5 * len(config.envs), 3.6 * len(EQUAL_WATCH_METRICS)))
+    axes = fig.subplots(len(EQUAL_WATCH_METRICS), len(config.envs), squeeze=False)
+    for col, (env, (seeds, records, _)) in enumerate(results.items()):
+        for row, key in enumerate(EQUAL_WATCH_METRICS):
+            ax = axes[row, col]
+            for index, ranker in enumerate(FAMILIARITY_RANKERS):
+                sweep = strength_sweep(config, ranker)
+                points = [[(r["watch_time"], r[key]) for r in records if (r["method"], r["env"]) == (method, env)]
+                          for _, method in sweep]
+                (x, x_err), (y, y_err) = (t_ci95(np.array([[p[i] for p in runs] for runs in points]).T) for i in (0, 1))
+                ax.errorbar(x, y, xerr=x_err, yerr=y_err, marker="o", capsize=3, color=colormaps["tab10"](index),
+                            label=f"{ranker} (x {', '.join(f'{m:g}' for m, _ in sweep)} of its strength)")
+            ax.axvline(np.mean([seed["watch_time"] for seed in seeds]), color="k", linestyle="--", linewidth=1,
+                       label="common watch time (mean over seeds)")
+            ax.set_title(f"{env.split('/')[-1]}: {key} vs watch time", fontsize=9)
+            ax.set_xlabel("logged watch time per episode (s)")
+            ax.set_ylabel(key)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
 #: The markers of ``docs/results.md``'s v1 section (:func:`write_v1_section` replaces what lies between them).
 V1_BEGIN, V1_END = "<!-- v1 tables: begin (written by `recgym results`) -->", "<!-- v1 tables: end -->"
 
@@ -976,7 +1099,7 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
         lines += ["", note]
     stale = [cell for cell, record in stored.items() if record is None and (outdir / f"{cell.id}.json").exists()]
     if stale:
-        lines += ["", f"{len(stale)} stored cells ran under an older training protocol ({', '.join(PROTOCOL_KEYS)}: "
+        lines += ["", f"{len(stale)} stored cells ran under an older protocol ({', '.join(PROTOCOL_KEYS)}: "
                       f"docs/experiments.md) and count as pending; `recgym experiment {config.name} --size full` "
                       f"runs them again."]
     if versions:
@@ -991,6 +1114,14 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     if learning_curve_plot(done, outdir / LEARNING_CURVES):
         lines += ["", (f"Learning curves on the truth of the stored cells (mean and 95% band over their seeds): "
                        f"![{config.name}: learning curves](../{(outdir / LEARNING_CURVES).as_posix()})")]
+    equal = equal_watch_table(config, outdir) if config.familiarity else ""
+    if equal and equal_watch_plot(config, outdir, outdir / EQUAL_WATCH_PLOT):
+        lines += ["", (f"At equal total watch time ({', '.join(FAMILIARITY_RANKERS)} swept over multiples "
+                       f"{', '.join(f'{m:g}' for m, _ in strength_sweep(config, FAMILIARITY_RANKERS[1]))} of their default "
+                       f"strength, 0 being their common base `{FAMILIARITY_BASE}`; per seed, the common watch time is the "
+                       f"end of the watch-time range both sweeps reach farthest from the base's, each sweep interpolated "
+                       f"linearly in strength order, `recgym.experiments.equal_watch_time`):"), "", equal.rstrip("\n"), "",
+                  f"![{config.name}: the post-rankers' strength sweeps vs watch time](../{(outdir / EQUAL_WATCH_PLOT).as_posix()})"]
     return "\n".join(lines) + "\n"
 
 
@@ -1007,7 +1138,9 @@ class Claim:
     """One claim of issue #19 a v1 table decides: ``method`` beats ``baseline`` on ``metric`` (``higher`` or
     lower is better) on every env of each config in ``configs``, under ``setting`` (``baseline_setting``: the
     baseline's, default the same), by the paired difference over seeds (cell seed s of both is evaluated on the
-    same users) and its Student-t 95% interval."""
+    same users) and its Student-t 95% interval. ``equal_watch_time``: both are familiarity post-rankers of a
+    ``familiarity`` table, compared per seed at their common watch time (:func:`equal_watch_seeds`) instead of cell
+    by cell."""
 
     text: str
     configs: tuple[str, ...]
@@ -1017,6 +1150,7 @@ class Claim:
     metric: str
     higher: bool = True
     baseline_setting: str | None = None
+    equal_watch_time: bool = False
 
 
 #: The claims the README's verdict block decides (:func:`write_verdicts`), one line each.
@@ -1039,8 +1173,10 @@ CLAIMS = (
           ("noise_v1",), "level2", "dsrm-hrl", "hrl-no-dsrm", "R_cum"),
     Claim("HyperBandit beats time-aware LinUCB over users' lifetimes (true R_cum; equal oracle, so lower regret)",
           ("time_v1",), "lifetime", "hyperbandit", "time-linucb", "R_cum"),
-    Claim("LAFB gives emerging creators more exposure than the hand-set familiarity debiaser",
-          ("familiarity_v1",), "default", "lafb", "debias-linucb", "emerging_creator_share"),
+    *(Claim(f"At equal total watch time LAFB gives {text} than the hand-set familiarity debiaser",
+            ("familiarity_v1",), "default", "lafb", "debias-linucb", metric, equal_watch_time=True)
+      for text, metric in (("emerging creators more exposure", "emerging_creator_share"),
+                           ("unfamiliar creators a larger share of watch time", "novel_watch_share"))),
     Claim("PPO trained on the logs concentrates popularity more than PPO trained on the truth (popularity Gini)",
           ("population_v1", "population_kuairand_v1"), "logs", "ppo", "ppo", "popularity_gini",
           baseline_setting="truth"),
@@ -1057,20 +1193,26 @@ def claim_verdict(claim: Claim, root: Path = V1_RESULTS) -> str:
     for config in map(load_config, claim.configs):
         size, outdir = config.full, root / config.name
         for env in config.envs:
-            sides = [[read_cell(config, size, Cell(method, env, setting, seed), outdir) for seed in range(size.seeds)]
-                     for method, setting in ((claim.method, claim.setting),
-                                             (claim.baseline, claim.baseline_setting or claim.setting))]
-            found = [record for side in sides for record in side if record is not None]
-            needed, stored = needed + 2 * size.seeds, stored + len(found)
+            if claim.equal_watch_time:
+                seeds, found, cells_needed = equal_watch_seeds(config, env, outdir, (claim.baseline, claim.method))
+                differences = [seed[claim.method][claim.metric] - seed[claim.baseline][claim.metric] for seed in seeds]
+            else:
+                sides = [[read_cell(config, size, Cell(method, env, setting, seed), outdir) for seed in range(size.seeds)]
+                         for method, setting in ((claim.method, claim.setting),
+                                                 (claim.baseline, claim.baseline_setting or claim.setting))]
+                found, cells_needed = [record for side in sides for record in side if record is not None], 2 * size.seeds
+                differences = (a[claim.metric] - b[claim.metric] for a, b in zip(*sides))  # read once all are stored
+            needed, stored = needed + cells_needed, stored + len(found)
             versions.update(record.get("code", "unknown") for record in found)
-            if len(found) < 2 * size.seeds:
+            if len(found) < cells_needed:
                 continue
-            mean, half = t_ci95(np.array([a[claim.metric] - b[claim.metric] for a, b in zip(*sides)], np.float64))
+            mean, half = t_ci95(np.array(list(differences), np.float64))
             better = mean if claim.higher else -mean
             verdict = "**yes**" if better - half > 0 else "**no**" if better + half < 0 else "not shown"
             verdicts.append(f"{env.split('/')[-1]}: {verdict} ({mean:+.3g} [{mean - half:+.3g}, {mean + half:+.3g}])")
     where = f"{', '.join(claim.configs)}, {claim.setting}{'/' + claim.baseline_setting if claim.baseline_setting else ''}"
-    head = (f"- {claim.text} (`{claim.method}` vs `{claim.baseline}`, {claim.metric}, "
+    head = (f"- {claim.text} (`{claim.method}` vs `{claim.baseline}`, {claim.metric}"
+            f"{' at their common watch time over their strength sweeps' if claim.equal_watch_time else ''}, "
             f"{'higher' if claim.higher else 'lower'} is better; {where}): ")
     if stored < needed:
         return head + f"not yet run: {stored} of {needed} cells"

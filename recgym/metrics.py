@@ -108,6 +108,19 @@ def emerging_creator_share(exposure: np.ndarray, item_creator: np.ndarray, emerg
     return float(exposure[emerging[item_creator]].sum() / total) if total > 0 else 0.0
 
 
+def known_creators(world: World, obs: dict[str, np.ndarray]) -> np.ndarray:
+    """(B, k + F) creators each session's user knows: those of the observed history (-1 for empty
+    slots) and the F the user follows (``world.user_followed``; v1 worlds)."""
+    history = np.where(obs["item_ids"] >= 0, world.item_creator[obs["item_ids"]], -1)
+    return np.concatenate([history, world.user_followed[obs["user_id"][:, 0]]], axis=1)
+
+
+def unfamiliar_creator(world: World, obs: dict[str, np.ndarray], items: np.ndarray) -> np.ndarray:
+    """(B,) bool: whether the creator of each session's recommended item (``items`` (B,)) is unknown to its
+    user when recommended (:func:`known_creators`: neither followed nor in the observed history)."""
+    return ~(known_creators(world, obs) == world.item_creator[items][:, None]).any(axis=1)
+
+
 def mcd(items: np.ndarray, item_cats: np.ndarray, majority: np.ndarray) -> np.ndarray:
     """(T,) bool: whether each recommended item carries a majority category (MCD = its mean; lower is better)."""
     return (item_cats[items] & majority).any(axis=1)
@@ -174,6 +187,20 @@ def polyline_point_at(vertices: np.ndarray, alpha: float) -> np.ndarray:
     arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(vertices, axis=0), axis=1))]
     target = alpha * arc[-1]
     return np.array([np.interp(target, arc, vertices[:, 0]), np.interp(target, arc, vertices[:, 1])])
+
+
+def path_value_at(x: np.ndarray, y: np.ndarray, target: float) -> float:
+    """``y`` at ``x = target`` along the piecewise-linear path through the (P,) points ``(x, y)`` in their
+    given order (a sweep's knob order, so ``x`` need not be monotone): linear interpolation on the first
+    segment that reaches ``target``. A ``target`` outside ``[min x, max x]`` is a one-line ``ValueError``."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if not x.min() <= target <= x.max():
+        raise ValueError(f"target must be in the path's range [{x.min():.6g}, {x.max():.6g}], got {target!r}")
+    if x[0] == target:
+        return float(y[0])
+    start, end = x[:-1], x[1:]  # a continuous path from min to max x passes target: some segment holds it
+    i = np.flatnonzero((np.minimum(start, end) <= target) & (target <= np.maximum(start, end)))[0]
+    return float(y[i] + (y[i + 1] - y[i]) * (target - x[i]) / (x[i + 1] - x[i]))
 
 
 def mean_ci95(values: np.ndarray) -> tuple[float, float]:

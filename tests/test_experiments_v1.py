@@ -214,3 +214,40 @@ def test_lifetime_settings_add_the_guidance_and_retention_columns(tmp_path: Path
     session_row = next(line for line in v1_table(config, root).splitlines()
                        if line.startswith("| oracle | Synthetic-v1 | session |"))
     assert session_row.endswith(" | — | — | " + session_row.split(" | ")[-1])  # no lifetime columns on a session
+
+
+def test_a_familiarity_table_records_watch_time_in_the_cells_rollout_and_compares_at_equal_watch_time(
+        tmp_path: Path) -> None:
+    from recgym.agents import make_policy
+    from recgym.agents.lafb import familiarity_rollout
+    from recgym.experiments import EQUAL_WATCH_PLOT, FAMILIARITY_COLUMNS, cell_config, cells, equal_watch_seeds
+
+    sweep = "[linucb, debias-linucb-x0.5, debias-linucb, debias-linucb-x2, lafb-x0.5, lafb, lafb-x2]"
+    grid = GRID.replace("[random, oracle, oracle-tail, nonpersonalised]", sweep).replace("episodes: 16", "episodes: 8") \
+        + "familiarity: true\n"
+    config = load_config(write(tmp_path, grid))
+    assert config.columns[-3:] == (*FAMILIARITY_COLUMNS, "wall_s")
+    root = tmp_path / "v1"
+    run_experiment(config, "full", root / config.name, progress=False)
+    options = {**config.options, **config.settings["default"]}
+    for method in ("linucb", "lafb-x2"):
+        record = json.loads((root / config.name / f"{method}__Synthetic-v1__default__s1.json").read_text())
+        assert record["config"]["familiarity"] is True
+        assert record["watch_time"] > 0 and 0 <= record["novel_watch_share"] <= 1, record
+        # one rollout per cell: its watch columns are those of the rollout it is scored on (R_cum too)
+        again = familiarity_rollout(make_policy(method), "recgym/Synthetic-v1", 8, EVAL_SEED + 1, 8, **options)
+        for key in (*FAMILIARITY_COLUMNS, "R_cum", "emerging_creator_share"):
+            assert record[key] == pytest.approx(again[key], rel=1e-9), (method, key)
+    seeds, found, needed = equal_watch_seeds(config, "recgym/Synthetic-v1", root / config.name)
+    assert len(seeds) == 2 and len(found) == needed == 14
+    table = v1_table(config, root)
+    paired = next(line for line in table.splitlines() if line.startswith("| Synthetic-v1 | lafb − debias-linucb (paired) |"))
+    difference = np.mean([seed["lafb"]["novel_watch_share"] - seed["debias-linucb"]["novel_watch_share"] for seed in seeds])
+    assert paired.split(" | ")[4].startswith(f"{difference:+.3f} ± ")
+    assert (root / config.name / EQUAL_WATCH_PLOT).stat().st_size > 10_000
+    # other tables' cells are unchanged: no familiarity key in their configuration, no watch columns
+    plain = load_config(write(tmp_path, GRID, "plain.yaml"))
+    assert "familiarity" not in cell_config(plain, plain.full, cells(plain, plain.full)[0])
+    assert not set(FAMILIARITY_COLUMNS) & set(plain.columns)
+    with pytest.raises(ValueError, match="familiarity: needs a v1 episode table"):
+        load_config(write(tmp_path, grid.replace("Synthetic-v1", "Synthetic-v0"), "v0.yaml"))

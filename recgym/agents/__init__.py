@@ -52,6 +52,10 @@ def _sb3(algo: str, description: str) -> AgentSpec:
 
 
 _BASELINES = "recgym.agents.baselines"
+#: Multiples of the familiarity post-rankers' default strength registered as ``<name>-x<multiple>`` (``debias-linucb``'s
+#: weight, ``lafb``'s strength): with the agent itself (1x) and their base (0x, ``linucb``) the strength sweep of
+#: ``familiarity_v1``'s equal-watch-time comparison (:func:`recgym.experiments.equal_watch_time`).
+STRENGTH_MULTIPLES = (0.5, 2.0)
 AGENTS: dict[str, AgentSpec] = {
     "random": AgentSpec("uniformly random allowed item", f"{_BASELINES}:RandomPolicy"),
     "popular": AgentSpec("most popular item by logged popularity", f"{_BASELINES}:MostPopular"),
@@ -75,6 +79,12 @@ AGENTS: dict[str, AgentSpec] = {
     "lafb": AgentSpec("LAFB: learned per-user familiarity debiasing factors (logged-reward regression), "
                       "post-ranker over LinUCB's top 50 (v1 worlds; recgym/agents/lafb.py)",
                       "recgym.agents.lafb:LAFB", kwargs={"base": "linucb"}),
+    **{f"{name}-x{multiple:g}": AgentSpec(f"{name} at {multiple:g}x its default debiasing strength "
+                                          f"(familiarity_v1's equal-watch-time sweep)", target,
+                                          kwargs={"base": "linucb", knob: default * multiple})
+       for name, target, knob, default in (("debias-linucb", f"{_BASELINES}:FamiliarityDebiaser", "weight", 2.0),
+                                           ("lafb", "recgym.agents.lafb:LAFB", "strength", 1.0))
+       for multiple in STRENGTH_MULTIPLES},
     "ppo": _sb3("ppo", "flat SB3 PPO on the item action space (item-scoring head)"),
     "a2c": _sb3("a2c", "flat SB3 A2C on the item action space (item-scoring head)"),
     "dqn": _sb3("dqn", "flat SB3 DQN on the item action space (item-scoring Q head)"),

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from recgym.sizes import check_count
+
 Obs = dict[str, np.ndarray]
 
 
@@ -246,10 +248,10 @@ class FamiliarityDebiaser(Policy):
     the item's categories already present among the session's last ``window`` consumed items."""
 
     def __init__(self, base: Policy, weight: float = 2.0, candidates: int = 50, window: int = 4) -> None:
-        if weight < 0 or candidates < 1 or window < 1:
-            raise ValueError(f"FamiliarityDebiaser needs weight >= 0, candidates >= 1, window >= 1, "
-                             f"got {weight!r}, {candidates!r}, {window!r}")
-        self.base, self.weight, self.candidates, self.window = base, weight, candidates, window
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
+        self.base, self.weight = base, weight
+        self.candidates, self.window = check_count("candidates", candidates), check_count("window", window)
 
     def bind(self, env: Any, seed: int | None = None) -> None:
         super().bind(env, seed)

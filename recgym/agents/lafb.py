@@ -11,13 +11,16 @@ on the base's rank of the item and its familiarity features:
                creator followed by the user or among the history's creators (0/1); the share of the
                item's categories among the last ``window`` history items
     r_log    = a + beta * rank_i + (w + w_u) . f(b, i)           shared (a, beta, w), per-user w_u
-    score_i  = rank_i - lambda_u . f(b, i),   lambda_u = clip((w + w_u) / beta, 0, max_factor)
+    score_i  = rank_i - s * lambda_u . f(b, i),   lambda_u = clip((w + w_u) / beta, 0, max_factor)
 
 ``lambda_u`` is the user's personalised debiasing factor: the logged reward that familiarity adds
 beyond what the base's ranking explains, in units of the base's rank (``rank`` in [0, 1] among the
 candidates, so the base's score scale does not matter). The shared coefficients and each user's are
 two ridge regressions fitted by backfitting (:class:`~recgym.agents.ridge.GroupRidge`); before the
-rank coefficient ``beta`` is positive the factors are 0 (the base's order). Learned online from the
+rank coefficient ``beta`` is positive the factors are 0 (the base's order). ``s`` (``strength``, default 1)
+scales the learned factors, as the hand-set ranker's ``weight`` sets its one factor: ``s = 0`` serves the
+base's order, larger ``s`` trades the base's ranking for less familiar items (the equal-watch-time sweep of
+``familiarity_v1``). Learned online from the
 log as it accumulates (the observed reward the env returns on v1 ids), batched over the sessions.
 
 :func:`familiarity_rollout` measures what the comparison asks: total watch time, the share of it on
@@ -36,7 +39,6 @@ from recgym import metrics
 from recgym.agents.baselines import FamiliarityDebiaser, Obs, Policy
 from recgym.agents.ridge import GroupRidge
 from recgym.sizes import check_count
-from recgym.logging_model import WATCH_RATIO
 
 #: Familiarity features, in order.
 FEATURES = ("creator", "category")
@@ -48,7 +50,8 @@ class LAFBParams:
 
     candidates: the base's top N re-ranked, >= 1. window: history items the category familiarity
     looks at, >= 1. ridge / user_ridge: prior precision of the shared and per-user coefficients, > 0.
-    max_factor: largest debiasing factor (rank units per unit of familiarity), > 0.
+    max_factor: largest debiasing factor (rank units per unit of familiarity), > 0. strength: multiplier of
+    the learned factors when ranking, >= 0 (0: the base's order; they are learned alike whatever it is).
     """
 
     candidates: int = 50
@@ -56,21 +59,16 @@ class LAFBParams:
     ridge: float = 1.0
     user_ridge: float = 8.0
     max_factor: float = 4.0
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("candidates", "window"):
             check_count(name, getattr(self, name))
-        for name in ("ridge", "user_ridge", "max_factor"):
+        for name in ("ridge", "user_ridge", "max_factor", "strength"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def known_creators(world: Any, obs: Obs) -> np.ndarray:
-    """(B, k + F) creators each session's user knows: those of the observed history (-1 for empty
-    slots) and the F the user follows (``world.user_followed``)."""
-    history = np.where(obs["item_ids"] >= 0, world.item_creator[obs["item_ids"]], -1)
-    return np.concatenate([history, world.user_followed[obs["user_id"][:, 0]]], axis=1)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or \
+                    value < 0 or (value == 0 and name != "strength"):
+                raise ValueError(f"{name} must be a finite number {'>= 0' if name == 'strength' else '> 0'}, got {value!r}")
 
 
 class LAFB(FamiliarityDebiaser):
@@ -78,8 +76,8 @@ class LAFB(FamiliarityDebiaser):
     ``shared`` one ridge over ``[1, rank, f]`` (4,); ``users`` U ridges over ``f`` (2,)."""
 
     def __init__(self, base: Policy, candidates: int = 50, window: int = 10, ridge: float = 1.0,
-                 user_ridge: float = 8.0, max_factor: float = 4.0) -> None:
-        self.params = LAFBParams(candidates, window, ridge, user_ridge, max_factor)
+                 user_ridge: float = 8.0, max_factor: float = 4.0, strength: float = 1.0) -> None:
+        self.params = LAFBParams(candidates, window, ridge, user_ridge, max_factor, strength)
         super().__init__(base, weight=0.0, candidates=candidates, window=window)
 
     def bind(self, env: Any, seed: int | None = None) -> None:
@@ -93,7 +91,7 @@ class LAFB(FamiliarityDebiaser):
 
     def features(self, obs: Obs, items: np.ndarray) -> np.ndarray:
         """(B, K, 2) familiarity of the (B, K) ``items``: creator (followed or in the history), category share."""
-        known = known_creators(self.world, obs)
+        known = metrics.known_creators(self.world, obs)
         creator = (self.world.item_creator[items][..., None] == known[:, None, :]).any(axis=-1)
         return np.stack([creator, self.familiarity(obs, items)], axis=-1).astype(np.float64)
 
@@ -106,7 +104,7 @@ class LAFB(FamiliarityDebiaser):
         return np.clip((coef[2:] + self.users.mean(users)) / beta, 0.0, self.params.max_factor)
 
     def _rerank(self, obs: Obs, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(B, K) the base's top-K allowed items, their debiased score ``rank - lambda_u . f`` (-inf where
+        """(B, K) the base's top-K allowed items, their debiased score ``rank - s * lambda_u . f`` (-inf where
         fewer than K items are allowed), their rank in [0, 1] (1 = the base's best) and (B, K, 2) features."""
         base = np.where(mask, self.base.scores(obs, mask), -np.inf)
         k = min(self.params.candidates, mask.shape[1])
@@ -114,11 +112,11 @@ class LAFB(FamiliarityDebiaser):
         chosen = np.take_along_axis(base, top, axis=1)
         rank = chosen.argsort(axis=1).argsort(axis=1) / max(k - 1, 1)
         feats = self.features(obs, top)
-        debiased = rank - np.einsum("bkf,bf->bk", feats, self.factors(obs["user_id"][:, 0]))
+        debiased = rank - self.params.strength * np.einsum("bkf,bf->bk", feats, self.factors(obs["user_id"][:, 0]))
         return top, np.where(np.isfinite(chosen), debiased, -np.inf), rank, feats
 
     def act(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
-        """(B,) the best candidate by ``rank - lambda_u . f``; remembers the served items' rank and
+        """(B,) the best candidate by ``rank - s * lambda_u . f``; remembers the served items' rank and
         familiarity for :meth:`update`."""
         top, debiased, rank, feats = self._rerank(obs, mask)
         pick = debiased.argmax(axis=1)
@@ -152,9 +150,8 @@ class LAFB(FamiliarityDebiaser):
 
 def familiarity_rollout(policy: Policy, env: str, episodes: int = 200, seed: int = 0, num_envs: int = 64,
                         **options: Any) -> dict[str, float]:
-    """Run ``policy`` (learning online, as :func:`recgym.evaluate`) until ``episodes`` episodes have
-    ended on the v1 id ``env`` and measure the familiarity comparison (:func:`recgym.evaluate`'s summary
-    holds no logged signals, hence this loop):
+    """Run ``policy`` (learning online) for ``episodes`` episodes on the v1 id ``env`` and return what the
+    familiarity comparison reads from :func:`recgym.evaluate`'s one rollout (``familiarity=True``):
 
     watch_time: mean logged play time per episode (watch ratio x item duration, seconds);
     novel_watch_share: share of that play time on items whose creator was unfamiliar (not followed,
@@ -162,30 +159,7 @@ def familiarity_rollout(policy: Policy, env: str, episodes: int = 200, seed: int
     emerging_creator_share: share of recommendations to the youngest 20% of creators
         (:func:`recgym.metrics.emerging_creators`); R_cum: mean TRUE return per episode.
     """
-    from recgym.evaluation import make_eval_env
+    from recgym.evaluation import FAMILIARITY_METRICS, evaluate
 
-    venv = make_eval_env(env, min(num_envs, episodes), **options)
-    if not venv.world.is_v1:
-        raise ValueError(f"familiarity_rollout needs a v1 env id (logged watch time, creator debuts), got {env!r}")
-    world = venv.world
-    obs, _ = venv.reset(seed=seed)
-    policy.bind(venv, seed)
-    watch = novel = true_return = 0.0
-    exposure = np.zeros(world.n_items)
-    ended = 0
-    while ended < episodes:
-        actions = policy.act(obs, venv.sim.action_mask())
-        unfamiliar = ~(known_creators(world, obs) == world.item_creator[actions][:, None]).any(axis=1)
-        next_obs, rewards, terminated, truncated, infos = venv.step(actions)
-        policy.update(obs, actions, rewards)
-        seconds = infos["signals"][:, WATCH_RATIO] * world.item_duration[actions]
-        watch += seconds.sum()
-        novel += seconds[unfamiliar].sum()
-        true_return += infos["true_reward"].sum()
-        exposure += np.bincount(actions, minlength=world.n_items)
-        ended += int((terminated | truncated).sum())
-        obs = next_obs
-    return {"watch_time": float(watch / ended), "novel_watch_share": float(novel / max(watch, 1e-12)),
-            "emerging_creator_share": metrics.emerging_creator_share(exposure, world.item_creator,
-                                                                     metrics.emerging_creators(world)),
-            "R_cum": float(true_return / ended)}
+    result = evaluate(policy, env, episodes, seed=seed, num_envs=num_envs, familiarity=True, **options)
+    return {key: result.summary[key] for key in (*FAMILIARITY_METRICS, "emerging_creator_share", "R_cum")}
