@@ -4,9 +4,10 @@ A v1 env in session mode keeps its catalogue's click and exposure counts (popula
 whole training, and with ``session_memory=True`` its users between sessions (acquired taste, long-term
 interest drift, consumed history), so the env a learner trains on grows "old" while
 :func:`recgym.evaluate` builds a fresh one (counters at 0, users at their first session).
-This script rolls a policy (a ready-to-run agent, or flat ``ppo`` trained on the same env) in the
-training env as ``recgym.experiments.run_cell`` builds it (``SB3VecEnv``, ``num_envs`` sessions) and
-records, every ``--every`` env steps:
+This script rolls a policy (a ready-to-run agent, or flat ``ppo`` or one of its reward-shaped twins
+``ppo-fair`` / ``ppo-tail`` / ``ppo-novelty`` trained on the same env) in the training env as
+``recgym.experiments.run_cell`` builds it (``SB3VecEnv``, ``num_envs`` sessions) and records, every
+``--every`` env steps:
 
     sessions_R    mean TRUE return of the sessions that ended in the block (the training world)
     R_step        mean true reward per step in the block
@@ -19,6 +20,7 @@ and the catalogue's shared counters (``Simulator.clicks`` / ``exposure`` (I,), n
 sessions' autoreset; a fresh env starts them at 0, popularity = the world's prior):
 
     obs_R_step    mean OBSERVED (logged) reward per step in the block: what the learner trains on
+                  (before a shaped twin's own term)
     click_mass    total logged clicks / total prior popularity (the clicks' share of popularity's mass)
     top100        share of popularity's mass (prior + clicks) held by the 100 most popular items now
     exposure_gini Gini of the cumulative exposure counts (every item shown since the reset)
@@ -30,9 +32,13 @@ sessions' autoreset; a fresh env starts them at 0, popularity = the world's prio
     log_exposure  mean log1p(exposure_i) of those items: the observation's ``exposure`` feature
 
 At the end the same policy (deterministic) runs ``--sessions`` sessions of a FRESH env
-(:func:`recgym.evaluate`, what a cell reports), of a FROZEN copy of the training env (the aged users
-and catalogue, no reset) and of a RESET copy (the same copy with the catalogue's counters cleared: same
-users, clocks and random streams, so frozen - reset is paired and isolates the catalogue's share).
+(:func:`recgym.evaluate`, what a cell reports; and the same fresh env's true and logged returns and
+popularity score, ``fresh_*``), of a FROZEN copy of the training env (the aged users and catalogue, no
+reset) and of a RESET copy (the same copy with the catalogue's counters cleared: same users, clocks and
+random streams, so frozen - reset is paired and isolates the catalogue's share).
+``--catalogue-reset-every N`` trains with issue #19's periodic catalogue reset (the runner's protocol:
+:class:`recgym.agents.callbacks.CatalogueReset`, N = an evaluation's user-steps, 15,000 for
+``fairness_v1`` max30); trained policies only.
 ``--option KEY=VALUE`` turns mechanisms off (``taste_weight=0``, ``popularity_feedback=0``,
 ``interest_memory=0``) to separate them; ``session_memory=true`` brings back
 the aging world (users carry their state between sessions; the default since the fix is ``false``, every
@@ -41,6 +47,7 @@ session starts from the user's initial state, and the fresh / frozen ratio is ~1
     python experiments/training_world_age.py --policy oracle --steps 100000
     python experiments/training_world_age.py --policy ppo --steps 100000 --option taste_weight=0
     python experiments/training_world_age.py --policy ppo --steps 200000 --every 25000 --threads 1
+    python experiments/training_world_age.py --policy ppo-fair --steps 200000 --threads 1 --catalogue-reset-every 15000
 """
 from __future__ import annotations
 
@@ -53,7 +60,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from recgym.agents.rewards import log_popularity_score
-from recgym.evaluation import as_policy, evaluate
+from recgym.evaluation import as_policy, evaluate, make_eval_env
 from recgym.metrics import gini, mean_ci95
 
 FAIRNESS_V1_MAX30 = {"popular_streak": 3, "leave_window": 0, "reward_signal": "observed", "max_turn": 30}
@@ -78,7 +85,7 @@ class AgeRecorder(VecEnvWrapper):
         return self.venv.reset()
 
     def step_async(self, actions: np.ndarray) -> None:
-        sim = self.venv.venv.sim  # the counters as the step will read them (it updates them at its end)
+        sim = self.venv.unwrapped.venv.sim  # the counters as the step will read them (it updates them at its end)
         items = np.asarray(actions).ravel()
         popularity = sim.popularity
         self._shown += (log_popularity_score(popularity)[items].sum(), np.log1p(popularity[items]).sum(),
@@ -87,10 +94,10 @@ class AgeRecorder(VecEnvWrapper):
 
     def step_wait(self) -> Any:
         obs, reward, dones, infos = self.venv.step_wait()
-        true = self.venv.last_infos["true_reward"]
+        true, observed = (self.venv.unwrapped.last_infos[key] for key in ("true_reward", "observed_feedback"))
         self._return += true
         self._reward_sum += float(true.sum())
-        self._observed_sum += float(reward.sum())
+        self._observed_sum += float(observed.sum())
         self._block_steps += true.size
         self._ended.append(self._return[dones].copy())
         self._return[dones] = 0.0
@@ -100,7 +107,7 @@ class AgeRecorder(VecEnvWrapper):
         return obs, reward, dones, infos
 
     def snapshot(self) -> dict[str, float]:
-        sim = self.venv.venv.sim
+        sim = self.venv.unwrapped.venv.sim
         ended = np.concatenate(self._ended)
         row = {"steps": self.steps, "sessions": int(ended.size), "sessions_R": float(ended.mean()) if ended.size else float("nan"),
                "R_step": self._reward_sum / max(self._block_steps, 1), "taste": float(sim.users.taste.mean()),
@@ -157,7 +164,8 @@ def frozen_sessions(policy: Any, venv: Any, sessions: int, seed: int, counters: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", default="recgym/KuaiRec-v1")
-    parser.add_argument("--policy", default="oracle", help="a ready-to-run agent (random, nonpersonalised, oracle) or ppo")
+    parser.add_argument("--policy", default="oracle",
+                        help="a ready-to-run agent (random, nonpersonalised, oracle), ppo or a shaped twin (ppo-fair, ...)")
     parser.add_argument("--steps", type=int, default=100_000, help="training-env steps (vector steps x num_envs)")
     parser.add_argument("--every", type=int, default=10_000)
     parser.add_argument("--num-envs", type=int, default=64)
@@ -166,15 +174,22 @@ def main() -> None:
     parser.add_argument("--logdir", default="runs", help="ppo's run directory (TensorBoard and model.zip)")
     parser.add_argument("--option", action="append", default=[], help="KEY=VALUE env option over fairness_v1 max30")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for ppo (0: torch's default)")
+    parser.add_argument("--catalogue-reset-every", type=int, default=None, metavar="N",
+                        help="train with the catalogue's counters cleared every N user-steps (trained policies)")
     args = parser.parse_args()
     if args.threads < 0:
         parser.error(f"--threads must be >= 0, got {args.threads}")
+    from recgym.agents.shaped import SHAPED_PPO
+
+    trained_policy = args.policy == "ppo" or args.policy in SHAPED_PPO
+    if args.catalogue_reset_every is not None and not trained_policy:
+        parser.error(f"--catalogue-reset-every needs a trained policy (ppo, {', '.join(SHAPED_PPO)}), got {args.policy}")
     options = dict(FAIRNESS_V1_MAX30)
     for item in args.option:
         key, value = item.split("=", 1)
         parsed = value[:1].isdigit() or value[:1] == "-" or value in ("true", "false")
         options[key] = json.loads(value) if parsed else value
-    if args.policy == "ppo":
+    if trained_policy:
         import torch
 
         from recgym.agents.flat import train
@@ -184,12 +199,14 @@ def main() -> None:
 
         recorders: list[AgeRecorder] = []
 
-        def record(venv: Any) -> AgeRecorder:
-            recorders.append(AgeRecorder(venv, args.every))
+        def record(venv: Any) -> AgeRecorder:  # over the twin's shaping: it records the env's own rewards
+            recorders.append(AgeRecorder(SHAPED_PPO[args.policy](venv) if args.policy in SHAPED_PPO else venv,
+                                         args.every))
             return recorders[0]
 
         policy, _ = train("ppo", args.env, args.steps, seed=args.seed, logdir=args.logdir, num_envs=args.num_envs,
-                          env_options=options, wrap_env=record)
+                          env_options=options, wrap_env=record, agent=args.policy,
+                          catalogue_reset_every=args.catalogue_reset_every)
         recorder = recorders[0]
     else:
         from recgym.agents import make_policy
@@ -206,7 +223,10 @@ def main() -> None:
             policy.update(obs, actions, reward)
             obs = next_obs
     fresh = evaluate(policy, args.env, episodes=args.sessions, seed=1000 + args.seed, num_envs=args.num_envs, **options)
-    trained = recorder.venv.venv
+    fresh_env = make_eval_env(args.env, args.num_envs, **options)
+    fresh_env.reset(seed=1000 + args.seed)
+    fresh_logged = frozen_sessions(policy, fresh_env, args.sessions, 1000 + args.seed)  # its counters start at 0
+    trained = recorder.venv.unwrapped.venv
     aged = catalogue_age(trained.sim)
     frozen = frozen_sessions(policy, trained, args.sessions, 1000 + args.seed)
     cleared = frozen_sessions(policy, trained, args.sessions, 1000 + args.seed, counters=False)
@@ -217,10 +237,12 @@ def main() -> None:
         return [round(value, 3) for value in mean_ci95(values)]
 
     print(json.dumps({"policy": args.policy, "options": options, "seed": args.seed, "steps": args.steps,
+                      "catalogue_reset_every": args.catalogue_reset_every,
                       "catalogue_at_end": {key: round(value, 4) for key, value in aged.items()},
                       "fresh_R": round(fresh.summary["R_cum"], 3), "fresh_ci": round(fresh.ci95["R_cum"], 3),
                       "fresh_gini": round(fresh.summary["gini"], 4),
-                      **{f"{name}_{key}": mean_ci(run[key]) for name, run in (("frozen", frozen), ("reset", cleared))
+                      **{f"{name}_{key}": mean_ci(run[key])
+                         for name, run in (("fresh", fresh_logged), ("frozen", frozen), ("reset", cleared))
                          for key in ("true", "observed", "pop_score")},
                       **{f"frozen_minus_reset_{key}": mean_ci(frozen[key] - cleared[key]) for key in ("true", "observed")},
                       "frozen_gini": round(frozen["gini"], 4), "reset_gini": round(cleared["gini"], 4)}))
