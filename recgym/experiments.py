@@ -1066,8 +1066,12 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     hours = sum(record.get("wall_s", 0.0) for record in done if not record.get("reused_from")) / 3600
     from recgym.agents import get_agent
 
+    resets = sorted({reset for cell in grid if (reset := catalogue_reset_every(config, size, cell)) is not None})
     budget = (f"{size.timesteps:,} training steps per trained agent" if any(get_agent(m).trainable for m in config.methods)
               else "no trained agent: online learners learn during evaluation")
+    if resets:
+        budget += (f" with the catalogue's counters cleared every {' / '.join(f'{n:,}' for n in resets)} user-steps "
+                   f"(an evaluation's)")
     lines = [f"### {config.name}: {config.description}", "",
              f"`recgym experiment {config.name} --size full` ({size.seeds} seeds, {budget}, "
              f"{size.episodes if not config.is_population else size.platform_steps} "

@@ -129,7 +129,7 @@ def test_the_runner_trains_each_trained_cell_with_its_evaluations_user_steps_and
     trained.write_text(json.dumps({**old, "code": "0ld"}))
     stamp = control.stat().st_mtime_ns
     table = v1_table(config, tmp_path / "v1")
-    assert "**1/2 cells done**" in table and "1 stored cells ran under an older training protocol" in table
+    assert "**1/2 cells done**" in table and "1 stored cells ran under an older protocol" in table
     run_experiment(config, "full", out, progress=False)
     rerun = json.loads(trained.read_text())
     assert rerun["code"] != "0ld" and rerun["config"]["catalogue_reset_every"] == 20
