@@ -139,3 +139,23 @@ def test_the_runner_trains_each_trained_cell_with_its_evaluations_user_steps_and
     assert [catalogue_reset_every(fairness, fairness.full, Cell("ppo-fair", "recgym/KuaiRec-v1", setting, 0))
             for setting in ("max30", "max50", "lifetime")] == [500 * 30, 500 * 50, 500 * 10 * 30]
     assert catalogue_reset_every(fairness, fairness.full, Cell("oracle", "recgym/KuaiRec-v1", "max30", 0)) is None
+
+
+def test_dorls_logging_phase_clears_the_counters_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recgym.agents.dorl import log_random, train_dorl
+    from recgym.simulator import Simulator
+
+    cleared = []
+    clear = Simulator.clear_counters
+    monkeypatch.setattr(Simulator, "clear_counters", lambda sim: cleared.append(sim.exposure.sum()) or clear(sim))
+    logs = {}
+    for every in (None, 400):
+        cleared.clear()
+        logs[every] = log_random("recgym/Synthetic-v1", 1600, 0, 16, {}, every)
+        logs[every, "cleared"] = list(cleared)
+    # the env's reset clears them once (at 0); the reset every 400 user-steps after the 25th, 50th, 75th and 100th
+    # batched steps of 16, each time holding the 400 user-steps since the last
+    assert logs[None, "cleared"] == [0] and logs[400, "cleared"] == [0, 400, 400, 400, 400]
+    assert all(np.array_equal(a, b) for a, b in zip(logs[None][:2], logs[400][:2]))  # the same users and items
+    with pytest.raises(ValueError, match="catalogue_reset_every must be an integer >= 1"):
+        train_dorl("recgym/Synthetic-v1", 64, catalogue_reset_every=0)

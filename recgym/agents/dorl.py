@@ -32,6 +32,7 @@ from torch import nn
 from recgym.agents.flat import load_model, train
 from recgym.agents.rewards import RewardShaper
 from recgym.agents.sb3_policy import SB3Policy
+from recgym.sizes import check_count
 from recgym.world import World
 
 
@@ -78,8 +79,11 @@ class RewardEnsemble(nn.Module):
         return pred.mean(0), pred.var(0)
 
 
-def log_random(env_id: str, steps: int, seed: int, num_envs: int, options: dict[str, Any]) -> tuple[np.ndarray, ...]:
-    """(users, items, observed feedback), each (N,), from a uniformly random behaviour policy."""
+def log_random(env_id: str, steps: int, seed: int, num_envs: int, options: dict[str, Any],
+               catalogue_reset_every: int | None = None) -> tuple[np.ndarray, ...]:
+    """(users, items, observed feedback), each (N,), from a uniformly random behaviour policy; with
+    ``catalogue_reset_every`` = N the catalogue's counters are cleared after each step that reaches the next
+    multiple of N user-steps, as :class:`~recgym.agents.callbacks.CatalogueReset` does in training."""
     from recgym.envs.sb3 import SB3VecEnv
 
     venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
@@ -87,10 +91,13 @@ def log_random(env_id: str, steps: int, seed: int, num_envs: int, options: dict[
     venv.reset()
     rng = np.random.default_rng(seed)
     parts = []
-    for _ in range(max(1, steps // num_envs)):
+    for step in range(max(1, steps // num_envs)):
         actions = rng.integers(0, venv.action_space.n, size=num_envs)
         venv.step(actions)
         parts.append((venv.last_infos["user_id"], actions, venv.last_infos["observed_feedback"]))
+        every = catalogue_reset_every
+        if every and (step + 1) * num_envs // every > step * num_envs // every:
+            venv.venv.sim.clear_counters()
     return tuple(np.concatenate(column) for column in zip(*parts))
 
 
@@ -142,21 +149,27 @@ def window_entropy(item_ids: np.ndarray) -> np.ndarray:
 
 
 def train_dorl(env_id: str, timesteps: int, seed: int = 0, num_envs: int = 64, config: DORLConfig | None = None,
-               env_options: dict[str, Any] | None = None, **options: Any) -> tuple[SB3Policy, Path]:
+               env_options: dict[str, Any] | None = None, catalogue_reset_every: int | None = None,
+               **options: Any) -> tuple[SB3Policy, Path]:
     """Log a random policy for ``log_fraction * timesteps`` steps, fit the ensemble, then train A2C
     on r~ for ``timesteps``; checkpoint ``model.zip`` in the run directory (the A2C model with the
     ``dorl`` checkpoint metadata, world included, and the DORL settings); ``options`` as
-    :func:`recgym.agents.flat.train`. The policy refuses to act in another world."""
+    :func:`recgym.agents.flat.train`. ``catalogue_reset_every``: the logging and the A2C training both clear
+    the catalogue's counters every that many user-steps (``None``: never). The policy refuses to act in another
+    world."""
     from recgym.evaluation import make_eval_env
 
     config = config or DORLConfig()
+    if catalogue_reset_every is not None:
+        check_count("catalogue_reset_every", catalogue_reset_every)
     env_options = dict(env_options or {})
     world = make_eval_env(env_id, 1, **env_options).world
-    users, items, feedback = log_random(env_id, int(config.log_fraction * timesteps), seed, num_envs, env_options)
+    users, items, feedback = log_random(env_id, int(config.log_fraction * timesteps), seed, num_envs, env_options,
+                                        catalogue_reset_every)
     ensemble = fit_ensemble(users, items, feedback, world.n_users, world.n_items, config, seed)
     model, path = train("a2c", env_id, timesteps, seed=seed, num_envs=num_envs, env_options=env_options,
                         agent="dorl", wrap_env=lambda venv: PenalisedModelReward(venv, ensemble, config),
-                        **options)
+                        catalogue_reset_every=catalogue_reset_every, **options)
     model.dorl_config = asdict(config)
     model.save(path)
     return SB3Policy(model), path
