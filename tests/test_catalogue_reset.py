@@ -159,3 +159,19 @@ def test_dorls_logging_phase_clears_the_counters_too(monkeypatch: pytest.MonkeyP
     assert all(np.array_equal(a, b) for a, b in zip(logs[None][:2], logs[400][:2]))  # the same users and items
     with pytest.raises(ValueError, match="catalogue_reset_every must be an integer >= 1"):
         train_dorl("recgym/Synthetic-v1", 64, catalogue_reset_every=0)
+
+
+def test_recgym_train_takes_the_reset_for_agents_that_train_in_a_simulator(tmp_path: Path, capsys) -> None:
+    from recgym.cli import main
+
+    base = ["train", "--env", "recgym/Synthetic-v1", "--timesteps", "64", "--num-envs", "8", "--episodes", "2",
+            "--logdir", str(tmp_path), "--torch-threads", "1"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main([*base, "--agent", "ppo", "--catalogue-reset-every", "100"]) == 0
+    events = EventAccumulator(str(tmp_path / "ppo_Synthetic-v1_s0_1")).Reload()
+    assert events.Scalars("train/catalogue_resets")[-1].value == 2  # one rollout of 32 x 8 user-steps
+    assert main([*base, "--agent", "dsrm-pretrain", "--catalogue-reset-every", "100"]) == 2
+    assert "agent 'dsrm-pretrain' does not train in a simulator it could reset" in capsys.readouterr().err
+    assert main([*base, "--agent", "ppo", "--catalogue-reset-every", "0"]) == 2
+    assert "--catalogue-reset-every: must be an integer >= 1, got 0" in capsys.readouterr().err
