@@ -36,10 +36,11 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from recgym.cache_hints import PREFETCH_AHEAD, prefetch_row
 from recgym.loaders import ACTIVE_DEGREES, USER_CODES, USER_COUNTS, USER_FLAGS
+from recgym.parallel import PRANGE_ONLY, partition_by_owner
 from recgym.world import World
 
 #: Columns of KuaiRand-v1's user features (:func:`recgym.loaders.read_kuairand_users`).
@@ -329,24 +330,41 @@ def end_sessions(
                 row[d] *= inverse
 
 
-@njit(cache=True, _nrt=False)
-def restart_long_term(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> None:
+@njit(cache=True, _nrt=False, parallel=PRANGE_ONLY)
+def restart_long_term(
+    users: tuple, chosen: np.ndarray, interest: np.ndarray, n_parts: int, order: np.ndarray, part_starts: np.ndarray,
+) -> None:
     """The users ``chosen`` (N,) back to their initial long-term state: the world's interest (rows of
     ``interest`` (U, D)), no taste (acquired or pending), no consumed categories or creators (the
     novelty model's history). Their clock, return queue entry and ``session_count`` are left as they are:
     session mode with ``session_memory=False`` calls it as each session starts (the platform keeps
-    running, the user starts from scratch); :func:`restart_users` builds on it."""
+    running, the user starts from scratch); :func:`restart_users` builds on it.
+
+    In ``n_parts`` parts, one per thread (:func:`recgym.parallel.thread_parts`), split by user range
+    (``order`` (N or more,) and ``part_starts`` (n_parts + 1 or more,) int64 scratch): a user chosen twice
+    (more sessions than users) is cleared in one thread."""
+    partition_by_owner(chosen, users[0].shape[0], n_parts, order, part_starts)
+    if n_parts == 1:
+        restart_rows(users, chosen, interest, order[:chosen.shape[0]])
+    else:
+        for part in prange(n_parts):
+            restart_rows(users, chosen, interest, order[part_starts[part]:part_starts[part + 1]])
+
+
+@njit(cache=True, _nrt=False)
+def restart_rows(users: tuple, chosen: np.ndarray, interest: np.ndarray, rows: np.ndarray) -> None:
+    """:func:`restart_long_term` for the users ``chosen[rows]`` (``rows`` (R,) int64): one thread's part."""
     u = Users(*users)
-    for n in range(chosen.shape[0]):
-        if n + PREFETCH_AHEAD < chosen.shape[0]:
-            ahead = chosen[n + PREFETCH_AHEAD]
+    for index in range(rows.shape[0]):
+        if index + PREFETCH_AHEAD < rows.shape[0]:
+            ahead = chosen[rows[index + PREFETCH_AHEAD]]
             prefetch_row(interest[ahead])
             prefetch_row(u.long_term_interest[ahead])
             prefetch_row(u.taste[ahead])
             prefetch_row(u.taste_pending[ahead])
             prefetch_row(u.consumed_categories[ahead])
             prefetch_row(u.consumed_creators[ahead])
-        user = chosen[n]
+        user = chosen[rows[index]]
         for d in range(interest.shape[1]):
             u.long_term_interest[user, d] = interest[user, d]
         u.taste[user] = 0
@@ -356,11 +374,13 @@ def restart_long_term(users: tuple, chosen: np.ndarray, interest: np.ndarray) ->
 
 
 @njit(cache=True, _nrt=False)
-def restart_users(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> None:
+def restart_users(
+    users: tuple, chosen: np.ndarray, interest: np.ndarray, n_parts: int, order: np.ndarray, part_starts: np.ndarray,
+) -> None:
     """Lifetime mode: the users ``chosen`` (N,) start a new lifetime: the world's interest (rows of
-    ``interest`` (U, D)), no taste, no history (:func:`restart_long_term`), their first session begun,
-    own clock at day 0."""
-    restart_long_term(users, chosen, interest)
+    ``interest`` (U, D)), no taste, no history (:func:`restart_long_term`, in ``n_parts`` parts with its
+    scratch ``order`` and ``part_starts``), their first session begun, own clock at day 0."""
+    restart_long_term(users, chosen, interest, n_parts, order, part_starts)
     u = Users(*users)
     for n in range(chosen.shape[0]):
         user = chosen[n]
