@@ -1,4 +1,4 @@
-"""Two-level recommenders trained with Stable-Baselines3, on one batched simulator.
+"""Two-level recommenders trained with Stable-Baselines3, each level on a batched simulator of its own.
 
 Each level is an ordinary SB3 model on its own goal-conditioned ``VecEnv`` view of a
 :class:`~recgym.envs.vector.RecSysVectorEnv` (one per level, same id and options: each level steps its
