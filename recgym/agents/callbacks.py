@@ -183,6 +183,13 @@ def training_simulator(training_env: Any) -> Simulator | None:
     return sim if isinstance(sim, Simulator) else None
 
 
+def reset_due(before: int, after: int, every: int) -> bool:
+    """Whether a count of user-steps going from ``before`` to ``after`` reaches or passes a multiple of ``every``:
+    issue #19's catalogue reset rule, shared by :class:`CatalogueReset` (SB3 training) and the logging loops that are
+    not an SB3 ``learn`` call (DORL's random logs, DSRM stage I's)."""
+    return after // every > before // every
+
+
 class CatalogueReset(BaseCallback):
     """Clear the training env's shared catalogue counters (:meth:`recgym.simulator.Simulator.clear_counters`:
     exposure, clicks and the logged popularity built from them) every ``every`` user-steps of its simulator,
@@ -205,7 +212,7 @@ class CatalogueReset(BaseCallback):
         self.every = check_count("catalogue_reset_every", every)
         self._user_steps = user_steps
         self.resets = 0
-        self._next = every
+        self._count = 0
         self._sim: Simulator | None = None
 
     def user_steps(self) -> int:
@@ -217,14 +224,14 @@ class CatalogueReset(BaseCallback):
         if self._sim is None:
             raise ValueError("CatalogueReset needs recgym's SB3VecEnv (possibly wrapped) or a hierarchy level's view "
                              "as the training env")
-        self._next = (self.user_steps() // self.every + 1) * self.every
+        self._count = self.user_steps()
 
     def _on_step(self) -> bool:
         steps = self.user_steps()
-        if steps >= self._next:
+        if reset_due(self._count, steps, self.every):
             self._sim.clear_counters()
             self.resets += 1
-            self._next = (steps // self.every + 1) * self.every
+        self._count = steps
         return True
 
     def _on_rollout_end(self) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import torch as th
 from torch import nn
 
+from recgym.agents.callbacks import reset_due
 from recgym.agents.flat import load_model, train
 from recgym.agents.rewards import RewardShaper
 from recgym.agents.sb3_policy import SB3Policy
@@ -83,7 +84,8 @@ def log_random(env_id: str, steps: int, seed: int, num_envs: int, options: dict[
                catalogue_reset_every: int | None = None) -> tuple[np.ndarray, ...]:
     """(users, items, observed feedback), each (N,), from a uniformly random behaviour policy; with
     ``catalogue_reset_every`` = N the catalogue's counters are cleared after each step that reaches the next
-    multiple of N user-steps, as :class:`~recgym.agents.callbacks.CatalogueReset` does in training."""
+    multiple of N user-steps (:func:`~recgym.agents.callbacks.reset_due`, the rule of training's
+    :class:`~recgym.agents.callbacks.CatalogueReset`)."""
     from recgym.envs.sb3 import SB3VecEnv
 
     venv = SB3VecEnv(env_id, num_envs=num_envs, **options)
@@ -95,8 +97,7 @@ def log_random(env_id: str, steps: int, seed: int, num_envs: int, options: dict[
         actions = rng.integers(0, venv.action_space.n, size=num_envs)
         venv.step(actions)
         parts.append((venv.last_infos["user_id"], actions, venv.last_infos["observed_feedback"]))
-        every = catalogue_reset_every
-        if every and (step + 1) * num_envs // every > step * num_envs // every:
+        if catalogue_reset_every and reset_due(step * num_envs, (step + 1) * num_envs, catalogue_reset_every):
             venv.venv.sim.clear_counters()
     return tuple(np.concatenate(column) for column in zip(*parts))
 
