@@ -331,14 +331,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     writable_dir(args.logdir, "--logdir")
-    reset = {}
-    if args.catalogue_reset_every is not None:
-        from recgym.experiments import CURVE_TRAINERS
-
-        if (get_agent(args.agent).train or "").partition(":")[0] not in CURVE_TRAINERS:
-            raise ValueError(f"--catalogue-reset-every: agent {args.agent!r} does not train in a simulator it could "
-                             f"reset; valid with the RL agents (ppo, a2c, dqn, ppo-fair, dorl, dsrm-hrl, ...)")
-        reset = {"catalogue_reset_every": args.catalogue_reset_every}
+    # every trainable agent takes it (DSRM stage I's logging too); train_agent refuses the untrainable ones
+    reset = {} if args.catalogue_reset_every is None else {"catalogue_reset_every": args.catalogue_reset_every}
     _, path = train_agent(args.agent, args.env, args.timesteps, seed=args.seed, logdir=args.logdir,
                           num_envs=args.num_envs, progress_bar=True, eval_episodes=args.episodes,
                           env_options=_env_options(args), **reset)

@@ -683,11 +683,12 @@ def plan_jobs(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
               fronts: Sequence[tuple[str, str]] = ()) -> list[Job]:
     """The jobs of a run in the order they start: setting by setting (the config's order: its last setting
     runs last), the setting's missing reference fronts (``fronts``: (env, setting) pairs), then its cells in grid
-    order. A cell waits for its missing front; of the DSRM cells (:func:`dsrm_agents`) of one env, setting and seed
-    whose stage I is not stored yet, the first fits it and the others wait for it, then read it."""
+    order. A cell waits for its missing front; of the DSRM cells (:func:`dsrm_agents`) that share a stage I not stored
+    yet (one stage I file: env, setting, seed and the training's catalogue reset, :func:`catalogue_reset_every`), the
+    first fits it and the others wait for it, then read it."""
     from recgym.agents.hrl_agents import stage_one_file, stage_one_settings
 
-    fitters: dict[tuple[str, str, int], str] = {}
+    fitters: dict[Path, str] = {}
     dsrm = dsrm_agents() & set(config.methods)
     jobs = []
     for setting in config.settings:
@@ -697,9 +698,11 @@ def plan_jobs(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
             after: tuple[str, ...] = ()
             if cell.method in dsrm:
                 options = {**config.options, **config.settings[setting]}
-                stage = stage_one_settings(config.training_env(cell.env), size.timesteps, cell.seed, options, "auto")
-                if not stage_one_file(outdir / STAGE_ONE_DIR, stage).exists():
-                    fitter = fitters.setdefault((cell.env, setting, cell.seed), cell.id)
+                stage = stage_one_file(outdir / STAGE_ONE_DIR, stage_one_settings(
+                    config.training_env(cell.env), size.timesteps, cell.seed, options, "auto",
+                    catalogue_reset_every(config, size, cell)))
+                if not stage.exists():
+                    fitter = fitters.setdefault(stage, cell.id)
                     after = () if fitter == cell.id else (fitter,)
             needs = (front_ids[cell.env],) if cell.env in front_ids else ()
             jobs.append(Job(cell.id, cell, cell.env, setting, needs, after))

@@ -171,7 +171,7 @@ def test_recgym_train_takes_the_reset_for_agents_that_train_in_a_simulator(tmp_p
     assert main([*base, "--agent", "ppo", "--catalogue-reset-every", "100"]) == 0
     events = EventAccumulator(str(tmp_path / "ppo_Synthetic-v1_s0_1")).Reload()
     assert events.Scalars("train/catalogue_resets")[-1].value == 2  # one rollout of 32 x 8 user-steps
-    assert main([*base, "--agent", "dsrm-pretrain", "--catalogue-reset-every", "100"]) == 2
-    assert "agent 'dsrm-pretrain' does not train in a simulator it could reset" in capsys.readouterr().err
+    assert main([*base, "--agent", "popular", "--catalogue-reset-every", "100"]) == 2
+    assert "agent 'popular' is not trainable" in capsys.readouterr().err
     assert main([*base, "--agent", "ppo", "--catalogue-reset-every", "0"]) == 2
     assert "--catalogue-reset-every: must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -7,7 +7,7 @@ stage II (:func:`recgym.agents.hierarchy.train_hierarchy`, DSRM frozen). Each DS
 constant-state twin (``dsrm-hrl-const``, ``dsrm-flat-const``, a control of issue #19): the same stage I
 and stage II, with the DSRM state replaced by one (D,) state for everyone, the mean purified state over
 logged histories of stage I (:func:`mean_purified_state`, saved as ``constant_state.npy``). Those four
-runs of one env, options, seed and budget fit the same stage I: given a shared folder (``stage_one_dir``) the
+runs of one env, options, seed, budget and catalogue reset fit the same stage I: given a shared folder (``stage_one_dir``) the
 first stores it there (:func:`store_stage_one`) and the others read it instead of fitting it again.
 """
 
@@ -119,10 +119,12 @@ def train(
     adding scalars (:func:`recgym.agents.hierarchy.train_hierarchy`; ``policy.learning_curve``).
 
     ``stage_one_dir``: a folder DSRM runs share stage I through: read from it when a run of the same env, options,
-    seed, budget and device stored it there (:func:`stage_one_settings`), else fitted and stored there.
+    seed, budget, device and catalogue reset stored it there (:func:`stage_one_settings`), else fitted and stored
+    there.
 
-    ``catalogue_reset_every``: stage II's simulators clear their catalogue counters every that many user-steps
-    (:func:`recgym.agents.hierarchy.train_hierarchy`; ``None``: never). Stage I's logging is not reset.
+    ``catalogue_reset_every``: stage I's logging (:func:`recgym.agents.dsrm.train.collect`) and stage II's simulators
+    (:func:`recgym.agents.hierarchy.train_hierarchy`) clear their catalogue counters every that many user-steps
+    (``None``: never).
     """
     timesteps = check_count("timesteps", timesteps)
     if catalogue_reset_every is not None:  # before stage I, not after it
@@ -136,7 +138,7 @@ def train(
     run_dir = new_run_dir(logdir, agent, env_id, seed)
     dsrm_model, constant = None, None
     if uses_dsrm:
-        settings = stage_one_settings(env_id, timesteps, seed, env_options, device)
+        settings = stage_one_settings(env_id, timesteps, seed, env_options, device, catalogue_reset_every)
         dsrm_model, constant = _stage_one(settings, run_dir, progress_bar, constant_twin,
                                           None if stage_one_dir is None else Path(stage_one_dir))
     method = build_method(agent, dsrm_model, constant)
@@ -164,11 +166,14 @@ def stage_two_config(timesteps: int, option_length: int, *, rounds: int = 3, num
 
 
 def stage_one_settings(env_id: str, timesteps: int, seed: int, env_options: dict[str, Any] | None,
-                       device: str) -> dict[str, Any]:
+                       device: str, catalogue_reset_every: int | None = None) -> dict[str, Any]:
     """Everything DSRM stage I of a run depends on (the same for the four DSRM agents): env, options, seed,
-    logged transitions (``timesteps // 2``, at least 1,000), :data:`STAGE_ONE` and device."""
+    logged transitions (``timesteps // 2``, at least 1,000), :data:`STAGE_ONE`, device and, when its logging clears
+    the catalogue's counters, ``catalogue_reset_every`` (absent without the reset: a stage I stored before the reset
+    existed keeps its file name, :func:`stage_one_file`, and one of another N has another)."""
+    reset = {} if catalogue_reset_every is None else {"catalogue_reset_every": catalogue_reset_every}
     return {"env": env_id, "options": dict(sorted((env_options or {}).items())), "seed": seed,
-            "transitions": max(1_000, timesteps // 2), **STAGE_ONE, "device": device}
+            "transitions": max(1_000, timesteps // 2), **STAGE_ONE, "device": device, **reset}
 
 
 def stage_one_file(folder: Path, settings: dict[str, Any]) -> Path:
@@ -180,7 +185,8 @@ def stage_one_file(folder: Path, settings: dict[str, Any]) -> Path:
 
 def read_stage_one(folder: Path, settings: dict[str, Any]) -> tuple[Any, np.ndarray] | None:
     """The stored stage I of ``settings`` in ``folder`` (model, (D,) constant state), or ``None`` when none is stored;
-    a stored one of other settings is a one-line ``ValueError`` naming the file."""
+    a stored one of other settings, or whose model logged with another catalogue reset than the settings'
+    (:meth:`recgym.agents.dsrm.DSRM.check_catalogue_reset`), is a one-line ``ValueError`` naming the file."""
     from recgym.agents.dsrm import DSRM
 
     provenance = stage_one_file(folder, settings)
@@ -190,6 +196,7 @@ def read_stage_one(folder: Path, settings: dict[str, Any]) -> tuple[Any, np.ndar
     if stored.get("settings") != json.loads(json.dumps(settings, default=str)):
         raise ValueError(f"{provenance}: a DSRM stage I of other settings; delete it (and its .pt) to fit it again")
     model = DSRM.load(provenance.with_suffix(".pt"), device=settings["device"])
+    model.check_catalogue_reset(settings.get("catalogue_reset_every"), str(provenance.with_suffix(".pt")))
     return model, np.asarray(stored["constant_state"], np.float32)
 
 
@@ -213,7 +220,8 @@ def _stage_one(settings: dict[str, Any], run_dir: Path, progress: bool, constant
     else:
         stage = stage_one(settings["env"], timesteps=settings["transitions"], logdir=run_dir / "stage1",
                           seed=settings["seed"], device=settings["device"], progress=progress,
-                          env_options=settings["options"], **STAGE_ONE)
+                          env_options=settings["options"], catalogue_reset_every=settings.get("catalogue_reset_every"),
+                          **STAGE_ONE)
         model = stage.model
         constant = mean_purified_state(stage, settings["seed"]) if constant_twin or shared is not None else None
         if shared is not None:

@@ -21,16 +21,18 @@ from recgym.world import World
 def train_cli(
     env_id: str, timesteps: int, seed: int = 0, logdir: str | Path = "runs", num_envs: int = 256,
     progress_bar: bool = False, eval_episodes: int = 0, env_options: dict[str, Any] | None = None,
+    catalogue_reset_every: int | None = None,
 ) -> tuple[DSRM, Path]:
     """``recgym train --agent dsrm-pretrain``: :func:`pretrain` in a new run directory
     ``logdir/dsrm-pretrain_<env>_s<seed>_<n>/`` holding the TensorBoard events and the checkpoint
     ``dsrm.pt`` (with the ``dsrm-pretrain`` checkpoint metadata); with ``eval_episodes``, the denoising
     scores of ``eval_episodes * max_turn`` fresh transitions are logged too (``dsrm/*`` scalars).
-    Returns (model, checkpoint path)."""
+    ``catalogue_reset_every`` = N: the logging clears the catalogue's counters every N user-steps (the checkpoint
+    records N; :func:`recgym.agents.dsrm.train.collect`). Returns (model, checkpoint path)."""
     venv = make_venv(env_id, 1, env_options)  # validates the id and options before any work
     run_dir = new_run_dir(logdir, AGENT, env_id, seed)
     model = pretrain(env_id, timesteps=timesteps, num_envs=num_envs, logdir=run_dir, seed=seed,
-                     progress=progress_bar, env_options=env_options)
+                     progress=progress_bar, env_options=env_options, catalogue_reset_every=catalogue_reset_every)
     if eval_episodes:
         scores = evaluate(model, env_id, timesteps=eval_episodes * venv.params.max_turn, num_envs=num_envs,
                           seed=seed + 1, env_options=env_options)

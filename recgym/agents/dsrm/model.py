@@ -190,6 +190,9 @@ class DSRM(nn.Module):
         n_items: that world's catalogue size (checked against observation spaces).
         item_popularity: (n_items,) logged popularity score of each item in [0, 1] (what the
             platform's logs say; stage I fills it in), read by :meth:`history_context`; zeros if omitted.
+        catalogue_reset_every: N when stage I's logging cleared the shared catalogue counters every N user-steps
+            (issue #19's reset, as the agent's training does), ``None`` when it never did; saved with the weights
+            and checked by :meth:`check_catalogue_reset`.
 
     The DDPM models ``sqrt(D)`` x unit states, so their coordinates have unit variance. As in
     DiffRec/DSRM, the reverse chain starts from the FORWARD-NOISED raw state
@@ -198,10 +201,14 @@ class DSRM(nn.Module):
     """
 
     def __init__(
-        self, config: DSRMConfig, world_fingerprint: str, n_items: int, item_popularity: np.ndarray | None = None
+        self, config: DSRMConfig, world_fingerprint: str, n_items: int, item_popularity: np.ndarray | None = None,
+        catalogue_reset_every: int | None = None,
     ) -> None:
         super().__init__()
         self.config, self.world_fingerprint, self.n_items = config, world_fingerprint, int(n_items)
+        if catalogue_reset_every is not None:
+            check_count("catalogue_reset_every", catalogue_reset_every)
+        self.catalogue_reset_every = catalogue_reset_every
         self.encoder = HistoryEncoder(config)
         self.denoiser = NoisePredictor(config)
         self.target_scale = math.sqrt(config.embed_dim)
@@ -220,6 +227,13 @@ class DSRM(nn.Module):
     def check_world(self, world: World, source: str = "DSRM checkpoint") -> None:
         """Raise ``ValueError`` (naming ``source``) unless ``world`` is the one this model was trained on."""
         check_world({"world": self.world_fingerprint, "n_items": self.n_items}, world, source)
+
+    def check_catalogue_reset(self, every: int | None, source: str = "DSRM checkpoint") -> None:
+        """Raise a one-line ``ValueError`` (naming ``source``) unless stage I's logging cleared the catalogue
+        counters every ``every`` user-steps (``None``: never), as a run training with that reset needs."""
+        if self.catalogue_reset_every != every:
+            raise ValueError(f"{source}: DSRM stage I logged with catalogue_reset_every={self.catalogue_reset_every}, "
+                             f"this run trains with {every} (None: no reset); fit stage I again with the run's reset")
 
     def _check_history(self, embeddings: torch.Tensor) -> None:
         if embeddings.ndim != 3 or embeddings.shape[-1] != self.config.embed_dim:
@@ -368,8 +382,9 @@ class DSRM(nn.Module):
 
     # ----------------------------------------------------------- persistence
     def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-        """Write format version, config, world fingerprint, catalogue size and weights (with the logged
-        item popularity) to ``path`` (a ``.pt`` file); ``meta``: the checkpoint metadata of the agent
+        """Write format version, config, world fingerprint, catalogue size, stage I's catalogue reset
+        (``catalogue_reset_every``, ``None``: none) and weights (with the logged item popularity) to ``path``
+        (a ``.pt`` file); ``meta``: the checkpoint metadata of the agent
         it was trained as (:func:`recgym.agents.checkpoints.checkpoint_meta`), read back by ``load(agent=)``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -379,6 +394,7 @@ class DSRM(nn.Module):
                 "config": dataclasses.asdict(self.config),
                 "world_fingerprint": self.world_fingerprint,
                 "n_items": self.n_items,
+                "catalogue_reset_every": self.catalogue_reset_every,
                 "state_dict": {key: value.cpu() for key, value in self.state_dict().items()},
                 META_KEY: meta,
             },
@@ -411,7 +427,9 @@ class DSRM(nn.Module):
         if version != FORMAT_VERSION:
             raise ValueError(f"DSRM checkpoint {str(path)!r} has format version {version}, this code reads version "
                              f"{FORMAT_VERSION} (held-out-profile stage I); retrain it with pretrain()")
-        model = cls(DSRMConfig(**checkpoint["config"]), checkpoint["world_fingerprint"], checkpoint["n_items"])
+        # checkpoints written before stage I could reset the catalogue have no key: their logging never did
+        model = cls(DSRMConfig(**checkpoint["config"]), checkpoint["world_fingerprint"], checkpoint["n_items"],
+                    catalogue_reset_every=checkpoint.get("catalogue_reset_every"))
         model.load_state_dict(checkpoint["state_dict"])
         if world is not None:
             model.check_world(world, str(path))

@@ -36,6 +36,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from recgym.agents.callbacks import reset_due
 from recgym.agents.dsrm.model import DSRM, DSRMConfig, HistoryEncoder, resolve_device
 from recgym.agents.dsrm.rollouts import make_venv, rollout
 from recgym.dynamics import popularity_scores
@@ -188,22 +189,33 @@ def familiar_creator(world: World, item_ids: np.ndarray, item: np.ndarray, user:
 
 
 def collect(
-    venv: RecSysVectorEnv, timesteps: int, behaviour: str = "random", seed: int = 0, progress: bool = False
+    venv: RecSysVectorEnv, timesteps: int, behaviour: str = "random", seed: int = 0, progress: bool = False,
+    catalogue_reset_every: int | None = None,
 ) -> Log:
-    """Log ``timesteps`` transitions (rounded up to whole batches) of a behaviour policy."""
+    """Log ``timesteps`` transitions (rounded up to whole batches of ``venv.num_envs`` user-steps) of a behaviour
+    policy. The log's item popularity is the simulator's at the end of logging; with ``catalogue_reset_every`` = N
+    (issue #19's reset, as the agent's training runs it) the shared catalogue counters are cleared after each batched
+    step whose user-step count reaches the next multiple of N (:func:`recgym.agents.callbacks.reset_due`), and the
+    item popularity is the one the last cleared stretch of N user-steps ended with (read just before that clear,
+    not the part-filled stretch after it): what an evaluation of N user-steps, counters from 0, ends with."""
     n_steps = -(-timesteps // venv.num_envs)
     parts = []
     sessions = np.zeros(venv.num_envs, np.int64)
     slots = np.arange(venv.num_envs)
     steps = rollout(venv, n_steps, behaviour, seed)
-    for obs, actions, infos, _, true_feedback in tqdm(steps, total=n_steps, desc="DSRM logging",
-                                                      disable=not progress):
+    ended = None  # the popularity before the last clear
+    for step, (obs, actions, infos, _, true_feedback) in enumerate(tqdm(steps, total=n_steps, desc="DSRM logging",
+                                                                        disable=not progress)):
         sessions += obs["item_ids"][:, -1] < 0  # an empty history starts a session
         parts.append((obs["item_ids"], obs["feedback"], actions, infos["observed_feedback"], infos["user_id"],
                       sessions * venv.num_envs + slots, true_feedback, infos["true_reward"]))
+        if catalogue_reset_every and reset_due(step * venv.num_envs, (step + 1) * venv.num_envs,
+                                               catalogue_reset_every):
+            ended = venv.sim.popularity  # a new (I,) array
+            venv.sim.clear_counters()
     item_ids, feedback, item, observed, user, session, true_feedback, next_true = (
         np.concatenate(column) for column in zip(*parts))
-    popularity = popularity_scores(venv.sim.popularity, np.arange(venv.world.n_items))
+    popularity = popularity_scores(venv.sim.popularity if ended is None else ended, np.arange(venv.world.n_items))
     return Log(item_ids, feedback, item, observed, user, session, familiar_creator(venv.world, item_ids, item, user),
                popularity, lossy=venv.params.exposure_bias > 0, true_feedback=true_feedback.astype(np.float32),
                next_true=next_true.astype(np.float32))
@@ -250,6 +262,7 @@ def stage_one(
     progress: bool = True,
     env_options: dict[str, Any] | None = None,
     oracle: bool = False,
+    catalogue_reset_every: int | None = None,
     **config: Any,
 ) -> StageOne:
     """Stage I: log a behaviour policy in ``env_id``, fit the encoders, then the conditional DDPM.
@@ -268,20 +281,24 @@ def stage_one(
         k_steps: K diffusion steps; ``config``: other :class:`DSRMConfig` fields (d_model, ...).
         logdir: TensorBoard directory (``None`` disables logging); progress: show tqdm bars.
         oracle: also fit the oracle-debiased ceiling (scoring only).
+        catalogue_reset_every: N: the logging clears the simulator's shared catalogue counters every N user-steps
+            (:func:`collect`), as the agent's training and the evaluation's fresh counters run; ``None``: never.
     Returns:
-        the :class:`StageOne` fit; its model carries the world fingerprint.
+        the :class:`StageOne` fit; its model carries the world fingerprint and ``catalogue_reset_every``.
     """
     for name, value in (("timesteps", timesteps), ("num_envs", num_envs), ("encoder_epochs", encoder_epochs),
                         ("diffusion_epochs", diffusion_epochs), ("batch_size", batch_size)):
         check_count(name, value)
+    if catalogue_reset_every is not None:
+        check_count("catalogue_reset_every", catalogue_reset_every)
     torch.manual_seed(seed)
     venv = make_venv(env_id, num_envs, env_options)
     world = venv.world
-    log = collect(venv, timesteps, behaviour, seed, progress)
+    log = collect(venv, timesteps, behaviour, seed, progress, catalogue_reset_every)
     venv.close()
     model = DSRM(
         DSRMConfig(embed_dim=world.embed_dim, history_len=venv.params.history_len, k_steps=k_steps, **config),
-        world.fingerprint, world.n_items, log.item_popularity,
+        world.fingerprint, world.n_items, log.item_popularity, catalogue_reset_every,
     ).to(resolve_device(device))
     initial = copy.deepcopy(model.encoder.state_dict())  # every encoder starts from the same weights
     debiasing = log.fit_debiasing()
@@ -330,7 +347,7 @@ def refit_diffusion(stage: StageOne, k_steps: int, diffusion_epochs: int = 20, b
     much of the raw state the chain destroys before it restores a clean one)."""
     base = stage.model
     model = DSRM(dataclasses.replace(base.config, k_steps=k_steps), base.world_fingerprint, base.n_items,
-                 base.item_popularity.cpu().numpy()).to(base.device)
+                 base.item_popularity.cpu().numpy(), base.catalogue_reset_every).to(base.device)
     model.encoder.load_state_dict(base.encoder.state_dict())
     torch.manual_seed(seed)
     n_batches = -(-len(stage.raw) // batch_size) * diffusion_epochs
