@@ -118,3 +118,8 @@ def test_recgym_train_passes_the_reset_to_dsrm_pretrain(tmp_path: Path, monkeypa
     assert cleared == [0, 24, 16, 24, 0]
     model = DSRM.load(tmp_path / "dsrm-pretrain_Synthetic-v1_s0_1" / "dsrm.pt", agent="dsrm-pretrain")
     assert model.catalogue_reset_every == 20
+    from recgym.agents.dsrm.cli import train_cli
+
+    with pytest.raises(ValueError, match=r"^catalogue_reset_every must be an integer >= 1, got 0$"):
+        train_cli(ENV, 64, logdir=tmp_path / "bad", catalogue_reset_every=0)
+    assert not (tmp_path / "bad").exists()
