@@ -37,7 +37,7 @@ from recgym.logging_model import (
     N_SIGNALS, SLATE_CLICK, SLATE_IMPRESSION, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESSION, expected_observed_reward,
     log_clicked, log_signals, record_impression,
 )
-from recgym.parallel import PRANGE_ONLY, part_range, partition_by_owner, partition_contiguous
+from recgym.parallel import PRANGE_ONLY, assign_parts, part_range
 from recgym.params import SimParams
 from recgym.users import creator_consumed, record_consumption
 
@@ -557,8 +557,8 @@ def click_in_slate(
 def step_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, actions: np.ndarray, active: np.ndarray, normals: np.ndarray,
     uniforms: np.ndarray, walk_bytes: np.ndarray, gumbels: np.ndarray, was_seen: np.ndarray, consumed: np.ndarray,
-    rewards: np.ndarray, flags: np.ndarray, reason: np.ndarray, signals: np.ndarray, n_parts: int, order: np.ndarray,
-    part_starts: np.ndarray,
+    rewards: np.ndarray, flags: np.ndarray, reason: np.ndarray, signals: np.ndarray, n_parts: int,
+    part_of: np.ndarray,
 ) -> None:
     """Advance every active session by one recommendation, in place.
 
@@ -587,29 +587,30 @@ def step_sessions(
     exposure (shown), examined or not; ``Sessions.slate_log`` keeps what was logged of the slate.
 
     Parallel (:mod:`recgym.parallel`): the sessions run in ``n_parts`` parts (:func:`recgym.parallel.thread_parts`),
-    one per thread, each a serial :func:`step_rows` call; ``order`` (B,) int64 and ``part_starts``
-    (n_parts + 1 or more,) int64 are its scratch. v1 sessions write their user's long-term rows
-    (:func:`recgym.users.record_consumption`) and read them (:func:`item_novelty`), and a user may hold
-    several sessions (more sessions than users), so v1 parts are split by user: each user's sessions
-    run in one thread in increasing order, as in one thread. v0 parts are contiguous ranges. The shared
-    counts are updated after every part, in one thread, in session order: the results do not depend on
-    the thread count.
+    one per thread, each a serial :func:`step_rows` call; ``part_of`` (B,) int64 is its scratch. v1 sessions
+    write their user's long-term rows (:func:`recgym.users.record_consumption`) and read them
+    (:func:`item_novelty`), and a user may hold several sessions (more sessions than users), so v1 parts are
+    user ranges (:func:`recgym.parallel.assign_parts`): each user's sessions run in one thread in increasing
+    order, as in one thread. v0 parts are contiguous session ranges. The shared counts are updated after
+    every part, in one thread, in session order: the results do not depend on the thread count.
 
     Compiled without numba's reference counting (``_nrt=False``: it allocates nothing); counting
     references of the state arrays cost ~8x the step's arithmetic.
     """
     kn, s = knobs[0], Sessions(*sessions)
-    if kn.v1:
-        partition_by_owner(s.user, s.taste.shape[0], n_parts, order, part_starts)
-    else:
-        partition_contiguous(actions.shape[0], n_parts, order, part_starts)
+    n_sessions = actions.shape[0]
+    arrays = (actions, active, normals, uniforms, walk_bytes, gumbels, was_seen, consumed, rewards, flags, reason,
+              signals)
     if n_parts == 1:  # no parallel launch (it costs microseconds): a single env, small batches
-        step_rows(knobs, catalogue, sessions, order, actions, active, normals, uniforms, walk_bytes, gumbels, was_seen,
-                  consumed, rewards, flags, reason, signals)
+        step_rows(knobs, catalogue, sessions, arrays, 0, n_sessions, -1, part_of)
+    elif kn.v1:  # by user range
+        assign_parts(s.user, s.taste.shape[0], n_parts, part_of)
+        for part in prange(n_parts):
+            step_rows(knobs, catalogue, sessions, arrays, 0, n_sessions, part, part_of)
     else:
         for part in prange(n_parts):
-            step_rows(knobs, catalogue, sessions, order[part_starts[part]:part_starts[part + 1]], actions, active,
-                      normals, uniforms, walk_bytes, gumbels, was_seen, consumed, rewards, flags, reason, signals)
+            first, stop = part_range(n_sessions, n_parts, part)
+            step_rows(knobs, catalogue, sessions, arrays, first, stop, -1, part_of)
     add_shared_counts(knobs, catalogue, sessions, actions, active, consumed, rewards, signals)
 
 
@@ -636,31 +637,32 @@ def add_shared_counts(
 
 @njit(cache=True, _nrt=False)
 def step_rows(
-    knobs: np.ndarray, catalogue: tuple, sessions: tuple, rows: np.ndarray, actions: np.ndarray, active: np.ndarray,
-    normals: np.ndarray, uniforms: np.ndarray, walk_bytes: np.ndarray, gumbels: np.ndarray, was_seen: np.ndarray,
-    consumed: np.ndarray, rewards: np.ndarray, flags: np.ndarray, reason: np.ndarray, signals: np.ndarray,
+    knobs: np.ndarray, catalogue: tuple, sessions: tuple, arrays: tuple, first: int, stop: int, part: int,
+    part_of: np.ndarray,
 ) -> None:
-    """:func:`step_sessions`' per-session work (all but the shared counts) for the sessions ``rows`` (R,)
-    int64, in that order: one thread's part. The arguments are :func:`step_sessions`' (B rows each)."""
+    """:func:`step_sessions`' per-session work (all but the shared counts) for the sessions ``first`` to
+    ``stop`` - 1 in increasing order; with ``part`` >= 0 only those with ``part_of[b] == part``: one thread's
+    part. ``arrays``: :func:`step_sessions`' arguments ``actions`` to ``signals`` (B rows each)."""
+    (actions, active, normals, uniforms, walk_bytes, gumbels, was_seen, consumed, rewards, flags, reason,
+     signals) = arrays
     kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
-    n_rows, slate_size = rows.shape[0], actions.shape[1]
+    slate_size = actions.shape[1]
     log_max = np.log1p(s.highest_popularity[0])
     if kn.no_repeat:
         # The no-repeat bits first, in a loop of their own: each is a byte at a random place in the
         # session's row of a 1.7 MB table (B = 4,096), a cache miss. Here the misses overlap; read in
         # the long per-session loop below, each stalled it alone (13% of a step's time, measured).
-        for index in range(n_rows):
-            b = rows[index]
-            if active[b]:
+        for b in range(first, stop):
+            if active[b] and (part < 0 or part_of[b] == part):
                 for j in range(slate_size):
                     item = actions[b, j]
                     was_seen[b, j] = is_seen(s.seen, b, item)
                     s.seen[b, item >> 3] |= np.uint8(1 << (item & 7))
-    for index in range(n_rows):
-        if kn.v1 and index + PREFETCH_AHEAD < n_rows:  # rows at random places, a few sessions ahead
-            ahead = rows[index + PREFETCH_AHEAD]
-            prefetch_step_rows(cat, s, s.user[ahead], actions[ahead, 0])
-        b = rows[index]
+    for b in range(first, stop):
+        if part >= 0 and part_of[b] != part:  # another thread's
+            continue
+        if kn.v1 and b + PREFETCH_AHEAD < stop:  # rows at random places, a few sessions ahead
+            prefetch_step_rows(cat, s, s.user[b + PREFETCH_AHEAD], actions[b + PREFETCH_AHEAD, 0])
         consumed[b] = actions[b, 0]
         rewards[:, b] = 0.0
         flags[:, b] = False
@@ -747,34 +749,38 @@ def step_rows(
 def start_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, slots: np.ndarray, users: np.ndarray, hours: np.ndarray,
     offsets: np.ndarray, weekdays: np.ndarray, user_interest: np.ndarray, mode_draws: np.ndarray, n_parts: int,
-    order: np.ndarray, part_starts: np.ndarray,
+    part_of: np.ndarray,
 ) -> None:
     """New sessions in ``slots`` (N,) for ``users`` (N,) at ``hours`` (N,) with novelty ``offsets`` (N,),
     starting from ``user_interest`` (U, D) (the world's in v0; v1: the users' long-term interest);
     v1: on ``weekdays`` (N,) int64 in [0, 7), in the explore mode when the standard normal
     ``mode_draws`` (N,) is below ``mode_thresholds[user, 0]`` (probability rho_u) (both (0,) in v0).
 
-    In ``n_parts`` parts, one per thread (:func:`recgym.parallel.thread_parts`), split by slot range
-    (``order`` (N or more,) and ``part_starts`` (n_parts + 1 or more,) int64 scratch): a slot named twice
-    starts in one thread, the last start winning as in one thread."""
-    partition_by_owner(slots, sessions[0].shape[0], n_parts, order, part_starts)
+    In ``n_parts`` parts, one per thread (:func:`recgym.parallel.thread_parts`), by slot range (``part_of``
+    (N or more,) int64 scratch, :func:`recgym.parallel.assign_parts`): a slot named twice starts in one
+    thread, the last start winning as in one thread."""
     args = (slots, users, hours, offsets, weekdays, user_interest, mode_draws)
     if n_parts == 1:
-        start_rows(knobs, catalogue, sessions, order[:slots.shape[0]], args)
+        start_rows(knobs, catalogue, sessions, args, -1, part_of)
     else:
+        assign_parts(slots, sessions[0].shape[0], n_parts, part_of)
         for part in prange(n_parts):
-            start_rows(knobs, catalogue, sessions, order[part_starts[part]:part_starts[part + 1]], args)
+            start_rows(knobs, catalogue, sessions, args, part, part_of)
 
 
 @njit(cache=True, _nrt=False)
-def start_rows(knobs: np.ndarray, catalogue: tuple, sessions: tuple, rows: np.ndarray, args: tuple) -> None:
-    """:func:`start_sessions` (``args``: its arguments ``slots`` to ``mode_draws``) for the starts ``rows``
-    (R,) int64 (indices into ``slots``), in that order: one thread's part."""
+def start_rows(
+    knobs: np.ndarray, catalogue: tuple, sessions: tuple, args: tuple, part: int, part_of: np.ndarray,
+) -> None:
+    """:func:`start_sessions` (``args``: its arguments ``slots`` to ``mode_draws``) for every start in order;
+    with ``part`` >= 0 only the starts n with ``part_of[n] == part``: one thread's part."""
     slots, users, hours, offsets, weekdays, user_interest, mode_draws = args
     kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
-    for index in range(rows.shape[0]):
-        if index + PREFETCH_AHEAD < rows.shape[0]:  # the user's interest row and the no-repeat row are cache misses
-            ahead = rows[index + PREFETCH_AHEAD]
+    for n in range(slots.shape[0]):
+        if part >= 0 and part_of[n] != part:  # another thread's
+            continue
+        if n + PREFETCH_AHEAD < slots.shape[0]:  # the user's interest row and the no-repeat row are cache misses
+            ahead = n + PREFETCH_AHEAD
             prefetch_row(user_interest[users[ahead]])
             if kn.no_repeat:
                 prefetch_row(s.seen[slots[ahead]])
@@ -785,7 +791,6 @@ def start_rows(knobs: np.ndarray, catalogue: tuple, sessions: tuple, rows: np.nd
                 for position in range(0, s.recent_signals.shape[1], 2):  # two (8,) float32 rows per cache line
                     prefetch_row(s.recent_signals[slots[ahead], position])
                 prefetch_row(s.time_interest[slots[ahead]])
-        n = rows[index]
         b = slots[n]
         if kn.no_repeat:
             s.seen[b] = 0

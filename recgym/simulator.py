@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from recgym import dynamics
@@ -144,8 +143,7 @@ class Simulator:
         self._all_active = np.ones(n, bool)
         self._no_gumbels = np.zeros((n, 0), np.float64)
         self._was_seen = np.zeros((n, params.slate_size) if no_repeat else (0, 0), bool)  # step_sessions' scratch
-        # step_sessions' split of the sessions over threads (recgym.parallel): the order, each part's start
-        self._parts = (np.empty(n, np.int64), np.empty(numba.config.NUMBA_NUM_THREADS + 1, np.int64))
+        self._part_of = np.empty(n, np.int64)  # the kernels' split of the rows over threads (recgym.parallel)
         self._walk_dims = dims if self.catalogue.walks and params.interest_walk else 0
         self._observation_layout = observation_layout(n, world, params)
 
@@ -238,12 +236,12 @@ class Simulator:
         dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets, weekdays, self._start_interest,
                                 mode_draws, *self._parts_of(slots.size))
 
-    def _parts_of(self, rows: int) -> tuple[int, np.ndarray, np.ndarray]:
-        """(n_parts, order, part_starts): how a kernel splits ``rows`` rows over threads
-        (:func:`recgym.parallel.thread_parts`) and its scratch (:attr:`_parts`; a fresh order for more
-        rows than sessions: a caller's slots named more than once)."""
-        order, part_starts = self._parts
-        return thread_parts(rows), order if rows <= order.size else np.empty(rows, np.int64), part_starts
+    def _parts_of(self, rows: int) -> tuple[int, np.ndarray]:
+        """(n_parts, part_of): how many parts a kernel splits ``rows`` rows into
+        (:func:`recgym.parallel.thread_parts`) and its scratch (``_part_of``; a fresh one for more rows
+        than sessions: a caller's slots named more than once)."""
+        part_of = self._part_of if rows <= self._part_of.size else np.empty(rows, np.int64)
+        return thread_parts(rows), part_of
 
     def _returning_users(self, slots: np.ndarray, users: np.ndarray | None) -> np.ndarray:
         """Session mode (v1): ``users`` (default: the next in return order) start sessions now; without
@@ -434,7 +432,7 @@ class Simulator:
         signals = np.zeros((N_SIGNALS, n if v1 else 0), np.float32)
         dynamics.step_sessions(
             *self._kernel_args, actions.reshape(n, -1), active, normals, uniforms, walk_bytes, gumbels,
-            self._was_seen, consumed, rewards, flags, reason, signals, thread_parts(n), *self._parts,
+            self._was_seen, consumed, rewards, flags, reason, signals, thread_parts(n), self._part_of,
         )
         session_ended = flags[1] | flags[2]
         if v1 and session_ended.any():

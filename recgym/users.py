@@ -40,7 +40,7 @@ from numba import njit, prange
 
 from recgym.cache_hints import PREFETCH_AHEAD, prefetch_row
 from recgym.loaders import ACTIVE_DEGREES, USER_CODES, USER_COUNTS, USER_FLAGS
-from recgym.parallel import PRANGE_ONLY, partition_by_owner
+from recgym.parallel import PRANGE_ONLY, assign_parts
 from recgym.world import World
 
 #: Columns of KuaiRand-v1's user features (:func:`recgym.loaders.read_kuairand_users`).
@@ -332,7 +332,7 @@ def end_sessions(
 
 @njit(cache=True, _nrt=False, parallel=PRANGE_ONLY)
 def restart_long_term(
-    users: tuple, chosen: np.ndarray, interest: np.ndarray, n_parts: int, order: np.ndarray, part_starts: np.ndarray,
+    users: tuple, chosen: np.ndarray, interest: np.ndarray, n_parts: int, part_of: np.ndarray,
 ) -> None:
     """The users ``chosen`` (N,) back to their initial long-term state: the world's interest (rows of
     ``interest`` (U, D)), no taste (acquired or pending), no consumed categories or creators (the
@@ -340,31 +340,34 @@ def restart_long_term(
     session mode with ``session_memory=False`` calls it as each session starts (the platform keeps
     running, the user starts from scratch); :func:`restart_users` builds on it.
 
-    In ``n_parts`` parts, one per thread (:func:`recgym.parallel.thread_parts`), split by user range
-    (``order`` (N or more,) and ``part_starts`` (n_parts + 1 or more,) int64 scratch): a user chosen twice
-    (more sessions than users) is cleared in one thread."""
-    partition_by_owner(chosen, users[0].shape[0], n_parts, order, part_starts)
+    In ``n_parts`` parts, one per thread (:func:`recgym.parallel.thread_parts`), by user range (``part_of``
+    (N or more,) int64 scratch, :func:`recgym.parallel.assign_parts`): a user chosen twice (more sessions
+    than users) is cleared in one thread."""
     if n_parts == 1:
-        restart_rows(users, chosen, interest, order[:chosen.shape[0]])
+        restart_rows(users, chosen, interest, -1, part_of)
     else:
+        assign_parts(chosen, users[0].shape[0], n_parts, part_of)
         for part in prange(n_parts):
-            restart_rows(users, chosen, interest, order[part_starts[part]:part_starts[part + 1]])
+            restart_rows(users, chosen, interest, part, part_of)
 
 
 @njit(cache=True, _nrt=False)
-def restart_rows(users: tuple, chosen: np.ndarray, interest: np.ndarray, rows: np.ndarray) -> None:
-    """:func:`restart_long_term` for the users ``chosen[rows]`` (``rows`` (R,) int64): one thread's part."""
+def restart_rows(users: tuple, chosen: np.ndarray, interest: np.ndarray, part: int, part_of: np.ndarray) -> None:
+    """:func:`restart_long_term` for every user ``chosen``; with ``part`` >= 0 only ``chosen[n]`` with
+    ``part_of[n] == part``: one thread's part."""
     u = Users(*users)
-    for index in range(rows.shape[0]):
-        if index + PREFETCH_AHEAD < rows.shape[0]:
-            ahead = chosen[rows[index + PREFETCH_AHEAD]]
+    for n in range(chosen.shape[0]):
+        if part >= 0 and part_of[n] != part:  # another thread's
+            continue
+        if n + PREFETCH_AHEAD < chosen.shape[0]:
+            ahead = chosen[n + PREFETCH_AHEAD]
             prefetch_row(interest[ahead])
             prefetch_row(u.long_term_interest[ahead])
             prefetch_row(u.taste[ahead])
             prefetch_row(u.taste_pending[ahead])
             prefetch_row(u.consumed_categories[ahead])
             prefetch_row(u.consumed_creators[ahead])
-        user = chosen[rows[index]]
+        user = chosen[n]
         for d in range(interest.shape[1]):
             u.long_term_interest[user, d] = interest[user, d]
         u.taste[user] = 0
@@ -374,13 +377,11 @@ def restart_rows(users: tuple, chosen: np.ndarray, interest: np.ndarray, rows: n
 
 
 @njit(cache=True, _nrt=False)
-def restart_users(
-    users: tuple, chosen: np.ndarray, interest: np.ndarray, n_parts: int, order: np.ndarray, part_starts: np.ndarray,
-) -> None:
+def restart_users(users: tuple, chosen: np.ndarray, interest: np.ndarray, n_parts: int, part_of: np.ndarray) -> None:
     """Lifetime mode: the users ``chosen`` (N,) start a new lifetime: the world's interest (rows of
     ``interest`` (U, D)), no taste, no history (:func:`restart_long_term`, in ``n_parts`` parts with its
-    scratch ``order`` and ``part_starts``), their first session begun, own clock at day 0."""
-    restart_long_term(users, chosen, interest, n_parts, order, part_starts)
+    scratch ``part_of``), their first session begun, own clock at day 0."""
+    restart_long_term(users, chosen, interest, n_parts, part_of)
     u = Users(*users)
     for n in range(chosen.shape[0]):
         user = chosen[n]

@@ -63,36 +63,27 @@ def test_two_threads_give_one_threads_trajectory(v1, n_sessions, options, monkey
 
 
 @two_threads
-def test_a_users_sessions_step_in_one_thread_in_session_order(monkeypatch, restore_threads):
-    """v1 sessions write their user's long-term rows: the step's split (``Simulator._parts`` after a step)
-    puts every user's sessions in one part, in session order (a split by session range fails this)."""
+def test_a_users_sessions_step_in_one_thread(monkeypatch, restore_threads):
+    """v1 sessions write their user's long-term rows: the step's split (``Simulator._part_of`` after a step)
+    puts every user's sessions in one part (a split by session range fails this), the parts near half each."""
     monkeypatch.setattr(parallel, "MIN_SESSIONS_PER_THREAD", 16)
     numba.set_num_threads(2)
     sim = Simulator(resolve_world_v1("synthetic-v1"), SimParams.from_kwargs(**V1_DEFAULTS), 800, seed=0)
     sim.reset(seed=0)
     sim.step(np.random.default_rng(0).integers(0, sim.world.n_items, 800))
-    order, starts = sim._parts
-    parts = [order[starts[p]:starts[p + 1]] for p in range(2)]
-    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(800))
-    assert all((np.diff(part) > 0).all() and part.size > 200 for part in parts)  # in order, roughly balanced
-    assert not set(sim.user[parts[0]]) & set(sim.user[parts[1]])
+    part_of = sim._part_of
+    assert set(part_of) == {0, 1} and 200 < (part_of == 0).sum() < 600  # 4 sessions per user
+    for user in np.unique(sim.user):
+        assert np.unique(part_of[sim.user == user]).size == 1
 
 
-def test_owner_partition_keeps_each_owner_in_one_part_in_row_order():
+def test_assign_parts_gives_each_owner_range_one_part():
     owners = np.random.default_rng(0).integers(0, 50, 1000)
-    order, starts = np.full(1000, -1, np.int64), np.zeros(4, np.int64)
-    parallel.partition_by_owner(owners, 50, 3, order, starts)
-    np.testing.assert_array_equal(np.sort(order), np.arange(1000))
-    parts = [order[starts[p]:starts[p + 1]] for p in range(3)]
-    assert starts[0] == 0 and starts[3] == 1000
-    assert all((np.diff(part) > 0).all() for part in parts)  # each part in row order
-    owner_sets = [set(owners[part]) for part in parts]
-    assert all(not (owner_sets[p] & owner_sets[q]) for p in range(3) for q in range(p + 1, 3))
-    assert owner_sets[0] == set(range(0, 17)) and owner_sets[2] == set(range(34, 50))  # owner * 3 // 50
-
-    parallel.partition_contiguous(10, 3, order, starts)
-    np.testing.assert_array_equal(order[:10], np.arange(10))
-    np.testing.assert_array_equal(starts, [0, 3, 6, 10])
+    part_of = np.full(1000, -1, np.int64)
+    parallel.assign_parts(owners, 50, 3, part_of)
+    np.testing.assert_array_equal(part_of, owners * 3 // 50)
+    assert set(owners[part_of == 0]) == set(range(0, 17)) and set(owners[part_of == 2]) == set(range(34, 50))
+    assert [parallel.part_range(10, 3, part) for part in range(3)] == [(0, 3), (3, 6), (6, 10)]
 
 
 def test_thread_parts_keep_small_batches_in_the_calling_thread(restore_threads):
