@@ -39,10 +39,7 @@ before the clock starts. Figures are user-steps per second unless named otherwis
 * ``rss_growth_mb``: resident memory growth of the largest native env over ``memory_user_steps``;
 * ``load_average``: the machine's 1-minute load average at the start and the end of the run
   (``[start, end]``, ``None`` where the OS has none): the figures are only comparable between runs
-  at similar load on a shared machine;
-* ``simulator_threads``: the simulator kernels' thread count during the run (``--simulator-threads``,
-  default :func:`recgym.threads.default_simulator_threads`: every core this process may use). With
-  ``--timer cpu`` the figures count every thread's CPU time.
+  at similar load on a shared machine.
 
 :func:`main` prints a table, then one JSON line with every figure and the ratios
 ``native_vs_sync`` (native / SyncVectorEnv at ``sync_size``) and ``native_vs_lean`` (native /
@@ -62,13 +59,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
-import numba
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
 import recgym  # noqa: F401  (registers the env ids)
 from recgym.sizes import check_count
-from recgym.threads import set_simulator_threads
 from recgym.world import World
 
 ENV_ID = "recgym/KuaiRec-v0"
@@ -89,8 +84,7 @@ class BenchConfig:
     warm-up, in rounds of one rollout; also the sessions per level of each hierarchical agent and, in
     ``ppo_timesteps // 4096`` rounds (at least 1), how long they are timed, :func:`bench_hierarchy`); dsrm_batch: states per DSRM forward; memory_user_steps: user-steps
     of the largest native env between the two RSS readings; env_id: the env measured; timer:
-    ``"wall"`` (elapsed time) or ``"cpu"`` (this process's CPU time, all its threads); simulator_threads:
-    the simulator kernels' threads (``None``: :func:`recgym.threads.default_simulator_threads`).
+    ``"wall"`` (elapsed time) or ``"cpu"`` (this process's CPU time, all its threads).
     """
 
     sizes: tuple[int, ...] = (256, 1024, 4096)
@@ -103,11 +97,8 @@ class BenchConfig:
     memory_user_steps: int = 10_000_000
     env_id: str = ENV_ID
     timer: str = "wall"
-    simulator_threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.simulator_threads is not None:
-            check_count("simulator_threads", self.simulator_threads)
         if not self.sizes or any(b < 1 for b in self.sizes):
             raise ValueError(f"sizes must be positive batch sizes, got {self.sizes!r}")
         if self.sync_size not in self.sizes:
@@ -443,19 +434,16 @@ def bench_memory(config: BenchConfig) -> float:
 def run(config: BenchConfig = BenchConfig(), progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every figure; returns the flat dict :func:`main` prints as JSON.
 
-    Torch runs on one thread meanwhile (two threads on two shared cores were several times slower), the
-    simulator on ``config.simulator_threads`` (:func:`recgym.threads.set_simulator_threads`).
+    Torch runs on one thread meanwhile (two threads on two shared cores were several times slower).
     """
     import torch
 
-    threads, simulator_threads = torch.get_num_threads(), numba.get_num_threads()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        used = set_simulator_threads(config.simulator_threads)
-        return {**_measure(config, progress or (lambda message: None)), "simulator_threads": used}
+        return _measure(config, progress or (lambda message: None))
     finally:
         torch.set_num_threads(threads)
-        numba.set_num_threads(simulator_threads)
 
 
 def _load_average() -> float | None:
@@ -511,13 +499,12 @@ def format_table(results: dict[str, Any]) -> str:
     loads = ", ".join("n/a" if load is None else f"{load:.2f}" for load in results["load_average"])
     lines = [
         f"recgym bench on {results['env_id']} (options {results['options']}, {results['timer']} clock)",
-        f"1-minute load average at start, end: {loads} on {os.cpu_count()} CPUs; "
-        f"simulator threads: {results['simulator_threads']}",
+        f"1-minute load average at start, end: {loads} on {os.cpu_count()} CPUs",
         f"{'figure':<30} {'value':>14}  unit",
     ]
     rows = []
     for key, value in results.items():
-        if key in ("env_id", "options", "timer", "load_average", "simulator_threads"):
+        if key in ("env_id", "options", "timer", "load_average"):
             continue
         # per-agent figures (hrl_*) one row each: hrl_fps[dsrm-hrl]
         rows += [(f"{key}[{agent}]", key, v) for agent, v in value.items()] if isinstance(value, dict) else [(key, key, value)]
@@ -853,8 +840,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="time spent on each throughput figure")
     parser.add_argument("--timer", choices=list(TIMERS), default="wall",
                         help="wall clock, or this process's CPU time (for a machine shared with other jobs)")
-    parser.add_argument("--simulator-threads", type=int, default=None, metavar="N",
-                        help="the simulator kernels' threads (default: every core this process may use)")
     parser.add_argument("--soak", action="store_true",
                         help="the memory soak instead: 10,000 lifetimes x 50 sessions on KuaiRand-v1, ~45 s at load 5 "
                              "(--quick: 1,500 x 10, ~20 s, mostly loading the world)")
@@ -862,12 +847,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.soak:
         if args.seconds is not None:
             parser.error("--seconds times the throughput suite; the soak runs a fixed number of lifetimes")
-        if args.simulator_threads is not None:
-            parser.error("--simulator-threads sets the throughput suite's threads; the soak measures memory")
         return soak_main(replace(QUICK_SOAK if args.quick else SoakConfig(), timer=args.timer))
-    if args.simulator_threads is not None and args.simulator_threads < 1:
-        parser.error(f"--simulator-threads must be >= 1, got {args.simulator_threads}")
-    config = replace(QUICK if args.quick else BenchConfig(), timer=args.timer, simulator_threads=args.simulator_threads)
+    config = replace(QUICK if args.quick else BenchConfig(), timer=args.timer)
     if args.seconds is not None:
         if args.seconds <= 0:
             parser.error(f"--seconds must be positive, got {args.seconds}")

@@ -24,7 +24,7 @@ from recgym.agents.checkpoints import writable_dir
 from recgym.envs import ENV_IDS, FITTED_ID
 from recgym.evaluation import METRICS, V1_METRICS, EvaluationResult, evaluate, make_eval_env
 from recgym.params import SimParams
-from recgym.threads import set_threads
+from recgym.threads import set_torch_threads
 
 if TYPE_CHECKING:
     from recgym.experiments import ExperimentConfig
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if hasattr(args, "torch_threads"):
-            set_threads(args.torch_threads)  # and the simulator's: every core (recgym.threads)
+            set_torch_threads(args.torch_threads)
         return args.run(args) or 0
     except (UsageError, ValueError) as error:
         print(f"recgym: error: {error}", file=sys.stderr)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from scipy.special import ndtri
 
 from recgym.cache_hints import PREFETCH_AHEAD, prefetch, prefetch_row
@@ -37,7 +37,6 @@ from recgym.logging_model import (
     N_SIGNALS, SLATE_CLICK, SLATE_IMPRESSION, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESSION, expected_observed_reward,
     log_clicked, log_signals, record_impression,
 )
-from recgym.parallel import PRANGE_ONLY, assign_parts, part_range
 from recgym.params import SimParams
 from recgym.users import creator_consumed, record_consumption
 
@@ -553,12 +552,11 @@ def click_in_slate(
 
 
 # ------------------------------------------------------------------ batch kernels
-@njit(cache=True, _nrt=False, parallel=PRANGE_ONLY)
+@njit(cache=True, _nrt=False)
 def step_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, actions: np.ndarray, active: np.ndarray, normals: np.ndarray,
     uniforms: np.ndarray, walk_bytes: np.ndarray, gumbels: np.ndarray, was_seen: np.ndarray, consumed: np.ndarray,
-    rewards: np.ndarray, flags: np.ndarray, reason: np.ndarray, signals: np.ndarray, n_parts: int,
-    part_of: np.ndarray,
+    rewards: np.ndarray, flags: np.ndarray, reason: np.ndarray, signals: np.ndarray,
 ) -> None:
     """Advance every active session by one recommendation, in place.
 
@@ -586,82 +584,24 @@ def step_sessions(
     the history is unchanged, patience drains and the clock advances. Every distinct slot counts as
     exposure (shown), examined or not; ``Sessions.slate_log`` keeps what was logged of the slate.
 
-    Parallel (:mod:`recgym.parallel`): the sessions run in ``n_parts`` parts (:func:`recgym.parallel.thread_parts`),
-    one per thread, each a serial :func:`step_rows` call; ``part_of`` (B,) int64 is its scratch. v1 sessions
-    write their user's long-term rows (:func:`recgym.users.record_consumption`) and read them
-    (:func:`item_novelty`), and a user may hold several sessions (more sessions than users), so v1 parts are
-    user ranges (:func:`recgym.parallel.assign_parts`): each user's sessions run in one thread in increasing
-    order, as in one thread. v0 parts are contiguous session ranges. The shared counts are updated after
-    every part, in one thread, in session order: the results do not depend on the thread count.
-
     Compiled without numba's reference counting (``_nrt=False``: it allocates nothing); counting
     references of the state arrays cost ~8x the step's arithmetic.
     """
-    kn, s = knobs[0], Sessions(*sessions)
-    n_sessions = actions.shape[0]
-    arrays = (actions, active, normals, uniforms, walk_bytes, gumbels, was_seen, consumed, rewards, flags, reason,
-              signals)
-    if n_parts == 1:  # no parallel launch (it costs microseconds): a single env, small batches
-        step_rows(knobs, catalogue, sessions, arrays, 0, n_sessions, -1, part_of)
-    elif kn.v1:  # by user range
-        assign_parts(s.user, s.taste.shape[0], n_parts, part_of)
-        for part in prange(n_parts):
-            step_rows(knobs, catalogue, sessions, arrays, 0, n_sessions, part, part_of)
-    else:
-        for part in prange(n_parts):
-            first, stop = part_range(n_sessions, n_parts, part)
-            step_rows(knobs, catalogue, sessions, arrays, first, stop, -1, part_of)
-    add_shared_counts(knobs, catalogue, sessions, actions, active, consumed, rewards, signals)
-
-
-@njit(cache=True, _nrt=False)
-def add_shared_counts(
-    knobs: np.ndarray, catalogue: tuple, sessions: tuple, actions: np.ndarray, active: np.ndarray, consumed: np.ndarray,
-    rewards: np.ndarray, signals: np.ndarray,
-) -> None:
-    """:func:`step_sessions`' last part, in one thread and in session order: the shared exposure and click
-    counts (the rich-get-richer loop) after every session moved. (A kernel of its own: inside the parallel
-    kernel, numba's dead-code pass dropped these writes to the unpacked ``sessions`` tuple's arrays.)"""
     kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
     n_sessions, slate_size = actions.shape
-    for b in range(n_sessions):
-        if active[b]:
-            for j in range(slate_size):
-                if not repeats_earlier_slot(actions, b, j):
-                    s.exposure[actions[b, j]] += 1.0
-            if kn.popularity_feedback and (signals[0, b] > 0 if kn.v1 else rewards[2, b] > 0):  # never a skip
-                item = consumed[b]
-                s.clicks[item] += kn.popularity_feedback
-                s.highest_popularity[0] = max(s.highest_popularity[0], cat.pop_prior[item] + s.clicks[item])
-
-
-@njit(cache=True, _nrt=False)
-def step_rows(
-    knobs: np.ndarray, catalogue: tuple, sessions: tuple, arrays: tuple, first: int, stop: int, part: int,
-    part_of: np.ndarray,
-) -> None:
-    """:func:`step_sessions`' per-session work (all but the shared counts) for the sessions ``first`` to
-    ``stop`` - 1 in increasing order; with ``part`` >= 0 only those with ``part_of[b] == part``: one thread's
-    part. ``arrays``: :func:`step_sessions`' arguments ``actions`` to ``signals`` (B rows each)."""
-    (actions, active, normals, uniforms, walk_bytes, gumbels, was_seen, consumed, rewards, flags, reason,
-     signals) = arrays
-    kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
-    slate_size = actions.shape[1]
     log_max = np.log1p(s.highest_popularity[0])
     if kn.no_repeat:
         # The no-repeat bits first, in a loop of their own: each is a byte at a random place in the
         # session's row of a 1.7 MB table (B = 4,096), a cache miss. Here the misses overlap; read in
         # the long per-session loop below, each stalled it alone (13% of a step's time, measured).
-        for b in range(first, stop):
-            if active[b] and (part < 0 or part_of[b] == part):
+        for b in range(n_sessions):
+            if active[b]:
                 for j in range(slate_size):
                     item = actions[b, j]
                     was_seen[b, j] = is_seen(s.seen, b, item)
                     s.seen[b, item >> 3] |= np.uint8(1 << (item & 7))
-    for b in range(first, stop):
-        if part >= 0 and part_of[b] != part:  # another thread's
-            continue
-        if kn.v1 and b + PREFETCH_AHEAD < stop:  # rows at random places, a few sessions ahead
+    for b in range(n_sessions):
+        if kn.v1 and b + PREFETCH_AHEAD < n_sessions:  # rows at random places, a few sessions ahead
             prefetch_step_rows(cat, s, s.user[b + PREFETCH_AHEAD], actions[b + PREFETCH_AHEAD, 0])
         consumed[b] = actions[b, 0]
         rewards[:, b] = 0.0
@@ -744,121 +684,80 @@ def step_rows(
         flags[1, b] = reason[b] != LEAVE_NONE
         flags[2, b] = s.step_count[b] >= kn.max_turn and not flags[1, b]
 
+    for b in range(n_sessions):  # the SHARED counts: the rich-get-richer loop
+        if active[b]:
+            for j in range(slate_size):
+                if not repeats_earlier_slot(actions, b, j):
+                    s.exposure[actions[b, j]] += 1.0
+            if kn.popularity_feedback and (signals[0, b] > 0 if kn.v1 else rewards[2, b] > 0):  # never a skip
+                item = consumed[b]
+                s.clicks[item] += kn.popularity_feedback
+                s.highest_popularity[0] = max(s.highest_popularity[0], cat.pop_prior[item] + s.clicks[item])
 
-@njit(cache=True, _nrt=False, parallel=PRANGE_ONLY)
+
+@njit(cache=True, _nrt=False)
 def start_sessions(
     knobs: np.ndarray, catalogue: tuple, sessions: tuple, slots: np.ndarray, users: np.ndarray, hours: np.ndarray,
-    offsets: np.ndarray, weekdays: np.ndarray, user_interest: np.ndarray, mode_draws: np.ndarray, n_parts: int,
-    part_of: np.ndarray,
+    offsets: np.ndarray, weekdays: np.ndarray, user_interest: np.ndarray, mode_draws: np.ndarray,
 ) -> None:
     """New sessions in ``slots`` (N,) for ``users`` (N,) at ``hours`` (N,) with novelty ``offsets`` (N,),
     starting from ``user_interest`` (U, D) (the world's in v0; v1: the users' long-term interest);
     v1: on ``weekdays`` (N,) int64 in [0, 7), in the explore mode when the standard normal
-    ``mode_draws`` (N,) is below ``mode_thresholds[user, 0]`` (probability rho_u) (both (0,) in v0).
-
-    In ``n_parts`` parts, one per thread (:func:`recgym.parallel.thread_parts`), by slot range (``part_of``
-    (N or more,) int64 scratch, :func:`recgym.parallel.assign_parts`): a slot named twice starts in one
-    thread, the last start winning as in one thread."""
-    args = (slots, users, hours, offsets, weekdays, user_interest, mode_draws)
-    if n_parts == 1:
-        start_rows(knobs, catalogue, sessions, args, -1, part_of)
-    else:
-        assign_parts(slots, sessions[0].shape[0], n_parts, part_of)
-        for part in prange(n_parts):
-            start_rows(knobs, catalogue, sessions, args, part, part_of)
+    ``mode_draws`` (N,) is below ``mode_thresholds[user, 0]`` (probability rho_u) (both (0,) in v0)."""
+    kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
+    for n in range(slots.shape[0]):
+        if n + PREFETCH_AHEAD < slots.shape[0]:  # the user's interest row and the no-repeat row are cache misses
+            prefetch_row(user_interest[users[n + PREFETCH_AHEAD]])
+            if kn.no_repeat:
+                prefetch_row(s.seen[slots[n + PREFETCH_AHEAD]])
+            if kn.v1 and (kn.daily_cycle or kn.weekly_cycle):  # v1: the user's cycles (set_time_interest)
+                for cycle in range(cat.user_cycles.shape[1]):
+                    prefetch_row(cat.user_cycles[users[n + PREFETCH_AHEAD], cycle])
+            if kn.v1:  # the slot's v1 rows, cleared below
+                for position in range(0, s.recent_signals.shape[1], 2):  # two (8,) float32 rows per cache line
+                    prefetch_row(s.recent_signals[slots[n + PREFETCH_AHEAD], position])
+                prefetch_row(s.time_interest[slots[n + PREFETCH_AHEAD]])
+        b = slots[n]
+        if kn.no_repeat:
+            s.seen[b] = 0
+        s.user[b] = users[n]
+        s.step_count[b] = 0
+        s.hour[b] = hours[n]
+        for d in range(s.interest.shape[1]):
+            s.interest[b, d] = user_interest[users[n], d]
+        s.recent_items[b] = -1
+        s.recent_feedback[b] = 0
+        s.recent_creators[b] = -1
+        s.history_sum_emb[b] = 0
+        s.category_fatigue[b] = 0
+        s.window_counts[b] = 0
+        s.novelty_offset[b] = offsets[n]
+        s.patience[b] = kn.patience
+        s.popular_streak[b] = 0
+        if kn.v1:
+            s.weekday[b] = weekdays[n]
+            set_clock(s, b, True)
+            s.reward_sum[b] = 0
+            s.recent_signals[b] = 0
+            s.recent_popularity[b] = 0
+            s.recent_exposure[b] = 0
+            s.recent_position[b] = -1
+            s.slate_log[b] = SLATE_UNLOGGED  # no slate shown yet
+            s.explore[b] = mode_draws[n] < cat.mode_thresholds[users[n], 0]
+            s.time_interest[b] = 0
+            if kn.daily_cycle or kn.weekly_cycle:
+                set_time_interest(kn, cat, s, b)
 
 
 @njit(cache=True, _nrt=False)
-def start_rows(
-    knobs: np.ndarray, catalogue: tuple, sessions: tuple, args: tuple, part: int, part_of: np.ndarray,
-) -> None:
-    """:func:`start_sessions` (``args``: its arguments ``slots`` to ``mode_draws``) for every start in order;
-    with ``part`` >= 0 only the starts n with ``part_of[n] == part``: one thread's part. (Two loops: with the
-    part test in the one loop, one thread's starts took 13% longer, measured.)"""
-    kn, cat, s = knobs[0], Catalogue(*catalogue), Sessions(*sessions)
-    if part < 0:
-        for n in range(args[0].shape[0]):
-            start_one(kn, cat, s, args, n)
-    else:
-        for n in range(args[0].shape[0]):
-            if part_of[n] == part:
-                start_one(kn, cat, s, args, n)
-
-
-@njit(cache=True, inline="always")
-def start_one(kn: np.void, cat: Catalogue, s: Sessions, args: tuple, n: int) -> None:
-    """Start ``n`` of :func:`start_sessions` (``args``: its arguments ``slots`` to ``mode_draws``)."""
-    slots, users, hours, offsets, weekdays, user_interest, mode_draws = args
-    if n + PREFETCH_AHEAD < slots.shape[0]:  # the user's interest row and the no-repeat row are cache misses
-        ahead = n + PREFETCH_AHEAD
-        prefetch_row(user_interest[users[ahead]])
-        if kn.no_repeat:
-            prefetch_row(s.seen[slots[ahead]])
-        if kn.v1 and (kn.daily_cycle or kn.weekly_cycle):  # v1: the user's cycles (set_time_interest)
-            for cycle in range(cat.user_cycles.shape[1]):
-                prefetch_row(cat.user_cycles[users[ahead], cycle])
-        if kn.v1:  # the slot's v1 rows, cleared below
-            for position in range(0, s.recent_signals.shape[1], 2):  # two (8,) float32 rows per cache line
-                prefetch_row(s.recent_signals[slots[ahead], position])
-            prefetch_row(s.time_interest[slots[ahead]])
-    b = slots[n]
-    if kn.no_repeat:
-        s.seen[b] = 0
-    s.user[b] = users[n]
-    s.step_count[b] = 0
-    s.hour[b] = hours[n]
-    for d in range(s.interest.shape[1]):
-        s.interest[b, d] = user_interest[users[n], d]
-    s.recent_items[b] = -1
-    s.recent_feedback[b] = 0
-    s.recent_creators[b] = -1
-    s.history_sum_emb[b] = 0
-    s.category_fatigue[b] = 0
-    s.window_counts[b] = 0
-    s.novelty_offset[b] = offsets[n]
-    s.patience[b] = kn.patience
-    s.popular_streak[b] = 0
-    if kn.v1:
-        s.weekday[b] = weekdays[n]
-        set_clock(s, b, True)
-        s.reward_sum[b] = 0
-        s.recent_signals[b] = 0
-        s.recent_popularity[b] = 0
-        s.recent_exposure[b] = 0
-        s.recent_position[b] = -1
-        s.slate_log[b] = SLATE_UNLOGGED  # no slate shown yet
-        s.explore[b] = mode_draws[n] < cat.mode_thresholds[users[n], 0]
-        s.time_interest[b] = 0
-        if kn.daily_cycle or kn.weekly_cycle:
-            set_time_interest(kn, cat, s, b)
-
-
-@njit(cache=True, _nrt=False, parallel=PRANGE_ONLY)
-def write_history(
-    sessions: tuple, max_turn: int, items: np.ndarray, feedback: np.ndarray, step: np.ndarray, n_parts: int,
-) -> None:
+def write_history(sessions: tuple, max_turn: int, items: np.ndarray, feedback: np.ndarray, step: np.ndarray) -> None:
     """Fill the B sessions' observed history: items (B, k) int64 their last k items (-1 empty),
     feedback (B, k) float32 the observed feedback on them, step (B, 1) float32 step / max_turn.
-    (The items' embeddings are one numpy ``take``: a row memcpy beats a compiled element loop.)
-    In ``n_parts`` contiguous parts, one per thread (:func:`recgym.parallel.thread_parts`)."""
-    n_sessions = items.shape[0]
-    if n_parts == 1:
-        write_history_rows(sessions, max_turn, items, feedback, step, 0, n_sessions)
-    else:
-        for part in prange(n_parts):
-            start, stop = part_range(n_sessions, n_parts, part)
-            write_history_rows(sessions, max_turn, items, feedback, step, start, stop)
-
-
-@njit(cache=True, _nrt=False)
-def write_history_rows(
-    sessions: tuple, max_turn: int, items: np.ndarray, feedback: np.ndarray, step: np.ndarray, first: int, stop: int,
-) -> None:
-    """:func:`write_history` for the sessions ``first`` to ``stop`` - 1."""
+    (The items' embeddings are one numpy ``take``: a row memcpy beats a compiled element loop.)"""
     s = Sessions(*sessions)
-    k = items.shape[1]
+    n_sessions, k = items.shape
     start = np.uint64(s.recent_items.shape[1] - k)  # unsigned indices: no wraparound check, no gathers
-    for b in range(first, stop):
+    for b in range(n_sessions):
         for j in range(np.uint64(k)):
             items[b, j] = s.recent_items[b, start + j]
             feedback[b, j] = s.recent_feedback[b, start + j]

@@ -53,7 +53,7 @@ from recgym.evaluation import FAMILIARITY_METRICS, LIFETIME_METRICS
 from recgym.metrics import path_value_at, t_ci95
 from recgym.params import V1_DEFAULTS, SimParams
 from recgym.plotting import agg_figure, front_figure
-from recgym.threads import default_torch_threads, set_threads, set_torch_threads
+from recgym.threads import default_torch_threads, set_torch_threads
 
 #: Summary columns written per cell and aggregated over seeds.
 COLUMNS = ("R_cum", "R_each", "length", "gini", "exposure_gap", "coverage", "novelty")
@@ -726,8 +726,7 @@ def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
     ``workers`` == 1: in this process, one job after the other, setting its torch threads to ``torch_threads``
     when given. ``workers`` > 1: the jobs share that many worker processes (started with ``spawn``: a child forked
     after torch's thread pool started can hang), each setting its torch threads once at start (``torch_threads``,
-    default :func:`recgym.threads.default_torch_threads` of ``workers``, which splits the cores between them) and
-    its simulator threads (:func:`recgym.threads.set_threads`: the cores split between the workers); a
+    default :func:`recgym.threads.default_torch_threads` of ``workers``, which splits the cores between them); a
     job is handed to a worker when one is free and the jobs it waits for (:class:`Job`) are done, so fronts and
     cells run side by side. A cell seeds itself, so its result does not depend on the worker count (at equal torch
     threads). A job that raises does not stop the others (a cell whose front failed is not run);
@@ -759,7 +758,7 @@ def run_cells(config: ExperimentConfig, size: Size, todo: list[Cell], outdir: Pa
         elif jobs:
             pending, running, finished = list(jobs), {}, set()
             with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=set_threads, initargs=(torch_threads, workers)) as pool:
+                                     initializer=set_torch_threads, initargs=(torch_threads, workers)) as pool:
                 while pending or running:
                     for job in [job for job in pending if finished.issuperset(job.needs + job.after)]:
                         if len(running) == workers:

@@ -22,10 +22,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from recgym.choice import MIN_SATISFACTION, click_logit, sigmoid
-from recgym.parallel import PRANGE_ONLY, part_range
 
 N_SIGNALS = 8
 CLICK, WATCH_RATIO, LONG_VIEW = 0, 1, 2
@@ -140,38 +139,19 @@ def record_impression(
     s.recent_position[b, length - 1] = position
 
 
-@njit(cache=True, _nrt=False, parallel=PRANGE_ONLY)
+@njit(cache=True, _nrt=False)
 def write_logged_history(
     recent_signals: np.ndarray, recent_popularity: np.ndarray, recent_exposure: np.ndarray,
     recent_position: np.ndarray, clock: np.ndarray, users: np.ndarray, signals: np.ndarray, popularity: np.ndarray,
     exposure: np.ndarray, position: np.ndarray, hour: np.ndarray, weekday: np.ndarray, user_id: np.ndarray,
-    n_parts: int,
 ) -> None:
     """Fill the v1 observation arrays of B sessions from their state (the ``Sessions`` fields of the
     same names): signals (B, k, 8), popularity and exposure (B, k) float32 and position (B, k) int64
     (the last k slots; position -1 for an empty slot), hour and weekday (B, 2) (sin, cos) of the
-    session clock (copied from ``clock`` (B, 4), see ``recgym.dynamics.set_clock``), user_id (B, 1).
-    In ``n_parts`` contiguous parts, one per thread (:func:`recgym.parallel.thread_parts`)."""
-    n_sessions = popularity.shape[0]
-    arrays = (recent_signals, recent_popularity, recent_exposure, recent_position, clock, users, signals, popularity,
-              exposure, position, hour, weekday, user_id)
-    if n_parts == 1:
-        write_logged_rows(arrays, 0, n_sessions)
-    else:
-        for part in prange(n_parts):
-            start, stop = part_range(n_sessions, n_parts, part)
-            write_logged_rows(arrays, start, stop)
-
-
-@njit(cache=True, _nrt=False)
-def write_logged_rows(arrays: tuple, first: int, stop: int) -> None:
-    """:func:`write_logged_history` (``arrays``: its array arguments in order) for the sessions ``first``
-    to ``stop`` - 1."""
-    (recent_signals, recent_popularity, recent_exposure, recent_position, clock, users, signals, popularity,
-     exposure, position, hour, weekday, user_id) = arrays
-    k = popularity.shape[1]
+    session clock (copied from ``clock`` (B, 4), see ``recgym.dynamics.set_clock``), user_id (B, 1)."""
+    n_sessions, k = popularity.shape
     start = recent_popularity.shape[1] - k
-    for b in range(first, stop):
+    for b in range(n_sessions):
         for j in range(k):
             for m in range(N_SIGNALS):
                 signals[b, j, m] = recent_signals[b, start + j, m]

@@ -23,7 +23,6 @@ import numpy as np
 
 from recgym import dynamics
 from recgym.logging_model import N_SIGNALS, SLATE_UNLOGGED, UNIFORMS_PER_IMPRESSION, write_logged_history
-from recgym.parallel import thread_parts
 from recgym.params import USERS_KNOBS, V1_KNOBS, SimParams
 from recgym.sizes import array_bytes, check_count, check_memory
 from recgym.users import (
@@ -31,7 +30,6 @@ from recgym.users import (
     restart_long_term, restart_users, take_returning, users_layout,
 )
 from recgym.world import World
-
 
 class StepResult(NamedTuple):
     """What one batched step produced (a named tuple: ~10x cheaper to build than a frozen dataclass,
@@ -143,7 +141,6 @@ class Simulator:
         self._all_active = np.ones(n, bool)
         self._no_gumbels = np.zeros((n, 0), np.float64)
         self._was_seen = np.zeros((n, params.slate_size) if no_repeat else (0, 0), bool)  # step_sessions' scratch
-        self._part_of = np.empty(n, np.int64)  # the kernels' split of the rows over threads (recgym.parallel)
         self._walk_dims = dims if self.catalogue.walks and params.interest_walk else 0
         self._observation_layout = observation_layout(n, world, params)
 
@@ -234,14 +231,7 @@ class Simulator:
         mode's first draw (standard normals) comes from the session generator here."""
         mode_draws = self.session_rng.standard_normal(slots.size if self.world.is_v1 else 0)
         dynamics.start_sessions(*self._kernel_args, slots, users, hours, offsets, weekdays, self._start_interest,
-                                mode_draws, *self._parts_of(slots.size))
-
-    def _parts_of(self, rows: int) -> tuple[int, np.ndarray]:
-        """(n_parts, part_of): how many parts a kernel splits ``rows`` rows into
-        (:func:`recgym.parallel.thread_parts`) and its scratch (``_part_of``; a fresh one for more rows
-        than sessions: a caller's slots named more than once)."""
-        part_of = self._part_of if rows <= self._part_of.size else np.empty(rows, np.int64)
-        return thread_parts(rows), part_of
+                                mode_draws)
 
     def _returning_users(self, slots: np.ndarray, users: np.ndarray | None) -> np.ndarray:
         """Session mode (v1): ``users`` (default: the next in return order) start sessions now; without
@@ -254,7 +244,7 @@ class Simulator:
             start[:] = self.users.platform_day[0]
             np.add.at(self.users.session_count, users, 1)
         if not self.params.session_memory:  # each session from the user's initial long-term state (issue #19)
-            restart_long_term(self._users_args, users, self.world.user_interest, *self._parts_of(users.size))
+            restart_long_term(self._users_args, users, self.world.user_interest)
         self.start_day[slots] = start
         self.session_index[slots] = self.users.session_count[users] - 1
         self.return_gap[slots] = 0
@@ -271,7 +261,7 @@ class Simulator:
             users = free_users(self.session_rng.integers(0, self.world.n_users, size=slots.size), busy)
         elif busy[users].any() or np.unique(users).size != users.size:
             raise ValueError("lifetime episodes need distinct users, none of them in another slot")
-        restart_users(self._users_args, users, self.world.user_interest, *self._parts_of(users.size))
+        restart_users(self._users_args, users, self.world.user_interest)
         self.start_day[slots] = 0
         self.session_index[slots] = 0
         self.return_gap[slots] = 0
@@ -359,9 +349,8 @@ class Simulator:
 
     def _write_observation(self, observation: dict[str, np.ndarray]) -> None:
         items = observation["item_ids"]
-        n_parts = thread_parts(self.n_sessions)
         dynamics.write_history(self._kernel_args[2], self.params.max_turn, items, observation["feedback"],
-                               observation["step"], n_parts)
+                               observation["step"])
         # mode="wrap": -1 (an empty slot) reads the zero row at the end; with ``out``, the default
         # mode="raise" would gather into a temporary copy first (3x slower).
         self._emb_padded.take(items, axis=0, out=observation["embeddings"], mode="wrap")
@@ -369,8 +358,7 @@ class Simulator:
             s = self.sessions
             write_logged_history(s.recent_signals, s.recent_popularity, s.recent_exposure, s.recent_position, s.clock,
                                  s.user, *(observation[key] for key in (
-                                     "signals", "popularity", "exposure", "position", "hour", "weekday", "user_id")),
-                                 n_parts)
+                                     "signals", "popularity", "exposure", "position", "hour", "weekday", "user_id")))
             if self.params.slate_size > 1:
                 observation["slate_clicks"][...] = s.slate_log
             self.world.user_features.take(self.user, axis=0, out=observation["user_features"])
@@ -432,7 +420,7 @@ class Simulator:
         signals = np.zeros((N_SIGNALS, n if v1 else 0), np.float32)
         dynamics.step_sessions(
             *self._kernel_args, actions.reshape(n, -1), active, normals, uniforms, walk_bytes, gumbels,
-            self._was_seen, consumed, rewards, flags, reason, signals, thread_parts(n), self._part_of,
+            self._was_seen, consumed, rewards, flags, reason, signals,
         )
         session_ended = flags[1] | flags[2]
         if v1 and session_ended.any():

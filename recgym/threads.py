@@ -1,4 +1,4 @@
-"""How many CPU threads torch and the simulator use in recgym's processes, decided in one place.
+"""How many CPU threads torch uses in recgym's processes, decided in one place.
 
 torch's own default (every physical core) oversubscribes a machine when several recgym processes
 share it, or when an experiment runs several workers at once: each worker's torch would use every
@@ -9,21 +9,11 @@ running at once, and stops at :data:`MAX_DEFAULT_THREADS` (the networks trained 
 threads add more synchronisation than speed). On a 2-core machine that is one thread: measured
 under load there, flat PPO trained at 2,000-2,200 frames/s with one torch thread and 125-290 with
 two (docs/performance.md).
-
-The simulator's compiled kernels run their per-session loops on numba's threads (:mod:`recgym.parallel`;
-results are the same for any count). :func:`set_simulator_threads` sets that count: by default every core
-this process may use, split evenly between ``workers`` processes running at once (2 cores, 2 workers: one
-thread each), because a process that only simulates spends its time in the env step, and an agent's update
-and the step take turns, never run at once. The command line, ``recgym bench`` and the experiment runner's
-workers call :func:`set_threads`, which sets both; a library user who calls neither gets numba's default
-(``NUMBA_NUM_THREADS``, else the machine's CPU count).
 """
 
 from __future__ import annotations
 
 import os
-
-import numba
 
 from recgym.sizes import check_count
 
@@ -56,31 +46,3 @@ def set_torch_threads(threads: int | None = None, workers: int = 1) -> int:
 
     torch.set_num_threads(threads)
     return threads
-
-
-def default_simulator_threads(workers: int = 1) -> int:
-    """``max(1, available cores // workers)``, at most numba's thread pool (``NUMBA_NUM_THREADS``): the
-    simulator's default in one of ``workers`` processes that run at once."""
-    workers = check_count("workers", workers)
-    return max(1, min(available_cores() // workers, numba.config.NUMBA_NUM_THREADS))
-
-
-def set_simulator_threads(threads: int | None = None, workers: int = 1) -> int:
-    """Set the simulator kernels' thread count (``numba.set_num_threads``) to ``threads`` (``None``:
-    :func:`default_simulator_threads` of ``workers``) and return it. ``threads`` must lie in
-    [1, ``NUMBA_NUM_THREADS``] (numba's pool is sized once, at import)."""
-    if threads is None:
-        threads = default_simulator_threads(workers)
-    else:
-        threads = check_count("simulator threads", threads)
-        if threads > numba.config.NUMBA_NUM_THREADS:
-            raise ValueError(f"simulator threads must be in [1, {numba.config.NUMBA_NUM_THREADS}] (NUMBA_NUM_THREADS), "
-                             f"got {threads}")
-    numba.set_num_threads(threads)
-    return threads
-
-
-def set_threads(torch_threads: int | None = None, workers: int = 1) -> tuple[int, int]:
-    """Set torch's threads (:func:`set_torch_threads`) and the simulator's (:func:`set_simulator_threads`,
-    its default) for one of ``workers`` processes that run at once; returns (torch, simulator) threads."""
-    return set_torch_threads(torch_threads, workers), set_simulator_threads(None, workers)

@@ -36,11 +36,10 @@ import functools
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from recgym.cache_hints import PREFETCH_AHEAD, prefetch_row
 from recgym.loaders import ACTIVE_DEGREES, USER_CODES, USER_COUNTS, USER_FLAGS
-from recgym.parallel import PRANGE_ONLY, assign_parts
 from recgym.world import World
 
 #: Columns of KuaiRand-v1's user features (:func:`recgym.loaders.read_kuairand_users`).
@@ -330,35 +329,15 @@ def end_sessions(
                 row[d] *= inverse
 
 
-@njit(cache=True, _nrt=False, parallel=PRANGE_ONLY)
-def restart_long_term(
-    users: tuple, chosen: np.ndarray, interest: np.ndarray, n_parts: int, part_of: np.ndarray,
-) -> None:
+@njit(cache=True, _nrt=False)
+def restart_long_term(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> None:
     """The users ``chosen`` (N,) back to their initial long-term state: the world's interest (rows of
     ``interest`` (U, D)), no taste (acquired or pending), no consumed categories or creators (the
     novelty model's history). Their clock, return queue entry and ``session_count`` are left as they are:
     session mode with ``session_memory=False`` calls it as each session starts (the platform keeps
-    running, the user starts from scratch); :func:`restart_users` builds on it.
-
-    In ``n_parts`` parts, one per thread (:func:`recgym.parallel.thread_parts`), by user range (``part_of``
-    (N or more,) int64 scratch, :func:`recgym.parallel.assign_parts`): a user chosen twice (more sessions
-    than users) is cleared in one thread."""
-    if n_parts == 1:
-        restart_rows(users, chosen, interest, -1, part_of)
-    else:
-        assign_parts(chosen, users[0].shape[0], n_parts, part_of)
-        for part in prange(n_parts):
-            restart_rows(users, chosen, interest, part, part_of)
-
-
-@njit(cache=True, _nrt=False)
-def restart_rows(users: tuple, chosen: np.ndarray, interest: np.ndarray, part: int, part_of: np.ndarray) -> None:
-    """:func:`restart_long_term` for every user ``chosen``; with ``part`` >= 0 only ``chosen[n]`` with
-    ``part_of[n] == part``: one thread's part."""
+    running, the user starts from scratch); :func:`restart_users` builds on it."""
     u = Users(*users)
     for n in range(chosen.shape[0]):
-        if part >= 0 and part_of[n] != part:  # another thread's
-            continue
         if n + PREFETCH_AHEAD < chosen.shape[0]:
             ahead = chosen[n + PREFETCH_AHEAD]
             prefetch_row(interest[ahead])
@@ -377,11 +356,11 @@ def restart_rows(users: tuple, chosen: np.ndarray, interest: np.ndarray, part: i
 
 
 @njit(cache=True, _nrt=False)
-def restart_users(users: tuple, chosen: np.ndarray, interest: np.ndarray, n_parts: int, part_of: np.ndarray) -> None:
+def restart_users(users: tuple, chosen: np.ndarray, interest: np.ndarray) -> None:
     """Lifetime mode: the users ``chosen`` (N,) start a new lifetime: the world's interest (rows of
-    ``interest`` (U, D)), no taste, no history (:func:`restart_long_term`, in ``n_parts`` parts with its
-    scratch ``part_of``), their first session begun, own clock at day 0."""
-    restart_long_term(users, chosen, interest, n_parts, part_of)
+    ``interest`` (U, D)), no taste, no history (:func:`restart_long_term`), their first session begun,
+    own clock at day 0."""
+    restart_long_term(users, chosen, interest)
     u = Users(*users)
     for n in range(chosen.shape[0]):
         user = chosen[n]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from recgym import bench
-from recgym.threads import default_simulator_threads
 from recgym.world import synthetic_world
 
 
@@ -28,8 +27,6 @@ def test_run_reports_every_figure_for_its_sizes():
     assert results["dsrm_us_per_state"] is None or results["dsrm_us_per_state"] > 0
     assert len(results["load_average"]) == 2 and all(load is None or load >= 0 for load in results["load_average"])
     assert "load average" in bench.format_table(results)
-    assert results["simulator_threads"] == default_simulator_threads()  # the default: every core
-    assert f"simulator threads: {results['simulator_threads']}" in bench.format_table(results)
     assert json.loads(json.dumps(results)) == results  # the JSON line round-trips
     assert set(results["hrl_fps"]) == set(bench.HRL_AGENTS) == {"dsrm-hrl", "hrl4pfg", "novelty-hrl"}
     assert all(fps > 0 for fps in results["hrl_fps"].values()) and results["hrl_reference_fps"] > 0
@@ -110,8 +107,7 @@ def test_lean_reference_observes_the_last_items_oldest_first():
     assert ((obs["feedback"] >= 0) & (obs["feedback"] <= world.reward_max)).all()
 
 
-@pytest.mark.parametrize("argv, message", [(["--timer", "gpu"], "invalid choice"), (["--seconds", "0"], "positive"),
-                                           (["--simulator-threads", "0"], "--simulator-threads must be >= 1")])
+@pytest.mark.parametrize("argv, message", [(["--timer", "gpu"], "invalid choice"), (["--seconds", "0"], "positive")])
 def test_cli_rejects_bad_options(argv, message, capsys):
     with pytest.raises(SystemExit):
         bench.main(argv)

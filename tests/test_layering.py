@@ -84,7 +84,7 @@ def test_recgym_import_graph_is_acyclic():
 
 #: Scripts that time ANOTHER commit's code beside this tree's (a ``git worktree`` of it imported in a
 #: subprocess): they cannot be entry points into this tree's recgym.bench, which the old code lacks.
-CROSS_COMMIT_SCRIPTS = ("bench_hrl_baseline.py", "bench_parallel_step.py")
+CROSS_COMMIT_SCRIPTS = ("bench_hrl_baseline.py",)
 
 
 def test_benchmarks_are_thin_entry_points_into_recgym_bench():
