@@ -32,6 +32,20 @@ def check_count(name: str, value: Any, low: int = 1) -> int:
     return int(value)
 
 
+def check_number(name: str, value: Any, low: float = 0.0, *, strict: bool = False) -> float:
+    """``value`` as a ``float`` if it is a finite real number (``int`` or ``float``, not bool) >= ``low`` (> ``low``
+    with ``strict``); else a one-line ``ValueError`` naming ``name`` and the valid range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low \
+            or (strict and value == low):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
+    return float(value)
+
+
+def check_optional_count(name: str, value: Any, low: int = 1) -> int | None:
+    """``None`` for ``None`` (the option is off), else :func:`check_count`'s ``int``."""
+    return None if value is None else check_count(name, value, low)
+
+
 def array_bytes(shape: tuple[int, ...], dtype: Any) -> int:
     """Bytes of an array of ``shape`` and ``dtype``, in Python ints (no overflow for absurd shapes)."""
     return math.prod(int(size) for size in shape) * np.dtype(dtype).itemsize

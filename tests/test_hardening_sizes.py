@@ -183,3 +183,19 @@ def test_a_numpy_integer_size_is_accepted():
     assert env.num_envs == 3 and type(env.num_envs) is int
     assert synthetic_world(n_items=np.int64(30)).n_items == 30
     assert recgym.Simulator(kuairec_world(), SimParams(), np.int32(2)).n_sessions == 2
+
+
+@pytest.mark.parametrize("value", [True, "1", None, float("nan"), float("inf"), -0.5])
+def test_check_number_refuses_what_is_not_a_finite_number_in_range(value):
+    with pytest.raises(ValueError, match=r"^knob must be a finite number >= 0, got .*$"):
+        sizes.check_number("knob", value)
+
+
+def test_check_number_bounds_and_the_optional_count():
+    assert sizes.check_number("knob", 0) == 0.0 and isinstance(sizes.check_number("knob", 3), float)
+    with pytest.raises(ValueError, match="knob must be a finite number > 0, got 0"):
+        sizes.check_number("knob", 0, strict=True)
+    assert sizes.check_number("knob", 0.25, strict=True) == 0.25
+    assert sizes.check_optional_count("n", None) is None and sizes.check_optional_count("n", 5) == 5
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
+        sizes.check_optional_count("n", 0)

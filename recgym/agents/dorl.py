@@ -33,7 +33,7 @@ from recgym.agents.callbacks import reset_due
 from recgym.agents.flat import load_model, train
 from recgym.agents.rewards import RewardShaper
 from recgym.agents.sb3_policy import SB3Policy
-from recgym.sizes import check_count
+from recgym.sizes import check_optional_count
 from recgym.world import World
 
 
@@ -161,8 +161,7 @@ def train_dorl(env_id: str, timesteps: int, seed: int = 0, num_envs: int = 64, c
     from recgym.evaluation import make_eval_env
 
     config = config or DORLConfig()
-    if catalogue_reset_every is not None:
-        check_count("catalogue_reset_every", catalogue_reset_every)
+    check_optional_count("catalogue_reset_every", catalogue_reset_every)
     env_options = dict(env_options or {})
     world = make_eval_env(env_id, 1, **env_options).world
     users, items, feedback = log_random(env_id, int(config.log_fraction * timesteps), seed, num_envs, env_options,

@@ -54,7 +54,7 @@ from recgym.agents.lean_ppo import LeanActorCriticPolicy, LeanPPO
 from recgym.agents.progress import TrainingProgressBar
 from recgym.envs.vector import RecSysVectorEnv
 from recgym.metrics import gini
-from recgym.sizes import check_count
+from recgym.sizes import check_count, check_optional_count
 from recgym.world import World
 
 Obs = dict[str, np.ndarray]
@@ -783,8 +783,7 @@ def train_hierarchy(
     """
     for name, value in (("eval_episodes", eval_episodes), ("eval_freq", eval_freq)):
         check_count(name, value, 0)
-    if catalogue_reset_every is not None:
-        check_count("catalogue_reset_every", catalogue_reset_every)
+    check_optional_count("catalogue_reset_every", catalogue_reset_every)
     run_name = run_name or f"{method.name}_seed{config.seed}"
     checkpoint = Path(logdir) / run_name
     if resume is None and (checkpoint / "meta.json").exists():

@@ -28,7 +28,7 @@ from recgym.agents.hierarchy import (
 )
 from recgym.agents.hrl4pfg import HRL4PFG
 from recgym.agents.novelty_hrl import NoveltyHRL, propensity_agreement
-from recgym.sizes import check_count
+from recgym.sizes import check_count, check_optional_count
 from recgym.world import World
 
 if TYPE_CHECKING:
@@ -127,8 +127,7 @@ def train(
     (``None``: never).
     """
     timesteps = check_count("timesteps", timesteps)
-    if catalogue_reset_every is not None:  # before stage I, not after it
-        check_count("catalogue_reset_every", catalogue_reset_every)
+    check_optional_count("catalogue_reset_every", catalogue_reset_every)  # before stage I, not after it
     if agent not in HRL_AGENTS:
         raise ValueError(f"unknown hierarchical agent {agent!r}; valid: {', '.join(HRL_AGENTS)}")
     from recgym.evaluation import make_eval_env

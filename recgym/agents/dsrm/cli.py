@@ -15,7 +15,7 @@ from recgym.agents.dsrm.evaluate import evaluate
 from recgym.agents.dsrm.model import DSRM
 from recgym.agents.dsrm.rollouts import make_venv
 from recgym.agents.dsrm.train import AGENT, pretrain
-from recgym.sizes import check_count
+from recgym.sizes import check_optional_count
 from recgym.world import World
 
 
@@ -31,8 +31,7 @@ def train_cli(
     ``catalogue_reset_every`` = N: the logging clears the catalogue's counters every N user-steps (the checkpoint
     records N; :func:`recgym.agents.dsrm.train.collect`). Returns (model, checkpoint path)."""
     venv = make_venv(env_id, 1, env_options)  # validates the id and options before any work
-    if catalogue_reset_every is not None:  # and N
-        check_count("catalogue_reset_every", catalogue_reset_every)
+    check_optional_count("catalogue_reset_every", catalogue_reset_every)  # and N
     run_dir = new_run_dir(logdir, AGENT, env_id, seed)
     model = pretrain(env_id, timesteps=timesteps, num_envs=num_envs, logdir=run_dir, seed=seed,
                      progress=progress_bar, env_options=env_options, catalogue_reset_every=catalogue_reset_every)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recgym.agents.checkpoints import META_KEY, check_meta, check_world, first_line
-from recgym.sizes import check_count
+from recgym.sizes import check_count, check_optional_count
 from recgym.world import World
 
 SAMPLERS = ("ddpm", "ddim")
@@ -206,9 +206,7 @@ class DSRM(nn.Module):
     ) -> None:
         super().__init__()
         self.config, self.world_fingerprint, self.n_items = config, world_fingerprint, int(n_items)
-        if catalogue_reset_every is not None:
-            check_count("catalogue_reset_every", catalogue_reset_every)
-        self.catalogue_reset_every = catalogue_reset_every
+        self.catalogue_reset_every = check_optional_count("catalogue_reset_every", catalogue_reset_every)
         self.encoder = HistoryEncoder(config)
         self.denoiser = NoisePredictor(config)
         self.target_scale = math.sqrt(config.embed_dim)

@@ -41,7 +41,7 @@ from recgym.agents.dsrm.model import DSRM, DSRMConfig, HistoryEncoder, resolve_d
 from recgym.agents.dsrm.rollouts import make_venv, rollout
 from recgym.dynamics import popularity_scores
 from recgym.envs.vector import RecSysVectorEnv
-from recgym.sizes import check_count
+from recgym.sizes import check_count, check_optional_count
 from recgym.world import World
 
 #: The registered agent name of stage-I pretraining (:data:`recgym.agents.AGENTS`).
@@ -289,8 +289,7 @@ def stage_one(
     for name, value in (("timesteps", timesteps), ("num_envs", num_envs), ("encoder_epochs", encoder_epochs),
                         ("diffusion_epochs", diffusion_epochs), ("batch_size", batch_size)):
         check_count(name, value)
-    if catalogue_reset_every is not None:
-        check_count("catalogue_reset_every", catalogue_reset_every)
+    check_optional_count("catalogue_reset_every", catalogue_reset_every)
     torch.manual_seed(seed)
     venv = make_venv(env_id, num_envs, env_options)
     world = venv.world
