@@ -36,7 +36,7 @@ from recgym.agents import get_agent
 from recgym.agents.baselines import Obs, OracleGreedy
 from recgym.envs import ENV_IDS
 from recgym.evaluation import EvaluationResult, evaluate
-from recgym.sizes import check_count
+from recgym.sizes import check_count, check_number
 
 #: The lambda grid of the sweep (reward units per flat share of exposure).
 DEFAULT_LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -48,9 +48,7 @@ class ExposurePenalisedOracle(OracleGreedy):
     every other allowed item whatever the penalty; ``penalty=0`` scores as :class:`OracleGreedy`."""
 
     def __init__(self, penalty: float) -> None:
-        if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not 0 <= penalty < math.inf:
-            raise ValueError(f"penalty must be a finite number >= 0, got {penalty!r}")
-        self.penalty = float(penalty)
+        self.penalty = check_number("penalty", penalty)
 
     def scores(self, obs: Obs, mask: np.ndarray) -> np.ndarray:
         sim = self.env.sim

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from recgym.sizes import check_count
+from recgym.sizes import check_count, check_number
 
 Obs = dict[str, np.ndarray]
 
@@ -248,8 +248,7 @@ class FamiliarityDebiaser(Policy):
     the item's categories already present among the session's last ``window`` consumed items."""
 
     def __init__(self, base: Policy, weight: float = 2.0, candidates: int = 50, window: int = 4) -> None:
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
-            raise ValueError(f"weight must be a finite number >= 0, got {weight!r}")
+        check_number("weight", weight)
         self.base, self.weight = base, weight
         self.candidates, self.window = check_count("candidates", candidates), check_count("window", window)
 

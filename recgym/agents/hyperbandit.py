@@ -38,7 +38,7 @@ import numpy as np
 
 from recgym.agents.baselines import LinUCB, Obs
 from recgym.agents.ridge import GroupRidge
-from recgym.sizes import check_count
+from recgym.sizes import check_count, check_number
 
 #: Time-period features: (sin, cos) of the hour and of the weekday.
 N_TIME = 4
@@ -65,10 +65,8 @@ class HyperBanditParams:
 
     def __post_init__(self) -> None:
         check_count("rank", self.rank)
-        for name, low, closed in (("alpha", 0.0, True), ("ridge", 0.0, False), ("user_ridge", 0.0, False)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < low or (value == low and not closed):
-                raise ValueError(f"{name} must be a finite number {'>=' if closed else '>'} {low:g}, got {value!r}")
+        for name, strict in (("alpha", False), ("ridge", True), ("user_ridge", True)):
+            check_number(name, getattr(self, name), strict=strict)
         if self.exploration not in EXPLORATIONS:
             raise ValueError(f"exploration must be one of {', '.join(EXPLORATIONS)}, got {self.exploration!r}")
         check_count("candidates", self.candidates)

@@ -38,7 +38,7 @@ import numpy as np
 from recgym import metrics
 from recgym.agents.baselines import FamiliarityDebiaser, Obs, Policy
 from recgym.agents.ridge import GroupRidge
-from recgym.sizes import check_count
+from recgym.sizes import check_count, check_number
 
 #: Familiarity features, in order.
 FEATURES = ("creator", "category")
@@ -65,10 +65,7 @@ class LAFBParams:
         for name in ("candidates", "window"):
             check_count(name, getattr(self, name))
         for name in ("ridge", "user_ridge", "max_factor", "strength"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or \
-                    value < 0 or (value == 0 and name != "strength"):
-                raise ValueError(f"{name} must be a finite number {'>= 0' if name == 'strength' else '> 0'}, got {value!r}")
+            check_number(name, getattr(self, name), strict=name != "strength")
 
 
 class LAFB(FamiliarityDebiaser):
