@@ -991,15 +991,15 @@ def equal_watch_seeds(config: ExperimentConfig, env: str, outdir: Path,
                               for ranker in rankers}) for seed in range(size.seeds)], found, len(records)
 
 
-def equal_watch_table(config: ExperimentConfig, outdir: Path) -> str:
-    """Markdown: per env, the common watch time (:func:`equal_watch_time`, per seed) and each familiarity post-ranker's
-    :data:`EQUAL_WATCH_METRICS` at it, then their seed-paired difference (mean ± Student-t 95% half-width over seeds);
-    empty until every cell of the sweeps is stored."""
+def equal_watch_table(sweeps: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], int]]) -> str:
+    """Markdown: per env of ``sweeps`` (env -> :func:`equal_watch_seeds`), the common watch time
+    (:func:`equal_watch_time`, per seed) and each familiarity post-ranker's :data:`EQUAL_WATCH_METRICS` at it, then
+    their seed-paired difference (mean ± Student-t 95% half-width over seeds); empty until every cell of the sweeps
+    is stored."""
     lines = ["| env | ranker | common watch time (s) | base watch time (s) | "
              + " | ".join(f"{key} at it" for key in EQUAL_WATCH_METRICS) + " |", "|---" * (4 + len(EQUAL_WATCH_METRICS)) + "|"]
     first, second = FAMILIARITY_RANKERS
-    for env in config.envs:
-        seeds, _, _ = equal_watch_seeds(config, env, outdir)
+    for env, (seeds, _, _) in sweeps.items():
         if not seeds:
             return ""
         watch, base = (t_ci95(np.array([seed[key] for seed in seeds])) for key in ("watch_time", "base_watch_time"))
@@ -1013,19 +1013,20 @@ def equal_watch_table(config: ExperimentConfig, outdir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def equal_watch_plot(config: ExperimentConfig, outdir: Path, path: Path) -> bool:
-    """The familiarity post-rankers' strength sweeps (:func:`strength_sweep`) per env (columns): each of
+def equal_watch_plot(config: ExperimentConfig, sweeps: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], int]],
+                     path: Path) -> bool:
+    """The familiarity post-rankers' strength sweeps (:func:`strength_sweep`) per env of ``sweeps`` (env ->
+    :func:`equal_watch_seeds`; columns): each of
     :data:`EQUAL_WATCH_METRICS` (rows) vs watch time, the mean over the stored seeds of each strength (error bars:
     Student-t 95% half-widths), joined in strength order from the common base, with the mean common watch time
     (:func:`equal_watch_time`) as a dashed line. Draws ``path`` and returns ``True`` once every cell is stored."""
     from matplotlib import colormaps
 
-    results = {env: equal_watch_seeds(config, env, outdir) for env in config.envs}
-    if not all(seeds for seeds, _, _ in results.values()):
+    if not all(seeds for seeds, _, _ in sweeps.values()):
         return False
-    fig = agg_figure(figsize=(5.5 * len(config.envs), 3.6 * len(EQUAL_WATCH_METRICS)))
-    axes = fig.subplots(len(EQUAL_WATCH_METRICS), len(config.envs), squeeze=False)
-    for col, (env, (seeds, records, _)) in enumerate(results.items()):
+    fig = agg_figure(figsize=(5.5 * len(sweeps), 3.6 * len(EQUAL_WATCH_METRICS)))
+    axes = fig.subplots(len(EQUAL_WATCH_METRICS), len(sweeps), squeeze=False)
+    for col, (env, (seeds, records, _)) in enumerate(sweeps.items()):
         for row, key in enumerate(EQUAL_WATCH_METRICS):
             ax = axes[row, col]
             for index, ranker in enumerate(FAMILIARITY_RANKERS):
@@ -1121,8 +1122,9 @@ def v1_table(config: ExperimentConfig, root: Path = V1_RESULTS) -> str:
     if learning_curve_plot(done, outdir / LEARNING_CURVES):
         lines += ["", (f"Learning curves on the truth of the stored cells (mean and 95% band over their seeds): "
                        f"![{config.name}: learning curves](../{(outdir / LEARNING_CURVES).as_posix()})")]
-    equal = equal_watch_table(config, outdir) if config.familiarity else ""
-    if equal and equal_watch_plot(config, outdir, outdir / EQUAL_WATCH_PLOT):
+    sweeps = {env: equal_watch_seeds(config, env, outdir) for env in config.envs} if config.familiarity else {}
+    equal = equal_watch_table(sweeps) if sweeps else ""
+    if equal and equal_watch_plot(config, sweeps, outdir / EQUAL_WATCH_PLOT):
         lines += ["", (f"At equal total watch time ({', '.join(FAMILIARITY_RANKERS)} swept over multiples "
                        f"{', '.join(f'{m:g}' for m, _ in strength_sweep(config, FAMILIARITY_RANKERS[1]))} of their default "
                        f"strength, 0 being their common base `{FAMILIARITY_BASE}`; per seed, the common watch time is the "
